@@ -1,0 +1,32 @@
+# Every target bootstraps .venv from requirements.txt first (again when requirements.txt changes).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: serve build test test-fast bench figures notebooks gpu-check lighthouse browser-deps clean
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+serve: $(STAMP)  ## zh at http://127.0.0.1:8000/ , en at /en/
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+build: $(STAMP)  ## static site in site/
+	$(BIN)/mkdocs build --strict
+
+test: $(STAMP)   ## every test, every block shown on the site
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)  ## the layers chapter's speed table -> generated/layers-bench.md
+	$(BIN)/python -m tools.bench_layers
+
+figures: $(STAMP)  ## every picture shown on a page -> docs/assets/img/
+	$(BIN)/python -m tools.figures
+
+clean:
+	rm -rf site .cache .pytest_cache

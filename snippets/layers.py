@@ -1,0 +1,224 @@
+"""Chapter `layers`: hand-written 2-D cross-correlation, convolution and pooling,
+next to PyTorch's built-ins, a vectorised version and a speed comparison.
+
+Run it as `python -m snippets.layers` (or `python snippets/layers.py`).
+Sections marked `--8<-- [start:name]` are shown on the pages docs/{zh,en}/layers.md.
+"""
+# --8<-- [start:imports]
+import torch
+import torch.nn.functional as F
+from torch import nn
+# --8<-- [end:imports]
+
+
+# --8<-- [start:check_2d]
+def _check_2d(X: torch.Tensor, window: tuple, what: str) -> None:
+    """Reject input that the loop versions below would silently get wrong."""
+    if not isinstance(X, torch.Tensor) or X.dim() != 2:
+        shape = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
+        raise ValueError(
+            f"{what} expects a 2-D (H, W) tensor, got shape {shape}; "
+            "for (N, C, H, W) batches use the built-in F.conv2d / F.max_pool2d"
+        )
+    h, w = window
+    if h < 1 or w < 1 or h > X.shape[0] or w > X.shape[1]:
+        raise ValueError(
+            f"{what}: window {h}x{w} does not fit in input {X.shape[0]}x{X.shape[1]}; "
+            "use a smaller kernel or pad the input first"
+        )
+# --8<-- [end:check_2d]
+
+
+# --8<-- [start:corr2d]
+def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """2-D cross-correlation of one (H, W) input with one (h, w) kernel, stride 1."""
+    if not isinstance(K, torch.Tensor) or K.dim() != 2:
+        raise ValueError(f"corr2d expects a 2-D (h, w) kernel, got {getattr(K, 'shape', K)}")
+    h, w = K.shape
+    _check_2d(X, (h, w), "corr2d")
+    X, K = X.float(), K.float()
+    Y = torch.zeros(X.shape[0] - h + 1, X.shape[1] - w + 1)
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
+    return Y
+# --8<-- [end:corr2d]
+
+
+# --8<-- [start:conv2d_module]
+class Conv2D(nn.Module):
+    """One-channel 2-D convolution layer built on corr2d (a learnable kernel and bias)."""
+
+    def __init__(self, kernel_size: tuple[int, int]):
+        super().__init__()  # same as super(Conv2D, self).__init__() in Python 3
+        if isinstance(kernel_size, int):
+            kernel_size = (kernel_size, kernel_size)
+        self.weight = nn.Parameter(torch.randn(kernel_size))
+        self.bias = nn.Parameter(torch.randn(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return corr2d(x, self.weight) + self.bias
+# --8<-- [end:conv2d_module]
+
+
+# --8<-- [start:out_size]
+def conv_out_size(n: int, k: int, padding: int = 0, stride: int = 1) -> int:
+    """Output length along one axis: floor((n + 2p - k) / s) + 1."""
+    if k > n + 2 * padding:
+        raise ValueError(f"kernel {k} is larger than the padded input {n + 2 * padding}")
+    return (n + 2 * padding - k) // stride + 1
+# --8<-- [end:out_size]
+
+
+# --8<-- [start:comp_conv2d]
+def comp_conv2d(conv2d: nn.Conv2d, X: torch.Tensor) -> torch.Tensor:
+    """Run a 1-in/1-out nn.Conv2d on a 2-D tensor and drop the batch and channel dims."""
+    X = X.reshape((1, 1) + X.shape)  # (1, 1) + torch.Size concatenates: (1, 1, H, W)
+    Y = conv2d(X)
+    return Y.reshape(Y.shape[2:])
+# --8<-- [end:comp_conv2d]
+
+
+# --8<-- [start:pool2d]
+def pool2d(X: torch.Tensor, pool_size: tuple[int, int], mode: str = "max",
+           stride: int | None = None) -> torch.Tensor:
+    """Max or average pooling of a 2-D tensor; stride defaults to 1 (the notes' version)."""
+    if mode not in ("max", "avg"):
+        raise ValueError(f"unknown pool mode {mode!r}; use 'max' or 'avg'")
+    if mode == "avg" and not X.is_floating_point():
+        raise TypeError(f"avg pooling needs a floating-point tensor, got {X.dtype}; call X.float() first")
+    p_h, p_w = pool_size
+    _check_2d(X, (p_h, p_w), "pool2d")
+    s = stride or 1
+    Y = torch.zeros((X.shape[0] - p_h) // s + 1, (X.shape[1] - p_w) // s + 1, dtype=X.dtype)
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            window = X[i * s:i * s + p_h, j * s:j * s + p_w]
+            Y[i, j] = window.max() if mode == "max" else window.mean()
+    return Y
+# --8<-- [end:pool2d]
+
+
+# --8<-- [start:unfold]
+def corr2d_unfold(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """The same cross-correlation without Python loops: view every window at once."""
+    h, w = K.shape
+    _check_2d(X, (h, w), "corr2d_unfold")
+    windows = X.float().unfold(0, h, 1).unfold(1, w, 1)  # (H-h+1, W-w+1, h, w), no copy
+    return (windows * K.float()).sum(dim=(-1, -2))
+
+
+def max_pool2d_unfold(X: torch.Tensor, pool_size: tuple[int, int], stride: int = 1) -> torch.Tensor:
+    """Max pooling with unfold: the windows' maximum, stride 1 by default."""
+    p_h, p_w = pool_size
+    _check_2d(X, (p_h, p_w), "max_pool2d_unfold")
+    return X.unfold(0, p_h, stride).unfold(1, p_w, stride).amax(dim=(-1, -2))
+# --8<-- [end:unfold]
+
+
+def demo_corr2d() -> torch.Tensor:
+    # --8<-- [start:demo_corr2d]
+    X = torch.arange(9.0).reshape(3, 3)
+    K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    Y = corr2d(X, K)
+    print(Y)
+    # the built-in takes (N, C, H, W) input and (out, in, h, w) weights
+    print(torch.equal(Y, F.conv2d(X[None, None], K[None, None])[0, 0]))
+    # --8<-- [end:demo_corr2d]
+    return Y
+
+
+def demo_learn_edge() -> torch.Tensor:
+    # --8<-- [start:demo_learn_edge]
+    torch.manual_seed(0)
+    X = torch.ones(6, 8)
+    X[:, 2:6] = 0                        # a dark stripe: edges at columns 2 and 6
+    Y = corr2d(X, torch.tensor([[1.0, -1.0]]))  # the edge map we want to learn
+    layer = Conv2D(kernel_size=(1, 2))
+    opt = torch.optim.SGD(layer.parameters(), lr=0.01)
+    for step in range(200):
+        loss = ((layer(X) - Y) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print(f"loss {loss.item():.6f}, kernel {layer.weight.data.round(decimals=2).tolist()}")
+    # --8<-- [end:demo_learn_edge]
+    return layer.weight.detach()
+
+
+def demo_out_size() -> None:
+    # --8<-- [start:demo_out_size]
+    torch.manual_seed(0)
+    X = torch.rand(8, 8)
+    for k, p, s in [(3, 1, 1), (3, 0, 1), (5, 2, 2)]:
+        conv = nn.Conv2d(1, 1, kernel_size=k, padding=p, stride=s)
+        shape = comp_conv2d(conv, X).shape
+        print(f"k={k} padding={p} stride={s}: {tuple(shape)}, rule says {conv_out_size(8, k, p, s)}")
+    # --8<-- [end:demo_out_size]
+
+
+def demo_builtins() -> None:
+    # --8<-- [start:demo_builtins]
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8)                   # (N, C, H, W)
+    conv = nn.Conv2d(in_channels=3, out_channels=4, kernel_size=3, padding=1)
+    y_module = conv(x)                           # module: owns weight and bias
+    y_function = F.conv2d(x, conv.weight, conv.bias, padding=1)  # function: you pass them
+    print(y_module.shape, torch.allclose(y_module, y_function))
+    pool = nn.MaxPool2d(kernel_size=2)           # both forms exist for pooling too
+    print(pool(y_module).shape, torch.equal(pool(y_module), F.max_pool2d(y_module, 2)))
+    # --8<-- [end:demo_builtins]
+
+
+def demo_pool_stride() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:demo_pool_stride]
+    X = torch.arange(16.0).reshape(4, 4)
+    manual = pool2d(X, (2, 2))                   # stride 1: 3x3 output
+    builtin = F.max_pool2d(X[None, None], (2, 2))[0, 0]  # stride = kernel: 2x2
+    print(manual)
+    print(builtin)
+    print(torch.equal(manual, F.max_pool2d(X[None, None], (2, 2), stride=1)[0, 0]))
+    print(torch.equal(manual[::2, ::2], builtin))  # every other stride-1 window
+    print(torch.equal(pool2d(X, (2, 2), stride=2), builtin))
+    # --8<-- [end:demo_pool_stride]
+    return manual, builtin
+
+
+def demo_unfold() -> None:
+    # --8<-- [start:demo_unfold]
+    torch.manual_seed(0)
+    X, K = torch.rand(32, 32), torch.rand(3, 3)
+    print(torch.allclose(corr2d(X, K), corr2d_unfold(X, K), atol=1e-5))
+    print(torch.allclose(corr2d_unfold(X, K), F.conv2d(X[None, None], K[None, None])[0, 0], atol=1e-5))
+    print(torch.equal(max_pool2d_unfold(X, (2, 2)), pool2d(X, (2, 2))))
+    # --8<-- [end:demo_unfold]
+
+
+def demo_bad_input() -> None:
+    # --8<-- [start:demo_bad_input]
+    batch = torch.rand(1, 1, 8, 8)               # the notes' corr2d returned an empty tensor here
+    corr2d(batch, torch.rand(3, 3))
+    # --8<-- [end:demo_bad_input]
+
+
+def demo_more_errors() -> None:
+    # --8<-- [start:demo_more_errors]
+    X = torch.arange(16).reshape(4, 4)           # an integer tensor
+    attempts = {
+        "kernel too large": lambda: corr2d(X, torch.ones(5, 5)),
+        "3-D input": lambda: pool2d(X[None], (2, 2)),
+        "unknown mode": lambda: pool2d(X, (2, 2), mode="min"),
+        "avg on integers": lambda: pool2d(X, (2, 2), mode="avg"),
+    }
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except (ValueError, TypeError) as err:
+            print(f"{name}: {type(err).__name__}: {err}")
+    # --8<-- [end:demo_more_errors]
+
+
+if __name__ == "__main__":
+    for demo in (demo_corr2d, demo_learn_edge, demo_out_size, demo_builtins, demo_pool_stride, demo_unfold):
+        print(f"--- {demo.__name__}")
+        demo()
