@@ -1,0 +1,108 @@
+"""Each claim of the autograd chapter, asserted."""
+import pytest
+import torch
+from torch import nn
+
+from snippets import autograd as ag
+
+
+def test_requires_grad_gives_2x_and_is_off_by_default():
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x ** 2).sum().backward()
+    assert torch.equal(x.grad, 2 * x.detach())
+    assert torch.tensor([1.0]).requires_grad is False
+
+
+def test_graph_leaves_and_functions():
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 2
+    c = b.sum()
+    assert a.is_leaf and a.grad_fn is None
+    assert not b.is_leaf and type(b.grad_fn).__name__ == "MulBackward0"
+    assert c.grad_fn.next_functions[0][0] is b.grad_fn  # edges point back towards the inputs
+    kinds = [type(fn).__name__ if fn else None for fn, _ in b.grad_fn.next_functions]
+    assert kinds == ["AccumulateGrad", None]
+
+
+def test_detach_shares_storage_and_leaves_the_original_tracked():
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 2
+    c = b.detach()
+    assert c.requires_grad is False and c.grad_fn is None and c.is_leaf
+    assert b.requires_grad and b.grad_fn is not None  # detach() is not in place
+    assert c.data_ptr() == b.data_ptr()
+    c[0] = 100.0
+    assert b[0].item() == 100.0
+
+
+def test_gradients_accumulate_2_4_6_then_zero():
+    x = torch.tensor(1.0, requires_grad=True)
+    seen = []
+    for _ in range(3):
+        (2 * x).backward()
+        seen.append(x.grad.item())
+    assert seen == [2.0, 4.0, 6.0]
+    x.grad.zero_()
+    (2 * x).backward()
+    assert x.grad.item() == 2.0
+
+
+def test_optimizer_zero_grad_sets_none_by_default():
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.ones(2, 3)).sum().backward()
+    opt.zero_grad()
+    assert model.weight.grad is None
+    model(torch.ones(2, 3)).sum().backward()
+    opt.zero_grad(set_to_none=False)
+    assert torch.equal(model.weight.grad, torch.zeros_like(model.weight))
+
+
+@pytest.mark.parametrize("micro", [2, 4, 8])
+def test_micro_batch_accumulation_equals_full_batch(micro):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    X, y = torch.randn(8, 4), torch.randn(8, 1)
+    full = ag.grads_after(model, X, y, micro_batches=1)
+    acc = ag.grads_after(model, X, y, micro_batches=micro)
+    assert all(torch.allclose(f, a, atol=1e-6) for f, a in zip(full, acc))
+
+
+def test_micro_batches_without_scaling_would_be_too_large():
+    # the scaling by 1/micro_batches is what makes the sum equal the full-batch mean
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    X, y = torch.randn(8, 4), torch.randn(8, 1)
+    full = ag.grads_after(model, X, y, micro_batches=1)
+    model.zero_grad()
+    for xb, yb in zip(X.chunk(4), y.chunk(4)):
+        nn.functional.mse_loss(model(xb), yb).backward()
+    assert torch.allclose(model.weight.grad, 4 * full[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, 3, -1])
+def test_grads_after_rejects_a_split_that_does_not_divide(bad):
+    with pytest.raises(ValueError, match="must be >= 1 and divide the batch size 8"):
+        ag.grads_after(nn.Linear(4, 1), torch.randn(8, 4), torch.randn(8, 1), micro_batches=bad)
+
+
+def test_no_grad_and_inference_mode_build_no_graph():
+    model = nn.Linear(3, 1)
+    x = torch.ones(1, 3)
+    assert model(x).requires_grad
+    with torch.no_grad():
+        assert not model(x).requires_grad
+    with torch.inference_mode():
+        out = model(x)
+    assert not out.requires_grad and out.is_inference()
+
+
+def test_backward_twice_needs_retain_graph():
+    with pytest.raises(RuntimeError, match="Trying to backward through the graph a second time"):
+        ag.demo_backward_twice()
+    x = torch.tensor(1.0, requires_grad=True)
+    y = torch.exp(x)
+    y.backward(retain_graph=True)
+    y.backward()
+    assert torch.isclose(x.grad, 2 * torch.exp(torch.tensor(1.0)))
+

@@ -1,0 +1,185 @@
+"""The site itself: strict build, language parity, every shown block accounted for, Chinese search."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tools.shown_code import ROOT, chains, expand, includes, parse_page
+
+DOCS = ROOT / "docs"
+LANGS = ("zh", "en")
+PAGE_SUFFIXES = (".md", ".ipynb")
+
+
+def pages(lang: str) -> set[str]:
+    base = DOCS / lang
+    return {str(p.relative_to(base)) for p in base.rglob("*") if p.suffix in PAGE_SUFFIXES}
+
+
+def md_pages() -> list[Path]:
+    return sorted(p for lang in LANGS for p in (DOCS / lang).rglob("*.md"))
+
+
+def mkdocs(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    result = mkdocs("build", "--strict", "--site-dir", str(out))
+    assert result.returncode == 0, result.stderr[-4000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert warnings == []
+    return out
+
+
+def test_strict_build_passes(built_site):
+    assert (built_site / "index.html").exists() and (built_site / "en" / "index.html").exists()
+
+
+def test_both_languages_have_the_same_pages():
+    assert pages("zh") == pages("en")
+    assert pages("zh"), "no pages found"
+
+
+def test_every_page_is_in_the_nav():
+    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+
+    def walk(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from walk(v)
+        else:
+            yield node
+
+    assert set(walk(cfg["nav"])) == pages("zh")
+
+
+@pytest.mark.parametrize("page", sorted(pages("zh") & pages("en")), ids=str)
+def test_language_pair_includes_the_same_sections_in_order(page):
+    if not page.endswith(".md"):
+        pytest.skip("notebooks are checked by their generator's test")
+    shown = {}
+    for lang in LANGS:
+        text = (DOCS / lang / page).read_text(encoding="utf-8")
+        shown[lang] = [(b.lang, includes(b.source)) for b in parse_page(text)]
+        shown[lang] += [("page", [m]) for m in re.findall(r'^--8<-- "([^"]+)"$', text, re.M)]
+    assert shown["zh"] == shown["en"]
+
+
+@pytest.mark.parametrize("page", md_pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_block_is_run_or_skipped_with_a_reason(page):
+    problems = block_problems(page.read_text(encoding="utf-8"))
+    assert problems == []
+
+
+def block_problems(text: str) -> list[str]:
+    """Why a page's fences would escape the test run (empty when every block is accounted for)."""
+    problems = []
+    for b in parse_page(text):
+        where = f"line {b.lineno}"
+        if b.is_python:
+            if b.info != b.lang:
+                problems.append(f"{where}: fence options ({b.info!r}) are not allowed; use a plain ```python")
+            for mark in b.marks:
+                if re.match(r"pytest\.mark\.skip(if)?\b", mark) and "reason=" not in mark:
+                    problems.append(f"{where}: {mark} has no reason")
+            code = expand(b.source)
+            if re.search(r"^\s*(from|import)\s+snippets\b", code, re.M):
+                problems.append(f"{where}: a shown block imports the project's `snippets` package")
+            if not includes(b.source):
+                problems.append(f"{where}: code typed in Markdown; include it from snippets/")
+        elif b.lang in ("bash", "sh", "shell", "console"):
+            if not includes(b.source) or expand(b.source).strip() == b.source.strip():
+                problems.append(f"{where}: shell blocks may only include files that a test executes")
+            if b.marks:
+                problems.append(f"{where}: shell blocks are not run here; put their test in tests/")
+        elif b.lang in ("text", "") and b.marks:
+            problems.append(f"{where}: test markers on a non-Python fence do nothing")
+        elif b.lang not in ("text", ""):
+            problems.append(f"{where}: fence language {b.lang!r} is neither run nor allowed; use ```python")
+        else:
+            problems.append(f"{where}: a {b.lang or 'plain'} fence that is not an expected output is typed output")
+    try:
+        chains(parse_page(text))
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
+@pytest.mark.parametrize("fence, problem", [
+    ('```py title="x.py"\nprint(1)\n```', "fence options"),
+    ('<!--pytest.mark.skip-->\n```python\n--8<-- "snippets/layers.py:imports"\n```', "has no reason"),
+    ("```python\nprint(1)\n```", "code typed in Markdown"),
+    ("```pycon\n>>> 1\n```", "neither run nor allowed"),
+    ("```text\n1\n```", "typed output"),
+    ("```bash\npip install torch\n```", "shell blocks may only include"),
+    ('```python\n--8<-- "snippets/layers.py:imports"\n```\n<!--pytest-codeblocks:expected-output-->\n```text\n\n```',
+     None),
+])
+def test_block_checker_catches_unaccounted_blocks(fence, problem):
+    found = block_problems(fence + "\n")
+    if problem is None:
+        assert found == []
+    else:
+        assert any(problem in p for p in found), found
+
+
+def test_search_index_holds_jieba_segmented_chinese(built_site):
+    index = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    zh_docs = [d for d in index["docs"] if not d["location"].startswith("en/")]
+    text = " ".join(d["title"] + " " + d["text"] for d in zh_docs)
+    # jieba splits 梯度累加 ("gradient accumulation") into two searchable words
+    assert "梯度\u200b累加" in text
+    assert "\\u200b" in index["config"]["separator"]
+
+
+def test_chinese_headings_get_readable_anchors(built_site):
+    html = (built_site / "autograd" / "index.html").read_text(encoding="utf-8")
+    assert 'id="梯度累加"' in html
+
+
+@pytest.fixture(scope="module")
+def project_copy(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("copy")
+    for name in ("docs", "snippets", "generated", "overrides", "hooks", "tools", "mkdocs.yml",
+                 "conftest.py", "pyproject.toml"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def test_a_removed_section_fails_the_build_and_the_tests(project_copy):
+    layers = project_copy / "snippets" / "layers.py"
+    layers.write_text(layers.read_text(encoding="utf-8").replace("[start:demo_unfold]", "[start:renamed]"),
+                      encoding="utf-8")
+    build = mkdocs("build", "--strict", "--site-dir", str(project_copy / "site"), cwd=project_copy)
+    assert build.returncode != 0
+    assert "Snippet section 'demo_unfold' could not be located" in build.stderr
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "docs/en/layers.md"],
+                         cwd=project_copy, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "Snippet section 'demo_unfold' could not be located" in run.stdout
+
+
+def test_every_page_has_a_description():
+    for page in md_pages():
+        head = page.read_text(encoding="utf-8").split("---", 2)
+        assert len(head) == 3 and re.search(r"^description: \S", head[1], re.M), f"{page} has no description"
