@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 serve: $(STAMP)  ## zh at http://127.0.0.1:8000/ , en at /en/
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	SITE_URL=http://127.0.0.1:8000/ $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 build: $(STAMP)  ## static site in site/
 	$(BIN)/mkdocs build --strict
@@ -27,6 +27,14 @@ bench: $(STAMP)  ## the layers chapter's speed table -> generated/layers-bench.m
 
 figures: $(STAMP)  ## every picture shown on a page -> docs/assets/img/
 	$(BIN)/python -m tools.figures
+
+# On a CUDA machine, with that machine's own python3 and torch (not .venv, not requirements.txt's pin):
+# every `cuda` test and every block shown on the site -> generated/gpu-report.{json,md}, generated/verified.md.
+# Missing test/docs packages come from WHEELS (default .whl/): python -m tools.gpu_check --download-wheels .whl
+GPU_PYTHON ?= python3
+WHEELS     ?=
+gpu-check:       ## needs a CUDA GPU; refuses on a CPU machine
+	$(GPU_PYTHON) -m tools.gpu_check $(if $(WHEELS),--wheels $(WHEELS))
 
 clean:
 	rm -rf site .cache .pytest_cache

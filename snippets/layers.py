@@ -196,8 +196,8 @@ def demo_unfold() -> None:
 
 def demo_bad_input() -> None:
     # --8<-- [start:demo_bad_input]
-    batch = torch.rand(1, 1, 8, 8)               # the notes' corr2d returned an empty tensor here
-    corr2d(batch, torch.rand(3, 3))
+    batch = torch.rand(1, 1, 6, 8)               # the notes' version returned an empty tensor here
+    corr2d(batch, torch.tensor([[1.0, -1.0]]))
     # --8<-- [end:demo_bad_input]
 
 

@@ -38,11 +38,17 @@ def check_class_target(logits: torch.Tensor, target: torch.Tensor) -> None:
     if target.is_floating_point() or target.dtype == torch.bool:
         raise TypeError(f"target must hold class indices as integers (torch.long), got {target.dtype}; "
                         "use target.long(), or F.cross_entropy for class-probability targets")
-    expected = (logits.shape[0],) + tuple(logits.shape[2:])
+    n = logits.shape[0]
+    expected = (n,) + tuple(logits.shape[2:])
     if tuple(target.shape) != expected:
+        if tuple(target.shape) == (n, 1):
+            hint = "squeeze the [N, 1] target with target.squeeze(1)"
+        elif target.dim() == 0 or target.shape[0] != n:
+            hint = "logits and target hold different numbers of samples; pass matching batches"
+        else:
+            hint = "if the classes are on the last axis of the logits, move them with logits.movedim(-1, 1)"
         raise ValueError(f"target has shape {tuple(target.shape)}, but logits of shape {tuple(logits.shape)} "
-                         f"need a target of shape {expected} (the class dimension of logits is dim 1); "
-                         "squeeze a [N, 1] target with target.squeeze(1)")
+                         f"need a target of shape {expected} (the class dimension of logits is dim 1); {hint}")
     n_classes = logits.shape[1]
     invalid = (target < 0) | (target >= n_classes)
     if invalid.any():
@@ -135,11 +141,11 @@ def huber_manual(pred: torch.Tensor, target: torch.Tensor, delta: float = 1.0) -
 def weighted_cross_entropy_manual(logits: torch.Tensor, target: torch.Tensor,
                                   weight: torch.Tensor | None = None, ignore_index: int = -100) -> torch.Tensor:
     """Mean cross-entropy with class weights and ignored targets, the way F.cross_entropy averages."""
-    if weight is not None and tuple(weight.shape) != (logits.shape[1],):
-        raise ValueError(f"weight needs one entry per class, shape ({logits.shape[1]},), got {tuple(weight.shape)}")
     keep = target != ignore_index
     safe_target = torch.where(keep, target, 0)        # any valid class; masked out below
-    losses = per_sample_cross_entropy(logits, safe_target)
+    losses = per_sample_cross_entropy(logits, safe_target)  # checks logits and target
+    if weight is not None and tuple(weight.shape) != (logits.shape[1],):
+        raise ValueError(f"weight needs one entry per class, shape ({logits.shape[1]},), got {tuple(weight.shape)}")
     w = weight[safe_target] if weight is not None else torch.ones_like(losses)
     w = w * keep                                       # ignored positions weigh 0
     return (w * losses).sum() / w.sum()                # divided by the targets' total weight, not by N
@@ -277,7 +283,8 @@ def demo_bce_large() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         loss.sum().backward()
         results[name] = (loss.detach(), logits.grad)
         print(f"{name:>13}: loss {fmt(loss)}, grad {fmt(logits.grad)}")
-    print("sigmoid:", torch.sigmoid(torch.tensor([2.0, 30.0, -200.0])).tolist())
+    p = torch.sigmoid(torch.tensor([30.0, -200.0]))
+    print("sigmoid(30) == 1:", p[0].item() == 1.0, "| sigmoid(-200) == 0:", p[1].item() == 0.0)
     # --8<-- [end:demo_bce_large]
     return results
 
@@ -351,9 +358,9 @@ def demo_ignore_index() -> None:
     loss = F.cross_entropy(logits, target)     # ignore_index=-100 is the default
     kept = F.cross_entropy(logits[[0, 1, 3]], target[[0, 1, 3]])
     print(fmt(loss), fmt(kept), torch.allclose(loss, weighted_cross_entropy_manual(logits, target)))
-    print(F.cross_entropy(logits, target, reduction="none"))  # the ignored position contributes 0
+    print(fmt(F.cross_entropy(logits, target, reduction="none")))  # the ignored position gives 0
     all_ignored = torch.full((4,), -100)
-    print(F.cross_entropy(logits, all_ignored))  # mean over zero targets: 0 / 0
+    print(fmt(F.cross_entropy(logits, all_ignored)))  # mean over zero targets: 0 / 0
     # --8<-- [end:demo_ignore_index]
 
 
@@ -385,14 +392,6 @@ def demo_focal() -> None:
     small = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)  # gradcheck wants float64
     print(torch.autograd.gradcheck(FocalLoss(gamma=2.0), (small, torch.tensor([0, 3, 1]))))
     # --8<-- [end:demo_focal]
-
-
-def demo_focal_bad_target() -> None:
-    # --8<-- [start:demo_focal_bad_target]
-    criterion = FocalLoss(gamma=2.0)
-    logits = torch.randn(4, 3)
-    criterion(logits, torch.tensor([0, 2, 1, 3]))   # class 3 does not exist
-    # --8<-- [end:demo_focal_bad_target]
 
 
 def demo_errors() -> None:

@@ -183,3 +183,18 @@ def test_every_page_has_a_description():
     for page in md_pages():
         head = page.read_text(encoding="utf-8").split("---", 2)
         assert len(head) == 3 and re.search(r"^description: \S", head[1], re.M), f"{page} has no description"
+
+
+def test_quickstart_commands_exist(tmp_path):
+    """Run the home page's shell lines with a recording `make`, then dry-run each target for real."""
+    fake = tmp_path / "make"
+    fake.write_text('#!/bin/sh\necho "$@" >> "$MAKE_LOG"\n')
+    fake.chmod(0o755)
+    log = tmp_path / "log"
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "MAKE_LOG": str(log)}
+    subprocess.run(["bash", "-e", str(ROOT / "snippets" / "quickstart.sh")], cwd=ROOT, env=env, check=True)
+    targets = log.read_text().split()
+    assert targets == ["test", "serve"]
+    for target in targets:
+        dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert dry.returncode == 0, dry.stderr

@@ -1,0 +1,350 @@
+"""Chapter `training`: the whole training loop on real handwritten digits.
+
+Device, train/eval modes, zero_grad -> forward -> loss -> backward -> step, evaluation
+under no_grad, accuracy per epoch, keeping the best weights, seeding, and a curve picture.
+
+Run it as `python -m snippets.training` (or `python snippets/training.py`).
+Sections marked `--8<-- [start:name]` are shown on docs/{zh,en}/training.md.
+"""
+# --8<-- [start:imports]
+import copy
+import math
+import random
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+# --8<-- [end:imports]
+
+from snippets.environment import pick_device  # shown on the page by including its section
+
+
+# --8<-- [start:seed_everything]
+def seed_everything(seed: int) -> None:
+    """Seed every random number generator a training run touches."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)                     # CPU and every CUDA device
+    torch.backends.cudnn.deterministic = True   # no run-to-run choice of conv algorithm
+    torch.backends.cudnn.benchmark = False
+# --8<-- [end:seed_everything]
+
+
+# --8<-- [start:digit_loaders]
+def digit_loaders(batch_size: int = 64, val_fraction: float = 0.2,
+                  seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """Real 8x8 digits from scikit-learn: a stratified train/val split as (N, 1, 8, 8) tensors in [0, 1]."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (e.g. 0.2), got {val_fraction!r}")
+    digits = load_digits()                                   # 1,797 images, pixel values 0..16
+    X = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16  # (N, 1, 8, 8)
+    y = torch.tensor(digits.target, dtype=torch.long)
+    X_train, X_val, y_train, y_val = train_test_split(
+        X, y, test_size=val_fraction, stratify=y, random_state=seed)  # same class mix in both parts
+    train_loader = DataLoader(TensorDataset(X_train, y_train), batch_size=batch_size, shuffle=True,
+                              generator=torch.Generator().manual_seed(seed))  # seeded shuffling
+    val_loader = DataLoader(TensorDataset(X_val, y_val), batch_size=256)
+    return train_loader, val_loader
+# --8<-- [end:digit_loaders]
+
+
+# --8<-- [start:model]
+class DigitCNN(nn.Module):
+    """conv-relu-conv-relu-maxpool, then dropout and two linear layers."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=1), nn.ReLU(),    # (N, 16, 8, 8)
+            nn.Conv2d(16, 32, kernel_size=3, padding=1), nn.ReLU(),   # (N, 32, 8, 8)
+            nn.MaxPool2d(2),                                          # (N, 32, 4, 4)
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(p=0.25),                         # active only in train mode
+            nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
+            nn.Linear(64, num_classes),                               # raw scores (logits)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+# --8<-- [end:model]
+
+
+# --8<-- [start:check_labels]
+def check_labels(label: torch.Tensor, output: torch.Tensor) -> None:
+    """Class indices must lie in [0, number of outputs); CrossEntropyLoss needs that."""
+    n = output.shape[1]
+    lo, hi = int(label.min()), int(label.max())
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"a batch holds label {bad}, but the model has {n} outputs, so labels must be "
+                         f"0..{n - 1}; fix the labels or give the last layer more outputs")
+# --8<-- [end:check_labels]
+
+
+# --8<-- [start:train_one_epoch]
+def train_one_epoch(model, loader, loss_fn, optimizer, device) -> float:
+    """One pass over the training data; returns the mean loss."""
+    model.train()                                   # dropout on, batchnorm uses batch statistics
+    total, count = 0.0, 0
+    for data, label in loader:
+        data, label = data.to(device), label.to(device)  # reassign: .to() returns a new tensor
+        optimizer.zero_grad()                       # 1. clear old gradients (sets them to None)
+        output = model(data)                        # 2. forward
+        check_labels(label, output)
+        loss = loss_fn(output, label)               # 3. loss
+        loss.backward()                             # 4. gradients
+        optimizer.step()                            # 5. update the parameters
+        total += loss.item() * len(label)
+        count += len(label)
+    return total / count
+# --8<-- [end:train_one_epoch]
+
+
+# --8<-- [start:evaluate]
+def evaluate(model, loader, loss_fn, device) -> tuple[float, float]:
+    """Mean loss and accuracy, without building a graph."""
+    model.eval()                                    # dropout off, batchnorm uses running statistics
+    total, correct, count = 0.0, 0, 0
+    with torch.no_grad():                           # no graph: less memory, faster
+        for data, label in loader:
+            data, label = data.to(device), label.to(device)
+            output = model(data)
+            check_labels(label, output)
+            total += loss_fn(output, label).item() * len(label)
+            correct += (output.argmax(dim=1) == label).sum().item()
+            count += len(label)
+    return total / count, correct / count
+# --8<-- [end:evaluate]
+
+
+# --8<-- [start:check_fit_args]
+def check_fit_args(train_loader, val_loader, epochs, lr) -> None:
+    """Reject arguments that would make fit() fail late or train nothing."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number such as 1e-3, got {lr!r}")
+    for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+        if len(loader) == 0:
+            raise ValueError(f"{name} yields no batches (its dataset has {len(loader.dataset)} samples); "
+                             "give it data, or a smaller batch_size when drop_last=True")
+# --8<-- [end:check_fit_args]
+
+
+# --8<-- [start:fit]
+def fit(model, train_loader, val_loader, *, epochs: int, lr: float, device, verbose: bool = True) -> dict:
+    """Train with Adam and cross-entropy; keep the weights of the epoch with the best val accuracy."""
+    check_fit_args(train_loader, val_loader, epochs, lr)
+    model.to(device)                                # modules move in place
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = {"train_loss": [], "val_loss": [], "val_acc": [], "seconds": []}
+    best_acc, best_state, start = -1.0, None, time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device)
+        val_loss, val_acc = evaluate(model, val_loader, loss_fn, device)
+        for key, value in zip(history, (train_loss, val_loss, val_acc, time.perf_counter() - start)):
+            history[key].append(value)
+        if val_acc > best_acc:                      # a copy: state_dict() holds the live tensors
+            best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
+        if verbose:
+            print(f"epoch {epoch:2}/{epochs}  train loss {train_loss:.3f}  "
+                  f"val loss {val_loss:.3f}  val acc {val_acc:.3f}")
+    model.load_state_dict(best_state)               # end with the best weights, not the last
+    return history
+# --8<-- [end:fit]
+
+
+# --8<-- [start:train_digits]
+def train_digits(seed: int = 0, epochs: int = 8, lr: float = 3e-3, device=None, verbose: bool = False):
+    """The whole recipe in one call: seed, data, model, fit. Returns (model, history)."""
+    seed_everything(seed)
+    train_loader, val_loader = digit_loaders(batch_size=64, seed=seed)
+    model = DigitCNN()
+    history = fit(model, train_loader, val_loader, epochs=epochs, lr=lr,
+                  device=device or pick_device(), verbose=verbose)
+    return model, history
+# --8<-- [end:train_digits]
+
+
+# --8<-- [start:plot_history]
+def plot_history(history: dict, path) -> Path:
+    """Draw loss and validation accuracy per epoch into a PNG file."""
+    if not history.get("val_acc"):
+        raise ValueError("history has no epochs to draw; pass what fit() returned")
+    epochs = range(1, len(history["val_acc"]) + 1)
+    best = int(np.argmax(history["val_acc"])) + 1
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    ax_loss.plot(epochs, history["train_loss"], "o-", label="train")
+    ax_loss.plot(epochs, history["val_loss"], "s-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, history["val_acc"], "s-", color="tab:orange", label="validation")
+    ax_acc.axhline(0.95, color="gray", linestyle="--", linewidth=1, label="95 %")
+    ax_acc.plot(best, max(history["val_acc"]), "*", color="tab:red", markersize=14, label="best (kept)")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    ax_acc.legend(loc="lower right")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xticks(list(epochs))
+        ax.grid(alpha=0.3)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)                                  # free the figure's memory
+    return path
+# --8<-- [end:plot_history]
+
+
+def save_figures(out_dir) -> list[Path]:
+    """`make figures`: the loss/accuracy curves of a seeded CPU run -> training-curves.png."""
+    _, history = train_digits(seed=0, epochs=12, device=torch.device("cpu"))
+    return [plot_history(history, Path(out_dir) / "training-curves.png")]
+
+
+def demo_data() -> tuple[DataLoader, DataLoader]:
+    # --8<-- [start:demo_data]
+    seed_everything(0)
+    train_loader, val_loader = digit_loaders(batch_size=64, seed=0)
+    data, label = next(iter(train_loader))
+    print(len(train_loader.dataset), len(val_loader.dataset), len(train_loader))
+    print(data.shape, data.dtype, label.dtype, data.min().item(), data.max().item())
+    print(torch.bincount(val_loader.dataset.tensors[1]).tolist())  # stratified: ~36 per class
+    # --8<-- [end:demo_data]
+    return train_loader, val_loader
+
+
+def demo_device() -> torch.device:
+    # --8<-- [start:demo_device]
+    device = pick_device()
+    layer = nn.Linear(4, 2)
+    print(layer.to(device) is layer)      # a module moves in place and returns itself
+    x = torch.ones(3)
+    x.to(torch.float64)                   # a tensor does not: the result is thrown away
+    print(x.dtype)
+    x = x.to(device)                      # so always reassign
+    print(x.device.type == device.type)
+    # --8<-- [end:demo_device]
+    return device
+
+
+def demo_model(data: torch.Tensor, device: torch.device) -> nn.Module:
+    # --8<-- [start:demo_model]
+    model = DigitCNN().to(device)
+    print(model(data.to(device)).shape)
+    print(sum(p.numel() for p in model.parameters()))
+    # --8<-- [end:demo_model]
+    return model
+
+
+def demo_modes(model: nn.Module) -> None:
+    # --8<-- [start:demo_modes]
+    torch.manual_seed(0)
+    drop = nn.Dropout(p=0.5)
+    x = torch.ones(8)
+    drop.train()
+    print(sorted(set(drop(x).tolist())))  # zeros, survivors scaled by 1/(1-p) = 2
+    drop.eval()
+    print(torch.equal(drop(x), x))        # eval: dropout does nothing
+
+    bn = nn.BatchNorm1d(1)
+    batch = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    bn.train()
+    print(bn(batch).mean().abs().item() < 1e-6, bn.running_mean)  # normalised by the batch; stats updated
+    bn.eval()
+    print(bn(batch).detach().flatten(), bn.running_mean)  # eval: running statistics, not updated
+
+    model.eval()                          # switches every submodule
+    print(model.training, any(m.training for m in model.modules()))
+    # --8<-- [end:demo_modes]
+
+
+def demo_step(model: nn.Module, data: torch.Tensor, label: torch.Tensor, device: torch.device) -> None:
+    # --8<-- [start:demo_step]
+    data, label = data.to(device), label.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    loss = nn.CrossEntropyLoss()(model(data), label)
+    loss.backward()
+    print(model.classifier[-1].bias.grad is not None)  # backward filled .grad
+    optimizer.zero_grad()
+    print(all(p.grad is None for p in model.parameters()))  # zero_grad(): None, not zeros
+
+    model.eval()
+    with torch.no_grad():
+        output = model(data)
+    print(output.requires_grad, output.grad_fn)     # no graph was recorded
+    # --8<-- [end:demo_step]
+
+
+def demo_fit(device: torch.device) -> tuple[nn.Module, dict]:
+    # --8<-- [start:demo_fit]
+    seed_everything(0)
+    train_loader, val_loader = digit_loaders(batch_size=64, seed=0)
+    model = DigitCNN()
+    history = fit(model, train_loader, val_loader, epochs=8, lr=3e-3, device=device)
+    best = max(history["val_acc"])
+    print(f"best epoch {history['val_acc'].index(best) + 1}, best val acc >= 0.95: {best >= 0.95}")
+    _, acc = evaluate(model, val_loader, nn.CrossEntropyLoss(), device)
+    print("the model now holds the best weights:", acc == best)
+    # --8<-- [end:demo_fit]
+    return model, history
+
+
+def demo_plot(history: dict) -> Path:
+    # --8<-- [start:demo_plot]
+    path = plot_history(history, "curves.png")
+    print(path, path.stat().st_size > 10_000)
+    # --8<-- [end:demo_plot]
+    return path
+
+
+def demo_reproducible() -> None:
+    # --8<-- [start:demo_reproducible]
+    cpu = torch.device("cpu")
+    model_a, hist_a = train_digits(seed=1, epochs=1, device=cpu)
+    model_b, hist_b = train_digits(seed=1, epochs=1, device=cpu)
+    model_c, hist_c = train_digits(seed=2, epochs=1, device=cpu)
+    same = lambda m1, m2: all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))  # noqa: E731
+    print("seed 1 twice:", same(model_a, model_b), hist_a["val_acc"] == hist_b["val_acc"])
+    print("seed 1 vs 2: ", same(model_a, model_c))
+    # --8<-- [end:demo_reproducible]
+
+
+def demo_bad_args(train_loader: DataLoader, val_loader: DataLoader, device: torch.device) -> None:
+    # --8<-- [start:demo_bad_args]
+    empty = DataLoader(TensorDataset(torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)))
+    attempts = {
+        "epochs=0": lambda: fit(DigitCNN(), train_loader, val_loader, epochs=0, lr=1e-3, device=device),
+        "lr=0": lambda: fit(DigitCNN(), train_loader, val_loader, epochs=1, lr=0, device=device),
+        "empty loader": lambda: fit(DigitCNN(), empty, val_loader, epochs=1, lr=1e-3, device=device),
+        "5 outputs": lambda: fit(DigitCNN(num_classes=5), train_loader, val_loader,
+                                 epochs=1, lr=1e-3, device=device),
+    }
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except ValueError as err:
+            print(f"{name}: ValueError: {err}")
+    # --8<-- [end:demo_bad_args]
+
+
+if __name__ == "__main__":
+    train_loader, val_loader = demo_data()
+    device = demo_device()
+    data, label = next(iter(train_loader))
+    model = demo_model(data, device)
+    demo_modes(model)
+    demo_step(model, data, label, device)
+    _, history = demo_fit(device)
+    demo_reproducible()
+    demo_bad_args(train_loader, val_loader, device)

@@ -1,0 +1,386 @@
+"""The reader's experience, in a real browser (Playwright driving Debian's Chromium).
+
+The site is built once, with SITE_URL set to a local server that serves it the way a
+static host does (the nearest 404.html for a missing path). Pages are discovered from
+docs/ and mkdocs.yml's i18n languages, never listed by hand, and the discovered set
+must equal what the build produced. For every page in every language: it loads with
+no console error, no failed request and no third-party request; its language switcher
+lands on the same page in the other language and back; its code blocks have copy
+buttons; a notebook page offers its download. Search finds Chinese and English terms.
+
+Without Chromium these tests are skipped with the reason; with REQUIRE_BROWSER=1 (CI)
+they fail instead.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGE_SUFFIXES = (".md", ".ipynb")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+# (language, query, page whose source is docs/<lang>/<source>)
+SEARCHES = [
+    ("zh", "梯度累加", "autograd.md"),
+    ("en", "gradient accumulation", "autograd.md"),
+    ("zh", "互相关", "layers.md"),
+    ("en", "cross-correlation", "layers.md"),
+]
+
+pytestmark = pytest.mark.browser
+
+
+# ---------------------------------------------------------------- pages, from the sources
+
+class _TolerantLoader(yaml.SafeLoader):
+    """Reads mkdocs.yml, ignoring its !ENV / !relative / !!python tags."""
+
+
+_TolerantLoader.add_multi_constructor("", lambda loader, suffix, node: None)
+_TolerantLoader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+
+
+@functools.cache
+def languages() -> tuple[tuple[str, str], ...]:
+    """(locale, URL prefix) for each built language, default (at the site root) first."""
+    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_TolerantLoader)
+    i18n = next(p["i18n"] for p in cfg["plugins"] if isinstance(p, dict) and "i18n" in p)
+    langs = [lang for lang in i18n["languages"] if lang.get("build", True)]
+    langs.sort(key=lambda lang: not lang.get("default", False))
+    return tuple((lang["locale"], "" if lang.get("default") else f"{lang['locale']}/") for lang in langs)
+
+
+@dataclass(frozen=True)
+class Page:
+    lang: str
+    source: str  # relative to docs/<lang>/, e.g. "labs/task1.ipynb"
+    path: str  # URL path, e.g. "/en/layers/"
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.source.endswith(".ipynb")
+
+
+def _url_path(prefix: str, source: str) -> str:
+    stem = source.rsplit(".", 1)[0]
+    stem = stem[: -len("index")] if stem == "index" or stem.endswith("/index") else f"{stem}/"
+    return f"/{prefix}{stem}"
+
+
+def _sources(lang: str) -> set[str]:
+    base = DOCS / lang
+    return {p.relative_to(base).as_posix() for p in base.rglob("*") if p.suffix in PAGE_SUFFIXES}
+
+
+@functools.cache
+def all_pages() -> tuple[Page, ...]:
+    """Every page of every language; a language lacking a page falls back to the default's."""
+    default = languages()[0][0]
+    return tuple(
+        Page(lang, source, _url_path(prefix, source))
+        for lang, prefix in languages()
+        for source in sorted(_sources(lang) | _sources(default))
+    )
+
+
+def page_of(lang: str, source: str) -> Page:
+    return next(p for p in all_pages() if p.lang == lang and p.source == source)
+
+
+# ---------------------------------------------------------------- browser and site
+
+def _need(reason: str):
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(f"REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        _need("Debian's Chromium is not installed (apt-get install chromium fonts-wqy-microhei)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _need("the playwright package is not installed (pip install -r requirements.txt)")
+    return path
+
+
+class _StaticHost(SimpleHTTPRequestHandler):
+    """http.server as a static host: quiet, cacheable for 10 minutes (as GitHub Pages), and
+    answering a missing path with the nearest 404.html (status 404)."""
+
+    def log_message(self, *args):
+        pass
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "max-age=600")
+        super().end_headers()
+
+    def send_error(self, code, message=None, explain=None):
+        if code != 404:
+            return super().send_error(code, message, explain)
+        parts = [p for p in urlsplit(self.path).path.split("/") if p]
+        root = Path(self.directory)
+        for depth in range(len(parts), -1, -1):
+            candidate = root.joinpath(*parts[:depth], "404.html")
+            if candidate.is_file():
+                body = candidate.read_bytes()
+                self.send_response(404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                return None
+        return super().send_error(code, message, explain)
+
+
+@dataclass
+class Site:
+    root: Path  # the built site
+    base: str  # its address, e.g. http://127.0.0.1:40123/
+
+    def url(self, path: str) -> str:
+        return urljoin(self.base, path.lstrip("/"))
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Site:
+    root = tmp_path_factory.mktemp("browser-site")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticHost, directory=str(root)))
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    env = {**os.environ, "SITE_URL": base, "NO_MKDOCS_2_WARNING": "1"}
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(root)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if built.returncode != 0:
+        server.server_close()
+        pytest.fail(f"mkdocs build --strict failed:\n{built.stderr[-3000:]}", pytrace=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Site(root, base)
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Tab:
+    """One browser page, reused by every test, with what went wrong since `reset`."""
+
+    page: object
+    site: Site
+    problems: list[str] = field(default_factory=list)
+    pending: set = field(default_factory=set)
+
+    def reset(self):
+        self.problems.clear()
+
+    def goto(self, path: str, status: int = 200):
+        response = self.page.goto(self.site.url(path), wait_until="load")
+        assert response is not None and response.status == status, f"{path}: HTTP {response and response.status}"
+        self.settle()
+        return response
+
+    def settle(self, limit_s: float = 5.0):
+        """Wait until the page's XHR/fetch requests (they may outlive `load`) are answered."""
+        deadline = time.monotonic() + limit_s
+        while self.pending and time.monotonic() < deadline:
+            self.page.wait_for_timeout(20)
+
+    def assert_clean(self, what: str, allow: tuple[str, ...] = ()):
+        problems = [p for p in self.problems if not any(a in p for a in allow)]
+        assert not problems, f"{what}:\n  " + "\n  ".join(problems)
+
+
+@pytest.fixture(scope="session")
+def tab(chromium_path, site):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        tab = Tab(page, site)
+        own = site.base.rstrip("/")
+
+        def on_request(request):
+            if request.resource_type in ("xhr", "fetch"):
+                tab.pending.add(request)
+            if request.url.startswith(("http:", "https:")) and not request.url.startswith(own):
+                tab.problems.append(f"third-party request: {request.url}")
+
+        def on_done(request):
+            tab.pending.discard(request)
+
+        def on_failed(request):
+            tab.pending.discard(request)
+            if request.failure != "net::ERR_ABORTED":  # cancelled by the next navigation
+                tab.problems.append(f"failed request: {request.url} ({request.failure})")
+
+        def on_response(response):
+            if response.status >= 400:
+                tab.problems.append(f"HTTP {response.status}: {response.url}")
+
+        page.on("request", on_request)
+        page.on("requestfinished", on_done)
+        page.on("requestfailed", on_failed)
+        page.on("response", on_response)
+        page.on("console", lambda m: m.type in ("error", "assert") and tab.problems.append(
+            f"console.{m.type}: {m.text} ({m.location.get('url', '')})"))
+        page.on("pageerror", lambda e: tab.problems.append(f"page error: {e}"))
+        yield tab
+        browser.close()
+
+
+# ---------------------------------------------------------------- the site holds what we test
+
+def test_every_built_page_is_covered(site):
+    """The discovered pages are exactly the pages the build wrote, so every test below covers all."""
+    built = set()
+    for html in site.root.rglob("*.html"):
+        rel = html.relative_to(site.root).as_posix()
+        if rel.startswith(("assets/", "search/")) or html.name == "404.html":
+            continue
+        built.add("/" + rel[: -len("index.html")] if html.name == "index.html" else "/" + rel)
+    assert built == {p.path for p in all_pages()}
+    assert {lang for lang, _ in languages()} == {"zh", "en"}
+
+
+# ---------------------------------------------------------------- every page, every language
+
+def _page_facts(tab) -> dict:
+    return tab.page.evaluate("""() => ({
+        lang: document.documentElement.lang,
+        h1: [...document.querySelectorAll('article h1')].map(h => h.textContent.trim()),
+        description: document.querySelector('meta[name=description]')?.content ?? '',
+        canonical: document.querySelector('link[rel=canonical]')?.href,
+        alternates: Object.fromEntries([...document.querySelectorAll('link[rel=alternate][hreflang]')]
+            .map(l => [l.hreflang, l.getAttribute('href')])),
+        codeBlocks: document.querySelectorAll('article div.highlight pre > code').length,
+        copyButtons: document.querySelectorAll(
+            'article div.highlight pre button.md-code__button[data-md-type=copy]').length,
+        images: [...document.querySelectorAll('article img')].map(i => i.src),
+    })""")
+
+
+def _check_page(tab, page: Page):
+    tab.assert_clean(f"{page.path} (from docs/{page.lang}/{page.source})")
+    facts = _page_facts(tab)
+    assert facts["lang"] == page.lang
+    assert len(facts["h1"]) == 1 and facts["h1"][0], f"{page.path}: expected one titled h1, got {facts['h1']}"
+    assert facts["description"].strip(), f"{page.path}: empty meta description"
+    assert facts["canonical"] == tab.site.url(page.path)
+    # hreflang: absolute, one per language, each the same page in that language
+    expected = {lang: tab.site.url(page_of(lang, page.source).path) for lang, _ in languages()}
+    assert facts["alternates"] == expected, f"{page.path}: hreflang alternates"
+    assert facts["copyButtons"] == facts["codeBlocks"], f"{page.path}: a code block has no copy button"
+    for src in facts["images"]:
+        assert tab.page.request.get(src).status == 200, f"{page.path}: broken image {src}"
+
+
+def _switch_language(tab, target: Page):
+    """Pick `target`'s language in the header's language menu, as a reader does."""
+    menu = tab.page.locator(".md-header__option .md-select").first
+    menu.hover()
+    with tab.page.expect_navigation(wait_until="load"):
+        menu.locator(f"a.md-select__link[hreflang={target.lang}]").click()
+    tab.settle()
+    assert tab.page.url == tab.site.url(target.path), f"the language menu led to {tab.page.url}"
+
+
+@pytest.mark.parametrize("source", sorted({p.source for p in all_pages()}))
+def test_page_in_every_language(tab, source: str):
+    """Open the page, check it, switch to each other language with the menu, check that, switch back."""
+    pages = [p for p in all_pages() if p.source == source]
+    tab.reset()
+    tab.goto(pages[0].path)
+    _check_page(tab, pages[0])
+    for page in pages[1:]:
+        tab.reset()
+        _switch_language(tab, page)
+        _check_page(tab, page)
+        tab.reset()
+        _switch_language(tab, pages[0])
+        tab.assert_clean(f"back to {pages[0].path}")
+
+
+# ---------------------------------------------------------------- search
+
+@pytest.mark.parametrize("lang,query,source", SEARCHES, ids=[q for _, q, _ in SEARCHES])
+def test_search_finds_the_page(tab, lang, query, source):
+    tab.reset()
+    tab.goto(page_of(lang, "index.md").path)
+    box = tab.page.locator("input.md-search__input")
+    box.click()
+    box.fill(query)
+    box.press("End")  # Material searches on key events; fill() sends none
+    tab.page.wait_for_function("""() => document.querySelector('.md-search-result__item')
+        || /没有找到|No matching/.test(document.querySelector('.md-search-result__meta')?.textContent)""")
+    found = tab.page.eval_on_selector_all(".md-search-result__item a.md-search-result__link",
+                                          "links => links.map(a => new URL(a.href).pathname)")
+    expected = page_of(lang, source).path
+    assert expected in found, f"searching {query!r} found {sorted(set(found))}, not {expected}"
+    tab.page.keyboard.press("Escape")
+    tab.assert_clean(f"searching {query!r}")
+
+
+# ---------------------------------------------------------------- labs
+
+def _notebook_pages():
+    pages = [p for p in all_pages() if p.is_notebook]
+    if not pages:
+        return [pytest.param(None, marks=pytest.mark.skip(reason="no lab notebook (docs/*/**/*.ipynb) yet"),
+                             id="no-notebooks")]
+    return [pytest.param(p, id=p.path) for p in pages]
+
+
+@pytest.mark.parametrize("page", _notebook_pages())
+def test_lab_page_offers_its_notebook(tab, page: Page):
+    tab.reset()
+    response = tab.goto(page.path)
+    assert response.headers["content-type"].startswith("text/html"), f"{page.path} is not a rendered page"
+    links = tab.page.eval_on_selector_all("a[download]", "links => links.map(a => a.href)")
+    assert links, f"{page.path}: no download link"
+    notebook = tab.page.request.get(links[0])
+    assert notebook.status == 200, f"{links[0]}: HTTP {notebook.status}"
+    assert "cells" in json.loads(notebook.body()), f"{links[0]} is not a notebook"
+    tab.assert_clean(page.path)
+
+
+# ---------------------------------------------------------------- 404
+
+@pytest.mark.parametrize("lang,prefix", languages(), ids=[lang for lang, _ in languages()])
+def test_missing_page_shows_the_404_in_both_languages(tab, lang, prefix):
+    tab.reset()
+    missing = f"/{prefix}no-such-page/"
+    tab.goto(missing, status=404)
+    tab.assert_clean(f"the 404 page at {missing}", allow=(f"HTTP 404: {tab.site.url(missing)}",
+                                                          "status of 404 (Not Found)"))
+    assert tab.page.evaluate("document.documentElement.lang") == lang
+    homes = tab.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('article section[lang]')]
+        .map(s => [s.lang, [s.querySelector('h1, h2')?.textContent.trim(), s.querySelector('a')?.href]]))""")
+    assert set(homes) == {code for code, _ in languages()}
+    first = tab.page.evaluate("document.querySelector('article section[lang]').lang")
+    assert first == lang, "the page's own language comes first"
+    for code, home_prefix in languages():
+        title, link = homes[code]
+        assert title, f"no {code} title"
+        assert link == tab.site.url(f"/{home_prefix}"), f"{code} home link is {link}"

@@ -1,0 +1,178 @@
+"""Each claim of the containers chapter, asserted."""
+import pytest
+import torch
+from torch import nn
+
+from snippets import containers as C
+
+
+@pytest.fixture
+def five():
+    torch.manual_seed(0)
+    return C.all_five()
+
+
+def test_five_versions_have_equal_parameter_counts(five):
+    counts = {name: C.count_params(m) for name, m in five.items()}
+    assert set(counts.values()) == {64 * 32 + 32 + 32 * 10 + 10}, counts
+
+
+def test_five_versions_differ_only_in_key_names(five):
+    shapes = {name: [tuple(t.shape) for t in m.state_dict().values()] for name, m in five.items()}
+    assert len({tuple(s) for s in shapes.values()}) == 1
+    first_keys = {name: next(iter(m.state_dict())) for name, m in five.items()}
+    assert first_keys == {"Sequential": "0.weight", "Sequential(OrderedDict)": "hidden.weight",
+                          "ModuleList": "layers.0.weight", "ModuleDict": "layers.hidden.weight",
+                          "subclass": "hidden.weight"}
+
+
+def test_fresh_versions_differ_until_weights_are_copied(five):
+    x = torch.randn(4, 64)
+    ref = five["Sequential"]
+    assert not torch.equal(ref(x), five["subclass"](x))  # independent random init
+    for model in five.values():
+        C.copy_by_order(ref, model)
+        assert torch.equal(model(x), ref(x))
+
+
+@pytest.mark.parametrize("src_name", ["ModuleList", "ModuleDict", "subclass"])
+def test_copy_by_order_works_in_every_direction(five, src_name):
+    src, dst = five[src_name], five["Sequential(OrderedDict)"]
+    C.copy_by_order(src, dst)
+    x = torch.randn(3, 64)
+    assert torch.equal(src(x), dst(x))
+    for s, d in zip(src.parameters(), dst.parameters()):
+        assert s.data_ptr() != d.data_ptr()  # a copy, not shared storage
+
+
+def test_copy_by_order_copies_buffers_too():
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    b = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    a(torch.randn(8, 4))  # training-mode forward updates running stats
+    C.copy_by_order(a, b)
+    assert torch.equal(a[1].running_mean, b[1].running_mean)
+    assert b[1].num_batches_tracked.item() == 1
+
+
+def test_copy_by_order_rejects_a_different_count():
+    with pytest.raises(ValueError, match=r"src has 4 tensors, dst has 2; the two models do not have the same layers"):
+        C.copy_by_order(C.make_sequential(), nn.Linear(64, 32))
+
+
+def test_copy_by_order_rejects_a_different_shape_naming_both_tensors():
+    wider = nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
+    with pytest.raises(ValueError, match=r"tensor #0 is src '0\.weight' \(32, 64\) but dst '0\.weight' \(48, 64\)"):
+        C.copy_by_order(C.make_sequential(), wider)
+    # nothing was half-copied: the check runs before any copy
+    before = [p.clone() for p in wider.parameters()]
+    with pytest.raises(ValueError):
+        C.copy_by_order(C.make_sequential(), wider)
+    assert all(torch.equal(a, b) for a, b in zip(before, wider.parameters()))
+
+
+def test_copy_by_order_rejects_non_modules():
+    with pytest.raises(TypeError, match="expects two nn.Module objects, got dict and Sequential"):
+        C.copy_by_order({}, C.make_sequential())
+
+
+def test_notes_V12_sequential_is_extensible_append_insert_extend_index_slice_del():
+    net = C.demo_extend_sequential()
+    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "LogSoftmax"]
+    assert list(net._modules) == ["0", "1", "2", "3"]  # renumbered after del
+    assert isinstance(net[:2], nn.Sequential) and net[0] is net[:2][0]
+    assert net(torch.randn(2, 64)).shape == (2, 10)
+
+
+def test_sequential_forward_is_fixed_one_input_chain():
+    # the only thing Sequential cannot do: a data path other than a chain
+    net = C.make_sequential()
+    with pytest.raises(TypeError):
+        net(torch.randn(2, 64), torch.randn(2, 64))
+
+
+@pytest.mark.parametrize("container, name", [
+    (nn.ModuleList([nn.Linear(2, 2)]), "ModuleList"),
+    (nn.ModuleDict({"fc": nn.Linear(2, 2)}), "ModuleDict"),
+])
+def test_notes_V12_module_list_and_dict_have_no_forward(container, name):
+    with pytest.raises(NotImplementedError) as err:
+        container(torch.randn(1, 2))
+    assert str(err.value) == f'Module [{name}] is missing the required "forward" function'
+
+
+def test_module_list_and_dict_register_their_layers():
+    assert C.count_params(nn.ModuleList([nn.Linear(2, 3)])) == 9
+    d = nn.ModuleDict({"fc": nn.Linear(2, 3), "act": nn.ReLU()})
+    assert list(d.keys()) == ["fc", "act"] and list(d.state_dict()) == ["fc.weight", "fc.bias"]
+
+
+def test_notes_V12_plain_list_layers_are_not_registered():
+    model = C.demo_list_pitfall()
+    assert list(model.parameters()) == []
+    assert list(model.state_dict()) == []
+    assert repr(model) == "PlainListNet()"
+    assert model(torch.randn(2, 64)).shape == (2, 10)  # forward still works: the bug is silent
+    assert model.layers[0].weight.dtype == torch.float32  # .to(float64) skipped it
+
+
+def test_notes_V12_plain_list_optimizer_gets_an_empty_parameter_list():
+    with pytest.raises(ValueError) as err:
+        C.demo_list_optimizer()
+    assert str(err.value) == "optimizer got an empty parameter list"
+
+
+def test_module_list_fixes_the_plain_list():
+    model = C.ListNet().to(torch.float64)
+    assert model.layers[0].weight.dtype == torch.float64
+    assert len(model.state_dict()) == 4
+
+
+def test_printed_structures_match_the_page(capsys):
+    C.demo_print_sequential()
+    C.demo_print_custom()
+    out = capsys.readouterr().out
+    assert "(hidden): Linear(in_features=64, out_features=32, bias=True)" in out
+    assert "(layers): ModuleList(" in out and "(layers): ModuleDict(" in out
+
+
+def test_same_network_demo_all_equal():
+    outputs = C.demo_same_network()
+    ref = outputs["Sequential"]
+    assert len(outputs) == 5 and all(torch.equal(o, ref) for o in outputs.values())
+
+
+def test_plain_list_beside_a_registered_layer_is_silently_never_trained():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = nn.Linear(4, 4)
+            self.rest = [nn.Linear(4, 2)]  # plain list: hidden
+
+        def forward(self, x):
+            return self.rest[0](self.first(x))
+
+    torch.manual_seed(0)
+    model = Mixed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # no error: one layer is registered
+    hidden_before = model.rest[0].weight.clone()
+    first_before = model.first.weight.clone()
+    model(torch.randn(8, 4)).pow(2).sum().backward()
+    opt.step()
+    assert not torch.equal(model.first.weight, first_before)
+    assert torch.equal(model.rest[0].weight, hidden_before)  # got a grad, never stepped
+    assert model.rest[0].weight.grad is not None
+
+
+def test_keys_differ_so_sequential_state_dict_does_not_load_into_mlp():
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "hidden.weight"'):
+        C.MLP().load_state_dict(C.make_sequential().state_dict())
+
+
+@pytest.mark.cuda
+def test_module_list_moves_to_gpu_but_plain_list_does_not():
+    good, bad = C.ListNet().to("cuda"), C.PlainListNet().to("cuda")
+    assert good.layers[0].weight.is_cuda
+    assert not bad.layers[0].weight.is_cuda
+    with pytest.raises(RuntimeError):
+        bad(torch.randn(2, 64, device="cuda"))  # cuda input, cpu weights

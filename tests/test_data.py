@@ -1,0 +1,508 @@
+"""Claims of the `data` chapter (docs/{zh,en}/data.md), checked on real sklearn digits."""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader, TensorDataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from snippets.data import (
+    MEAN,
+    STD,
+    Cycle,
+    DigitsDataset,
+    data_transform,
+    open_image_folder,
+    save_batch_grid,
+    save_figures,
+    to_numpy_image,
+    write_digit_folders,
+)
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# The notes' code, verbatim (section 3 of notes/000_47689c7703e8d658.txt)
+NOTES_IMAGEFOLDER = """\
+import torch
+from torchvision import datasets
+train_data = datasets.ImageFolder(train_path, transform=data_transform)
+val_data = datasets.ImageFolder(val_path, transform=data_transform)
+"""
+NOTES_LOADERS = """\
+from torch.utils.data import DataLoader
+
+train_loader = torch.utils.data.DataLoader(train_data, batch_size=batch_size, num_workers=4, shuffle=True, drop_last=True)
+val_loader = torch.utils.data.DataLoader(val_data, batch_size=batch_size, num_workers=4, shuffle=False)
+"""
+NOTES_SHOW = """\
+images, labels = next(iter(val_loader))
+print(images.shape)
+plt.imshow(images[0].transpose(1,2,0))
+"""
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return write_digit_folders(tmp_path_factory.mktemp("tree") / "digits")
+
+
+@pytest.fixture(scope="module")
+def train_data(tree):
+    return datasets.ImageFolder(tree[0], transform=data_transform)
+
+
+@pytest.fixture(scope="module")
+def val_data(tree):
+    return datasets.ImageFolder(tree[1], transform=data_transform)
+
+
+def two_cpus(monkeypatch):
+    """Make DataLoader see a 2-core machine, whatever this one has."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
+# --- the Dataset subclass ----------------------------------------------------------------------
+
+def test_dataset_len_and_sample(digits):
+    dataset = DigitsDataset(digits.images, digits.target)
+    image, label = dataset[5]
+    assert len(dataset) == 1797
+    assert image.shape == (1, 8, 8) and image.dtype == torch.float32
+    assert isinstance(label, int) and label == digits.target[5]
+    assert torch.equal(image[0], torch.as_tensor(digits.images[5], dtype=torch.float32) / 16)
+    assert 0 <= dataset.images.min() and dataset.images.max() == 1
+
+
+def test_dataset_index_error_ends_iteration(digits):
+    dataset = DigitsDataset(digits.images, digits.target)
+    with pytest.raises(IndexError, match="index 1797 is out of range for a dataset of 1797 samples"):
+        dataset[1797]
+    with pytest.raises(IndexError, match="index -1798 is out of range"):
+        dataset[-1798]
+    assert dataset[-1][1] == digits.target[-1]
+    assert not hasattr(dataset, "__iter__")          # plain iteration uses __getitem__ until IndexError
+    assert sum(1 for _ in dataset) == 1797
+
+
+def test_dataset_accepts_numpy_and_tensor_indices(digits):
+    dataset = DigitsDataset(digits.images, digits.target)
+    assert dataset[np.int64(3)][1] == dataset[torch.tensor(3)][1] == dataset[3][1]
+
+
+def test_dataset_transform_is_applied(digits):
+    dataset = DigitsDataset(digits.images, digits.target, transform=v2.Normalize(MEAN, STD))
+    image, _ = dataset[0]
+    assert image.min() == -1 and torch.allclose(image, DigitsDataset(digits.images, digits.target)[0][0] * 2 - 1)
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda d: DigitsDataset(d.images, d.target + 1), ValueError, r"labels must lie in 0\.\.9 for num_classes=10, got 1\.\.10"),
+    (lambda d: DigitsDataset(d.images, d.target - 1), ValueError, r"labels must lie in 0\.\.9 .* got -1\.\.8"),
+    (lambda d: DigitsDataset(d.images, d.target.astype(float)), TypeError, "labels must be integers"),
+    (lambda d: DigitsDataset(d.images, d.target[:100]), ValueError, "need one label per image: 1797 images"),
+    (lambda d: DigitsDataset(np.stack([d.images] * 3, axis=-1), d.target), ValueError,
+     r"colour \(N, H, W, 3\) arrays; DigitsDataset expects grayscale"),
+    (lambda d: DigitsDataset(d.images.reshape(1797, 64), d.target), ValueError,
+     r"grayscale \(N, H, W\) array with N >= 1, got shape \(1797, 64\)"),
+    (lambda d: DigitsDataset(d.images[:0], d.target[:0]), ValueError, r"N >= 1, got shape \(0, 8, 8\)"),
+    (lambda d: DigitsDataset(d.images * 255 / 16, d.target), ValueError, "pass max_value=255 for 8-bit images"),
+    (lambda d: DigitsDataset(d.images, d.target)[0.5], TypeError, "a sample index must be an integer, got 0.5"),
+    (lambda d: DigitsDataset(d.images, d.target)[0:4], TypeError, "use a DataLoader or torch.utils.data.Subset"),
+])
+def test_dataset_rejects_bad_input(digits, make, error, message):
+    with pytest.raises(error, match=message):
+        make(digits)
+
+
+def test_dataset_8bit_images_with_max_value(digits):
+    dataset = DigitsDataset(np.round(digits.images * 255 / 16), digits.target, max_value=255)
+    assert dataset[0][0].max() <= 1
+
+
+def test_labels_out_of_range_break_cross_entropy():
+    # why DigitsDataset checks labels: label 10 with 10 classes
+    with pytest.raises(IndexError, match="Target 10 is out of bounds."):
+        F.cross_entropy(torch.zeros(1, 10), torch.tensor([10]))
+
+
+def test_notes_E20_dataset_without_index_error_never_stops():
+    assert list(itertools.islice(iter(Cycle()), 7)) == [0, 1, 2, 0, 1, 2, 0]
+    assert list(itertools.islice(iter(Cycle()), 1000))[-1] == 999 % 3  # still going
+    batches = list(DataLoader(Cycle(), batch_size=2))                   # the sampler uses len()
+    assert [b.tolist() for b in batches] == [[0, 1], [2]]
+
+
+# --- writing the ImageFolder tree --------------------------------------------------------------
+
+def test_write_digit_folders_layout(tree, digits):
+    train_dir, val_dir = tree
+    assert train_dir.name == "train" and val_dir.name == "val"
+    seen = []
+    for digit in range(10):
+        train = sorted(int(p.stem) for p in (train_dir / str(digit)).glob("*.png"))
+        val = sorted(int(p.stem) for p in (val_dir / str(digit)).glob("*.png"))
+        n = int((digits.target == digit).sum())
+        assert len(train) + len(val) == n
+        assert len(val) == round(n * 0.2)                               # stratified: each digit ~20 %
+        assert all(digits.target[i] == digit for i in train + val)      # file name = load_digits index
+        seen += train + val
+    assert sorted(seen) == list(range(1797))                            # no overlap, nothing missing
+
+
+def test_written_pngs_are_grayscale_upscaled_digits(tree, digits):
+    path = next((tree[0] / "7").glob("*.png"))
+    with Image.open(path) as png:
+        assert png.mode == "L" and png.size == (32, 32)
+        pixels = np.asarray(png)
+    expected = np.round(digits.images[int(path.stem)] * 255 / 16).astype(np.uint8)
+    assert np.array_equal(pixels[::4, ::4], expected)                   # nearest: 4x4 blocks
+    assert np.array_equal(pixels, np.kron(expected, np.ones((4, 4), dtype=np.uint8)))
+
+
+def test_write_is_seeded_reused_and_redone(tmp_path, tree):
+    names = lambda d: sorted(p.relative_to(d).as_posix() for p in d.rglob("*.png"))  # noqa: E731
+    root = tmp_path / "digits"
+    train_dir, val_dir = write_digit_folders(root, size=8)
+    assert names(val_dir) == names(tree[1])                             # same seed, same split (any size)
+    stamp = {p: p.stat().st_mtime_ns for p in root.rglob("*.png")}
+    assert write_digit_folders(root, size=8) == (train_dir, val_dir)    # same call: files reused
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.png")} == stamp
+
+    marker = root / "digits.json"                                       # an interrupted run is redone
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "complete": False}))
+    next((train_dir / "0").glob("*.png")).unlink()
+    write_digit_folders(root, size=8)
+    assert len(names(root)) == 1797 and json.loads(marker.read_text())["complete"] is True
+
+    write_digit_folders(root, size=8, seed=4)                           # new seed: rewritten, no stale files
+    assert names(val_dir) != names(tree[1])
+    assert len(names(train_dir)) + len(names(val_dir)) == 1797
+    assert json.loads(marker.read_text())["seed"] == 4
+
+
+def test_write_is_fast(tmp_path):
+    load_digits()                                    # warm sklearn's cache, as the page's imports do
+    start = time.process_time()                      # CPU time: less affected by other processes
+    write_digit_folders(tmp_path)
+    assert time.process_time() - start < 2.0         # about 0.4 s on an idle 2-core machine
+
+
+def test_write_refuses_foreign_folders(tmp_path):
+    (tmp_path / "train" / "cats").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="train/ or val/ folders that write_digit_folders did not write"):
+        write_digit_folders(tmp_path)
+    assert (tmp_path / "train" / "cats").is_dir()    # untouched
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"root": 3}, TypeError, "root must be a folder path"),
+    ({"size": 4}, ValueError, r"size must be an int >= 8 \(the digits are 8x8 pixels\), got 4"),
+    ({"size": 32.0}, ValueError, "size must be an int >= 8"),
+    ({"val_fraction": 0}, ValueError, "val_fraction must be a number between 0 and 1, got 0"),
+    ({"val_fraction": 1.5}, ValueError, "val_fraction must be a number between 0 and 1"),
+    ({"val_fraction": 0.001}, ValueError, "leaves digit 0 with an empty split"),
+    ({"seed": "0"}, TypeError, "seed must be an int"),
+])
+def test_write_validates_arguments(tmp_path, kwargs, error, message):
+    kwargs = {"root": tmp_path / "x", **kwargs}
+    with pytest.raises(error, match=message):
+        write_digit_folders(**kwargs)
+    assert not (tmp_path / "x").exists()             # nothing written
+
+
+# --- ImageFolder -------------------------------------------------------------------------------
+
+def test_notes_V4_grayscale_png_loads_as_rgb(tree):
+    raw = datasets.ImageFolder(tree[0])
+    image, label = raw[0]
+    with Image.open(raw.samples[0][0]) as png:
+        assert png.mode == "L"
+    assert image.mode == "RGB" and label == 0
+    three = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])(image)
+    assert three.shape == (3, 32, 32) and torch.equal(three[0], three[1]) and torch.equal(three[1], three[2])
+
+
+def test_transform_gives_one_normalised_channel(train_data, tree):
+    image, label = train_data[0]
+    assert image.shape == (1, 32, 32) and image.dtype == torch.float32
+    assert image.min() == -1 and image.max() <= 1   # this 0 has no pixel at full ink: 239/255 -> 0.87
+    with Image.open(train_data.samples[0][0]) as png:
+        pixels = torch.as_tensor(np.array(png), dtype=torch.float32) / 255
+    assert torch.allclose(image[0], (pixels - 0.5) / 0.5)
+
+
+def test_class_to_idx_for_digits(train_data, val_data):
+    assert train_data.classes == [str(d) for d in range(10)]
+    assert train_data.class_to_idx == {str(d): d for d in range(10)}
+    assert (len(train_data), len(val_data)) == (1438, 359)
+    assert all(label == int(path.split(os.sep)[-2]) for path, label in train_data.samples)
+
+
+def test_notes_V4_classes_sorted_as_strings(tmp_path):
+    for name in ["2", "10", "1", "cat", "Dog"]:
+        (tmp_path / name).mkdir()
+        Image.new("L", (4, 4)).save(tmp_path / name / "x.png")
+    assert datasets.ImageFolder(tmp_path).class_to_idx == {"1": 0, "10": 1, "2": 2, "Dog": 3, "cat": 4}
+
+
+def test_notes_E24_v2_totensor_is_deprecated():
+    with pytest.warns(UserWarning, match=r"The transform `ToTensor\(\)` is deprecated"):
+        v2.ToTensor()
+
+
+def test_image_folder_treats_split_parent_and_hidden_folders_as_classes(tree, tmp_path):
+    assert datasets.ImageFolder(tree[0].parent).classes == ["train", "val"]   # no error from torchvision
+    (tmp_path / "a").mkdir()
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    for name in ("a", ".ipynb_checkpoints"):
+        Image.new("L", (4, 4)).save(tmp_path / name / "x.png")
+    assert datasets.ImageFolder(tmp_path).classes == [".ipynb_checkpoints", "a"]
+    with pytest.raises(ValueError, match=r"hidden folders \['.ipynb_checkpoints'\] .* would become classes"):
+        open_image_folder(tmp_path)
+
+
+def test_torchvision_error_for_an_empty_class(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.new("L", (4, 4)).save(tmp_path / "a" / "x.png")
+    with pytest.raises(FileNotFoundError, match="Found no valid file for the classes b. Supported extensions are"):
+        datasets.ImageFolder(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"class folder .*b holds no images \(.jpg .jpeg .png"):
+        open_image_folder(tmp_path)
+
+
+def test_open_image_folder_errors(tree, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist; write one with write_digit_folders"):
+        open_image_folder(tmp_path / "missing")
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="is a file, not a folder"):
+        open_image_folder(tmp_path / "file.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no class folders; ImageFolder expects"):
+        open_image_folder(tmp_path / "empty")
+    (tmp_path / "text" / "a").mkdir(parents=True)
+    (tmp_path / "text" / "a" / "notes.txt").write_text("not an image")
+    with pytest.raises(FileNotFoundError, match="holds no images"):
+        open_image_folder(tmp_path / "text")
+    with pytest.raises(ValueError, match=r"holds the splits \['train', 'val'\], not classes; pass one split"):
+        open_image_folder(tree[0].parent)
+
+
+def test_open_image_folder_returns_image_folder(tree):
+    dataset = open_image_folder(tree[1], transform=data_transform)
+    assert isinstance(dataset, datasets.ImageFolder) and len(dataset) == 359
+    assert dataset[0][0].shape == (1, 32, 32)
+
+
+def test_open_image_folder_finds_images_in_subfolders(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    Image.new("L", (4, 4)).save(tmp_path / "a" / "deep" / "x.PNG")   # ImageFolder walks subfolders
+    assert len(open_image_folder(tmp_path)) == 1
+
+
+# --- DataLoader --------------------------------------------------------------------------------
+
+def test_drop_last_length(train_data, val_data):
+    loader = DataLoader(train_data, batch_size=64, drop_last=True)
+    assert len(loader) == len(train_data) // 64 == 22
+    assert len(DataLoader(train_data, batch_size=64)) == 23          # rounds up without drop_last
+    sizes = [len(labels) for _, labels in DataLoader(val_data, batch_size=64)]
+    assert sizes == [64] * 5 + [359 % 64]
+
+
+def test_seeded_shuffle_is_reproducible_and_reshuffles_each_epoch(train_data):
+    def loader(seed):
+        return DataLoader(train_data, batch_size=64, shuffle=True, drop_last=True,
+                          generator=torch.Generator().manual_seed(seed))
+    a = loader(0)
+    first, second = next(iter(a))[1], next(iter(a))[1]
+    assert not torch.equal(first, second)
+    assert torch.equal(first, next(iter(loader(0)))[1])
+    assert not torch.equal(first, next(iter(loader(1)))[1])
+
+
+def test_unshuffled_val_comes_in_class_order(val_data):
+    labels = torch.cat([y for _, y in DataLoader(val_data, batch_size=64)])
+    assert torch.equal(labels, labels.sort().values) and labels[:10].tolist() == [0] * 10
+
+
+def test_next_iter_loader_gives_a_batch(val_data):
+    images, labels = next(iter(DataLoader(val_data, batch_size=64)))
+    assert images.shape == (64, 1, 32, 32) and labels.shape == (64,) and labels.dtype == torch.int64
+
+
+def test_notes_E20_next_iter_image_folder_gives_one_sample(tree):
+    # the notes' own transform gives 3 channels; either way it is one (image, label) pair
+    notes_data = datasets.ImageFolder(tree[1], transform=v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]))
+    sample = next(iter(notes_data))
+    assert isinstance(sample, tuple) and len(sample) == 2
+    assert sample[0].shape == (3, 32, 32) and sample[1] == 0
+    assert not hasattr(datasets.ImageFolder, "__iter__")
+    with pytest.raises(IndexError):
+        notes_data[len(notes_data)]                  # what ends the fallback iteration
+
+
+def test_notes_E19_four_workers_warn_on_two_cores(monkeypatch, val_data):
+    two_cpus(monkeypatch)
+    with pytest.warns(UserWarning, match="This DataLoader will create 4 worker processes in total. "
+                                         "Our suggested max number of worker in current system is 2"):
+        DataLoader(val_data, batch_size=64, num_workers=4)            # warns when created
+
+
+def test_suggested_worker_count_does_not_warn(monkeypatch, val_data):
+    two_cpus(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DataLoader(val_data, batch_size=64, num_workers=min(2, os.cpu_count() or 1))
+
+
+@pytest.mark.multiprocess
+def test_workers_give_the_same_batches(train_data):
+    def first_batch(num_workers):
+        loader = DataLoader(train_data, batch_size=64, shuffle=True, drop_last=True, num_workers=num_workers,
+                            generator=torch.Generator().manual_seed(0))
+        return next(iter(loader))
+    images_0, labels_0 = first_batch(0)
+    images_2, labels_2 = first_batch(2)
+    assert torch.equal(labels_0, labels_2) and torch.equal(images_0, images_2)
+
+
+UNGUARDED_SCRIPT = """\
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=4, num_workers=1,
+                    multiprocessing_context="spawn")
+print(next(iter(loader)))
+"""
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_notes_E19_spawn_without_main_guard_fails(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert run.returncode != 0
+    message = " ".join(run.stderr.split())
+    assert ("RuntimeError: An attempt has been made to start a new process before the "
+            "current process has finished its bootstrapping phase.") in message
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_spawned_workers_run_under_a_guarded_main():
+    # pytest's own __main__ is guarded, so spawned workers can import it safely
+    loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=4, num_workers=1,
+                        multiprocessing_context="spawn")
+    assert next(iter(loader))[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_notes_E24_snippets_are_not_self_contained(tree, monkeypatch):
+    two_cpus(monkeypatch)
+    ns: dict = {}
+    with pytest.raises(NameError, match="name 'train_path' is not defined"):
+        exec(NOTES_IMAGEFOLDER, ns)
+    ns["train_path"], ns["val_path"] = tree
+    with pytest.raises(NameError, match="name 'data_transform' is not defined"):
+        exec(NOTES_IMAGEFOLDER, ns)
+    ns["data_transform"] = data_transform
+    exec(NOTES_IMAGEFOLDER, ns)
+    with pytest.raises(NameError, match="name 'batch_size' is not defined"):
+        exec(NOTES_LOADERS, ns)
+    ns["batch_size"] = 64
+    with pytest.warns(UserWarning, match="will create 4 worker processes"):
+        exec(NOTES_LOADERS, ns)
+    assert ns["DataLoader"] is torch.utils.data.DataLoader          # two spellings, one class
+    ns["val_loader"] = DataLoader(ns["val_data"], batch_size=64)      # the same loader without workers
+    with pytest.raises(NameError, match="name 'plt' is not defined"):
+        exec(NOTES_SHOW, ns)
+
+
+def test_notes_E4_transpose_takes_two_dims(val_data):
+    ns = {"val_loader": DataLoader(val_data, batch_size=64), "plt": plt}
+    with pytest.raises(TypeError) as err:
+        exec(NOTES_SHOW, ns)
+    assert str(err.value) == "transpose() takes 2 positional arguments but 3 were given"
+    images = ns["images"]
+    assert images[0].permute(1, 2, 0).shape == (32, 32, 1)
+    assert np.array_equal(images[0].permute(1, 2, 0).numpy(), images[0].numpy().transpose(1, 2, 0))
+    fig, ax = plt.subplots()
+    assert type(ax.imshow(images[0].permute(1, 2, 0).numpy())).__name__ == "AxesImage"
+    plt.close(fig)
+
+
+# --- drawing -----------------------------------------------------------------------------------
+
+def test_to_numpy_image_undoes_normalize(train_data):
+    image, _ = train_data[0]
+    array = to_numpy_image(image)
+    with Image.open(train_data.samples[0][0]) as png:
+        pixels = np.asarray(png, dtype=np.float32) / 255
+    assert array.shape == (32, 32) and isinstance(array, np.ndarray)
+    assert np.allclose(array, pixels, atol=1e-6)
+    rgb = to_numpy_image(torch.zeros(3, 4, 5), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    assert rgb.shape == (4, 5, 3) and np.allclose(rgb, 0.5)
+
+
+@pytest.mark.parametrize("bad, shown", [
+    (torch.zeros(4, 1, 32, 32), r"\(4, 1, 32, 32\)"),
+    (torch.zeros(2, 32, 32), r"\(2, 32, 32\)"),
+    (np.zeros((1, 32, 32)), "ndarray"),
+])
+def test_to_numpy_image_rejects_wrong_shapes(bad, shown):
+    with pytest.raises(ValueError, match=f"expects one \\(C, H, W\\) image with 1 or 3 channels, got {shown}; "
+                                         "take one image of a batch"):
+        to_numpy_image(bad)
+
+
+def test_imshow_clips_a_normalised_colour_image(caplog):
+    normalised = v2.Normalize((0.5,) * 3, (0.5,) * 3)(torch.linspace(0, 1, 48).reshape(3, 4, 4))
+    fig, ax = plt.subplots()
+    with caplog.at_level(logging.WARNING, logger="matplotlib.image"):
+        ax.imshow(normalised.permute(1, 2, 0).numpy())
+    assert "Clipping input data to the valid range" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="matplotlib.image"):
+        ax.imshow(to_numpy_image(normalised, (0.5,) * 3, (0.5,) * 3))
+    assert "Clipping" not in caplog.text
+    plt.close(fig)
+
+
+def test_save_batch_grid_draws_the_digits(train_data, tmp_path):
+    images, labels = next(iter(DataLoader(train_data, batch_size=10)))
+    path = save_batch_grid(images, labels, tmp_path / "grid.png", columns=5)
+    with Image.open(path) as png:
+        assert png.size == (5 * 1.1 * 80, 2 * 1.25 * 80)
+        gray = np.asarray(png.convert("L"), dtype=np.float32)
+    assert gray.std() > 20                           # not blank: white ink on black tiles on white paper
+    assert plt.get_fignums() == []                   # the figure was closed
+
+
+def test_save_figures_writes_the_page_picture(tmp_path):
+    paths = save_figures(tmp_path)
+    assert [p.name for p in paths] == ["data-batch.png"]
+    with Image.open(paths[0]) as png:
+        assert png.size == (8 * 1.1 * 80, 4 * 1.25 * 80)

@@ -1,0 +1,469 @@
+"""Each claim of the environment chapter, asserted: install lines, device report,
+pick_device, .cuda() vs .to(device), and the CUDA toolkit switch script."""
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from snippets import environment as env
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL_SH = ROOT / "snippets" / "install.sh"
+CUDA_ENV_SH = ROOT / "snippets" / "cuda_env.sh"
+BASE_PATH = "/usr/bin:/bin"  # no real nvcc on it (this machine has one in /usr/local/bin)
+
+# The notes' block, verbatim (Task1 §1).
+NOTES_CUDA_BLOCK = """\
+#<<< config root's cuda  start <<<
+export PATH=/usr/local/cuda-11.0/bin:$PATH
+export CUDA_HOME=/usr/local/cuda-11.0/bin:$CUDA_HOME
+export LD_LIBRARY_PATH=/usr/local/cuda-11.0/lib64:/usr/local/cuda-11.0/extras/CUPTI/lib64:$LD_LIBRARY_PATH
+# cuda-10.2
+#<<< config root's cuda  end <<<
+"""
+
+
+def bash(script: str, *args: str, env_vars: dict | None = None) -> subprocess.CompletedProcess:
+    base = {"PATH": BASE_PATH, "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(["bash", "-c", script, "bash", *args], capture_output=True, text=True,
+                          env={**base, **(env_vars or {})}, cwd=ROOT, timeout=30)
+
+
+# ---------------------------------------------------------------- install.sh
+
+def run_install(*args: str, env_vars: dict | None = None):
+    """Run install.sh with `pip` replaced by a function that records its arguments."""
+    script = 'pip() { printf "%s\\n" "$@"; }; export -f pip; bash "$0" "$@"'
+    done = subprocess.run(["bash", "-c", script, str(INSTALL_SH), *args], capture_output=True, text=True,
+                          env={"PATH": BASE_PATH, **(env_vars or {})}, timeout=30)
+    return done.returncode, done.stdout.splitlines(), done.stderr
+
+
+def test_install_sh_defaults_to_the_cpu_index():
+    rc, pip_args, _ = run_install()
+    assert rc == 0
+    assert pip_args == ["install", "torch==2.14.1", "torchvision==0.29.1",
+                        "--index-url", "https://download.pytorch.org/whl/cpu"]
+
+
+@pytest.mark.parametrize("tag", ["cu126", "cu128", "cu130"])
+def test_install_sh_uses_the_cuda_index_for_a_cuda_tag(tag):
+    rc, pip_args, _ = run_install(tag)
+    assert rc == 0
+    assert pip_args[-2:] == ["--index-url", f"https://download.pytorch.org/whl/{tag}"]
+
+
+def test_install_sh_pins_the_pair_in_requirements_txt():
+    pins = dict(re.findall(r"^(torch|torchvision)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
+    _, pip_args, _ = run_install()
+    assert f"torch=={pins['torch']}" in pip_args and f"torchvision=={pins['torchvision']}" in pip_args
+
+
+def test_install_sh_versions_can_be_overridden():
+    _, pip_args, _ = run_install("cpu", env_vars={"TORCH_VERSION": "2.13.0", "TORCHVISION_VERSION": "0.28.0"})
+    assert pip_args[1:3] == ["torch==2.13.0", "torchvision==0.28.0"]
+
+
+@pytest.mark.parametrize("bad", ["cuda12", "cu12.6", "gpu", "cpu "])
+def test_install_sh_rejects_an_unknown_build_before_calling_pip(bad):
+    rc, pip_args, err = run_install(bad)
+    assert rc == 2 and pip_args == []
+    assert "unknown build" in err and "use cpu or a CUDA tag such as cu126 or cu130" in err
+
+
+# ---------------------------------------------------------------- device report
+
+def test_device_report_on_this_machine_has_its_real_values():
+    lines = env.device_report().splitlines()
+    assert lines[0] == f"torch {torch.__version__}"
+    assert f"torch.cuda.is_available(): {torch.cuda.is_available()}" in "\n".join(lines)
+
+
+def test_device_report_cuda_build_names_cuda_cudnn_and_runtime_wheel(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 92400)
+    monkeypatch.setattr(env, "cuda_runtime_wheel", lambda: "nvidia-cuda-runtime 13.0.96")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lines = env.device_report().splitlines()
+    assert lines[1:] == ["built with CUDA 13.0, cuDNN 92400",
+                         "CUDA runtime from: nvidia-cuda-runtime 13.0.96",
+                         "torch.cuda.is_available(): False",
+                         "CPU only: no CUDA device is visible, tensors and models stay on the CPU"]
+
+
+def test_device_report_lists_every_gpu(monkeypatch):
+    gpus = [SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0),
+            SimpleNamespace(name="NVIDIA A100-SXM4-40GB", total_memory=40 * 2**30, major=8, minor=0)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(gpus))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: gpus[i])
+    report = env.device_report()
+    assert "torch.cuda.is_available(): True, 2 device(s)" in report
+    assert "  cuda:0 NVIDIA H100 80GB HBM3, 80 GiB, compute capability 9.0" in report
+    assert "  cuda:1 NVIDIA A100-SXM4-40GB, 40 GiB, compute capability 8.0" in report
+    assert "CPU only" not in report
+
+
+def test_device_report_cpu_only_build(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lines = env.device_report().splitlines()
+    assert lines[1] == "built without CUDA (a CPU-only build)"
+    assert lines[-1].startswith("CPU only:")
+
+
+def test_device_report_rocm_build(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", "6.4.1", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert env.device_report().splitlines()[1] == "built with ROCm (HIP 6.4.1)"
+
+
+def test_cuda_runtime_wheel_finds_the_nvidia_runtime_package(monkeypatch):
+    def dist(name, version):
+        return SimpleNamespace(metadata={"Name": name}, version=version)
+    monkeypatch.setattr(env.importlib.metadata, "distributions",
+                        lambda: [dist("numpy", "2.4.6"), dist("nvidia-cuda-runtime-cu12", "12.6.77")])
+    assert env.cuda_runtime_wheel() == "nvidia-cuda-runtime-cu12 12.6.77"
+    monkeypatch.setattr(env.importlib.metadata, "distributions", lambda: [dist("numpy", "2.4.6")])
+    assert env.cuda_runtime_wheel() is None
+
+
+# ---------------------------------------------------------------- pick_device
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+def test_pick_device_defaults_to_cpu_without_a_gpu(no_gpu):
+    assert env.pick_device() == torch.device("cpu")
+
+
+def test_pick_device_defaults_to_cuda_with_a_gpu(two_gpus):
+    assert env.pick_device() == torch.device("cuda")
+
+
+@pytest.mark.parametrize("prefer, expected", [("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"),
+                                              (torch.device("cuda", 0), "cuda:0")])
+def test_pick_device_honours_prefer(two_gpus, prefer, expected):
+    assert env.pick_device(prefer) == torch.device(expected)
+
+
+def test_pick_device_cpu_always_works(no_gpu):
+    assert env.pick_device("cpu") == torch.device("cpu")
+
+
+def test_pick_device_refuses_cuda_when_unavailable(no_gpu):
+    with pytest.raises(RuntimeError, match=r"^'cuda' was asked for, but torch.cuda.is_available\(\) is False "
+                                           r"\(a CPU-only torch build, or no GPU/driver\); use pick_device\(\)"):
+        env.pick_device("cuda")
+
+
+def test_pick_device_refuses_an_index_past_the_last_gpu(two_gpus):
+    with pytest.raises(RuntimeError, match=r"^'cuda:2' was asked for, but only 2 CUDA device\(s\) are visible "
+                                           r"\(cuda:0 to cuda:1\); use a lower index or check CUDA_VISIBLE_DEVICES"):
+        env.pick_device("cuda:2")
+
+
+def test_pick_device_cuda_99_message_starts_the_same_on_every_machine(no_gpu):
+    # the page shows "'cuda:99' was asked for, but ..." and relies on this prefix
+    with pytest.raises(RuntimeError, match=r"^'cuda:99' was asked for, but "):
+        env.pick_device("cuda:99")
+
+
+def test_pick_device_rejects_a_wrong_name():
+    with pytest.raises(ValueError, match=r"^'gpu' is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'mps'$"):
+        env.pick_device("gpu")
+
+
+def test_pick_device_rejects_a_non_string():
+    with pytest.raises(TypeError, match="prefer must be a device name such as 'cuda:0' or a torch.device, got int"):
+        env.pick_device(0)
+
+
+def test_pick_device_refuses_mps_when_unavailable(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"torch.backends.mps.is_available\(\) is False"):
+        env.pick_device("mps")
+
+
+# ---------------------------------------------------------------- .cuda() vs .to(device)
+
+def test_to_returns_a_new_tensor_but_changes_a_module_in_place():
+    x = torch.ones(2)
+    y = x.to(torch.float64)
+    assert x.dtype == torch.float32 and y.dtype == torch.float64 and y is not x
+    lin = nn.Linear(2, 2)
+    assert lin.to(torch.float64) is lin and lin.weight.dtype == torch.float64
+
+
+def test_to_the_same_device_returns_the_tensor_itself():
+    x = torch.ones(2)
+    assert x.to("cpu") is x  # no copy when nothing changes
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine .cuda() works")
+def test_notes_E14_cuda_call_fails_without_a_gpu():
+    data, label = torch.ones(2, 3), torch.zeros(2)
+    if torch.version.cuda is None:  # a CPU-only build
+        with pytest.raises(AssertionError, match="^Torch not compiled with CUDA enabled$"):
+            data, label = data.cuda(), label.cuda()
+    else:  # a CUDA build on a machine without a GPU (this site's CI)
+        with pytest.raises(RuntimeError, match="^(Found no NVIDIA driver on your system|No CUDA GPUs are available)"):
+            data, label = data.cuda(), label.cuda()
+    assert data.device.type == "cpu"
+
+
+@pytest.mark.cuda
+def test_cuda_moves_a_tensor_by_copy_and_a_module_in_place():
+    device = env.pick_device()
+    t = torch.ones(3)
+    moved = t.cuda()
+    assert t.device.type == "cpu" and moved.device.type == "cuda"
+    assert t.to(device) is not t and t.device.type == "cpu"
+    layer = nn.Linear(3, 2)
+    assert layer.cuda() is layer and layer.weight.device.type == "cuda"
+    layer2 = nn.Linear(3, 2)
+    assert layer2.to(device) is layer2 and layer2.weight.device.type == "cuda"
+    assert layer(moved).device.type == "cuda"
+
+
+# ---------------------------------------------------------------- cuda_env.sh
+
+@pytest.fixture
+def fake_toolkit(tmp_path):
+    """A CUDA toolkit tree: bin/nvcc (a small script), include/, lib64/, extras/CUPTI/lib64."""
+    def make(version: str) -> Path:
+        root = tmp_path / f"cuda-{version}"
+        for sub in ("bin", "include", "lib64", "extras/CUPTI/lib64"):
+            (root / sub).mkdir(parents=True)
+        nvcc = root / "bin" / "nvcc"
+        nvcc.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {version}'\n")
+        nvcc.chmod(0o755)
+        return root
+    return make
+
+
+SHOW_ENV = 'printf "%s\\n" "$CUDA_HOME" "$PATH" "${LD_LIBRARY_PATH:-}" "$(nvcc --version)"'
+
+
+def test_cuda_env_sets_home_path_and_libraries(fake_toolkit):
+    root = fake_toolkit("11.0")
+    done = bash(f'source snippets/cuda_env.sh "$1" && {SHOW_ENV}', str(root))
+    assert done.returncode == 0, done.stderr
+    home, path, libs, nvcc = done.stdout.splitlines()
+    assert home == str(root)
+    assert path == f"{root}/bin:{BASE_PATH}"
+    assert libs == f"{root}/lib64:{root}/extras/CUPTI/lib64"
+    assert nvcc == "Cuda compilation tools, release 11.0"
+    assert (Path(home) / "bin" / "nvcc").is_file() and (Path(home) / "include").is_dir()
+
+
+def test_cuda_env_takes_the_root_from_cuda_root(fake_toolkit):
+    root = fake_toolkit("12.6")
+    done = bash(f"source snippets/cuda_env.sh && {SHOW_ENV}", env_vars={"CUDA_ROOT": f"{root}/"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == str(root)  # trailing slash dropped
+
+
+def test_cuda_env_switching_drops_the_previous_toolkit(fake_toolkit):
+    old, new = fake_toolkit("11.0"), fake_toolkit("12.6")
+    done = bash(f'source snippets/cuda_env.sh "$1" && source snippets/cuda_env.sh "$2" && {SHOW_ENV}',
+                str(old), str(new), env_vars={"LD_LIBRARY_PATH": "/opt/other/lib"})
+    assert done.returncode == 0, done.stderr
+    home, path, libs, nvcc = done.stdout.splitlines()
+    assert home == str(new)
+    assert path == f"{new}/bin:{BASE_PATH}"
+    assert libs == f"{new}/lib64:{new}/extras/CUPTI/lib64:/opt/other/lib"
+    assert nvcc == "Cuda compilation tools, release 12.6"
+
+
+def test_cuda_env_leaves_no_helper_functions_behind(fake_toolkit):
+    done = bash('source snippets/cuda_env.sh "$1"; declare -F', str(fake_toolkit("11.0")))
+    assert "_cuda_env" not in done.stdout
+
+
+@pytest.mark.parametrize("where", ["bin", "empty"])
+def test_cuda_env_refuses_a_folder_without_bin_nvcc(fake_toolkit, tmp_path, where):
+    target = fake_toolkit("11.0") / "bin" if where == "bin" else tmp_path
+    done = bash('source snippets/cuda_env.sh "$1"; echo "rc=$? CUDA_HOME=${CUDA_HOME:-unset}"', str(target))
+    assert done.stdout.strip() == "rc=1 CUDA_HOME=unset"
+    assert f"cuda_env.sh: no executable {target}/bin/nvcc; give the toolkit root" in done.stderr
+
+
+def test_cuda_env_needs_a_root():
+    done = bash('source snippets/cuda_env.sh; echo "rc=$?"')
+    assert done.stdout.strip() == "rc=2"
+    assert "give the toolkit root, e.g. source cuda_env.sh /usr/local/cuda-12.6" in done.stderr
+
+
+def test_cuda_env_refuses_to_be_run_instead_of_sourced(fake_toolkit):
+    done = bash('bash snippets/cuda_env.sh "$1"', str(fake_toolkit("11.0")))
+    assert done.returncode == 2
+    assert "source this file" in done.stderr
+
+
+def run_notes_block(root: Path, cuda_home_before: str | None) -> list[str]:
+    block = NOTES_CUDA_BLOCK.replace("/usr/local/cuda-11.0", str(root))
+    done = bash(block + SHOW_ENV, env_vars={"CUDA_HOME": cuda_home_before} if cuda_home_before else None)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_notes_E1_cuda_home_with_bin_has_no_nvcc(fake_toolkit):
+    root = fake_toolkit("11.0")
+    home, path, _, nvcc = run_notes_block(root, None)
+    assert home == f"{root}/bin:"                        # a PATH-style value, not the root
+    assert not os.path.exists(os.path.join(home, "bin", "nvcc"))
+    assert not os.path.exists(os.path.join(home, "include"))
+    # PATH is right, so nvcc still runs: that is why the mistake goes unnoticed
+    assert nvcc == "Cuda compilation tools, release 11.0"
+    with pytest.raises(ValueError, match="is a list of paths; it must be one folder, the toolkit root"):
+        env.check_cuda_home(home)
+
+
+def test_notes_E1_after_an_earlier_switch_cuda_home_grows(fake_toolkit):
+    root = fake_toolkit("11.0")
+    home, *_ = run_notes_block(root, "/usr/local/cuda-10.2/bin")
+    assert home == f"{root}/bin:/usr/local/cuda-10.2/bin"
+    assert os.path.join(home, "bin", "nvcc") == f"{root}/bin:/usr/local/cuda-10.2/bin/bin/nvcc"
+    assert not os.path.exists(os.path.join(home, "bin", "nvcc"))
+
+
+PROBE = textwrap.dedent("""\
+    import json, logging, os, sys
+    logging.disable(logging.WARNING)  # "No CUDA runtime is found" on a machine without a GPU
+    import torch
+    from torch.utils import cpp_extension
+    find = getattr(cpp_extension, "_find_cuda_home", None)  # private; may move in other torch versions
+    homes = []
+    for value in sys.argv[1:]:
+        os.environ["CUDA_HOME"] = value
+        home = find() if find else os.environ["CUDA_HOME"]
+        homes.append([home, os.path.exists(os.path.join(home, "bin", "nvcc"))])
+    # what building an extension does first: find nvcc under CUDA_HOME, compare its version with torch's
+    check = getattr(cpp_extension, "_check_cuda_version", None)  # private, too
+    checks = []
+    for home, _ in homes if check and torch.version.cuda else []:
+        cpp_extension.CUDA_HOME = home
+        try:
+            check("g++", cpp_extension.TorchVersion("13.2.0"))
+            checks.append(["ok"])
+        except (OSError, RuntimeError) as err:
+            checks.append([type(err).__name__, *map(str, err.args)])
+    with open("/proc/self/maps") as maps:
+        cublas = sorted({line.split()[-1] for line in maps if "libcublas.so" in line})
+    print(json.dumps({"homes": homes, "checks": checks, "cuda": torch.version.cuda, "cublas": cublas}))
+""")
+
+
+def loaded_cublas() -> list[str]:
+    """The cuBLAS files mapped into this process (torch is imported)."""
+    maps = Path("/proc/self/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines() if "libcublas.so" in line})
+
+
+@pytest.fixture(scope="module")
+def probe_after_switch(tmp_path_factory):
+    """Source the corrected script against a fake toolkit, then ask torch, in that environment,
+    where CUDA_HOME is (for the script's value and the notes' value) and which CUDA it uses."""
+    root = tmp_path_factory.mktemp("toolkit") / "cuda-11.0"
+    for sub in ("bin", "include", "lib64", "extras/CUPTI/lib64"):
+        (root / sub).mkdir(parents=True)
+    (root / "bin" / "nvcc").write_text("#!/bin/sh\necho 'Cuda compilation tools, release 11.0'\n")
+    (root / "bin" / "nvcc").chmod(0o755)
+    shell = bash('source snippets/cuda_env.sh "$1" && printf "%s\\n" "$CUDA_HOME" "$PATH" "$LD_LIBRARY_PATH"',
+                 str(root))
+    assert shell.returncode == 0, shell.stderr
+    cuda_home, path, libs = shell.stdout.splitlines()
+    notes_value = run_notes_block(root, None)[0]
+    done = subprocess.run([sys.executable, "-c", PROBE, cuda_home, notes_value], capture_output=True, text=True,
+                          timeout=120, env={"PATH": path, "LD_LIBRARY_PATH": libs, "CUDA_HOME": cuda_home,
+                                            "HOME": os.environ.get("HOME", "/tmp")})
+    assert done.returncode == 0, done.stderr
+    return root, json.loads(done.stdout)
+
+
+def test_cpp_extension_finds_nvcc_with_the_corrected_script_not_the_notes(probe_after_switch):
+    root, probe = probe_after_switch
+    assert probe["homes"] == [[str(root), True], [f"{root}/bin:", False]]
+
+
+def test_notes_E1_extension_build_cannot_find_nvcc(probe_after_switch):
+    root, probe = probe_after_switch
+    if not probe["checks"]:
+        pytest.skip("needs a CUDA build of torch whose cpp_extension has _check_cuda_version")
+    corrected, notes = probe["checks"]
+    assert notes == ["FileNotFoundError", f"nvcc not found at '{root}/bin:/bin/nvcc'. "
+                     f"Ensure CUDA path '{root}/bin:' is correct."]
+    # the corrected value gets past the lookup to the version check: the major versions must agree
+    assert corrected[0] == "RuntimeError" and "mismatches the version" in corrected[1]
+    assert corrected[2:] == ["11.0", torch.version.cuda]
+
+
+@pytest.mark.skipif(torch.version.cuda is None, reason="a CPU-only torch build loads no CUDA libraries")
+def test_notes_E2_toolkit_variables_do_not_change_the_cuda_torch_uses(probe_after_switch):
+    _, probe = probe_after_switch
+    # with CUDA_HOME, PATH and LD_LIBRARY_PATH on a (fake) CUDA 11.0: same CUDA, same cuBLAS file
+    assert probe["cuda"] == torch.version.cuda
+    assert probe["cublas"] == loaded_cublas()
+    if not probe["cublas"]:
+        pytest.skip("this torch did not load cuBLAS at import (not a pip wheel build?)")
+    assert all("site-packages/nvidia" in f for f in probe["cublas"])  # torch's own nvidia-* wheels
+
+
+# ---------------------------------------------------------------- check_cuda_home
+
+def test_check_cuda_home_returns_nvcc_for_a_root(fake_toolkit):
+    root = fake_toolkit("12.6")
+    assert env.check_cuda_home(str(root)) == root / "bin" / "nvcc"
+
+
+def test_check_cuda_home_reads_the_environment(fake_toolkit, monkeypatch):
+    root = fake_toolkit("12.6")
+    monkeypatch.setenv("CUDA_HOME", str(root))
+    assert env.check_cuda_home() == root / "bin" / "nvcc"
+    monkeypatch.delenv("CUDA_HOME")
+    with pytest.raises(ValueError, match="CUDA_HOME is not set; set it to the toolkit root"):
+        env.check_cuda_home()
+
+
+def test_check_cuda_home_points_out_a_bin_folder(fake_toolkit):
+    root = fake_toolkit("12.6")
+    with pytest.raises(ValueError, match=r"has no bin/nvcc \(it points at bin/; use its parent\)"):
+        env.check_cuda_home(str(root / "bin"))
+
+
+def test_check_cuda_home_accepts_a_path_and_rejects_other_types(fake_toolkit):
+    root = fake_toolkit("12.6")
+    assert env.check_cuda_home(root) == root / "bin" / "nvcc"
+    with pytest.raises(TypeError, match=r"^check_cuda_home expects a path \(str or Path\), got int$"):
+        env.check_cuda_home(126)
+
+
+def test_device_report_cuda_build_without_cudnn(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: None)
+    assert env.device_report().splitlines()[1] == "built with CUDA 13.0, cuDNN not found"
+
+
+def test_check_cuda_home_rejects_a_folder_without_nvcc(tmp_path):
+    with pytest.raises(ValueError, match=r"has no bin/nvcc; set it to the toolkit root$"):
+        env.check_cuda_home(str(tmp_path))

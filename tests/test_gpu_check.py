@@ -1,0 +1,218 @@
+"""`make gpu-check` (tools/gpu_check.py, tools/gpu_results.py) and the home page's "verified" table
+(tools/verified.py), tested on the CPU: the GPU run itself happens on a CUDA machine."""
+import ast
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tools import gpu_check, gpu_results, verified
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_GPU_REASON = "needs a CUDA GPU (torch.cuda.is_available() is False)"
+
+FACTS = {"python": "3.12.3", "torch": "2.11.0+cu130", "cuda": "13.0", "cudnn": "9.10.2", "driver": "580.159.04",
+         "torchvision": "0.26.0", "gpus": [{"name": "NVIDIA H200", "capability": "9.0", "memory_gib": 139.8}]}
+RESULTS = {"exitstatus": 1, "tests": [
+    {"id": "tests/test_saving.py::test_gpu_checkpoint", "outcome": "passed", "duration": 0.5, "message": ""},
+    {"id": "tests/test_multi_gpu.py::test_ddp_nccl", "outcome": "failed", "duration": 2.0,
+     "message": "AssertionError: a | b"},
+    {"id": "docs/zh/saving.md::line 40", "outcome": "passed", "duration": 0.1, "message": ""},
+    {"id": "docs/zh/saving.md::line 88", "outcome": "xfailed", "duration": 0.1, "message": ""},
+    {"id": "docs/en/multi-gpu.md::line 12", "outcome": "skipped", "duration": 0.0, "message": "needs 2 GPUs"},
+]}
+
+
+@pytest.fixture
+def sample_report(monkeypatch):
+    monkeypatch.setattr(gpu_check, "git_commit", lambda: "abc1234")
+    return gpu_check.build_report(FACTS, RESULTS, "python3 -m tools.gpu_check --wheels .whl", ["mkdocs 1.6.1"])
+
+
+def test_report_says_what_ran_where_and_each_outcome(sample_report):
+    assert sample_report["counts"] == {"failed": 1, "error": 0, "skipped": 1, "xfailed": 1, "passed": 2}
+    assert sample_report["selection"].startswith("2 tests marked `cuda` (tests/) and 3 code blocks")
+    md = verified.render_report_md(sample_report)
+    for fact in ("1 × NVIDIA H200 (compute capability 9.0, 139.8 GiB)", "580.159.04",
+                 "2.11.0+cu130 (CUDA 13.0, cuDNN 9.10.2)", "| Python | 3.12.3 |", "mkdocs 1.6.1", "abc1234",
+                 "2 passed, 1 xfailed, 1 skipped, 0 error, 1 failed"):
+        assert fact in md
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(rows) == 5
+    assert rows[0] == "| `tests/test_multi_gpu.py::test_ddp_nccl` | failed | 2.00 | AssertionError: a \\| b |"
+    assert "needs 2 GPUs" in rows[1]
+
+
+def test_fragment_shows_the_gpu_result_and_the_pinned_cpu_versions(sample_report):
+    text = verified.render_fragment(sample_report, {"torch": "2.14.1", "torchvision": "0.29.1"})
+    assert "| CPU · CI | torch 2.14.1 · torchvision 0.29.1 | `make test` |" in text
+    assert "| GPU · 1 × NVIDIA H200 | torch 2.11.0+cu130 · CUDA 13.0 |" in text
+    assert f"3 通过 passed · 1 失败 failed · 1 跳过 skipped · {sample_report['date']}" in text
+
+
+def test_fragment_before_any_gpu_run_says_so():
+    text = verified.render_fragment(verified.NOT_RUN, {"torch": "9.9.9", "torchvision": "8.8.8"})
+    assert "torch 9.9.9 · torchvision 8.8.8" in text
+    assert "| GPU | — | 尚未在 GPU 上运行 · not yet run on a GPU (`make gpu-check`) |" in text
+    with pytest.raises(ValueError, match="requirements.txt pins no torchvision"):
+        verified.render_fragment(verified.NOT_RUN, {"torch": "9.9.9"})
+    with pytest.raises(ValueError, match="status must be 'ran' or 'not-run'"):
+        verified.render_fragment({"status": "maybe"}, {"torch": "1", "torchvision": "1"})
+
+
+def test_committed_reports_are_what_the_renderer_makes():
+    """Fails when requirements.txt or the GPU report changes without `python -m tools.verified`."""
+    report = verified.load_report()
+    pinned = verified.pins((ROOT / "requirements.txt").read_text(encoding="utf-8"))
+    generated = ROOT / "generated"
+    assert (generated / "verified.md").read_text(encoding="utf-8") == verified.render_fragment(report, pinned)
+    assert (generated / "gpu-report.md").read_text(encoding="utf-8") == verified.render_report_md(report)
+
+
+def test_pins_reads_exact_requirements_only():
+    assert verified.pins("# c\ntorch==2.14.1\nfoo>=1\nPyYAML == 6.0  # x\nmkdocs_material==9\n") == {
+        "torch": "2.14.1", "pyyaml": "6.0", "mkdocs-material": "9"}
+
+
+def test_unknown_outcome_is_refused():
+    with pytest.raises(ValueError, match="unknown outcome 'weird'"):
+        verified.counts([{"id": "x", "outcome": "weird"}])
+
+
+def test_refuses_on_a_machine_without_cuda(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device: torch " in err and "Refusing to write a GPU report from a CPU run" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finds_missing_packages_and_says_how_to_get_them():
+    absent = {"mkdocs", "torchvision"}
+
+    def fake_find_spec(name):
+        if name == "material":
+            raise ImportError("broken")
+        return None if name in absent else object()
+
+    missing = gpu_check.find_missing(find_spec=fake_find_spec)
+    assert [n.dist for n in missing] == ["mkdocs", "mkdocs-material", "torchvision"]
+    message = gpu_check.missing_message(missing, "/usr/bin/python3", None)
+    assert "  - mkdocs (import mkdocs): conftest.py reads mkdocs.yml" in message
+    assert "torchvision (import torchvision)" in message and "this command never installs it" in message
+    assert "python -m tools.gpu_check --download-wheels .whl --python-version " in message
+    assert gpu_check.find_missing() == []  # this venv has everything
+
+
+def test_needs_cover_the_theme_and_every_plugin_of_mkdocs_yml():
+    """conftest loads mkdocs.yml with its plugins: each must be installable on the GPU machine."""
+    from importlib.metadata import entry_points
+
+    from mkdocs.config import load_config
+
+    cfg = load_config(str(ROOT / "mkdocs.yml"))
+    dists = {ep.name: ep.dist.name for group in ("mkdocs.plugins", "mkdocs.themes") for ep in entry_points(group=group)}
+    plugins = [name for name in cfg["plugins"] if not name.endswith(".py")]
+    used = {dists[name] for name in plugins} | {dists[cfg["theme"].name]}
+    norm = lambda name: name.lower().replace("_", "-")  # noqa: E731
+    assert {norm(d) for d in used} <= {norm(n.dist) for n in gpu_check.NEEDS}
+    # hooks are imported with the config too: stdlib or a need
+    modules = {n.module for n in gpu_check.NEEDS} | set(sys.stdlib_module_names) | {"__future__"}
+    for hook in cfg["hooks"]:
+        tree = ast.parse((ROOT / hook).read_text(encoding="utf-8"))
+        for node in tree.body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            assert {n.split(".")[0] for n in names} <= modules, f"{hook} imports {names}: add it to NEEDS"
+
+
+def _wheel(folder: Path, name: str, requires: str = ""):
+    """A tiny handmade wheel holding one package `name`."""
+    dist = f"{name}-0.1.dist-info"
+    with zipfile.ZipFile(folder / f"{name}-0.1-py3-none-any.whl", "w") as whl:
+        whl.writestr(f"{name}/__init__.py", "")
+        whl.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n{requires}")
+        whl.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{dist}/RECORD", "")
+
+
+def test_installs_from_wheels_into_a_private_folder_but_never_torch(tmp_path):
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    wheels.mkdir()
+    _wheel(wheels, "probe", "Requires-Dist: torch\n")
+    _wheel(wheels, "torch")
+    need = gpu_check.Need("probe", "probe", "a test", "pure")
+    with pytest.raises(RuntimeError, match="pulled in torch"):
+        gpu_check.install([need], wheels, target)
+    assert (target / "probe").is_dir() and not (target / "torch").exists()
+    assert gpu_check.target_dists(target) == ["probe 0.1"]
+    with pytest.raises(FileNotFoundError, match="wheels folder .* does not exist"):
+        gpu_check.install([need], tmp_path / "nowhere", target)
+
+
+def test_download_refuses_torch():
+    assert gpu_check.download_wheels(Path("unused"), "3.12.3", ["torchvision"]) == 2
+
+
+@pytest.mark.parametrize("code, text", [(91002, "9.10.2"), (8907, "8.9.7"), (None, None)])
+def test_cudnn_version(code, text):
+    assert gpu_check.cudnn_version(code) == text
+
+
+def test_selection_keeps_shown_blocks_and_cuda_tests_only(tmp_path):
+    assert gpu_results.keep(ROOT / "docs" / "zh" / "saving.md", {})
+    assert gpu_results.keep(ROOT / "tests" / "test_saving.py", {"cuda": 1})
+    assert not gpu_results.keep(ROOT / "tests" / "test_saving.py", {"slow": 1})
+    marked, plain = tmp_path / "test_a.py", tmp_path / "test_b.py"
+    marked.write_text("import pytest\n@pytest.mark." + "cuda\ndef test_x(): pass\n")
+    plain.write_text("def test_y(): pass  # cuda in a comment\n")
+    assert gpu_check.cuda_test_files(tmp_path) == [marked]
+    assert ROOT / "tests" / "test_cuda_smoke.py" in gpu_check.cuda_test_files()
+
+
+def _report(nodeid, when, outcome, longrepr=None, **extra):
+    crash = SimpleNamespace(reprcrash=SimpleNamespace(message=longrepr)) if isinstance(longrepr, str) else longrepr
+    return SimpleNamespace(nodeid=nodeid, when=when, duration=0.25, skipped=outcome == "skipped",
+                           failed=outcome == "failed", longrepr=crash, longreprtext=str(longrepr or ""), **extra)
+
+
+def test_recorder_folds_setup_call_teardown_into_one_outcome(tmp_path):
+    rec = gpu_results.Recorder(tmp_path / "r.json")
+    for when, outcome, longrepr in [("setup", "passed", None), ("call", "failed", "AssertionError: boom"),
+                                    ("teardown", "passed", None)]:
+        rec.pytest_runtest_logreport(_report("t::fails", when, outcome, longrepr))
+    rec.pytest_runtest_logreport(_report("t::broken", "setup", "failed", "RuntimeError: no fixture"))
+    rec.pytest_runtest_logreport(_report("t::skips", "setup", "skipped", ("t.py", 3, "Skipped: needs 2 GPUs")))
+    rec.pytest_runtest_logreport(_report("t::xfails", "call", "skipped", "ValueError: as the page says", wasxfail=""))
+    rec.pytest_runtest_logreport(_report("t::passes", "call", "passed"))
+    rec.pytest_collectreport(_report("tests/test_x.py", "collect", "failed", "ImportError: no module named x"))
+    rec.pytest_sessionfinish(None, 1)
+    data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert data["exitstatus"] == 1
+    assert {t["id"]: (t["outcome"], t["message"]) for t in data["tests"]} == {
+        "t::fails": ("failed", "AssertionError: boom"), "t::broken": ("error", "RuntimeError: no fixture"),
+        "t::skips": ("skipped", "needs 2 GPUs"), "t::xfails": ("xfailed", "ValueError: as the page says"),
+        "t::passes": ("passed", ""), "tests/test_x.py": ("error", "ImportError: no module named x")}
+    assert data["tests"][0]["duration"] == 0.75
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine `make gpu-check` runs these tests")
+def test_cuda_tests_are_each_skipped_with_a_reason_on_cpu(tmp_path):
+    """gpu-check's own pytest command, on the CPU, over every test file that marks `cuda`."""
+    results = tmp_path / "results.json"
+    cmd = gpu_check.pytest_command(gpu_check.cuda_test_files(), results, ["-m", "cuda", "-q"])
+    done = subprocess.run(cmd, cwd=ROOT, env=gpu_check.pytest_env(tmp_path / "none"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tests = json.loads(results.read_text(encoding="utf-8"))["tests"]
+    assert len(tests) >= 8 and {t["outcome"] for t in tests} == {"skipped"}
+    assert {t["message"] for t in tests} == {NO_GPU_REASON}
+    smoke = [t for t in tests if t["id"].startswith("tests/test_cuda_smoke.py::")]
+    assert len(smoke) == 8
+    assert f"SKIPPED [8] tests/test_cuda_smoke.py: {NO_GPU_REASON}" in done.stdout
+    assert " failed" not in done.stdout.splitlines()[-1]

@@ -1,0 +1,240 @@
+"""Each claim of the init chapter, asserted: statistics of the initialised weights,
+autograd still sees every parameter, and the notes' three mistakes (E5, E6, E7)."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from snippets import init as ini
+
+# The notes' function, verbatim (Task1 §5), tabs and all.
+NOTES_INITIALIZE_WEIGHTS = """\
+def initialize_weights(self):
+\tfor m in self.modules():
+\t\t# 判断是否属于Conv2d
+\t\tif isinstance(m, nn.Conv2d):
+\t\t\ttorch.nn.init.xavier_normal_(m.weight.data)
+\t\t\t# 判断是否有偏置
+\t\t\tif m.bias is not None:
+\t\t\t\ttorch.nn.init.constant_(m.bias.data,0.3)
+\t\telif isinstance(m, nn.Linear):
+\t\t\ttorch.nn.init.normal_(m.weight.data, 0.1)
+\t\t\tif m.bias is not None:
+\t\t\t\ttorch.nn.init.zeros_(m.bias.data)
+\t\telif isinstance(m, nn.BatchNorm2d):
+\t\t\tm.weight.data.fill_(1) \t\t \n\t\t\tm.bias.data.zeros_()\t
+"""
+
+
+def notes_initialize_weights():
+    namespace = {"nn": nn, "torch": torch}
+    exec(NOTES_INITIALIZE_WEIGHTS, namespace)
+    return namespace["initialize_weights"]
+
+
+@pytest.fixture(scope="module")
+def big_layers():
+    """Layers large enough that sample statistics are within a few percent of the targets."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(64, 128, kernel_size=3), nn.BatchNorm2d(128), nn.Flatten(),
+                        nn.Linear(1000, 1000))
+    with torch.no_grad():  # make BN differ from its defaults, so re-initialising is visible
+        net[1].weight.fill_(5.0)
+        net[1].bias.fill_(-2.0)
+    return net.apply(ini.init_weights)
+
+
+def test_conv_weight_is_xavier_normal(big_layers):
+    w = big_layers[0].weight
+    fan_in, fan_out = 64 * 9, 128 * 9
+    wanted = math.sqrt(2 / (fan_in + fan_out))
+    assert w.std().item() == pytest.approx(wanted, rel=0.03)
+    assert abs(w.mean().item()) < 0.05 * wanted
+
+
+def test_conv_bias_is_0_3(big_layers):
+    assert torch.equal(big_layers[0].bias, torch.full((128,), 0.3))
+
+
+def test_conv_without_bias_is_fine():
+    conv = nn.Conv2d(3, 4, 3, bias=False)
+    ini.init_weights(conv)
+    assert conv.bias is None
+
+
+def test_linear_weight_has_mean_0_std_0_1(big_layers):
+    w = big_layers[3].weight
+    assert abs(w.mean().item()) < 0.001
+    assert w.std().item() == pytest.approx(0.1, rel=0.01)
+
+
+def test_linear_bias_is_zero(big_layers):
+    assert torch.equal(big_layers[3].bias, torch.zeros(1000))
+
+
+def test_batchnorm_is_ones_and_zeros(big_layers):
+    bn = big_layers[1]
+    assert torch.equal(bn.weight, torch.ones(128)) and torch.equal(bn.bias, torch.zeros(128))
+
+
+def test_a_fresh_batchnorm_is_already_ones_and_zeros():
+    bn = nn.BatchNorm2d(3)
+    assert bn.weight.tolist() == [1.0, 1.0, 1.0] and bn.bias.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_default_init_of_linear_is_uniform_within_1_over_sqrt_fan_in():
+    torch.manual_seed(0)
+    fc = nn.Linear(400, 50)
+    bound = 1 / math.sqrt(400)
+    assert fc.weight.abs().max().item() <= bound and fc.bias.abs().max().item() <= bound
+    assert fc.weight.abs().max().item() > 0.95 * bound  # uniform: values reach the bound
+
+
+def test_apply_visits_every_submodule_and_returns_the_model():
+    seen = []
+    net = ini.make_net()
+    assert net.apply(lambda m: seen.append(type(m).__name__)) is net
+    assert seen == ["Conv2d", "BatchNorm2d", "ReLU", "Flatten", "Linear", "Sequential"]  # children first
+
+
+def test_init_is_reproducible_with_a_seed():
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        nets.append(ini.make_net().apply(ini.init_weights))
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_autograd_still_sees_every_parameter():
+    torch.manual_seed(0)
+    net = ini.make_net().apply(ini.init_weights)
+    params = list(net.parameters())
+    assert len(params) == 6
+    assert all(p.is_leaf and p.requires_grad and p.grad_fn is None for p in params)
+    net(torch.randn(4, 1, 8, 8)).sum().backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in params)
+    assert all(p.grad.abs().sum() > 0 for p in params)  # a step would change every parameter
+
+
+def test_demo_apply_prints_what_the_page_shows(capsys):
+    ini.demo_apply()
+    assert capsys.readouterr().out.splitlines() == [
+        "conv bias: tensor([0.3000])", "fc weight: mean -0.000, std 0.099", "bn weight/bias: [1.0] [0.0]"]
+
+
+# ---------------------------------------------------------------- the notes' mistakes
+
+def test_notes_E5_zeros_underscore_is_not_a_tensor_method():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 2))
+    with pytest.raises(AttributeError, match=r"^'Tensor' object has no attribute 'zeros_'$"):
+        notes_initialize_weights()(model)
+    assert not hasattr(torch.Tensor, "zeros_") and hasattr(torch.Tensor, "zero_")
+    assert hasattr(nn.init, "zeros_")  # the nn.init function does exist
+
+
+def test_notes_E5_without_batchnorm_the_notes_function_runs():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    notes_initialize_weights()(model)  # only the BatchNorm branch is broken
+    assert torch.equal(model[0].bias, torch.full((2,), 0.3))
+
+
+def test_notes_E6_second_argument_of_normal_is_the_mean():
+    torch.manual_seed(0)
+    w = torch.empty(256, 512)
+    nn.init.normal_(w, 0.1)
+    assert w.mean().item() == pytest.approx(0.1, abs=0.01)
+    assert w.std().item() == pytest.approx(1.0, rel=0.01)
+    nn.init.normal_(w, mean=0.0, std=0.1)
+    assert abs(w.mean().item()) < 0.001 and w.std().item() == pytest.approx(0.1, rel=0.01)
+
+
+def test_notes_E6_the_notes_linear_weights_are_ten_times_too_spread():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1000, 1000))
+    notes_initialize_weights()(model)
+    assert model[0].weight.std().item() == pytest.approx(1.0, rel=0.01)
+    assert model[0].weight.mean().item() == pytest.approx(0.1, abs=0.01)
+
+
+def test_notes_E6_std_1_spreads_a_512_input_layer_23_times():
+    torch.manual_seed(0)
+    fc = nn.Linear(512, 256)
+    x = torch.randn(1024, 512)
+    nn.init.normal_(fc.weight, 0.1)  # the notes' call
+    nn.init.zeros_(fc.bias)
+    with torch.no_grad():
+        assert fc(x).std().item() == pytest.approx(math.sqrt(512), rel=0.1)
+        nn.init.normal_(fc.weight, mean=0.0, std=0.1)
+        assert fc(x).std().item() == pytest.approx(0.1 * math.sqrt(512), rel=0.1)
+
+
+def test_notes_E7_data_hides_an_in_place_change_from_autograd():
+    a = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out = a.sigmoid()
+    out.data.zero_()
+    out.sum().backward()  # no error ...
+    assert torch.equal(a.grad, torch.zeros(3))  # ... and a wrong gradient
+    right = torch.sigmoid(a.detach()) * (1 - torch.sigmoid(a.detach()))
+    assert torch.all(right > 0.04)
+
+
+def test_demo_data_hides_change_shows_the_wrong_gradient(capsys):
+    assert torch.equal(ini.demo_data_hides_change(), torch.zeros(3))
+    assert capsys.readouterr().out.splitlines()[0] == "tensor([0., 0., 0.])"
+
+
+def test_notes_E7_detach_makes_the_same_change_an_error():
+    a = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out = a.sigmoid()
+    out.detach().zero_()
+    with pytest.raises(RuntimeError, match=r"^one of the variables needed for gradient computation has been "
+                                           r"modified by an inplace operation: \[torch.FloatTensor \[3\]\], "
+                                           r"which is output 0 of Sigmoid"):
+        out.sum().backward()
+
+
+def test_notes_E7_nn_init_needs_no_data_because_it_runs_under_no_grad():
+    w = nn.Parameter(torch.empty(3))
+    with pytest.raises(RuntimeError, match=r"^a leaf Variable that requires grad is being used in an "
+                                           r"in-place operation\.$"):
+        w.normal_()
+    nn.init.normal_(w)
+    nn.init.xavier_normal_(nn.Parameter(torch.empty(4, 3)))
+    assert w.is_leaf and w.requires_grad and w.grad_fn is None
+
+
+# ---------------------------------------------------------------- make_init
+
+def test_make_init_applies_the_given_values():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(1000, 1000))
+    net.apply(ini.make_init(conv_bias=0.5, linear_std=0.02))
+    assert torch.equal(net[0].bias, torch.full((4,), 0.5))
+    assert net[2].weight.std().item() == pytest.approx(0.02, rel=0.01)
+
+
+def test_make_init_defaults_are_bias_0_std_0_01():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(1000, 1000))
+    net.apply(ini.make_init())
+    assert torch.equal(net[0].bias, torch.zeros(4))
+    assert net[2].weight.std().item() == pytest.approx(0.01, rel=0.01)
+
+
+@pytest.mark.parametrize("std", [0, -0.1])
+def test_make_init_rejects_a_std_that_is_not_positive(std):
+    with pytest.raises(ValueError, match=rf"linear_std is a standard deviation and must be > 0, got {std}; "
+                                         r"to set the mean, write nn.init.normal_\(w, mean=..., std=...\)"):
+        ini.make_init(linear_std=std)
+
+
+@pytest.mark.parametrize("kwargs, shown", [({"linear_std": "0.1"}, "'0.1'"), ({"conv_bias": float("nan")}, "nan"),
+                                           ({"linear_std": float("inf")}, "inf"), ({"conv_bias": True}, "True"),
+                                           ({"conv_bias": None}, "None")])
+def test_make_init_rejects_values_that_are_not_finite_numbers(kwargs, shown):
+    name = next(iter(kwargs))
+    with pytest.raises(TypeError, match=rf"^{name} must be a finite number, got {shown}$"):
+        ini.make_init(**kwargs)

@@ -1,0 +1,592 @@
+"""Each claim of the multi-gpu chapter, asserted (CPU here; `cuda` tests on a GPU machine)."""
+from __future__ import annotations
+
+import contextlib
+import doctest
+import io
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from snippets import ddp_train
+from snippets import multi_gpu as mg
+from snippets.multi_gpu import Net
+from tools.shown_code import chains, expand, parse_page
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "gpu-checkpoints"
+CUDA = torch.cuda.is_available()
+cpu_only = pytest.mark.skipif(CUDA, reason="on a CUDA machine this load succeeds: the error only occurs without a GPU")
+
+KEYS = ["features.0.weight", "features.0.bias", "submodule.weight", "submodule.bias"]
+DP_KEYS = [f"module.{k}" for k in KEYS]
+NO_CUDA_ERROR = ("Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False. "
+                 "If you are running on a CPU-only machine, please use torch.load with "
+                 "map_location=torch.device('cpu') to map your storages to the CPU.")
+DP_DEVICE_ERROR = ("module must have its parameters and buffers on device cuda:0 (device_ids[0]) "
+                   "but found one of them on device: cpu")
+
+
+def quoted(keys):
+    return ", ".join(f'"{k}"' for k in keys)
+
+
+def load_error(target_name, missing, unexpected):
+    """torch's exact message for missing and unexpected keys."""
+    return (f"Error(s) in loading state_dict for {target_name}:\n"
+            f"\tMissing key(s) in state_dict: {quoted(missing)}. \n"
+            f"\tUnexpected key(s) in state_dict: {quoted(unexpected)}. ")
+
+
+@pytest.fixture
+def seeded_net():
+    torch.manual_seed(0)
+    return Net()
+
+
+@pytest.fixture
+def main_with_net(monkeypatch):
+    """A fresh `__main__` that defines Net, as in the script that saved the whole models."""
+    main = types.ModuleType("__main__")
+    main.Net = Net
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    return main
+
+
+@pytest.fixture
+def main_without_net(monkeypatch):
+    main = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    return main
+
+
+# ---- DataParallel and the `module.` prefix ----
+
+def test_dp_prefixes_every_key_and_module_is_the_model(seeded_net):
+    dp = nn.DataParallel(seeded_net)
+    assert dp.module is seeded_net
+    assert list(dp.state_dict()) == DP_KEYS
+    assert list(dp.module.state_dict()) == KEYS
+    assert dp(torch.rand(8, 1, 8, 8)).shape == (8, 2)
+
+
+@cpu_only
+def test_dp_without_gpus_just_calls_the_module(seeded_net):
+    dp = nn.DataParallel(seeded_net)
+    assert dp.device_ids == []
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(dp(x), seeded_net(x))
+
+
+@cpu_only
+def test_notes_dp_then_cuda_fails_without_a_gpu(seeded_net):
+    # the notes: wrap in nn.DataParallel, then .cuda(); the message depends on the torch build
+    with pytest.raises((RuntimeError, AssertionError)):
+        nn.DataParallel(seeded_net).cuda()
+
+
+def test_notes_E11_module_call_runs_forward_without_input(seeded_net):
+    dp = nn.DataParallel(seeded_net)
+    with pytest.raises(TypeError) as info:
+        dp.module()
+    assert str(info.value) == "Net.forward() missing 1 required positional argument: 'x'"
+    assert isinstance(dp.module, Net)  # the attribute is the model
+
+
+def test_saving_dp_module_gives_a_file_without_prefix(tmp_path, seeded_net):
+    dp = nn.DataParallel(seeded_net)
+    path = tmp_path / "net.pt"
+    torch.save(dp.module.state_dict(), path)
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    assert list(sd) == KEYS
+    plain = Net()
+    assert str(plain.load_state_dict(sd)) == "<All keys matched successfully>"
+    assert torch.equal(plain.submodule.weight, seeded_net.submodule.weight)
+
+
+def test_notes_E21_dataparallel_docstring_recommends_ddp(seeded_net):
+    doc = " ".join(nn.DataParallel.__doc__.split())
+    assert ("It is recommended to use :class:`~torch.nn.parallel.DistributedDataParallel`, instead of this "
+            "class, to do multi-GPU training, even if there is only a single node.") in doc
+    nn.DataParallel(seeded_net)  # and no warning says so (warnings are errors here)
+
+
+# ---- the four combinations ----
+
+def test_combination_single_to_single_matches():
+    torch.manual_seed(0)
+    assert mg.try_load(mg.make("single"), mg.make("single").state_dict()) == "<All keys matched successfully>"
+
+
+def test_combination_single_to_dp_fails_and_dp_module_fixes_it():
+    sd = mg.make("single").state_dict()
+    dp = mg.make("DataParallel")
+    with pytest.raises(RuntimeError) as info:
+        dp.load_state_dict(sd)
+    assert str(info.value) == load_error("DataParallel", DP_KEYS, KEYS)
+    assert str(dp.module.load_state_dict(sd)) == "<All keys matched successfully>"
+
+
+def test_combination_dp_to_single_fails_and_strip_or_wrap_fixes_it():
+    sd = mg.make("DataParallel").state_dict()
+    with pytest.raises(RuntimeError) as info:
+        Net().load_state_dict(sd)
+    assert str(info.value) == load_error("Net", KEYS, DP_KEYS)
+    stripped = {k.removeprefix("module."): v for k, v in sd.items()}
+    assert str(Net().load_state_dict(stripped)) == "<All keys matched successfully>"
+    assert str(nn.DataParallel(Net()).load_state_dict(sd)) == "<All keys matched successfully>"
+
+
+def test_combination_dp_to_dp_matches():
+    assert mg.try_load(mg.make("DataParallel"), mg.make("DataParallel").state_dict()) == \
+        "<All keys matched successfully>"
+
+
+def test_combination_rows_are_the_four_cells_with_working_fixes():
+    rows = {(r["saved_from"], r["loaded_into"]): r for r in mg.combination_rows()}
+    assert list(rows) == [("single", "single"), ("single", "DataParallel"),
+                          ("DataParallel", "single"), ("DataParallel", "DataParallel")]
+    assert rows["single", "DataParallel"]["result"] == "RuntimeError: " + load_error("DataParallel", DP_KEYS, KEYS)
+    assert rows["DataParallel", "single"]["result"] == "RuntimeError: " + load_error("Net", KEYS, DP_KEYS)
+    for pair in [("single", "single"), ("DataParallel", "DataParallel")]:
+        assert rows[pair]["result"] == "<All keys matched successfully>" and rows[pair]["fixes"] == []
+    for pair in [("single", "DataParallel"), ("DataParallel", "single")]:
+        assert rows[pair]["fixes"] and all(out == "<All keys matched successfully>" for _, out in rows[pair]["fixes"])
+
+
+def test_generated_table_is_what_the_command_writes_now():
+    committed = (ROOT / "generated" / "multi-gpu-table.md").read_text(encoding="utf-8")
+    assert mg.combination_table() == committed, f"torch changed a result; rerun `{mg.TABLE_COMMAND}`"
+
+
+def test_table_command_prints_the_table():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        mg.main(["--table"])
+    assert out.getvalue() == mg.combination_table()
+    with pytest.raises(SystemExit, match="unknown arguments"):
+        mg.main(["--tabel"])
+
+
+# ---- removing the prefix ----
+
+def test_consume_prefix_edits_in_place_and_returns_none(seeded_net):
+    sd = nn.DataParallel(seeded_net).state_dict()
+    assert consume_prefix_in_state_dict_if_present(sd, "module.") is None
+    assert list(sd) == KEYS
+    assert list(sd._metadata) == ["", "features", "features.0", "features.1", "submodule"]
+    assert str(Net().load_state_dict(sd)) == "<All keys matched successfully>"
+    consume_prefix_in_state_dict_if_present(sd, "module.")  # no prefix: nothing changes
+    assert list(sd) == KEYS
+
+
+def test_assigning_consume_prefix_result_loses_the_dict(seeded_net):
+    sd = consume_prefix_in_state_dict_if_present(nn.DataParallel(seeded_net).state_dict(), "module.")
+    assert sd is None
+    with pytest.raises(TypeError) as info:  # what the next line of such code meets
+        Net().load_state_dict(sd)
+    assert str(info.value) == "Expected state_dict to be dict-like, got <class 'NoneType'>."
+
+
+def test_removeprefix_keeps_submodule_names(seeded_net):
+    clean = {k.removeprefix("module."): v for k, v in nn.DataParallel(seeded_net).state_dict().items()}
+    assert list(clean) == KEYS
+    assert str(Net().load_state_dict(clean)) == "<All keys matched successfully>"
+
+
+def test_notes_E12_replace_corrupts_submodule_keys():
+    # the GPU fixture's Net has an attribute named `submodule`
+    sd = torch.load(FIXTURES / "sd_dp_cuda.pt", map_location="cpu", weights_only=True)
+    broken = {k.replace("module.", ""): v for k, v in sd.items()}  # the notes' code
+    assert list(broken) == ["features.0.weight", "features.0.bias", "subweight", "subbias"]
+    with pytest.raises(RuntimeError) as info:
+        Net().load_state_dict(broken)
+    assert str(info.value) == load_error("Net", ["submodule.weight", "submodule.bias"], ["subweight", "subbias"])
+    safe = {k.removeprefix("module."): v for k, v in sd.items()}
+    assert str(Net().load_state_dict(safe)) == "<All keys matched successfully>"
+
+
+# ---- strict=False ----
+
+def test_strict_false_returns_the_incompatible_keys(seeded_net):
+    partial = {k: v for k, v in seeded_net.state_dict().items() if k.startswith("features.")}
+    partial["extra.weight"] = torch.zeros(1)
+    result = Net().load_state_dict(partial, strict=False)
+    assert type(result).__name__ == "_IncompatibleKeys"
+    assert result.missing_keys == ["submodule.weight", "submodule.bias"]
+    assert result.unexpected_keys == ["extra.weight"]
+
+
+def test_strict_false_with_a_dp_dict_silently_loads_nothing(seeded_net):
+    torch.manual_seed(1)
+    model = Net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = model.load_state_dict(nn.DataParallel(seeded_net).state_dict(), strict=False)
+    assert result.missing_keys == KEYS and result.unexpected_keys == DP_KEYS
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(model.submodule.weight, seeded_net.submodule.weight)
+
+
+def test_strict_false_still_raises_on_a_size_mismatch(seeded_net):
+    wrong = seeded_net.state_dict()
+    wrong["submodule.weight"] = torch.zeros(3, 4)
+    with pytest.raises(RuntimeError) as info:
+        Net().load_state_dict(wrong, strict=False)
+    assert str(info.value) == (
+        "Error(s) in loading state_dict for Net:\n\tsize mismatch for submodule.weight: copying a param with shape "
+        "torch.Size([3, 4]) from checkpoint, the shape in current model is torch.Size([2, 4]).")
+
+
+# ---- load_state_dict_flexible ----
+
+def test_helper_loads_with_or_without_a_wrapper_on_either_side(tmp_path, seeded_net):
+    dp = nn.DataParallel(seeded_net)
+    torch.save(dp.state_dict(), tmp_path / "dp.pt")
+    torch.save(seeded_net.state_dict(), tmp_path / "plain.pt")
+    for source in (tmp_path / "dp.pt", str(tmp_path / "plain.pt"), dp.state_dict(), seeded_net.state_dict()):
+        for target in (Net(), nn.DataParallel(Net())):
+            loaded = mg.load_state_dict_flexible(target, source)
+            assert loaded is target
+            inner = target.module if isinstance(target, nn.DataParallel) else target
+            assert all(torch.equal(a, b) for a, b in zip(inner.parameters(), seeded_net.parameters()))
+
+
+def test_helper_leaves_the_callers_dict_as_it_was(seeded_net):
+    sd = nn.DataParallel(seeded_net).state_dict()
+    metadata_keys = list(sd._metadata)
+    mg.load_state_dict_flexible(Net(), sd)
+    assert list(sd) == DP_KEYS
+    assert list(sd._metadata) == metadata_keys and metadata_keys[1] == "module"
+
+
+def test_helper_keeps_a_model_attribute_really_named_module(tmp_path):
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.module = nn.Linear(2, 2)  # its own keys start with "module."
+
+    torch.manual_seed(0)
+    source = Holder()
+    assert list(source.state_dict()) == ["module.weight", "module.bias"]
+    loaded = mg.load_state_dict_flexible(Holder(), source.state_dict())
+    assert torch.equal(loaded.module.weight, source.module.weight)
+
+
+def test_helper_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint file at '.*missing\.pt'; check the path"):
+        mg.load_state_dict_flexible(Net(), tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"", b"PK\x03\x04broken zip"])
+def test_helper_not_a_checkpoint(tmp_path, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"is not a PyTorch checkpoint; pass a file written by torch\.save"):
+        mg.load_state_dict_flexible(Net(), path)
+
+
+def test_helper_whole_model_file():
+    with pytest.raises(ValueError, match=r"holds a pickled object \(a whole model\?\), not a state_dict"):
+        mg.load_state_dict_flexible(Net(), FIXTURES / "whole_cuda.pt")
+
+
+def test_helper_training_checkpoint_dict(seeded_net):
+    checkpoint = {"model": seeded_net.state_dict(), "epoch": 3}
+    with pytest.raises(TypeError, match=r"expected a state_dict .*\['model', 'epoch'\].*checkpoint\['model'\]"):
+        mg.load_state_dict_flexible(Net(), checkpoint)
+
+
+def test_helper_mismatched_keys_lists_them(seeded_net):
+    with pytest.raises(ValueError) as info:
+        mg.load_state_dict_flexible(nn.Linear(4, 2), nn.DataParallel(seeded_net).state_dict())
+    assert str(info.value) == (
+        "the checkpoint does not fit Linear: missing keys ['bias', 'weight'], unexpected keys "
+        "['features.0.bias', 'features.0.weight', 'submodule.bias', 'submodule.weight']; "
+        "was it saved from another model?")
+
+
+def test_helper_shape_mismatch_raises_torchs_error(seeded_net):
+    sd = seeded_net.state_dict()
+    sd["submodule.weight"] = torch.zeros(3, 4)
+    with pytest.raises(RuntimeError, match="size mismatch for submodule.weight"):
+        mg.load_state_dict_flexible(Net(), sd)
+
+
+@pytest.mark.parametrize("model, source, message", [
+    ("not a model", {}, "model must be an nn.Module, got str; build the model first"),
+    (nn.Linear(1, 1), 42, "source must be a file path or a state_dict, got int"),
+])
+def test_helper_rejects_wrong_types(model, source, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        mg.load_state_dict_flexible(model, source)
+
+
+def test_helper_on_the_gpu_saved_dp_file():
+    model = mg.load_state_dict_flexible(Net(), FIXTURES / "sd_dp_cuda.pt")
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+@cpu_only
+def test_helper_passes_torchs_cuda_error_through_when_map_location_is_none():
+    with pytest.raises(RuntimeError, match=re.escape(NO_CUDA_ERROR)):
+        mg.load_state_dict_flexible(Net(), FIXTURES / "sd_cuda.pt", map_location=None)
+
+
+# ---- checkpoints saved on a GPU (the fixtures) ----
+
+def test_fixture_weights_are_a_seeded_net(seeded_net):
+    for name in ("sd_cuda.pt", "sd_cuda1.pt"):
+        sd = torch.load(FIXTURES / name, map_location="cpu", weights_only=True)
+        assert all(torch.equal(v, seeded_net.state_dict()[k]) for k, v in sd.items())
+
+
+def test_saved_devices_reads_the_tags():
+    assert mg.saved_devices(FIXTURES / "sd_cuda.pt") == ["cuda:0"]
+    assert mg.saved_devices(FIXTURES / "sd_cuda1.pt") == ["cuda:1"]
+    assert mg.saved_devices(FIXTURES / "sd_dp_cuda.pt") == ["cuda:0"]
+
+
+@cpu_only
+def test_notes_E10_a_state_dict_carries_the_gpu_device_too(main_with_net):
+    # the notes: only a whole model stores the GPU id. Both files fail alike without map_location.
+    with pytest.raises(RuntimeError) as from_state_dict:
+        torch.load(FIXTURES / "sd_cuda.pt", weights_only=True)
+    with pytest.raises(RuntimeError) as from_whole_model:
+        torch.load(FIXTURES / "whole_cuda.pt", weights_only=False)
+    assert str(from_state_dict.value) == str(from_whole_model.value) == NO_CUDA_ERROR
+
+
+@pytest.mark.parametrize("location", ["cpu", torch.device("cpu"), {"cuda:0": "cpu"},
+                                      lambda storage, loc: storage], ids=["str", "device", "dict", "function"])
+def test_every_map_location_form_loads_on_cpu(location):
+    sd = torch.load(FIXTURES / "sd_cuda.pt", map_location=location, weights_only=True)
+    assert {t.device.type for t in sd.values()} == {"cpu"}
+
+
+def test_cuda1_file_loads_on_cpu():
+    sd = torch.load(FIXTURES / "sd_cuda1.pt", map_location="cpu", weights_only=True)
+    assert str(Net().load_state_dict(sd)) == "<All keys matched successfully>"
+
+
+def test_notes_E13_whole_model_fails_with_the_default_weights_only(main_with_net):
+    with pytest.raises(pickle.UnpicklingError) as info:
+        torch.load(FIXTURES / "whole_cuda.pt", map_location="cpu", weights_only=True)
+    message = str(info.value)
+    assert message.startswith("Weights only load failed.")
+    assert "Unsupported global: GLOBAL __main__.Net was not an allowed global by default." in message
+
+
+def test_whole_model_needs_net_in_main(main_without_net):
+    with pytest.raises(AttributeError, match=re.escape("Can't get attribute 'Net' on <module '__main__'")):
+        torch.load(FIXTURES / "whole_cuda.pt", map_location="cpu", weights_only=False)
+    main_without_net.Net = Net
+    model = torch.load(FIXTURES / "whole_cuda.pt", map_location="cpu", weights_only=False)
+    assert isinstance(model, Net) and {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+def test_whole_dp_loaded_on_cpu_fails_when_called_but_its_module_works(main_with_net):
+    dp = torch.load(FIXTURES / "whole_dp_cuda.pt", map_location="cpu", weights_only=False)
+    assert isinstance(dp, nn.DataParallel) and dp.device_ids == [0]
+    with pytest.raises(RuntimeError) as info:
+        dp(torch.rand(2, 1, 8, 8))
+    assert str(info.value) == DP_DEVICE_ERROR
+    assert dp.module(torch.rand(2, 1, 8, 8)).shape == (2, 2)
+
+
+# ---- the pages' blocks that need a GPU-saved checkpoint, run on the fixtures ----
+
+GPU_FILE_REASON = "needs a checkpoint saved on a GPU"
+CUDA_DEPENDENT = {"snippets/multi_gpu.py:demo_no_map_location"}  # raises only where CUDA is absent
+_CHECKER = doctest.OutputChecker()
+
+
+def _matches(expected: str, got: str) -> bool:
+    norm = lambda s: "\n".join(line.rstrip() for line in s.strip("\n").split("\n")) + "\n"  # noqa: E731
+    return _CHECKER.check_output(norm(expected), norm(got), doctest.ELLIPSIS)
+
+
+def gpu_file_chains():
+    found = []
+    for lang in ("zh", "en"):
+        page = ROOT / "docs" / lang / "multi-gpu.md"
+        for chain in chains(parse_page(page.read_text(encoding="utf-8"))):
+            if any(GPU_FILE_REASON in m for b in chain for m in b.marks):
+                found.append(pytest.param(chain, id=f"{lang}-line{chain[0].lineno}"))
+    return found
+
+
+def test_the_pages_have_the_gpu_file_blocks():
+    assert len(gpu_file_chains()) == 2 * 6
+
+
+@pytest.mark.parametrize("chain", gpu_file_chains())
+def test_gpu_file_block_runs_on_the_fixture(chain, tmp_path, monkeypatch):
+    sections = {line.strip() for b in chain for line in b.source.splitlines()}
+    if CUDA and sections & CUDA_DEPENDENT:
+        pytest.skip("on a CUDA machine this load succeeds; test_cuda_fixture_loads_on_the_gpu covers it")
+    for f in FIXTURES.glob("*.pt"):
+        shutil.copy(f, tmp_path)
+    main = types.ModuleType("__main__")
+    main.__file__ = str(tmp_path / "page.py")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.chdir(tmp_path)
+    for block in chain:
+        must_fail = any(m.startswith("pytest.mark.xfail") for m in block.marks)
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(expand(block.source), f"line {block.lineno}", "exec"), main.__dict__)
+        except Exception as exc:
+            assert must_fail, f"line {block.lineno} raised {exc!r}"
+            assert block.expected and _matches(block.expected, f"{type(exc).__name__}: {exc}"), \
+                f"line {block.lineno}: the page shows\n{block.expected}\nbut it raised\n{type(exc).__name__}: {exc}"
+            assert block is chain[-1]
+            return
+        assert not must_fail, f"line {block.lineno} should have raised"
+        if block.expected is not None:
+            assert _matches(block.expected, out.getvalue()), \
+                f"line {block.lineno}: the page shows\n{block.expected}\nbut it printed\n{out.getvalue()}"
+
+
+# ---- DDP ----
+
+def test_ddp_script_import_starts_nothing():
+    assert callable(ddp_train.main)
+    assert not (torch.distributed.is_available() and torch.distributed.is_initialized())
+
+
+def test_ddp_script_refuses_to_run_without_torchrun(monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(sys, "argv", ["ddp_train.py"])
+    with pytest.raises(SystemExit, match="start this script with torchrun"):
+        ddp_train.main()
+
+
+def test_distributed_sampler_splits_the_data_and_set_epoch_reshuffles():
+    from torch.utils.data.distributed import DistributedSampler
+
+    data = list(range(10))
+    rank0, rank1 = (DistributedSampler(data, num_replicas=2, rank=r, shuffle=True, seed=0) for r in (0, 1))
+    assert sorted(list(rank0) + list(rank1)) == data  # disjoint shares that cover the data
+    first = list(rank0)
+    assert list(rank0) == first  # without set_epoch every epoch repeats the order
+    rank0.set_epoch(1)
+    assert list(rank0) != first
+
+
+def test_digits_split_and_model_shapes():
+    train, test = ddp_train.digits("train"), ddp_train.digits("test")
+    assert len(train) == 1500 and len(test) == 297
+    assert ddp_train.build_model()(train.tensors[0][:4]).shape == (4, 10)
+
+
+def run_torchrun(tmp_path, nproc: str | None, env_extra: dict) -> str:
+    """Run the page's shell line (or the script with nproc processes) in tmp_path, torchrun = this Python."""
+    (tmp_path / "snippets").mkdir()
+    shutil.copy(ROOT / "snippets" / "ddp_train.py", tmp_path / "snippets")
+    shutil.copy(ROOT / "snippets" / "ddp_run.sh", tmp_path / "snippets")
+    line = "source snippets/ddp_run.sh" if nproc is None else \
+        f"torchrun --standalone --nproc_per_node={nproc} snippets/ddp_train.py"
+    script = f'torchrun() {{ "$PYTHON" -m torch.distributed.run "$@"; }}\nset -e\n{line}\n'
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env_extra}
+    proc = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers too
+        raise
+    assert proc.returncode == 0, out + err
+    return out
+
+
+def check_ddp_run(out: str, tmp_path: Path, world: int, backend: str) -> None:
+    assert f"backend {backend}, {world} processes" in out
+    done = re.findall(r"^rank (\d+)/(\d+) done: params (\w+), checkpoint equals replica: (\w+)$", out, re.M)
+    assert sorted(int(r) for r, *_ in done) == list(range(world))  # every rank finished
+    assert {w for _, w, _, _ in done} == {str(world)} and {ok for *_, ok in done} == {"True"}
+    assert len({h for _, _, h, _ in done}) == 1  # identical parameters on every rank
+    assert f"parameters identical on all {world} ranks: True" in out
+    assert re.findall(r"^rank \d+ saved .*$", out, re.M) == ["rank 0 saved ddp_out/model.pt"]
+    assert "DDP wrapper keys: ['module.0.weight', 'module.0.bias']" in out
+    accuracy = float(re.search(r"^test accuracy ([\d.]+)$", out, re.M).group(1))
+    assert accuracy > 0.85
+    assert sorted(p.name for p in (tmp_path / "ddp_out").iterdir()) == ["model.pt"]
+    sd = torch.load(tmp_path / "ddp_out" / "model.pt", map_location="cpu", weights_only=True)
+    assert list(sd) == ["0.weight", "0.bias", "2.weight", "2.bias"]  # no "module." in the file
+    model = ddp_train.build_model()
+    model.load_state_dict(sd)
+    assert ddp_train.params_hash(model) == done[0][2]
+
+
+@pytest.mark.multiprocess
+def test_ddp_run_sh_trains_on_two_cpu_processes(tmp_path):
+    out = run_torchrun(tmp_path, None, {"CUDA_VISIBLE_DEVICES": ""})
+    check_ddp_run(out, tmp_path, world=2, backend="gloo")
+
+
+# ---- on a GPU machine ----
+
+@pytest.mark.cuda
+@pytest.mark.multiprocess
+def test_cuda_ddp_uses_nccl_on_every_gpu(tmp_path):
+    world = torch.cuda.device_count()
+    out = run_torchrun(tmp_path, "gpu", {})  # torchrun starts one process per GPU
+    check_ddp_run(out, tmp_path, world=world, backend="nccl")
+
+
+@pytest.mark.cuda
+def test_cuda_dp_forward_gathers_on_cuda0(seeded_net):
+    dp = nn.DataParallel(seeded_net).to("cuda")
+    assert dp.device_ids == list(range(torch.cuda.device_count()))
+    out = dp(torch.rand(8, 1, 8, 8, device="cuda"))
+    assert out.shape == (8, 2) and out.device == torch.device("cuda", 0)
+    assert list(dp.state_dict()) == DP_KEYS
+
+
+@pytest.mark.cuda
+def test_cuda_checkpoint_to_cpu_and_back(tmp_path, seeded_net):
+    path = tmp_path / "sd.pt"
+    torch.save(seeded_net.to("cuda:0").state_dict(), path)
+    assert mg.saved_devices(path) == ["cuda:0"]
+    on_cpu = torch.load(path, map_location="cpu", weights_only=True)
+    assert {t.device.type for t in on_cpu.values()} == {"cpu"}
+    model = Net()
+    model.load_state_dict(on_cpu)
+    torch.save(model.state_dict(), tmp_path / "cpu.pt")
+    back = torch.load(tmp_path / "cpu.pt", map_location="cuda:0", weights_only=True)
+    assert {str(t.device) for t in back.values()} == {"cuda:0"}
+
+
+@pytest.mark.cuda
+def test_cuda_whole_model_pickle_carries_its_device(tmp_path, seeded_net):
+    path = tmp_path / "whole.pt"
+    torch.save(seeded_net.to("cuda:0"), path)
+    tags = set()
+    torch.load(path, map_location=lambda s, loc: tags.add(loc) or s, weights_only=False)
+    assert tags == {"cuda:0"}
+    model = torch.load(path, weights_only=False)  # no map_location: back where it was saved
+    assert {str(p.device) for p in model.parameters()} == {"cuda:0"}
+
+
+@pytest.mark.cuda
+def test_cuda_fixture_loads_on_the_gpu():
+    sd = torch.load(FIXTURES / "sd_cuda.pt", weights_only=True)  # fine where CUDA exists
+    assert {str(t.device) for t in sd.values()} == {"cuda:0"}
+    remapped = torch.load(FIXTURES / "sd_cuda1.pt", map_location={"cuda:1": "cuda:0"}, weights_only=True)
+    assert {str(t.device) for t in remapped.values()} == {"cuda:0"}
+    if torch.cuda.device_count() == 1:
+        with pytest.raises(RuntimeError, match="Attempting to deserialize object on CUDA device 1 but "
+                                               r"torch.cuda.device_count\(\) is 1"):
+            torch.load(FIXTURES / "sd_cuda1.pt", weights_only=True)

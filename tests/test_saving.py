@@ -1,0 +1,553 @@
+"""Each claim of the saving chapter, asserted."""
+import pickle
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from snippets import saving as S
+
+CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="shows CPU-only behaviour; a GPU is present")
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def with_device_tag(src: Path, dst: Path, tag: str) -> Path:
+    """Copy a CPU checkpoint, rewriting its device tag to `tag` ('cuda:0' is what torch.save
+    writes for tensors on the first GPU). Lets a CPU machine see what a GPU-saved file does."""
+    old = b"X\x03\x00\x00\x00cpu"  # pickle BINUNICODE 'cpu'
+    new = b"X" + len(tag).to_bytes(4, "little") + tag.encode()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                assert old in data
+                data = data.replace(old, new)
+            zout.writestr(info.filename, data)
+    return dst
+
+
+# --- state_dict vs whole model ---------------------------------------------------------
+
+def test_state_dict_round_trip(in_tmp):
+    model, x = S.demo_state_dict()
+    assert list(model.state_dict()) == ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]
+    fresh = S.Net().eval()
+    result = fresh.load_state_dict(torch.load("net_weights.pt", weights_only=True))
+    assert type(result).__name__ == "_IncompatibleKeys" and result._fields == ("missing_keys", "unexpected_keys")
+    assert repr(result) == "<All keys matched successfully>"
+    assert torch.equal(fresh(x), model(x))
+
+
+def test_dropout_has_no_state_so_it_is_not_in_the_state_dict():
+    assert not any(k.startswith("drop") or k.startswith("act") for k in S.Net().state_dict())
+
+
+def test_whole_model_pickles_the_class_by_module_path(in_tmp):
+    mod = types.ModuleType("saving_test_models")
+    exec("from torch import nn\n"
+         "class Tiny(nn.Module):\n"
+         "    def __init__(self):\n"
+         "        super().__init__()\n"
+         "        self.fc = nn.Linear(2, 2)\n"
+         "    def forward(self, x):\n"
+         "        return self.fc(x)\n", mod.__dict__)
+    sys.modules["saving_test_models"] = mod
+    try:
+        torch.save(mod.Tiny(), "tiny.pt")
+        assert type(torch.load("tiny.pt", weights_only=False)).__name__ == "Tiny"
+        del mod.Tiny  # the module exists but the class is gone (renamed, moved)
+        with pytest.raises(AttributeError, match="Can't get attribute 'Tiny' on <module 'saving_test_models'"):
+            torch.load("tiny.pt", weights_only=False)
+    finally:
+        del sys.modules["saving_test_models"]
+    with pytest.raises(ModuleNotFoundError, match="No module named 'saving_test_models'"):
+        torch.load("tiny.pt", weights_only=False)
+    with zipfile.ZipFile("tiny.pt") as z:  # only the name is stored, not the code
+        pkl = z.read("tiny/data.pkl")
+    assert b"saving_test_models" in pkl and b"Tiny" in pkl and b"self.fc(x)" not in pkl
+
+
+def test_whole_model_loads_when_trusted(in_tmp):
+    model, x = S.demo_state_dict()
+    whole = S.demo_whole_model(model, x)
+    assert isinstance(whole, S.Net) and whole is not model
+    assert torch.equal(whole(x), model(x))
+
+
+# --- E9: the extension -------------------------------------------------------------------
+
+def test_notes_E9_extension_changes_nothing_in_the_file(in_tmp):
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    names = ["weights.pt", "weights.pth", "weights.pkl"]
+    for name in names:
+        torch.save(state, name)
+    blobs = {Path(n).read_bytes() for n in names}
+    assert len(blobs) == 1  # byte-for-byte identical: torch.save output is deterministic
+    for name in names:
+        assert zipfile.is_zipfile(name)
+        assert torch.equal(torch.load(name, weights_only=True)["w"], state["w"])
+
+
+def test_notes_E9_the_file_stem_names_the_folder_inside_the_zip(in_tmp):
+    state = {"w": torch.arange(6.0)}
+    torch.save(state, "weights.pt")
+    torch.save(state, "other.pt")
+    a, b = zipfile.ZipFile("weights.pt"), zipfile.ZipFile("other.pt")
+    assert all(m.startswith("weights/") for m in a.namelist())
+    assert [m.replace("weights/", "other/", 1) for m in a.namelist()] == b.namelist()
+    assert Path("weights.pt").read_bytes() != Path("other.pt").read_bytes()
+    assert all(a.read(m) == b.read(m.replace("weights/", "other/", 1)) for m in a.namelist())
+
+
+def test_extension_page_demo_output(in_tmp, capsys):
+    S.demo_extension()
+    out = capsys.readouterr().out
+    assert "identical bytes: True" in out and "same bytes: False | same members: True" in out
+
+
+def test_notes_E9_pkl_is_not_a_plain_pickle(in_tmp):
+    torch.save({"w": torch.ones(2)}, "weights.pkl")
+    assert Path("weights.pkl").read_bytes()[:1] == b"P"  # zip's 'PK' starts with pickle's PERSID opcode
+    with open("weights.pkl", "rb") as f, pytest.raises(pickle.UnpicklingError) as err:
+        pickle.load(f)
+    assert str(err.value) == ("A load persistent id instruction was encountered,\n"
+                              "but no persistent_load function was specified.")
+
+
+def test_legacy_format_is_not_a_plain_pickle_either(in_tmp):
+    torch.save({"w": torch.ones(2)}, "legacy.pkl", _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile("legacy.pkl")
+    with open("legacy.pkl", "rb") as f:
+        assert pickle.load(f) == 0x1950A86A20F9469CFC6C  # only torch's magic number
+    assert torch.equal(torch.load("legacy.pkl", weights_only=True)["w"], torch.ones(2))
+
+
+# --- E13: weights_only -------------------------------------------------------------------
+
+def test_notes_E13_default_load_refuses_code_and_runs_nothing(in_tmp):
+    torch.save({"weight": torch.zeros(2), "extra": S.Payload()}, "evil.pt")
+    with pytest.raises(pickle.UnpicklingError) as err:
+        torch.load("evil.pt")  # the default: weights_only=True since torch 2.6, no warning
+    message = str(err.value)
+    assert message.startswith("Weights only load failed.")
+    assert "Unsupported global: GLOBAL exec was not an allowed global by default." in message
+    assert "In PyTorch 2.6, we changed the default value of the `weights_only` argument" in message
+    assert not Path("pwned.txt").exists()
+
+
+def test_weights_only_false_runs_the_payload(in_tmp):
+    torch.save({"weight": torch.zeros(2), "extra": S.Payload()}, "evil.pt")
+    loaded = torch.load("evil.pt", weights_only=False)
+    assert Path("pwned.txt").read_text() == "code ran"  # the file ran code while loading
+    assert loaded["extra"] is None and torch.equal(loaded["weight"], torch.zeros(2))
+
+
+def test_refuse_payload_page_demo(in_tmp, capsys):
+    S.demo_refuse_payload()
+    assert capsys.readouterr().out.splitlines() == [
+        "Weights only load failed",
+        "WeightsUnpickler error: Unsupported global: GLOBAL exec was not an allowed global by default.",
+        "pwned.txt exists: False",
+    ]
+
+
+def test_notes_E13_whole_model_refused_by_default(in_tmp):
+    torch.save(S.Net(), "net_whole.pt")
+    with pytest.raises(pickle.UnpicklingError) as err:
+        torch.load("net_whole.pt")
+    assert "Unsupported global: GLOBAL snippets.saving.Net was not an allowed global by default" in str(err.value)
+    assert "torch.serialization.safe_globals([snippets.saving.Net])" in str(err.value)
+
+
+def test_safe_globals_lists_and_allows_the_needed_classes(in_tmp):
+    whole = S.demo_safe_globals()
+    assert isinstance(whole, S.Net)
+    assert sorted(torch.serialization.get_unsafe_globals_in_checkpoint("net_whole.pt")) == [
+        "snippets.saving.Net", "torch.nn.modules.activation.ReLU",
+        "torch.nn.modules.dropout.Dropout", "torch.nn.modules.linear.Linear"]
+    with torch.serialization.safe_globals([S.Net]):  # one class short: Linear is refused next
+        with pytest.raises(pickle.UnpicklingError, match="GLOBAL torch.nn.modules.linear.Linear"):
+            torch.load("net_whole.pt", weights_only=True)
+
+
+def test_add_safe_globals_is_process_wide(in_tmp):
+    torch.save(S.Net(), "net_whole.pt")
+    saved = torch.serialization.get_safe_globals()
+    try:
+        torch.serialization.add_safe_globals([S.Net, nn.Linear, nn.Dropout, nn.ReLU])
+        assert isinstance(torch.load("net_whole.pt", weights_only=True), S.Net)
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load("net_whole.pt", weights_only=True)
+
+
+def test_full_checkpoint_loads_with_weights_only(in_tmp):
+    model = S.Net()
+    opt = torch.optim.Adam(model.parameters())
+    S.save_checkpoint("c.pt", model, opt, epoch=3, loader_generator=torch.Generator())
+    ckpt = torch.load("c.pt", weights_only=True)  # only tensors, numbers, strings, dicts
+    assert ckpt["epoch"] == 3 and set(ckpt) == {"epoch", "model", "optimizer", "torch_rng", "cuda_rng", "loader_rng"}
+
+
+# --- E8: assigning is not loading -----------------------------------------------------
+
+def test_notes_E8_assigning_state_dict_loads_nothing():
+    torch.manual_seed(0)
+    model, trained = S.Net(), S.Net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.state_dict = trained.state_dict()  # the notes' line
+    assert all(torch.equal(p, before[k]) for k, p in model.named_parameters())
+    assert type(model.state_dict).__name__ == "OrderedDict"
+    with pytest.raises(TypeError) as err:
+        model.state_dict()
+    assert str(err.value) == "'collections.OrderedDict' object is not callable"
+    assert callable(S.Net().state_dict)  # only that one instance is broken
+
+
+def test_assign_page_demo(capsys):
+    S.demo_assign_is_not_loading()
+    assert capsys.readouterr().out.splitlines() == [
+        "weights unchanged: True",
+        "type(model.state_dict): OrderedDict",
+        "TypeError: 'collections.OrderedDict' object is not callable",
+        "<All keys matched successfully> | _IncompatibleKeys [] []",
+        "weights loaded: True",
+    ]
+
+
+# --- resuming training ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    import os
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("resume"))
+    try:
+        return S.demo_resume()
+    finally:
+        os.chdir(cwd)
+
+
+def test_resume_gives_bit_identical_weights(resumed):
+    model_a, _, model_c, _ = resumed
+    for (name, a), (_, c) in zip(model_a.state_dict().items(), model_c.state_dict().items()):
+        assert torch.equal(a, c), name
+
+
+def test_resume_gives_bit_identical_optimizer_state(resumed):
+    _, opt_a, _, opt_c = resumed
+    a, c = opt_a.state_dict(), opt_c.state_dict()
+    assert a["param_groups"] == c["param_groups"]
+    assert a["state"].keys() == c["state"].keys()
+    for i in a["state"]:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(a["state"][i][key], c["state"][i][key]), (i, key)
+    assert a["state"][0]["step"].item() == 4 * 4  # 256 samples / 64 per batch, 4 epochs
+
+
+def test_training_really_changed_the_weights(resumed):
+    model_a, _, _, _ = resumed
+    fresh, _, _, _ = S.build(seed=0, dataset=S.synthetic_data())
+    assert not torch.equal(model_a.hidden.weight, fresh.hidden.weight)
+
+
+@pytest.mark.parametrize("skip", ["torch_rng", "loader_rng"])
+def test_resume_without_an_rng_state_is_not_identical(in_tmp, resumed, skip):
+    model_a = resumed[0]
+    data = S.synthetic_data()
+    model_b, opt_b, gen_b, loader_b = S.build(seed=0, dataset=data)
+    S.train(model_b, opt_b, loader_b, epochs=2)
+    S.save_checkpoint("c.pt", model_b, opt_b, epoch=2, loader_generator=gen_b)
+    model_c, opt_c, gen_c, loader_c = S.build(seed=1, dataset=data)
+    ckpt = S.load_checkpoint("c.pt", model_c, opt_c)
+    if skip == "torch_rng":      # dropout masks differ
+        gen_c.set_state(ckpt["loader_rng"])
+    else:                        # the shuffle order differs
+        torch.set_rng_state(ckpt["torch_rng"])
+    S.train(model_c, opt_c, loader_c, epochs=2)
+    assert not torch.equal(model_a.hidden.weight, model_c.hidden.weight)
+
+
+def test_restore_rng_rejects_what_it_cannot_restore(in_tmp):
+    model = S.Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    S.save_checkpoint("c.pt", model, opt, epoch=0)  # no loader generator
+    ckpt = torch.load("c.pt", weights_only=True)
+    with pytest.raises(ValueError, match="holds no DataLoader generator state; pass loader_generator="):
+        S.restore_rng(ckpt, torch.Generator())
+    with pytest.raises(ValueError, match="has no RNG state; it was not written by save_checkpoint"):
+        S.restore_rng({"model": {}})
+
+
+# --- load_checkpoint -------------------------------------------------------------------
+
+def test_load_checkpoint_accepts_a_bare_state_dict_and_a_legacy_file(in_tmp):
+    src = S.Net()
+    torch.save(src.state_dict(), "bare.pt")
+    torch.save(src.state_dict(), "legacy.pt", _use_new_zipfile_serialization=False)
+    for name in ("bare.pt", "legacy.pt"):
+        dst = S.Net()
+        returned = S.load_checkpoint(name, dst)
+        assert list(returned) == list(src.state_dict())
+        assert all(torch.equal(a, b) for a, b in zip(src.parameters(), dst.parameters()))
+
+
+def test_load_checkpoint_accepts_a_state_dict_entry(in_tmp):
+    src = S.Net()
+    torch.save({"state_dict": src.state_dict(), "epoch": 7}, "other_style.pt")
+    dst = S.Net()
+    assert S.load_checkpoint("other_style.pt", dst)["epoch"] == 7
+    assert torch.equal(src.out.weight, dst.out.weight)
+
+
+def test_load_checkpoint_missing_file_names_the_path(in_tmp):
+    with pytest.raises(FileNotFoundError) as err:
+        S.load_checkpoint("missing.pt", S.Net())
+    assert str(err.value) == f"no checkpoint file at 'missing.pt' (full path: {in_tmp / 'missing.pt'})"
+
+
+def test_load_checkpoint_rejects_a_text_file(in_tmp):
+    Path("notes.txt").write_text("not a checkpoint")
+    with pytest.raises((KeyError, pickle.UnpicklingError)):  # torch.load's own error: depends on the bytes
+        torch.load("notes.txt", weights_only=True)
+    with pytest.raises(ValueError, match=r"^'notes.txt' is not a torch.save file \(torch.save writes a zip"):
+        S.load_checkpoint("notes.txt", S.Net())
+
+
+def test_load_checkpoint_rejects_a_zip_that_torch_did_not_write(in_tmp):
+    with zipfile.ZipFile("data.zip", "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(ValueError, match="is not a torch.save file"):
+        S.load_checkpoint("data.zip", S.Net())
+
+
+def test_load_checkpoint_explains_the_module_prefix(in_tmp, capsys):
+    S.demo_load_errors()
+    out = capsys.readouterr().out
+    assert "missing (the model has them, the file does not): ['hidden.weight', 'hidden.bias', " \
+           "'out.weight', 'out.bias']" in out
+    assert "unexpected (the file has them, the model does not): ['module.hidden.weight'," in out
+    assert "hint: every key in the file starts with 'module.'" in out
+    assert "consume_prefix_in_state_dict_if_present(state, 'module.')" in out
+
+
+def test_load_checkpoint_prefix_hint_also_works_the_other_way(in_tmp):
+    torch.save(S.Net().state_dict(), "plain.pt")
+    with pytest.raises(ValueError, match=r"load into the wrapped model instead: load_checkpoint\(path, model.module\)"):
+        S.load_checkpoint("plain.pt", nn.DataParallel(S.Net()))
+    S.load_checkpoint("plain.pt", nn.DataParallel(S.Net()).module)  # the suggested fix works
+
+
+def test_load_checkpoint_prefix_fix_with_consume_prefix(in_tmp):
+    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+    state = nn.DataParallel(S.Net()).state_dict()
+    consume_prefix_in_state_dict_if_present(state, "module.")
+    torch.save(state, "fixed.pt")
+    S.load_checkpoint("fixed.pt", S.Net())
+
+
+def test_load_checkpoint_lists_other_key_mismatches_without_a_prefix_hint(in_tmp):
+    torch.save(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).state_dict(), "seq.pt")
+    with pytest.raises(ValueError) as err:
+        S.load_checkpoint("seq.pt", S.Net())
+    assert "unexpected (the file has them, the model does not): ['0.weight', '0.bias', '2.weight', '2.bias']" \
+        in str(err.value)
+    assert "hint" not in str(err.value)
+
+
+def test_load_checkpoint_long_key_lists_are_shortened(in_tmp):
+    big = nn.Sequential(*[nn.Linear(2, 2) for _ in range(5)])
+    torch.save(big.state_dict(), "big.pt")
+    with pytest.raises(ValueError, match=r"'1.bias'\] and 6 more"):
+        S.load_checkpoint("big.pt", S.Net())
+
+
+def test_load_checkpoint_rejects_other_sizes(in_tmp):
+    other = S.Net()
+    other.out = nn.Linear(32, 3)
+    torch.save(other.state_dict(), "three_classes.pt")
+    with pytest.raises(ValueError, match=r"size mismatch, .*'out.weight': file \(3, 32\), model \(10, 32\); "
+                                         r"'out.bias': file \(3,\), model \(10,\)"):
+        S.load_checkpoint("three_classes.pt", S.Net())
+
+
+def test_load_checkpoint_rejects_a_whole_model_file(in_tmp):
+    torch.save(S.Net(), "whole.pt")
+    with pytest.raises(ValueError, match=r"holds pickled Python objects, not only tensors .* "
+                                         r"torch.load\(path, weights_only=False\)$") as err:
+        S.load_checkpoint("whole.pt", S.Net())
+    assert isinstance(err.value.__cause__, pickle.UnpicklingError)
+
+
+def test_load_checkpoint_rejects_other_content(in_tmp):
+    torch.save([1, 2, 3], "list.pt")
+    torch.save({"weights": {"a": 1}, "epoch": 1}, "dict.pt")
+    with pytest.raises(ValueError, match="holds list; expected a state_dict or a checkpoint dict with a 'model' or 'state_dict' entry"):
+        S.load_checkpoint("list.pt", S.Net())
+    with pytest.raises(ValueError, match=r"holds a dict with keys \['weights', 'epoch'\]"):
+        S.load_checkpoint("dict.pt", S.Net())
+
+
+def test_helpers_reject_wrong_argument_types(in_tmp):
+    torch.save(S.Net().state_dict(), "w.pt")
+    with pytest.raises(TypeError, match="model must be an nn.Module, got OrderedDict; build the model first"):
+        S.load_checkpoint("w.pt", S.Net().state_dict())
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer or None, got str"):
+        S.load_checkpoint("w.pt", S.Net(), "adam")
+    with pytest.raises(TypeError, match="needs an nn.Module and a torch.optim.Optimizer, got Net and list"):
+        S.save_checkpoint("c.pt", S.Net(), [], epoch=0)
+
+
+def test_load_checkpoint_optimizer_needs_an_optimizer_entry(in_tmp):
+    torch.save(S.Net().state_dict(), "bare.pt")
+    model = S.Net()
+    with pytest.raises(ValueError, match="has no 'optimizer' entry .* call load_checkpoint without optimizer="):
+        S.load_checkpoint("bare.pt", model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+# --- E14 / V11: .to() and .cuda() ------------------------------------------------------
+
+def test_notes_E14_tensor_to_is_not_in_place_module_to_is(capsys):
+    S.demo_to_tensor_vs_module()
+    assert capsys.readouterr().out.splitlines() == [
+        "tensor after t.to(): torch.float32",
+        "after t = t.to(): torch.float64",
+        "module after layer.to(): torch.float64 | returns itself: True",
+    ]
+    layer = nn.Linear(2, 2)
+    weight = layer.weight
+    layer.to(torch.float64)
+    assert layer.weight is weight  # the same Parameter object, new data
+    t = torch.ones(2)
+    assert t.to(torch.float32) is t  # nothing to convert: the same tensor comes back
+
+
+def test_device_agnostic_code_runs_here(capsys):
+    S.demo_device()
+    assert capsys.readouterr().out == "True\n"
+
+
+@CPU_ONLY
+def test_notes_E14_cuda_call_fails_without_a_gpu():
+    # CPU builds raise AssertionError ("Torch not compiled with CUDA enabled"),
+    # CUDA builds on a machine without a driver raise RuntimeError
+    with pytest.raises((AssertionError, RuntimeError)):
+        torch.ones(2).cuda()
+    with pytest.raises((AssertionError, RuntimeError)):
+        nn.Linear(2, 2).cuda()
+
+
+# --- E10: map_location ----------------------------------------------------------------
+
+def test_map_location_page_demo(in_tmp, capsys):
+    S.demo_map_location()
+    assert capsys.readouterr().out.splitlines() == [
+        "saved on: cpu", "saved on: cpu",
+        "str      -> cpu", "device   -> cpu", "dict     -> cpu", "function -> cpu"]
+
+
+@CPU_ONLY
+def test_notes_E10_a_gpu_saved_state_dict_carries_its_device(in_tmp):
+    torch.save(S.Net().state_dict(), "cpu.pt")
+    with_device_tag(Path("cpu.pt"), Path("gpu.pt"), "cuda:0")
+    seen = []
+    torch.load("gpu.pt", weights_only=True, map_location=lambda s, loc: seen.append(loc) or s)
+    assert set(seen) == {"cuda:0"}  # a state_dict, not a whole model, and still tagged
+    with pytest.raises(RuntimeError) as err:
+        torch.load("gpu.pt", weights_only=True)
+    assert str(err.value) == (
+        "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False. "
+        "If you are running on a CPU-only machine, please use torch.load with "
+        "map_location=torch.device('cpu') to map your storages to the CPU.")
+
+
+@CPU_ONLY
+@pytest.mark.parametrize("where", ["cpu", torch.device("cpu"), {"cuda:0": "cpu"}, lambda storage, loc: storage],
+                         ids=["str", "device", "dict", "function"])
+def test_map_location_forms_bring_a_gpu_file_to_the_cpu(in_tmp, where):
+    torch.save(S.Net().state_dict(), "cpu.pt")
+    with_device_tag(Path("cpu.pt"), Path("gpu.pt"), "cuda:0")
+    state = torch.load("gpu.pt", weights_only=True, map_location=where)
+    assert all(t.device.type == "cpu" for t in state.values())
+
+
+@CPU_ONLY
+def test_load_checkpoint_default_map_location_handles_a_gpu_file(in_tmp):
+    src = S.Net()
+    opt = torch.optim.Adam(src.parameters())
+    S.save_checkpoint("cpu.pt", src, opt, epoch=1)
+    with_device_tag(Path("cpu.pt"), Path("gpu.pt"), "cuda:0")
+    dst = S.Net()
+    S.load_checkpoint("gpu.pt", dst, torch.optim.Adam(dst.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(src.parameters(), dst.parameters()))
+
+
+def test_a_whole_dataparallel_model_pickles_its_device_ids(in_tmp):
+    torch.save(nn.DataParallel(S.Net()), "dp_whole.pt")
+    loaded = torch.load("dp_whole.pt", weights_only=False)
+    assert isinstance(loaded, nn.DataParallel)
+    assert loaded.device_ids == list(range(torch.cuda.device_count()))  # [] here, [0, ...] on GPUs
+
+
+# --- GPU machines ---------------------------------------------------------------------
+
+@pytest.mark.cuda
+def test_notes_E14_cuda_tensor_is_not_moved_in_place_module_is():
+    t = torch.ones(2)
+    t.cuda()
+    assert t.device.type == "cpu"
+    t = t.to("cuda")
+    assert t.is_cuda
+    layer = nn.Linear(2, 2)
+    assert layer.cuda() is layer and layer.weight.is_cuda
+    assert layer.to("cpu") is layer and not layer.weight.is_cuda
+
+
+@pytest.mark.cuda
+def test_notes_E10_cuda_state_dict_is_tagged_and_map_location_moves_it(in_tmp):
+    model = S.Net().to("cuda")
+    torch.save(model.state_dict(), "gpu.pt")
+    seen = []
+    torch.load("gpu.pt", weights_only=True, map_location=lambda s, loc: seen.append(loc) or s)
+    assert set(seen) == {f"cuda:{torch.cuda.current_device()}"}
+    assert torch.load("gpu.pt", weights_only=True)["hidden.weight"].is_cuda
+    for where in ["cpu", torch.device("cpu"), {seen[0]: "cpu"}, lambda storage, loc: storage]:
+        assert not torch.load("gpu.pt", weights_only=True, map_location=where)["hidden.weight"].is_cuda
+    torch.save(S.Net().state_dict(), "cpu.pt")
+    on_gpu = torch.load("cpu.pt", weights_only=True, map_location="cuda:0")
+    assert on_gpu["hidden.weight"].device == torch.device("cuda:0")
+    cpu_model = S.Net()
+    S.load_checkpoint("gpu.pt", cpu_model)
+    assert torch.equal(cpu_model.hidden.weight, model.hidden.weight.cpu())
+
+
+@pytest.mark.cuda
+def test_cuda_device_1_tag_needs_a_dict_map_location(in_tmp):
+    torch.save(S.Net().state_dict(), "cpu.pt")
+    with_device_tag(Path("cpu.pt"), Path("gpu1.pt"), "cuda:1")
+    if torch.cuda.device_count() == 1:
+        with pytest.raises(RuntimeError, match="Attempting to deserialize object on CUDA device 1 but "
+                                               r"torch.cuda.device_count\(\) is 1"):
+            torch.load("gpu1.pt", weights_only=True)
+    state = torch.load("gpu1.pt", weights_only=True, map_location={"cuda:1": "cuda:0"})
+    assert state["hidden.weight"].device == torch.device("cuda:0")
+
+
+@pytest.mark.cuda
+def test_cuda_load_checkpoint_into_a_gpu_model(in_tmp):
+    src = S.Net()
+    torch.save(src.state_dict(), "w.pt")
+    dst = S.Net().to("cuda")
+    S.load_checkpoint("w.pt", dst)  # tensors go to the CPU first, then are copied onto the GPU
+    assert dst.hidden.weight.is_cuda and torch.equal(dst.hidden.weight.cpu(), src.hidden.weight)

@@ -1,0 +1,359 @@
+"""Each claim of the training chapter, asserted."""
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from snippets import training as tr
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[1]
+needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="shows what happens without a GPU; one is present")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The page's run: seed 0, 8 epochs, on the CPU."""
+    return tr.train_digits(seed=0, epochs=8, device=CPU)
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    return tr.digit_loaders(batch_size=64, seed=0)
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+# --- the notes' own code -------------------------------------------------------------------------
+
+@needs_no_gpu
+def test_notes_E14_data_cuda_fails_without_a_gpu():
+    data, label = torch.ones(2, 1, 8, 8), torch.zeros(2, dtype=torch.long)
+    # CPU-only builds: AssertionError "Torch not compiled with CUDA enabled";
+    # CUDA builds on a machine without a GPU: RuntimeError "Found no NVIDIA driver ..."
+    with pytest.raises((AssertionError, RuntimeError), match="not compiled with CUDA|NVIDIA driver"):
+        data, label = data.cuda(), label.cuda()
+
+
+def test_notes_E14_tensor_to_returns_a_new_tensor_module_to_moves_in_place():
+    x = torch.ones(3)
+    y = x.to(torch.float64)
+    assert x.dtype == torch.float32 and y.dtype == torch.float64  # x untouched: reassign
+    layer = nn.Linear(2, 2)
+    assert layer.to(torch.float64) is layer and layer.weight.dtype == torch.float64
+
+
+def test_notes_E14_portable_form_runs_on_any_machine():
+    device = tr.pick_device()
+    data = torch.ones(2, 1, 8, 8).to(device)
+    model = tr.DigitCNN().to(device)
+    assert model(data).device.type == device.type
+
+
+def test_notes_E25_zero_grad_sets_grads_to_none_not_zero():
+    model = tr.DigitCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    nn.CrossEntropyLoss()(model(torch.rand(4, 1, 8, 8)), torch.tensor([0, 1, 2, 3])).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    opt.zero_grad()                                   # the notes: "梯度置零"
+    assert all(p.grad is None for p in model.parameters())
+    nn.CrossEntropyLoss()(model(torch.rand(4, 1, 8, 8)), torch.tensor([0, 1, 2, 3])).backward()
+    opt.zero_grad(set_to_none=False)                  # zeros only when asked
+    assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+
+
+def test_notes_E25_step_order_trains(loaders):
+    """The notes' five steps, in their order, with .to(device) for .cuda(): the loss goes down."""
+    train_loader, _ = loaders
+    tr.seed_everything(0)
+    model, criterion = tr.DigitCNN(), nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for data, label in train_loader:
+        optimizer.zero_grad()
+        output = model(data)
+        loss = criterion(output, label)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < 0.75 * sum(losses[:5])  # one epoch: clearly lower
+
+
+def test_notes_E25_no_eval_mode_leaves_dropout_on():
+    """The notes never call model.eval(): predictions then change from call to call."""
+    torch.manual_seed(0)
+    model, x = tr.DigitCNN(), torch.rand(16, 1, 8, 8)
+    assert model.training                             # a new module starts in train mode
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))    # dropout draws a new mask each call
+        model.eval()
+        assert torch.equal(model(x), model(x))
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def test_digit_loaders_split_shapes_and_scale(loaders):
+    train_loader, val_loader = loaders
+    assert (len(train_loader.dataset), len(val_loader.dataset), len(train_loader)) == (1437, 360, 23)
+    data, label = next(iter(train_loader))
+    assert data.shape == (64, 1, 8, 8) and data.dtype == torch.float32 and label.dtype == torch.long
+    X = train_loader.dataset.tensors[0]
+    assert X.min() == 0 and X.max() == 1
+
+
+def test_digit_loaders_are_stratified(loaders):
+    train_loader, val_loader = loaders
+    val_counts = torch.bincount(val_loader.dataset.tensors[1])
+    train_counts = torch.bincount(train_loader.dataset.tensors[1])
+    assert val_counts.tolist() == [36, 36, 35, 37, 36, 37, 36, 36, 35, 36]
+    share = val_counts / (val_counts + train_counts)
+    assert torch.all((share - 0.2).abs() < 0.01)
+
+
+def test_digit_loaders_shuffle_is_seeded():
+    first = lambda seed: next(iter(tr.digit_loaders(seed=seed)[0]))[1]  # noqa: E731
+    assert torch.equal(first(0), first(0))
+    assert not torch.equal(first(0), first(1))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": 6.4}, "batch_size must be an integer"),
+    ({"val_fraction": 0}, "val_fraction must be between 0 and 1"),
+    ({"val_fraction": 20}, "val_fraction must be between 0 and 1"),
+])
+def test_digit_loaders_reject_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tr.digit_loaders(**kwargs)
+
+
+# --- model and modes ----------------------------------------------------------------------------------
+
+def test_model_output_shape_and_size():
+    model = tr.DigitCNN()
+    assert model(torch.rand(5, 1, 8, 8)).shape == (5, 10)
+    assert sum(p.numel() for p in model.parameters()) == 38282
+    assert tr.DigitCNN(num_classes=3)(torch.rand(2, 1, 8, 8)).shape == (2, 3)
+
+
+def test_train_and_eval_switch_every_submodule():
+    model = tr.DigitCNN()
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_dropout_and_batchnorm_in_both_modes():
+    torch.manual_seed(0)
+    drop, x = nn.Dropout(p=0.5), torch.ones(1000)
+    y = drop(x)
+    assert set(y.unique().tolist()) == {0.0, 2.0}      # 1 / (1 - p) = 2
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    bn, batch = nn.BatchNorm1d(1), torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    out = bn(batch)
+    assert abs(out.mean().item()) < 1e-6
+    assert torch.allclose(bn.running_mean, torch.tensor([0.25]))       # 0.9 * 0 + 0.1 * 2.5
+    assert torch.allclose(bn.running_var, torch.tensor([0.9 + 0.1 * 5 / 3]))  # unbiased var 5/3
+    bn.eval()
+    stats = bn.running_mean.clone()
+    expected = (batch - 0.25) / torch.sqrt(bn.running_var + bn.eps)
+    assert torch.allclose(bn(batch), expected)
+    assert torch.equal(bn.running_mean, stats)         # eval does not update the statistics
+
+
+# --- one epoch, evaluation ------------------------------------------------------------------------------
+
+def test_evaluate_builds_no_graph_and_changes_nothing(loaders):
+    _, val_loader = loaders
+    torch.manual_seed(0)
+    model = tr.DigitCNN()
+    before = copy.deepcopy(model.state_dict())
+    outputs = []
+    hook = model.register_forward_hook(lambda m, i, o: outputs.append(o))
+    loss, acc = tr.evaluate(model, val_loader, nn.CrossEntropyLoss(), CPU)
+    hook.remove()
+    assert outputs and all(not o.requires_grad and o.grad_fn is None for o in outputs)
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert 0 <= acc <= 1 and loss > 0
+    assert math.isclose(loss, math.log(10), rel_tol=0.1)  # untrained: about ln(10)
+
+
+def test_train_one_epoch_sets_train_mode_and_updates_weights(loaders):
+    train_loader, _ = loaders
+    torch.manual_seed(0)
+    model = tr.DigitCNN()
+    model.eval()
+    before = copy.deepcopy(model.state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = tr.train_one_epoch(model, train_loader, nn.CrossEntropyLoss(), opt, CPU)
+    assert model.training and loss > 0
+    assert all(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# --- fit: accuracy, best model, reproducibility ---------------------------------------------------------
+
+def test_fit_reaches_95_percent_and_records_every_epoch(trained):
+    _, history = trained
+    assert [len(v) for v in history.values()] == [8, 8, 8, 8]
+    assert max(history["val_acc"]) >= 0.95
+    assert history["train_loss"][-1] < history["train_loss"][0] / 5
+    assert history["seconds"] == sorted(history["seconds"])
+
+
+def test_fit_ends_with_the_best_weights(trained, loaders):
+    model, history = trained
+    _, val_loader = loaders
+    _, acc = tr.evaluate(model, val_loader, nn.CrossEntropyLoss(), CPU)
+    assert acc == max(history["val_acc"])
+
+
+def test_fit_restores_the_best_epoch_not_the_last(loaders, monkeypatch):
+    train_loader, val_loader = loaders
+    small = DataLoader(TensorDataset(*[t[:64] for t in train_loader.dataset.tensors]), batch_size=32)
+    snapshots, accuracies = [], iter([0.5, 0.9, 0.7])
+
+    def fake_evaluate(model, loader, loss_fn, device):
+        snapshots.append(copy.deepcopy(model.state_dict()))
+        return 1.0, next(accuracies)
+
+    monkeypatch.setattr(tr, "evaluate", fake_evaluate)
+    model = tr.DigitCNN()
+    history = tr.fit(model, small, val_loader, epochs=3, lr=1e-3, device=CPU, verbose=False)
+    assert history["val_acc"] == [0.5, 0.9, 0.7]
+    assert all(torch.equal(v, snapshots[1][k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, snapshots[2][k]) for k, v in model.state_dict().items())
+
+
+def test_state_dict_without_deepcopy_follows_training():
+    """Why fit() deep-copies: state_dict() returns the live tensors, which the next step changes."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kept, copied = model.state_dict(), copy.deepcopy(model.state_dict())
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    assert torch.equal(kept["weight"], model.weight)           # moved along with training
+    assert not torch.equal(copied["weight"], model.weight)     # the copy kept the old values
+
+
+def test_same_seed_same_accuracy_and_weights_other_seed_differs():
+    model_a, hist_a = tr.train_digits(seed=3, epochs=2, device=CPU)
+    model_b, hist_b = tr.train_digits(seed=3, epochs=2, device=CPU)
+    model_c, hist_c = tr.train_digits(seed=4, epochs=2, device=CPU)
+    assert hist_a["val_acc"] == hist_b["val_acc"] and hist_a["train_loss"] == hist_b["train_loss"]
+    assert same_weights(model_a, model_b)
+    assert not same_weights(model_a, model_c)
+    assert hist_a["train_loss"] != hist_c["train_loss"]
+
+
+def test_fit_prints_one_line_per_epoch(capsys, loaders):
+    train_loader, val_loader = loaders
+    small = DataLoader(TensorDataset(*[t[:64] for t in train_loader.dataset.tensors]), batch_size=32)
+    tr.fit(tr.DigitCNN(), small, val_loader, epochs=2, lr=1e-3, device=CPU)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("epoch  2/2  train loss ") and "val acc 0." in lines[1]
+
+
+def test_seed_everything_rejects_non_int():
+    with pytest.raises(TypeError, match="seed must be an int, got float"):
+        tr.seed_everything(0.5)
+
+
+# --- input a reader may pass ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("epochs, lr, match", [
+    (0, 1e-3, r"epochs must be an integer >= 1, got 0"),
+    (2.5, 1e-3, r"epochs must be an integer >= 1, got 2.5"),
+    (True, 1e-3, r"epochs must be an integer >= 1, got True"),
+    (1, 0, r"lr must be a positive number such as 1e-3, got 0"),
+    (1, -0.1, r"lr must be a positive number"),
+    (1, float("nan"), r"lr must be a positive number"),
+    (1, "0.01", r"lr must be a positive number such as 1e-3, got '0.01'"),
+])
+def test_fit_rejects_bad_epochs_and_lr(loaders, epochs, lr, match):
+    train_loader, val_loader = loaders
+    with pytest.raises(ValueError, match=match):
+        tr.fit(tr.DigitCNN(), train_loader, val_loader, epochs=epochs, lr=lr, device=CPU)
+
+
+def test_fit_rejects_empty_loaders(loaders):
+    train_loader, val_loader = loaders
+    empty = DataLoader(TensorDataset(torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)))
+    with pytest.raises(ValueError, match=r"train_loader yields no batches \(its dataset has 0 samples\)"):
+        tr.fit(tr.DigitCNN(), empty, val_loader, epochs=1, lr=1e-3, device=CPU)
+    few = DataLoader(TensorDataset(torch.rand(3, 1, 8, 8), torch.zeros(3, dtype=torch.long)),
+                     batch_size=4, drop_last=True)
+    with pytest.raises(ValueError, match=r"val_loader yields no batches \(its dataset has 3 samples\)"):
+        tr.fit(tr.DigitCNN(), train_loader, few, epochs=1, lr=1e-3, device=CPU)
+
+
+def test_fit_rejects_labels_outside_the_outputs(loaders):
+    train_loader, val_loader = loaders
+    with pytest.raises(ValueError, match=r"label 9, but the model has 5 outputs, so labels must be 0\.\.4"):
+        tr.fit(tr.DigitCNN(num_classes=5), train_loader, val_loader, epochs=1, lr=1e-3, device=CPU, verbose=False)
+    negative = DataLoader(TensorDataset(torch.rand(4, 1, 8, 8), torch.tensor([0, -1, 2, 3])), batch_size=4)
+    with pytest.raises(ValueError, match=r"label -1, but the model has 10 outputs"):
+        tr.fit(tr.DigitCNN(), negative, val_loader, epochs=1, lr=1e-3, device=CPU, verbose=False)
+
+
+def test_without_the_label_check_cross_entropy_fails_obscurely():
+    with pytest.raises(IndexError, match="Target 9 is out of bounds"):
+        nn.CrossEntropyLoss()(torch.rand(2, 5), torch.tensor([1, 9]))
+
+
+# --- the picture -------------------------------------------------------------------------------------
+
+def test_plot_history_writes_a_png(trained, tmp_path):
+    _, history = trained
+    path = tr.plot_history(history, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="history has no epochs to draw"):
+        tr.plot_history({"val_acc": []}, tmp_path / "none.png")
+
+
+def test_save_figures_names_its_picture(trained, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tr, "train_digits", lambda **kw: calls.append(kw) or trained)
+    paths = tr.save_figures(tmp_path)
+    assert [p.name for p in paths] == ["training-curves.png"] and paths[0].exists()
+    assert calls[0]["device"] == CPU                  # the picture does not depend on the machine
+
+
+def test_the_page_picture_is_generated():
+    picture = ROOT / "docs" / "assets" / "img" / "training-curves.png"
+    assert picture.exists(), "run `make figures` (python -m tools.figures training)"
+    for lang in ("zh", "en"):
+        assert "](../assets/img/training-curves.png)" in (ROOT / "docs" / lang / "training.md").read_text("utf-8")
+
+
+# --- GPU --------------------------------------------------------------------------------------------
+
+@pytest.mark.cuda
+def test_training_on_cuda_reaches_95_percent():
+    device = torch.device("cuda")
+    model, history = tr.train_digits(seed=0, epochs=8, device=device)
+    assert next(model.parameters()).device.type == "cuda"
+    assert max(history["val_acc"]) >= 0.95
+
+
+@pytest.mark.cuda
+def test_cuda_tensor_to_is_not_in_place_module_is():
+    t = torch.ones(2)
+    t.cuda()
+    assert t.device.type == "cpu"                     # result thrown away
+    t = t.to("cuda")
+    assert t.device.type == "cuda"
+    layer = nn.Linear(2, 2)
+    layer.cuda()
+    assert layer.weight.device.type == "cuda"         # modules move in place

@@ -1,0 +1,340 @@
+"""Verify the site on a CUDA machine: `make gpu-check`, or `python3 -m tools.gpu_check`.
+
+It uses the machine's own python3 and torch (any recent torch 2.x, not requirements.txt's pin):
+
+1. refuses (exit 2) where torch sees no CUDA device: a GPU report from a CPU run would be
+   false, and `make test` is the CPU check;
+2. installs the test and docs packages that python3 lacks (pytest, mkdocs, pymdown-extensions…)
+   from a folder of wheels, with `pip install --no-index --target .cache/gpu-check/site-packages`:
+   nothing of the system's Python changes, torch least of all (exit 3 if something is still missing);
+3. runs, in one pytest session, every test marked `cuda` under tests/ and every block shown
+   on the site (docs/), each block as a reader runs it;
+4. writes generated/gpu-report.json, then generated/gpu-report.md and generated/verified.md
+   (tools/verified.py); exits 1 if any test failed.
+
+    python3 -m tools.gpu_check [--wheels DIR]    # DIR defaults to .whl/ when it exists
+    python -m tools.gpu_check --download-wheels .whl --python-version 3.12.3  # where there is network
+    python -m tools.gpu_check --reset            # the 'not yet run on a GPU' report
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools import verified
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+DEFAULT_WHEELS = ROOT / ".whl"
+TARGET = ROOT / ".cache" / "gpu-check" / "site-packages"
+RESULTS = ROOT / ".cache" / "gpu-check" / "results.json"
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
+             "manylinux2014_x86_64", "manylinux1_x86_64")
+NEVER_INSTALLED = ("torch", "torchvision", "triton", "nvidia")  # must stay the system's own
+
+
+class NoGPU(RuntimeError):
+    """torch is missing or sees no CUDA device."""
+
+
+@dataclass(frozen=True)
+class Need:
+    dist: str     # the name pip knows
+    module: str   # what the tests import
+    why: str
+    kind: str     # "pure": fetched by --download-wheels; "compiled": from DIR only if put there;
+    #               "torch-matched": never installed here, it must match the system's torch
+
+
+NEEDS = (
+    Need("pytest", "pytest", "runs the tests", "pure"),
+    Need("pytest-timeout", "pytest_timeout", "pyproject.toml sets a per-test `timeout`", "pure"),
+    Need("PyYAML", "yaml", "reads mkdocs.yml", "pure"),
+    Need("Markdown", "markdown", "expands the pages' includes", "pure"),
+    Need("pymdown-extensions", "pymdownx", "pymdownx.snippets expands the pages' includes", "pure"),
+    Need("mkdocs", "mkdocs", "conftest.py reads mkdocs.yml with mkdocs.config.load_config", "pure"),
+    Need("mkdocs-material", "material", "mkdocs.yml's theme, checked when the config loads", "pure"),
+    Need("mkdocs-static-i18n", "mkdocs_static_i18n", "mkdocs.yml's i18n plugin, loaded with the config", "pure"),
+    Need("numpy", "numpy", "page blocks and tests use NumPy arrays", "compiled"),
+    Need("pillow", "PIL", "the data chapter writes and reads PNG files", "compiled"),
+    Need("matplotlib", "matplotlib", "page blocks draw figures", "compiled"),
+    Need("scikit-learn", "sklearn", "the real digits data set (load_digits)", "compiled"),
+    Need("torchvision", "torchvision", "datasets and transforms", "torch-matched"),
+)
+
+
+def find_missing(needs=NEEDS, find_spec=importlib.util.find_spec) -> list[Need]:
+    """The needs whose module cannot be imported here."""
+    missing = []
+    for need in needs:
+        try:
+            found = find_spec(need.module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(need)
+    return missing
+
+
+def missing_message(missing: list[Need], python: str, wheels: Path | None) -> str:
+    lines = [f"missing for {python}:"]
+    for need in missing:
+        where = "" if need.kind != "torch-matched" else (
+            " — install the release built for this machine's torch; this command never installs it")
+        lines.append(f"  - {need.dist} (import {need.module}): {need.why}{where}")
+    fetchable = [n for n in missing if n.kind != "torch-matched"]
+    if fetchable:
+        looked = f"no wheel for them in {wheels}" if wheels else "no wheels folder given (--wheels DIR, or .whl/)"
+        version = platform.python_version()
+        lines += [f"{looked}. On a machine with network, fetch wheels for this Python ({version}):",
+                  f"  python -m tools.gpu_check --download-wheels .whl --python-version {version}"]
+        if any(n.kind == "compiled" for n in fetchable):
+            names = " ".join(n.dist for n in fetchable if n.kind == "compiled")
+            lines.append(f"  (the compiled ones are not fetched by default: add --with {names.replace(' ', ' --with ')})")
+        lines.append("then copy .whl/ into this checkout and run `make gpu-check` again (or WHEELS=DIR).")
+    return "\n".join(lines)
+
+
+def install(missing: list[Need], wheels: Path, target: Path = TARGET) -> list[str]:
+    """pip-install the missing needs (and what they require) from `wheels` into `target`."""
+    if not wheels.is_dir():
+        raise FileNotFoundError(f"wheels folder {wheels} does not exist; pass --wheels DIR with .whl files in it")
+    names = [n.dist for n in missing if n.kind != "torch-matched"]
+    if not names:
+        return []
+    target.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--find-links", str(wheels),
+           "--target", str(target), "--upgrade", "--no-compile", "--disable-pip-version-check", "-q", *names]
+    print("+", shlex.join(cmd), flush=True)
+    done = subprocess.run(cmd)
+    if done.returncode:
+        raise RuntimeError(f"pip could not install {', '.join(names)} from {wheels} (exit {done.returncode}); "
+                           "the folder needs their wheels and those of what they require")
+    intruders = sorted(p.name for p in target.iterdir() if p.name.split("-")[0].lower() in NEVER_INSTALLED)
+    if intruders:
+        for name in intruders:
+            shutil.rmtree(target / name, ignore_errors=True)
+        raise RuntimeError(f"the wheels pulled in {', '.join(intruders)}; removed them: this check must use the "
+                           "system's own torch. Drop those wheels from the folder.")
+    return names
+
+
+def download_wheels(dest: Path, python_version: str, extra: list[str], platforms=PLATFORMS) -> int:
+    """Fetch the pure-Python test and docs stack (requirements.txt's pins) for a GPU machine."""
+    pinned = verified.pins(verified.REQUIREMENTS.read_text(encoding="utf-8"))
+    wanted = [n.dist for n in NEEDS if n.kind == "pure"] + list(extra)
+    bad = [name for name in wanted if name.lower() in NEVER_INSTALLED]
+    if bad:
+        print(f"refusing to fetch {', '.join(bad)}: the GPU machine must use its own torch build", file=sys.stderr)
+        return 2
+    specs = [f"{name}=={pinned[name.lower()]}" if name.lower() in pinned else name for name in wanted]
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", python_version,
+           "--implementation", "cp", "--disable-pip-version-check", "-q", "-d", str(dest)]
+    for tag in platforms:
+        cmd += ["--platform", tag]
+    print("+", shlex.join(cmd + specs), flush=True)
+    rc = subprocess.run(cmd + specs).returncode
+    if rc == 0:
+        print(f"wheels for Python {python_version} in {dest}/; on the GPU machine: make gpu-check WHEELS={dest}")
+    return rc
+
+
+def gpu_facts() -> dict:
+    """Versions and GPUs, or NoGPU with a message that says what was found."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise NoGPU(f"torch cannot be imported by {sys.executable} ({exc}). Run this with the python3 "
+                    "that has a CUDA build of torch (make gpu-check GPU_PYTHON=/path/to/python3).") from exc
+    if not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        hint = f"; CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""
+        raise NoGPU(f"no CUDA device: torch {torch.__version__} ({build}) on {sys.executable} sees no GPU{hint}. "
+                    "Refusing to write a GPU report from a CPU run; on a CPU machine `make test` is the check.")
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append({"name": props.name, "capability": f"{props.major}.{props.minor}",
+                     "memory_gib": round(props.total_memory / 2**30, 1)})
+    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": cudnn_version(torch.backends.cudnn.version()), "driver": driver_version(),
+            "torchvision": dist_version("torchvision"), "gpus": gpus}
+
+
+def cudnn_version(code: int | None) -> str | None:
+    """91002 -> '9.10.2' (cuDNN 9 encoding), 8907 -> '8.9.7' (cuDNN 8)."""
+    if not code:
+        return None
+    if code >= 90000:
+        return f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
+    return f"{code // 1000}.{code % 1000 // 100}.{code % 100}"
+
+
+def driver_version() -> str | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True)
+    first = out.stdout.strip().splitlines()[:1]
+    return first[0].strip() if out.returncode == 0 and first else None
+
+
+def dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> str | None:
+    if not (ROOT / ".git").exists() or not shutil.which("git"):
+        return None
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+
+
+CUDA_MARK = re.compile(r"\bmark\.cuda\b")
+
+
+def cuda_test_files(tests: Path = TESTS) -> list[Path]:
+    """Test modules that mark anything `cuda` (the others are not even imported)."""
+    return sorted(p for p in tests.glob("test_*.py") if CUDA_MARK.search(p.read_text(encoding="utf-8")))
+
+
+def pytest_command(paths: list[Path], results: Path, extra: list[str] = ()) -> list[str]:
+    """One pytest session; system plugins stay off (only pytest-timeout, which pyproject needs)."""
+    rel = [str(p.relative_to(ROOT)) if p.is_absolute() else str(p) for p in paths]
+    return [sys.executable, "-m", "pytest", *rel, "-p", "pytest_timeout", "-p", "tools.gpu_results",
+            "--gpu-results", str(results), "-rfEs", *extra]
+
+
+def pytest_env(target: Path = TARGET) -> dict[str, str]:
+    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", NO_MKDOCS_2_WARNING="1", PYTHONUNBUFFERED="1")
+    if target.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def target_dists(target: Path = TARGET) -> list[str]:
+    """'name version' of each distribution in the private folder (all of it is on PYTHONPATH)."""
+    if not target.is_dir():
+        return []
+    found = (importlib.metadata.Distribution.at(p) for p in target.glob("*.dist-info"))
+    return sorted(f"{d.metadata['Name']} {d.version}" for d in found)
+
+
+def selection(tests: list[dict]) -> str:
+    blocks = sum(t["id"].startswith("docs/") for t in tests)
+    return (f"{len(tests) - blocks} tests marked `cuda` (tests/) and {blocks} code blocks shown on the site "
+            "(docs/), each run as a reader runs it")
+
+
+def build_report(facts: dict, results: dict, command: str, from_wheels: list[str]) -> dict:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    packages = {n.dist: dist_version(n.dist) for n in NEEDS if n.kind == "pure"}
+    tests = sorted(results["tests"], key=lambda t: t["id"])
+    return {"status": "ran", "date": now.strftime("%Y-%m-%d"), "finished": now.strftime("%Y-%m-%d %H:%M UTC"),
+            **facts, "packages": packages, "from_wheels": from_wheels, "commit": git_commit(),
+            "command": command, "selection": selection(tests), "exitstatus": results["exitstatus"],
+            "counts": verified.counts(tests), "tests": tests}
+
+
+def write_report(report: dict, gen_dir: Path = verified.GENERATED) -> list[Path]:
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    path = gen_dir / verified.REPORT_JSON
+    path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return [path, *verified.write(gen_dir)]
+
+
+def run_check(wheels: Path | None, gen_dir: Path, command: str) -> int:
+    try:
+        facts = gpu_facts()
+    except NoGPU as exc:
+        print(f"gpu-check: {exc}", file=sys.stderr)
+        return 2
+    print(f"gpu-check: {len(facts['gpus'])} GPU(s): {', '.join(g['name'] for g in facts['gpus'])}; "
+          f"torch {facts['torch']}, CUDA {facts['cuda']}, Python {facts['python']}", flush=True)
+    if TARGET.is_dir():
+        sys.path.insert(0, str(TARGET))
+        importlib.invalidate_caches()
+    missing = find_missing()
+    if missing and wheels is not None:
+        try:
+            install(missing, wheels)
+        except (FileNotFoundError, RuntimeError) as exc:
+            print(f"gpu-check: {exc}", file=sys.stderr)
+            return 3
+        if str(TARGET) not in sys.path:
+            sys.path.insert(0, str(TARGET))
+        importlib.invalidate_caches()
+        missing = find_missing()
+    if missing:
+        print("gpu-check: " + missing_message(missing, sys.executable, wheels), file=sys.stderr)
+        return 3
+    RESULTS.unlink(missing_ok=True)
+    cmd = pytest_command([*cuda_test_files(), ROOT / "docs"], RESULTS)
+    print("+", shlex.join(cmd), flush=True)
+    rc = subprocess.run(cmd, cwd=ROOT, env=pytest_env()).returncode
+    if not RESULTS.exists():
+        print(f"gpu-check: pytest exited {rc} without writing {RESULTS}; no report written", file=sys.stderr)
+        return rc or 1
+    results = json.loads(RESULTS.read_text(encoding="utf-8"))
+    report = build_report(facts, results, command, target_dists())
+    for path in write_report(report, gen_dir):
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    c = report["counts"]
+    print(f"gpu-check: {c['passed']} passed, {c['failed']} failed, {c['error']} errors, "
+          f"{c['skipped']} skipped, {c['xfailed']} xfailed")
+    ok = rc == 0 and c["failed"] == 0 and c["error"] == 0
+    return 0 if ok else 1
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python3 -m tools.gpu_check", description=__doc__.split("\n\n")[0])
+    p.add_argument("--wheels", type=Path, help="folder of wheels for the missing test/docs packages "
+                   f"(default: {DEFAULT_WHEELS.name}/ when it exists)")
+    p.add_argument("--out", type=Path, default=verified.GENERATED, help="where the reports go (default: generated/)")
+    p.add_argument("--download-wheels", type=Path, metavar="DIR",
+                   help="instead of checking: fetch the pure-Python test/docs wheels into DIR (needs network)")
+    p.add_argument("--python-version", default=platform.python_version(),
+                   help="with --download-wheels: the GPU machine's full Python version, e.g. 3.12.3 "
+                   "(`python3 --version` there; default: this one's)")
+    p.add_argument("--with", dest="extra", action="append", default=[], metavar="DIST",
+                   help="with --download-wheels: fetch DIST too (e.g. scikit-learn); repeatable")
+    p.add_argument("--reset", action="store_true", help="write the 'not yet run on a GPU' report and exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.download_wheels:
+        return download_wheels(args.download_wheels, args.python_version, args.extra)
+    if args.reset:
+        for path in write_report(dict(verified.NOT_RUN), args.out):
+            print(f"wrote {path}")
+        return 0
+    wheels = args.wheels or (DEFAULT_WHEELS if DEFAULT_WHEELS.is_dir() else None)
+    command = "python3 -m tools.gpu_check" + (f" --wheels {args.wheels}" if args.wheels else "")
+    return run_check(wheels, args.out, command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

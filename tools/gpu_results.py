@@ -1,0 +1,92 @@
+"""pytest plugin used by `make gpu-check` (tools/gpu_check.py loads it with `-p tools.gpu_results`).
+
+It keeps every block shown on the site (items under docs/) and, elsewhere, only the items
+marked `cuda`; with `--gpu-results FILE` it writes each item's outcome to FILE as JSON:
+
+    {"exitstatus": 0, "tests": [{"id": ..., "outcome": ..., "duration": ..., "message": ...}]}
+
+outcome is one of passed, failed, error (setup, teardown or collection failed), skipped,
+xfailed (a block that must fail did fail as the page says).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+MESSAGE_CHARS = 300
+
+
+def keep(path: Path, keywords) -> bool:
+    """Every shown block runs; a test under tests/ runs only if it is marked `cuda`."""
+    return DOCS in Path(path).resolve().parents or "cuda" in keywords
+
+
+def pytest_addoption(parser):
+    parser.addoption("--gpu-results", metavar="FILE", default=None,
+                     help="write each test's outcome to FILE as JSON (make gpu-check)")
+
+
+def pytest_collection_modifyitems(config, items):
+    kept, dropped = [], []
+    for item in items:
+        (kept if keep(item.path, item.keywords) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_configure(config):
+    path = config.getoption("--gpu-results")
+    if path:
+        config.pluginmanager.register(Recorder(Path(path)), "gpu-results-recorder")
+
+
+def _message(report) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        text = str(report.longrepr[2]).removeprefix("Skipped: ")
+    else:
+        crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+        text = crash.message if crash is not None else report.longreprtext.strip().splitlines()[-1:]
+        text = text if isinstance(text, str) else "".join(text)
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS - 1] + "…"
+
+
+class Recorder:
+    """Folds the setup/call/teardown reports of each item into one outcome."""
+
+    RANK = {"passed": 0, "skipped": 1, "xfailed": 1, "error": 2, "failed": 3}
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tests: dict[str, dict] = {}
+
+    def _set(self, nodeid: str, outcome: str, message: str = "", duration: float = 0.0):
+        entry = self.tests.setdefault(nodeid, {"id": nodeid, "outcome": "passed", "duration": 0.0, "message": ""})
+        entry["duration"] = round(entry["duration"] + duration, 3)
+        if self.RANK[outcome] > self.RANK[entry["outcome"]] or (outcome != "passed" and not entry["message"]):
+            entry["outcome"], entry["message"] = outcome, message
+
+    def pytest_runtest_logreport(self, report):
+        if report.skipped:
+            outcome = "xfailed" if hasattr(report, "wasxfail") else "skipped"
+            # xfailed: the error the block raised, as its page says
+            message = (_message(report) or report.wasxfail) if outcome == "xfailed" else _message(report)
+            self._set(report.nodeid, outcome, message, report.duration)
+        elif report.failed:
+            self._set(report.nodeid, "failed" if report.when == "call" else "error", _message(report), report.duration)
+        else:
+            self._set(report.nodeid, "passed", "", report.duration)
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self._set(report.nodeid or "collection", "error", _message(report))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        data = {"exitstatus": int(exitstatus), "tests": list(self.tests.values())}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,126 @@
+// Lighthouse audit of the built site: one page of each kind (home, chapter, lab, errata)
+// in every language, served the way a static host serves it (gzip, 404.html).
+//
+//   node tools/lighthouse.mjs SITE_DIR [--port 8765] [--runs 1] [--min 0.95] [--out build/lighthouse]
+//
+// Build SITE_DIR with SITE_URL=http://127.0.0.1:PORT/ first (`make lighthouse` does both).
+// Prints the four category scores per page (the median of --runs runs) and exits 1 when a
+// score is below --min. Needs Chromium: CHROME_PATH (default /usr/bin/chromium).
+import { createServer } from "node:http";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import * as chromeLauncher from "chrome-launcher";
+import lighthouse from "lighthouse";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const CATEGORIES = ["performance", "accessibility", "best-practices", "seo"];
+const CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const TYPES = { ".html": "text/html; charset=utf-8", ".css": "text/css", ".js": "text/javascript",
+  ".json": "application/json", ".xml": "application/xml", ".svg": "image/svg+xml",
+  ".png": "image/png", ".jpg": "image/jpeg", ".ico": "image/x-icon", ".ipynb": "application/json",
+  ".gz": "application/gzip", ".woff2": "font/woff2" };
+const COMPRESS = new Set([".html", ".css", ".js", ".json", ".xml", ".svg", ".ipynb"]);
+
+function options(argv) {
+  const opts = { port: 8765, runs: 1, min: 0.95, out: "build/lighthouse", site: null };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    if (!flag.startsWith("--")) { opts.site = flag; continue; }
+    const value = argv[++i];
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    opts[flag.slice(2)] = ["port", "runs", "min"].includes(flag.slice(2)) ? Number(value) : value;
+  }
+  if (!opts.site || !existsSync(path.join(opts.site, "index.html"))) {
+    throw new Error(`usage: node tools/lighthouse.mjs SITE_DIR [...]: no index.html in ${opts.site}`);
+  }
+  return opts;
+}
+
+// A static host in miniature: gzip for text, a short cache lifetime, /404.html for a missing path.
+function serve(root, port) {
+  const server = createServer((req, res) => {
+    let file = path.join(root, decodeURIComponent(new URL(req.url, "http://x").pathname));
+    if (existsSync(file) && statSync(file).isDirectory()) file = path.join(file, "index.html");
+    let status = 200;
+    if (!file.startsWith(path.resolve(root)) || !existsSync(file)) {
+      [status, file] = [404, path.join(root, "404.html")];
+    }
+    const ext = path.extname(file);
+    let body = readFileSync(file);
+    const headers = { "Content-Type": TYPES[ext] || "application/octet-stream",
+      "Cache-Control": "max-age=600" };
+    if (COMPRESS.has(ext) && /\bgzip\b/.test(req.headers["accept-encoding"] || "")) {
+      body = gzipSync(body);
+      headers["Content-Encoding"] = "gzip";
+    }
+    res.writeHead(status, headers).end(body);
+  });
+  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
+}
+
+// Pages to audit: home, a chapter, the first lab (when labs exist) and the errata, per language.
+// The default language is the one at the site root (it has no SITE/<lang>/index.html).
+function pages(site) {
+  const docs = path.join(ROOT, "docs");
+  const languages = readdirSync(docs).filter((d) => existsSync(path.join(docs, d, "index.md")));
+  const prefix = (lang) => (existsSync(path.join(site, lang, "index.html")) ? `${lang}/` : "");
+  languages.sort((a, b) => (prefix(a) === "" ? -1 : prefix(b) === "" ? 1 : a.localeCompare(b)));
+  const labsDir = path.join(docs, languages[0], "labs");
+  const lab = existsSync(labsDir) ? readdirSync(labsDir).filter((f) => f.endsWith(".ipynb")).sort()[0] : undefined;
+  const kinds = [["home", ""], ["chapter", "layers/"], ["errata", "errata/"]];
+  if (lab) kinds.splice(2, 0, ["lab", `labs/${lab.replace(/\.ipynb$/, "")}/`]);
+  else console.log("no lab notebook under docs/*/labs/ yet: no lab page audited");
+  return languages.flatMap((lang) => kinds.map(([kind, slug]) => ({ kind, lang, path: `/${prefix(lang)}${slug}` })));
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+async function main() {
+  const opts = options(process.argv.slice(2));
+  const server = await serve(path.resolve(opts.site), opts.port);
+  const chrome = await chromeLauncher.launch({ chromePath: process.env.CHROME_PATH || "/usr/bin/chromium",
+    chromeFlags: CHROME_FLAGS });
+  mkdirSync(opts.out, { recursive: true });
+  const rows = [];
+  try {
+    for (const page of pages(opts.site)) {
+      const url = `http://127.0.0.1:${opts.port}${page.path}`;
+      const runs = [];
+      for (let i = 0; i < opts.runs; i++) {
+        const result = await lighthouse(url, { port: chrome.port, output: "html", logLevel: "error",
+          onlyCategories: CATEGORIES });
+        runs.push(result.lhr);
+        const name = `${page.lang}-${page.kind}${opts.runs > 1 ? `-${i + 1}` : ""}`;
+        writeFileSync(path.join(opts.out, `${name}.html`), result.report);
+        writeFileSync(path.join(opts.out, `${name}.json`), JSON.stringify(result.lhr));
+      }
+      const scores = Object.fromEntries(CATEGORIES.map((c) => [c, median(runs.map((r) => r.categories[c].score))]));
+      const failing = [...new Set(runs.flatMap((r) => Object.values(r.audits)
+        .filter((a) => a.score !== null && a.score < 0.9 && a.scoreDisplayMode !== "informative"
+          && a.scoreDisplayMode !== "manual" && isWeighted(r, a.id))
+        .map((a) => a.id)))];
+      rows.push({ ...page, url, scores, failing });
+      console.log(`${page.path.padEnd(22)} ${CATEGORIES.map((c) => `${c} ${scores[c].toFixed(2)}`).join("  ")}`
+        + (failing.length ? `   below 0.9: ${failing.join(", ")}` : ""));
+    }
+  } finally {
+    await chrome.kill();
+    server.close();
+  }
+  writeFileSync(path.join(opts.out, "summary.json"), JSON.stringify(rows, null, 1));
+  const low = rows.flatMap((r) => CATEGORIES.filter((c) => r.scores[c] < opts.min).map((c) => `${r.path} ${c} ${r.scores[c]}`));
+  console.log(`reports: ${opts.out}/*.html`);
+  if (low.length) {
+    console.log(`below ${opts.min}:\n  ${low.join("\n  ")}`);
+    process.exitCode = 1;
+  }
+}
+
+function isWeighted(lhr, auditId) {
+  return Object.values(lhr.categories).some((c) => c.auditRefs.some((ref) => ref.id === auditId && ref.weight > 0));
+}
+
+main().catch((err) => { console.error(err.message || err); process.exitCode = 2; });
