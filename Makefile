@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve build test test-fast bench figures notebooks gpu-check lighthouse browser-deps clean
+.PHONY: serve build test test-fast bench tables figures notebooks gpu-check lighthouse browser-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)   ## every test, every block shown on the site
 
 bench: $(STAMP)  ## the layers chapter's speed table -> generated/layers-bench.md
 	$(BIN)/python -m tools.bench_layers
+
+tables: $(STAMP)  ## the multi-gpu chapter's load table -> generated/multi-gpu-table.md
+	$(BIN)/python -m snippets.multi_gpu --table > generated/multi-gpu-table.md
 
 figures: $(STAMP)  ## every picture shown on a page -> docs/assets/img/
 	$(BIN)/python -m tools.figures

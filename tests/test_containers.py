@@ -76,7 +76,7 @@ def test_copy_by_order_rejects_non_modules():
         C.copy_by_order({}, C.make_sequential())
 
 
-def test_notes_V12_sequential_is_extensible_append_insert_extend_index_slice_del():
+def test_notes_E26_sequential_is_extensible_append_insert_extend_index_slice_del():
     net = C.demo_extend_sequential()
     assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "LogSoftmax"]
     assert list(net._modules) == ["0", "1", "2", "3"]  # renumbered after del
@@ -95,7 +95,7 @@ def test_sequential_forward_is_fixed_one_input_chain():
     (nn.ModuleList([nn.Linear(2, 2)]), "ModuleList"),
     (nn.ModuleDict({"fc": nn.Linear(2, 2)}), "ModuleDict"),
 ])
-def test_notes_V12_module_list_and_dict_have_no_forward(container, name):
+def test_module_list_and_dict_have_no_forward(container, name):
     with pytest.raises(NotImplementedError) as err:
         container(torch.randn(1, 2))
     assert str(err.value) == f'Module [{name}] is missing the required "forward" function'
@@ -107,7 +107,7 @@ def test_module_list_and_dict_register_their_layers():
     assert list(d.keys()) == ["fc", "act"] and list(d.state_dict()) == ["fc.weight", "fc.bias"]
 
 
-def test_notes_V12_plain_list_layers_are_not_registered():
+def test_plain_list_layers_are_not_registered():
     model = C.demo_list_pitfall()
     assert list(model.parameters()) == []
     assert list(model.state_dict()) == []
@@ -116,7 +116,7 @@ def test_notes_V12_plain_list_layers_are_not_registered():
     assert model.layers[0].weight.dtype == torch.float32  # .to(float64) skipped it
 
 
-def test_notes_V12_plain_list_optimizer_gets_an_empty_parameter_list():
+def test_plain_list_optimizer_gets_an_empty_parameter_list():
     with pytest.raises(ValueError) as err:
         C.demo_list_optimizer()
     assert str(err.value) == "optimizer got an empty parameter list"

@@ -506,3 +506,7 @@ def test_save_figures_writes_the_page_picture(tmp_path):
     assert [p.name for p in paths] == ["data-batch.png"]
     with Image.open(paths[0]) as png:
         assert png.size == (8 * 1.1 * 80, 4 * 1.25 * 80)
+
+
+def test_the_tree_is_under_one_megabyte(tree):
+    assert sum(p.stat().st_size for p in tree[0].parent.rglob("*.png")) < 1_000_000

@@ -46,6 +46,9 @@ def test_report_says_what_ran_where_and_each_outcome(sample_report):
     assert len(rows) == 5
     assert rows[0] == "| `tests/test_multi_gpu.py::test_ddp_nccl` | failed | 2.00 | AssertionError: a \\| b |"
     assert "needs 2 GPUs" in rows[1]
+    two = dict(sample_report, gpus=sample_report["gpus"] * 2)
+    assert "| GPU | 2 × NVIDIA H200 (compute capability 9.0, 139.8 GiB) |" in verified.render_report_md(two)
+    assert "| GPU · 2 × NVIDIA H200 |" in verified.render_fragment(two, {"torch": "1", "torchvision": "1"})
 
 
 def test_fragment_shows_the_gpu_result_and_the_pinned_cpu_versions(sample_report):

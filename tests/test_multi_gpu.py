@@ -90,7 +90,7 @@ def test_dp_without_gpus_just_calls_the_module(seeded_net):
 
 
 @cpu_only
-def test_notes_dp_then_cuda_fails_without_a_gpu(seeded_net):
+def test_notes_E14_dp_then_cuda_fails_without_a_gpu(seeded_net):
     # the notes: wrap in nn.DataParallel, then .cuda(); the message depends on the torch build
     with pytest.raises((RuntimeError, AssertionError)):
         nn.DataParallel(seeded_net).cuda()

@@ -1,6 +1,8 @@
 """Each claim of the training chapter, asserted."""
 import copy
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -307,6 +309,23 @@ def test_fit_rejects_labels_outside_the_outputs(loaders):
         tr.fit(tr.DigitCNN(), negative, val_loader, epochs=1, lr=1e-3, device=CPU, verbose=False)
 
 
+def test_without_the_argument_checks_fit_fails_obscurely(loaders, monkeypatch):
+    train_loader, val_loader = loaders
+    monkeypatch.setattr(tr, "check_fit_args", lambda *args: None)
+    with pytest.raises(TypeError, match="Expected state_dict to be dict-like"):
+        tr.fit(tr.DigitCNN(), train_loader, val_loader, epochs=0, lr=1e-3, device=CPU)
+    empty = DataLoader(TensorDataset(torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)))
+    with pytest.raises(ZeroDivisionError):
+        tr.fit(tr.DigitCNN(), empty, val_loader, epochs=1, lr=1e-3, device=CPU)
+
+
+def test_summing_loss_tensors_keeps_the_graph_item_does_not():
+    model = nn.Linear(3, 1)
+    loss = model(torch.ones(2, 3)).pow(2).mean()
+    assert (0.0 + loss).grad_fn is not None          # holds the step's graph alive
+    assert isinstance(0.0 + loss.item(), float)
+
+
 def test_without_the_label_check_cross_entropy_fails_obscurely():
     with pytest.raises(IndexError, match="Target 9 is out of bounds"):
         nn.CrossEntropyLoss()(torch.rand(2, 5), torch.tensor([1, 9]))
@@ -357,3 +376,31 @@ def test_cuda_tensor_to_is_not_in_place_module_is():
     layer = nn.Linear(2, 2)
     layer.cuda()
     assert layer.weight.device.type == "cuda"         # modules move in place
+
+
+@pytest.mark.cuda
+def test_cuda_forgetting_to_assign_to_fails_in_the_forward_pass():
+    model = tr.DigitCNN().to("cuda")
+    data = torch.rand(2, 1, 8, 8)
+    data.to("cuda")                                   # not assigned: data stays on the CPU
+    with pytest.raises(RuntimeError, match="same device|should be the same"):
+        model(data)
+
+
+@pytest.mark.cuda
+def test_cuda_label_out_of_range_is_a_device_side_assert_that_breaks_the_context():
+    code = (
+        "import torch\n"
+        "try:\n"
+        "    torch.nn.functional.cross_entropy(torch.rand(2, 5, device='cuda'), torch.tensor([1, 9], device='cuda'))\n"
+        "    torch.cuda.synchronize()\n"
+        "except RuntimeError as err:\n"
+        "    print('first:', err)\n"
+        "try:\n"
+        "    (torch.ones(1, device='cuda') + 1).item()\n"
+        "except RuntimeError as err:\n"
+        "    print('after:', err)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "first:" in result.stdout and "device-side assert" in result.stdout
+    assert "after:" in result.stdout.split("first:", 1)[1]  # the context stays broken

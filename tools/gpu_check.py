@@ -247,12 +247,12 @@ def selection(tests: list[dict]) -> str:
             "(docs/), each run as a reader runs it")
 
 
-def build_report(facts: dict, results: dict, command: str, from_wheels: list[str]) -> dict:
+def build_report(facts: dict, results: dict, command: str, from_wheels: list[str], commit: str | None = None) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc)
-    packages = {n.dist: dist_version(n.dist) for n in NEEDS if n.kind == "pure"}
+    packages = {n.dist: dist_version(n.dist) for n in NEEDS if n.kind != "torch-matched"}
     tests = sorted(results["tests"], key=lambda t: t["id"])
     return {"status": "ran", "date": now.strftime("%Y-%m-%d"), "finished": now.strftime("%Y-%m-%d %H:%M UTC"),
-            **facts, "packages": packages, "from_wheels": from_wheels, "commit": git_commit(),
+            **facts, "packages": packages, "from_wheels": from_wheels, "commit": commit or git_commit(),
             "command": command, "selection": selection(tests), "exitstatus": results["exitstatus"],
             "counts": verified.counts(tests), "tests": tests}
 
@@ -264,7 +264,7 @@ def write_report(report: dict, gen_dir: Path = verified.GENERATED) -> list[Path]
     return [path, *verified.write(gen_dir)]
 
 
-def run_check(wheels: Path | None, gen_dir: Path, command: str) -> int:
+def run_check(wheels: Path | None, gen_dir: Path, command: str, commit: str | None = None) -> int:
     try:
         facts = gpu_facts()
     except NoGPU as exc:
@@ -297,7 +297,7 @@ def run_check(wheels: Path | None, gen_dir: Path, command: str) -> int:
         print(f"gpu-check: pytest exited {rc} without writing {RESULTS}; no report written", file=sys.stderr)
         return rc or 1
     results = json.loads(RESULTS.read_text(encoding="utf-8"))
-    report = build_report(facts, results, command, target_dists())
+    report = build_report(facts, results, command, target_dists(), commit)
     for path in write_report(report, gen_dir):
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     c = report["counts"]
@@ -319,12 +319,14 @@ def parse_args(argv):
                    "(`python3 --version` there; default: this one's)")
     p.add_argument("--with", dest="extra", action="append", default=[], metavar="DIST",
                    help="with --download-wheels: fetch DIST too (e.g. scikit-learn); repeatable")
+    p.add_argument("--commit", help="the commit checked, where the checkout has no .git (default: git's HEAD)")
     p.add_argument("--reset", action="store_true", help="write the 'not yet run on a GPU' report and exit")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     if args.download_wheels:
         return download_wheels(args.download_wheels, args.python_version, args.extra)
     if args.reset:
@@ -332,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
     wheels = args.wheels or (DEFAULT_WHEELS if DEFAULT_WHEELS.is_dir() else None)
-    command = "python3 -m tools.gpu_check" + (f" --wheels {args.wheels}" if args.wheels else "")
-    return run_check(wheels, args.out, command)
+    command = " ".join(["python3 -m tools.gpu_check", shlex.join(argv)]).strip()
+    return run_check(wheels, args.out, command, args.commit)
 
 
 if __name__ == "__main__":

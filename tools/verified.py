@@ -89,18 +89,18 @@ def render_report_md(report: dict) -> str:
     if report.get("status") != "ran":
         raise ValueError(f"gpu report status must be 'ran' or 'not-run', got {report.get('status')!r}")
     c = report["counts"]
-    gpus = "; ".join(f"{g['name']} (compute capability {g['capability']}, {g['memory_gib']} GiB)"
-                     for g in report["gpus"])
+    described = [f"{g['name']} (compute capability {g['capability']}, {g['memory_gib']} GiB)" for g in report["gpus"]]
+    gpus = f"{len(described)} × {described[0]}" if len(set(described)) == 1 else "; ".join(described)
     packages = ", ".join(f"{k} {v}" for k, v in report["packages"].items())
     wheels = ", ".join(report["from_wheels"]) or "none"
     facts = [
         ("finished", report["finished"]),
-        ("GPU", f"{len(report['gpus'])} × {gpus}" if len({g['name'] for g in report['gpus']}) == 1 else gpus),
+        ("GPU", gpus),
         ("NVIDIA driver", report["driver"] or "unknown (no nvidia-smi)"),
         ("torch", f"{report['torch']} (CUDA {report['cuda']}, cuDNN {report['cudnn']})"),
         ("torchvision", report["torchvision"] or "not installed"),
         ("Python", report["python"]),
-        ("test and docs packages", packages),
+        ("other packages", packages),
         ("from wheels, in a private folder", wheels),
         ("commit", report["commit"] or "unknown (no git checkout)"),
         ("command", f"`{report['command']}`"),
