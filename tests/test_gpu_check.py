@@ -1,6 +1,5 @@
 """`make gpu-check` (tools/gpu_check.py, tools/gpu_results.py) and the home page's "verified" table
 (tools/verified.py), tested on the CPU: the GPU run itself happens on a CUDA machine."""
-import ast
 import json
 import subprocess
 import sys
@@ -96,42 +95,31 @@ def test_refuses_on_a_machine_without_cuda(monkeypatch, tmp_path, capsys):
 
 
 def test_finds_missing_packages_and_says_how_to_get_them():
-    absent = {"mkdocs", "torchvision"}
+    absent = {"markdown", "torchvision"}
 
     def fake_find_spec(name):
-        if name == "material":
+        if name == "pymdownx":
             raise ImportError("broken")
         return None if name in absent else object()
 
     missing = gpu_check.find_missing(find_spec=fake_find_spec)
-    assert [n.dist for n in missing] == ["mkdocs", "mkdocs-material", "torchvision"]
+    assert [n.dist for n in missing] == ["Markdown", "pymdown-extensions", "torchvision"]
     message = gpu_check.missing_message(missing, "/usr/bin/python3", None)
-    assert "  - mkdocs (import mkdocs): conftest.py reads mkdocs.yml" in message
+    assert "  - Markdown (import markdown): expands the pages' includes" in message
     assert "torchvision (import torchvision)" in message and "this command never installs it" in message
     assert "python -m tools.gpu_check --download-wheels .whl --python-version " in message
     assert gpu_check.find_missing() == []  # this venv has everything
 
 
-def test_needs_cover_the_theme_and_every_plugin_of_mkdocs_yml():
-    """conftest loads mkdocs.yml with its plugins: each must be installable on the GPU machine."""
-    from importlib.metadata import entry_points
-
-    from mkdocs.config import load_config
-
-    cfg = load_config(str(ROOT / "mkdocs.yml"))
-    dists = {ep.name: ep.dist.name for group in ("mkdocs.plugins", "mkdocs.themes") for ep in entry_points(group=group)}
-    plugins = [name for name in cfg["plugins"] if not name.endswith(".py")]
-    used = {dists[name] for name in plugins} | {dists[cfg["theme"].name]}
-    norm = lambda name: name.lower().replace("_", "-")  # noqa: E731
-    assert {norm(d) for d in used} <= {norm(n.dist) for n in gpu_check.NEEDS}
-    # hooks are imported with the config too: stdlib or a need
-    modules = {n.module for n in gpu_check.NEEDS} | set(sys.stdlib_module_names) | {"__future__"}
-    for hook in cfg["hooks"]:
-        tree = ast.parse((ROOT / hook).read_text(encoding="utf-8"))
-        for node in tree.body:
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            assert {n.split(".")[0] for n in names} <= modules, f"{hook} imports {names}: add it to NEEDS"
+def test_page_blocks_expand_without_mkdocs():
+    """The GPU machine needs no mkdocs: includes expand from mkdocs.yml's snippet options alone."""
+    code = ("import sys; sys.modules['mkdocs'] = None; sys.modules['material'] = None\n"
+            "from tools.shown_code import expand\n"
+            "print(expand('--8<-- \"snippets/layers.py:imports\"'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "import torch" in out.stdout
+    needed = {n.module for n in gpu_check.NEEDS}
+    assert {"yaml", "markdown", "pymdownx"} <= needed
 
 
 def _wheel(folder: Path, name: str, requires: str = ""):

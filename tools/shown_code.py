@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_FENCES = {"python", "py", "python3"}
 MARKER = re.compile(r"^<!--\s*(pytest\.mark\..*|pytest-codeblocks:[\w-]+)\s*-->$")
@@ -87,14 +89,32 @@ def parse_page(text: str) -> list[Block]:
     return blocks
 
 
+class _IgnoreTags(yaml.SafeLoader):
+    """Reads mkdocs.yml without importing what its !tags name (mkdocs need not be installed)."""
+
+
+_IgnoreTags.add_multi_constructor("", lambda loader, suffix, node: None)
+
+
+def snippet_options() -> dict:
+    """mkdocs.yml's pymdownx.snippets options, with base_path resolved to the project root."""
+    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_IgnoreTags)
+    for ext in cfg["markdown_extensions"]:
+        if isinstance(ext, dict) and "pymdownx.snippets" in ext:
+            opts = dict(ext["pymdownx.snippets"] or {})
+            break
+    else:
+        raise LookupError("mkdocs.yml does not enable pymdownx.snippets")
+    opts["base_path"] = [str(ROOT)]  # `!relative $config_dir` in mkdocs.yml
+    return opts
+
+
 @lru_cache(maxsize=None)
 def _snippet_preprocessor():
     import markdown
-    from mkdocs.config import load_config
 
-    cfg = load_config(str(ROOT / "mkdocs.yml"))
-    opts = dict(cfg["mdx_configs"].get("pymdownx.snippets", {}))
-    md = markdown.Markdown(extensions=["pymdownx.snippets"], extension_configs={"pymdownx.snippets": opts})
+    md = markdown.Markdown(extensions=["pymdownx.snippets"],
+                           extension_configs={"pymdownx.snippets": snippet_options()})
     return md.preprocessors["snippet"]
 
 
