@@ -234,7 +234,7 @@ def test_write_validates_arguments(tmp_path, kwargs, error, message):
 
 # --- ImageFolder -------------------------------------------------------------------------------
 
-def test_notes_V4_grayscale_png_loads_as_rgb(tree):
+def test_imagefolder_grayscale_png_loads_as_rgb(tree):
     raw = datasets.ImageFolder(tree[0])
     image, label = raw[0]
     with Image.open(raw.samples[0][0]) as png:
@@ -260,7 +260,7 @@ def test_class_to_idx_for_digits(train_data, val_data):
     assert all(label == int(path.split(os.sep)[-2]) for path, label in train_data.samples)
 
 
-def test_notes_V4_classes_sorted_as_strings(tmp_path):
+def test_imagefolder_classes_sorted_as_strings(tmp_path):
     for name in ["2", "10", "1", "cat", "Dog"]:
         (tmp_path / name).mkdir()
         Image.new("L", (4, 4)).save(tmp_path / name / "x.png")
