@@ -39,5 +39,23 @@ WHEELS     ?=
 gpu-check:       ## needs a CUDA GPU; refuses on a CPU machine
 	$(GPU_PYTHON) -m tools.gpu_check $(if $(WHEELS),--wheels $(WHEELS))
 
+# Browser tests (tests/test_browser.py) need Debian's Chromium and a CJK font; run as root (apt-get).
+browser-deps:    ## apt-get install chromium fonts-wqy-microhei, when missing
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi wenquanyi; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; fi
+
+# Lighthouse 12.x (package.json; 13.x needs Node >= 22.19) on home, a chapter, a lab and the errata,
+# both languages, served gzipped on 127.0.0.1:LH_PORT. LH_ARGS="--runs 3" takes the median of 3 runs.
+LH_PORT ?= 8765
+LH_ARGS ?=
+lighthouse: $(STAMP) node_modules/.installed  ## scores per page -> build/lighthouse/
+	SITE_URL=http://127.0.0.1:$(LH_PORT)/ $(BIN)/mkdocs build --strict --quiet --site-dir build/lighthouse-site
+	CHROME_PATH=$${CHROME_PATH:-/usr/bin/chromium} node tools/lighthouse.mjs build/lighthouse-site --port $(LH_PORT) $(LH_ARGS)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
 clean:
-	rm -rf site .cache .pytest_cache
+	rm -rf site .cache .pytest_cache build/lighthouse build/lighthouse-site
