@@ -31,6 +31,9 @@ tables: $(STAMP)  ## the multi-gpu chapter's load table -> generated/multi-gpu-t
 figures: $(STAMP)  ## every picture shown on a page -> docs/assets/img/
 	$(BIN)/python -m tools.figures
 
+notebooks: $(STAMP)  ## the lab notebooks (tools/labs.py) -> docs/{zh,en}/labs/*.ipynb
+	$(BIN)/python -m tools.make_notebooks
+
 # On a CUDA machine, with that machine's own python3 and torch (not .venv, not requirements.txt's pin):
 # every `cuda` test and every block shown on the site -> generated/gpu-report.{json,md}, generated/verified.md.
 # Missing test/docs packages come from WHEELS (default .whl/): python -m tools.gpu_check --download-wheels .whl

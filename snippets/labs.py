@@ -5,6 +5,7 @@ chapter modules plus the sections below (`make notebooks`, tools/labs.py).
 Run both labs as one script: `python -m snippets.labs` (it works in a temporary folder).
 
 Reusable helpers:
+    in_memory(dataset) -> TensorDataset
     predict(model, loader, device) -> (predicted, labels)
     save_predictions_grid(images, labels, predicted, path, columns=8) -> Path
     digit_features(val_fraction=0.2, seed=0) -> X_train, X_val, y_train, y_val
@@ -33,6 +34,23 @@ from snippets.environment import pick_device
 from snippets.init import init_weights
 from snippets.multi_gpu import load_state_dict_flexible
 from snippets.training import DigitCNN, evaluate, fit, plot_history, seed_everything, train_one_epoch
+
+
+# --8<-- [start:in_memory]
+def in_memory(dataset) -> TensorDataset:
+    """Every (image, label) of a dataset, loaded and transformed once, kept as two tensors.
+
+    ImageFolder opens and transforms each file again in every epoch. For a small dataset
+    whose transform has no randomness (no augmentation), doing that once is enough.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty; check the folder it reads")
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+    if not isinstance(images[0], torch.Tensor):
+        raise TypeError(f"the dataset gives {type(images[0]).__name__} images, not tensors; give it a "
+                        "transform that makes tensors (e.g. v2.ToImage() and v2.ToDtype(torch.float32, scale=True))")
+    return TensorDataset(torch.stack(images), torch.as_tensor(labels))
+# --8<-- [end:in_memory]
 
 
 # --8<-- [start:predict]
@@ -94,14 +112,16 @@ def digit_features(val_fraction: float = 0.2, seed: int = 0):
 def demo_task1_data():
     # --8<-- [start:task1_data]
     train_path, val_path = write_digit_folders("digits", size=8)  # 8x8 PNGs, one folder per digit
-    train_data = open_image_folder(train_path, transform=data_transform)
-    val_data = open_image_folder(val_path, transform=data_transform)
+    train_folder = open_image_folder(train_path, transform=data_transform)
+    val_folder = open_image_folder(val_path, transform=data_transform)
+    print(len(train_folder), "training images,", len(val_folder), "validation images")
+    print(train_folder.classes)
+    train_data, val_data = in_memory(train_folder), in_memory(val_folder)  # each PNG read once
     train_loader = DataLoader(train_data, batch_size=64, shuffle=True,
                               generator=torch.Generator().manual_seed(0))
     val_loader = DataLoader(val_data, batch_size=256)
     images, labels = next(iter(train_loader))
-    print(len(train_data), "training images,", len(val_data), "validation images")
-    print(images.shape, images.dtype, labels[:10].tolist())
+    print(images.shape, images.dtype, f"{images.min():.0f} .. {images.max():.0f}", labels[:10].tolist())
     # --8<-- [end:task1_data]
     return train_data, val_data, train_loader, val_loader
 
@@ -142,19 +162,20 @@ def demo_task1_evaluate(model, val_loader, device):
 def demo_task1_curves(history):
     # --8<-- [start:task1_curves]
     curves = plot_history(history, "curves.png")
-    ipd.display(ipd.Image(filename=curves))
+    ipd.display(ipd.Image(filename=curves, alt="training and validation loss, and validation accuracy, per epoch"))
     # --8<-- [end:task1_curves]
     return curves
 
 
 def demo_task1_predictions(val_data, predicted, labels):
     # --8<-- [start:task1_predictions]
-    shown = torch.linspace(0, len(val_data) - 1, 24).long()   # spread over all ten digits
+    wrong = (predicted != labels).nonzero().flatten()
+    print(len(wrong), "mistakes (true->predicted):", [f"{labels[i]}->{predicted[i]}" for i in wrong.tolist()])
+    spread = torch.linspace(0, len(val_data) - 1, 16).long()   # two rows over all ten digits
+    shown = torch.cat([spread, wrong[:8]])                      # then a row of mistakes
     images = torch.stack([val_data[int(i)][0] for i in shown])
     grid = save_predictions_grid(images, labels[shown], predicted[shown], "predictions.png")
-    ipd.display(ipd.Image(filename=grid))
-    wrong = (predicted != labels).nonzero().flatten()
-    print(len(wrong), "mistakes:", [f"{labels[i]}->{predicted[i]}" for i in wrong.tolist()])
+    ipd.display(ipd.Image(filename=grid, alt="validation digits titled with the predicted class, mistakes in red"))
     # --8<-- [end:task1_predictions]
     return grid
 

@@ -219,7 +219,7 @@ def tab(chromium_path, site):
         page = context.new_page()
         page.set_default_timeout(15_000)
         tab = Tab(page, site)
-        own = site.base.rstrip("/")
+        own = site.base  # "http://127.0.0.1:PORT/"
 
         def on_request(request):
             if request.resource_type in ("xhr", "fetch"):
@@ -279,7 +279,10 @@ def _page_facts(tab) -> dict:
             .filter(pre => !pre.closest('div.highlight, .CodeMirror, .jp-InputArea')
                 ?.querySelector('button.md-code__button[data-md-type=copy], clipboard-copy'))
             .map(pre => pre.textContent.trim().slice(0, 60)),
-        images: [...document.querySelectorAll('article img')].map(i => i.src),
+        downloads: [...document.querySelectorAll('a[download]')].map(a => a.href),
+        images: [...document.querySelectorAll('article img')].map(i => i.src).filter(s => !s.startsWith('data:')),
+        brokenInline: [...document.querySelectorAll('article img[src^="data:"]')]
+            .filter(i => i.complete && i.naturalWidth === 0).map(i => i.alt || i.src.slice(0, 40)),
     })""")
 
 
@@ -294,8 +297,9 @@ def _check_page(tab, page: Page):
     expected = {lang: tab.site.url(page_of(lang, page.source).path) for lang, _ in languages()}
     assert facts["alternates"] == expected, f"{page.path}: hreflang alternates"
     assert facts["uncopyable"] == [], f"{page.path}: code blocks without a copy button"
-    for src in facts["images"]:
-        assert tab.page.request.get(src).status == 200, f"{page.path}: broken image {src}"
+    assert facts["brokenInline"] == [], f"{page.path}: inline images that do not decode"
+    for src in facts["images"] + facts["downloads"]:
+        assert tab.page.request.get(src).status == 200, f"{page.path}: broken image or download {src}"
 
 
 def _switch_language(tab, target: Page):
@@ -359,8 +363,8 @@ def test_lab_page_offers_its_notebook(tab, page: Page):
     tab.reset()
     response = tab.goto(page.path)
     assert response.headers["content-type"].startswith("text/html"), f"{page.path} is not a rendered page"
-    links = tab.page.eval_on_selector_all("a[download]", "links => links.map(a => a.href)")
-    assert links, f"{page.path}: no download link"
+    links = tab.page.eval_on_selector_all('a[download][href$=".ipynb"]', "links => links.map(a => a.href)")
+    assert links, f"{page.path}: no notebook download link"
     notebook = tab.page.request.get(links[0])
     assert notebook.status == 200, f"{links[0]}: HTTP {notebook.status}"
     assert "cells" in json.loads(notebook.body()), f"{links[0]} is not a notebook"

@@ -58,7 +58,10 @@ function serve(root, port) {
     }
     res.writeHead(status, headers).end(body);
   });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
+  return new Promise((resolve, reject) => {
+    server.once("error", (err) => reject(new Error(`cannot serve on 127.0.0.1:${port}: ${err.code} (try --port)`)));
+    server.listen(port, "127.0.0.1", () => resolve(server));
+  });
 }
 
 // Pages to audit: home, a chapter, the first lab (when labs exist) and the errata, per language.
@@ -104,7 +107,7 @@ async function main() {
         .map((a) => a.id)))];
       rows.push({ ...page, url, scores, failing });
       console.log(`${page.path.padEnd(22)} ${CATEGORIES.map((c) => `${c} ${scores[c].toFixed(2)}`).join("  ")}`
-        + (failing.length ? `   below 0.9: ${failing.join(", ")}` : ""));
+        + (failing.length ? `   audits below 0.9 in a run: ${failing.join(", ")}` : ""));
     }
   } finally {
     await chrome.kill();

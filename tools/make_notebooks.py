@@ -10,6 +10,7 @@ notebook differs from what the generator makes.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -24,14 +25,43 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "languag
           "language_info": {"name": "python"}}
 
 
+_DEFINES = re.compile(r"^(?:def|class|async def|@)", re.M)
+
+
+def code_source(sections: list[str]) -> str:
+    """The sections' code, each expanded as a page expands it, with PEP 8 blank lines between them."""
+    parts = [expand(f'--8<-- "{name}"').strip("\n") for name in sections]
+    source = parts[0]
+    for before, part in zip(parts, parts[1:]):
+        gap = "\n\n\n" if _DEFINES.search(before) or _DEFINES.search(part) else "\n\n"
+        source += gap + part
+    return source
+
+
+_WIDE = re.compile(r"[\u2e80-\u9fff\u3000-\u303f\uff00-\uffef“”‘’]")
+
+
+def unwrap(text: str) -> str:
+    """Join the lines of each paragraph (tools/labs.py wraps them for reading): a line break would show as
+    a space, which Chinese text must not have between two Chinese characters."""
+    out: list[str] = []
+    for line in text.strip("\n").split("\n"):
+        starts_block = not line.strip() or re.match(r"\s*(?:[-*+] |\d+\. |#|```|\|)", line)
+        if out and out[-1].strip() and not starts_block:
+            glue = "" if _WIDE.match(out[-1][-1]) and _WIDE.match(line.lstrip()[0]) else " "
+            out[-1] = out[-1].rstrip() + glue + line.lstrip()
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 def build(lab: str, lang: str) -> nbformat.NotebookNode:
     cells = []
     for i, cell in enumerate(LABS[lab]):
         if isinstance(cell, dict):
-            cells.append(new_markdown_cell(cell[lang].strip("\n")))
+            cells.append(new_markdown_cell(unwrap(cell[lang])))
         else:
-            source = expand("--8<--\n" + "\n".join(cell) + "\n--8<--")
-            cells.append(new_code_cell(source.strip("\n")))
+            cells.append(new_code_cell(code_source(cell)))
         cells[-1]["id"] = f"{lab}-{i}"  # stable ids: regenerating gives the same bytes
     nb = new_notebook(cells=cells, metadata=KERNEL)
     nbformat.validate(nb)
@@ -46,6 +76,10 @@ def render(lab: str, lang: str) -> str:
     return nbformat.writes(build(lab, lang)) + "\n"
 
 
+def shown(target: Path) -> str:
+    return str(target.relative_to(ROOT)) if target.is_relative_to(ROOT) else str(target)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Generate the lab notebooks.")
     ap.add_argument("--check", action="store_true", help="fail if a committed notebook is out of date")
@@ -56,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             target, text = path(lab, lang), render(lab, lang)
             if args.check:
                 if not target.exists() or target.read_text(encoding="utf-8") != text:
-                    stale.append(str(target.relative_to(ROOT)))
+                    stale.append(shown(target))
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
-                print(f"wrote {target.relative_to(ROOT)}")
+                print(f"wrote {shown(target)}")
     if stale:
         print("out of date (run `make notebooks`): " + ", ".join(stale), file=sys.stderr)
         return 1
