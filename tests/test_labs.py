@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import concurrent.futures
 import html
 import json
 import os
@@ -167,7 +168,9 @@ def test_downloaded_notebooks_run_top_to_bottom(built_site, tmp_path):
                                               resources={"metadata": {"path": str(folder)}}).async_execute()
                                for nb, folder in runs.values()))
 
-    asyncio.run(run_all())
+    # a fresh thread: another test (Playwright's sync API) may leave an event loop set on this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run_all()).result()
     for lab, (nb, folder) in runs.items():
         assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
