@@ -34,16 +34,6 @@ def mkdocs(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def built_site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    result = mkdocs("build", "--strict", "--site-dir", str(out))
-    assert result.returncode == 0, result.stderr[-4000:]
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
-    assert warnings == []
-    return out
-
-
 def test_strict_build_passes(built_site):
     assert (built_site / "index.html").exists() and (built_site / "en" / "index.html").exists()
 
