@@ -12,16 +12,20 @@ then stores the rendered pages as usual.
 
 The nbconvert template also writes a MathJax <script> from cdnjs and a Mermaid loader
 that imports from cdnjs into every notebook page. The site loads nothing from other
-hosts (and has no math), so those scripts are removed from notebook pages. And it inlines
-about 600 kB of the same JupyterLab CSS into each notebook page; it goes into one shared
-file (assets/stylesheets/notebook-<hash>.css), which keeps the pages small, lets browsers
-cache it, and keeps the search plugin from parsing it on every build.
+hosts (and has no math), so those scripts are removed from notebook pages. (The template's
+CSS is cut down by hooks/notebook_css.py.)
+
+Figures a notebook draws are written into its page as base64 PNGs (69 of the Task1 lab's
+98 kB, gzipped): the page's first paint waited for them. Each goes into a file next to the
+page instead (figure-<hash>.png), with its width and height, loaded lazily.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import re
+import struct
 import tempfile
 from pathlib import Path
 
@@ -106,27 +110,30 @@ def without_external_scripts(content: str) -> str:
     return content
 
 
-_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
+_INLINE_PNG = re.compile(r'(<img\b[^>]*?)\ssrc="data:image/png;base64,([A-Za-z0-9+/=\s]+)"')
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """A PNG's width and height, from its IHDR chunk."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG (no PNG signature and IHDR chunk at its start)")
+    return struct.unpack(">II", data[16:24])
+
+
+def with_image_files(content: str, folder: Path) -> str:
+    """Each inline PNG written to folder/figure-<hash>.png and linked from there."""
+    def move(m: re.Match) -> str:
+        data = base64.b64decode(m.group(2))
+        width, height = png_size(data)
+        name = f"figure-{hashlib.sha256(data).hexdigest()[:12]}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        return f'{m.group(1)} src="{name}" width="{width}" height="{height}" loading="lazy" decoding="async"'
+    return _INLINE_PNG.sub(move, content)
 
 
 def on_page_content(content, page, config, files):
     if not page.file.src_uri.endswith(".ipynb"):
         return content
-    content = without_external_scripts(content)
-    css = "\n".join(m.group(1).strip() for m in _STYLE.finditer(content))
-    if not css:
-        return content
-    name = f"assets/stylesheets/notebook-{hashlib.sha256(css.encode()).hexdigest()[:12]}.css"
-    page.notebook_css = (name, css)
-    up = "../" * len(Path(page.file.dest_uri).parent.parts)  # from the page's folder to the site root
-    return f'<link rel="stylesheet" href="{up}{name}">\n' + _STYLE.sub("", content)
-
-
-def on_post_page(output, page, config):
-    name, css = getattr(page, "notebook_css", (None, None))
-    if name:
-        target = Path(config.site_dir) / name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(css, encoding="utf-8")
-    return output
+    folder = Path(config.site_dir) / Path(page.file.dest_uri).parent
+    return with_image_files(without_external_scripts(content), folder)

@@ -6,6 +6,7 @@
 import argparse
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -43,8 +44,7 @@ def main() -> None:
     parser.add_argument("--out", default="ddp_out", help="folder for the checkpoint (rank 0 writes it)")
     args = parser.parse_args()
     if "LOCAL_RANK" not in os.environ:
-        raise SystemExit("start this script with torchrun: torchrun --standalone --nproc_per_node=2 "
-                         "snippets/ddp_train.py")
+        raise SystemExit(f"start this script with torchrun: torchrun --standalone --nproc_per_node=2 {sys.argv[0]}")
     local_rank = int(os.environ["LOCAL_RANK"])
     use_cuda = torch.cuda.is_available()
     if use_cuda:

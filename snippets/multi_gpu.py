@@ -416,7 +416,13 @@ def main(argv: list[str]) -> None:
                      demo_strict_false, demo_helper, demo_helper_errors):
             print(f"--- {demo.__name__}")
             demo()
-    fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gpu-checkpoints"
+    # the repository's copy, or the files copied next to a downloaded multi_gpu.py
+    in_repo = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "gpu-checkpoints"
+    fixtures = next((f for f in (in_repo, Path.cwd()) if (f / "sd_cuda.pt").is_file()), None)
+    if fixtures is None:
+        print("--- the demos of checkpoints saved on a GPU need the files in the repository's "
+              "tests/fixtures/gpu-checkpoints/: copy them into the working directory to run those too")
+        return
     with contextlib.chdir(fixtures):
         for demo in (demo_saved_devices, demo_map_location, demo_map_location_dict, demo_dp_checkpoint_on_cpu):
             print(f"--- {demo.__name__}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,7 +268,7 @@ def test_every_built_page_is_covered(site):
 # ---------------------------------------------------------------- every page, every language
 
 def _page_facts(tab) -> dict:
-    return tab.page.evaluate("""() => ({
+    return tab.page.evaluate("""async () => ({
         lang: document.documentElement.lang,
         h1: [...document.querySelectorAll('article h1')].map(h => h.textContent.trim()),
         description: document.querySelector('meta[name=description]')?.content ?? '',
@@ -281,8 +282,14 @@ def _page_facts(tab) -> dict:
             .map(pre => pre.textContent.trim().slice(0, 60)),
         downloads: [...document.querySelectorAll('a[download]')].map(a => a.href),
         images: [...document.querySelectorAll('article img')].map(i => i.src).filter(s => !s.startsWith('data:')),
-        brokenInline: [...document.querySelectorAll('article img[src^="data:"]')]
-            .filter(i => i.complete && i.naturalWidth === 0).map(i => i.alt || i.src.slice(0, 40)),
+        // every picture, lazy ones loaded now, decodes at the size its width/height attributes promise
+        brokenImages: (await Promise.all([...document.querySelectorAll('article img')].map(async (i) => {
+            i.loading = 'eager';
+            const ok = await i.decode().then(() => i.naturalWidth > 0
+                && (!i.hasAttribute('width') || +i.getAttribute('width') === i.naturalWidth)
+                && (!i.hasAttribute('height') || +i.getAttribute('height') === i.naturalHeight), () => false);
+            return ok ? null : (i.alt || i.src.slice(0, 40));
+        }))).filter(Boolean),
     })""")
 
 
@@ -297,7 +304,7 @@ def _check_page(tab, page: Page):
     expected = {lang: tab.site.url(page_of(lang, page.source).path) for lang, _ in languages()}
     assert facts["alternates"] == expected, f"{page.path}: hreflang alternates"
     assert facts["uncopyable"] == [], f"{page.path}: code blocks without a copy button"
-    assert facts["brokenInline"] == [], f"{page.path}: inline images that do not decode"
+    assert facts["brokenImages"] == [], f"{page.path}: images that do not decode (or not at their stated size)"
     for src in facts["images"] + facts["downloads"]:
         assert tab.page.request.get(src).status == 200, f"{page.path}: broken image or download {src}"
 
@@ -368,6 +375,129 @@ def test_lab_page_offers_its_notebook(tab, page: Page):
     notebook = tab.page.request.get(links[0])
     assert notebook.status == 200, f"{links[0]}: HTTP {notebook.status}"
     assert "cells" in json.loads(notebook.body()), f"{links[0]} is not a notebook"
+    tab.assert_clean(page.path)
+
+
+
+# The computed style (all properties but custom ones, whose effect shows in the properties that
+# use them, and what ::before and ::after draw) of one element per kind in the article: elements
+# with the same tags and classes from <article> down, and the same first/last place among their
+# siblings, match the same rules. Hashed in the page; with `detail`, the text for those indices.
+_STYLES_JS = """(detail) => {
+    const text = (el) => {
+        const cs = getComputedStyle(el);
+        let s = '';
+        for (const p of cs) if (!p.startsWith('--')) s += `${p}: ${cs.getPropertyValue(p)};\\n`;
+        for (const pseudo of ['::before', '::after']) {
+            const ps = getComputedStyle(el, pseudo);
+            s += `${pseudo} content: ${ps.content}; display: ${ps.display};\\n`;
+        }
+        return s;
+    };
+    const hash = (s) => { let h = 0; for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0; return h; };
+    const where = (el) => { const p = []; for (; el && el.tagName !== 'ARTICLE'; el = el.parentElement)
+        p.unshift(el.tagName.toLowerCase() + (el.getAttribute('class') ? '.' + el.getAttribute('class').trim().split(/\\s+/).join('.') : '')
+                  + (el.previousElementSibling ? '' : ':first') + (el.nextElementSibling ? '' : ':last'));
+        return p.join(' > '); };
+    const kinds = new Map();
+    for (const el of document.querySelectorAll('article *')) { const w = where(el); if (!kinds.has(w)) kinds.set(w, el); }
+    const els = [...kinds.values()];
+    return detail ? detail.map(i => [where(els[i]), text(els[i])]) : els.map(el => hash(text(el)));
+}"""
+
+
+@functools.cache
+def _template_page(lang: str, source: str) -> str:
+    """The notebook as mkdocs-jupyter's converter writes it, before the site's hooks (not run)."""
+    import mkdocs_jupyter.convert
+    return mkdocs_jupyter.convert.nb2html(str(DOCS / lang / source), execute=False)
+
+
+def _full_notebook_css() -> str:
+    """The CSS nbconvert's template writes into a notebook page (the same for every notebook)."""
+    first = next(p for p in all_pages() if p.is_notebook)
+    return "\n".join(re.findall(r"<style[^>]*>(.*?)</style>", _template_page(first.lang, first.source), re.S))
+
+
+def _evaluate_on(tab, page: Page, script: str, arg, full_css: bool):
+    """Load the page, with the template's full notebook CSS in place of its own when full_css,
+    and evaluate script(arg) there."""
+    def swap(route):
+        html = route.fetch().text()
+        html, n = re.subn(r'(<style id="notebook-css">).*?(</style>)',
+                          lambda m: m.group(1) + _full_notebook_css() + m.group(2), html, flags=re.S)
+        assert n == 1, f"{page.path}: no <style id=notebook-css> in the page"
+        route.fulfill(body=html, content_type="text/html; charset=utf-8")
+    if full_css:
+        tab.page.route(tab.site.url(page.path), swap)
+    try:
+        tab.goto(page.path)
+        return tab.page.evaluate(script, arg)
+    finally:
+        tab.page.unroute_all()
+
+
+@pytest.mark.parametrize("page", _notebook_pages())
+def test_lab_page_looks_the_same_with_the_full_notebook_css(tab, page: Page):
+    """hooks/notebook_css.py keeps about 3% of the template's CSS: the article must have the same
+    computed style as with all of it, element for element."""
+    def load(full: bool, detail=None):
+        return _evaluate_on(tab, page, _STYLES_JS, detail, full)
+
+    tab.reset()
+    pruned, full = load(False), load(True)
+    assert len(pruned) == len(full) > 50, f"{page.path}: {len(pruned)} vs {len(full)} kinds of element"
+    differ = [i for i, (a, b) in enumerate(zip(pruned, full)) if a != b][:3]
+    if differ:
+        shown = []
+        for (where, with_full), (_, with_pruned) in zip(load(True, differ), load(False, differ)):
+            full_only, pruned_only = (set(a.splitlines()) - set(b.splitlines()) for a, b in
+                                      ((with_full, with_pruned), (with_pruned, with_full)))
+            lines = [f"full:   {line}" for line in sorted(full_only)] + [f"pruned: {line}" for line in sorted(pruned_only)]
+            shown.append(f"{where}:\n    " + "\n    ".join(lines[:10]))
+        pytest.fail(f"{page.path}: pruned notebook CSS changes {len(differ)}+ elements\n" + "\n".join(shown))
+    tab.assert_clean(page.path)
+
+
+
+# Each code cell as runs of text in one look (colour, font, background, decoration), and its
+# box: spans that change nothing on screen do not show. With `originals`, each <pre>'s content
+# is first replaced by the converter's own (the same text, every token in its span).
+_CODE_LOOK_JS = """(originals) => [...document.querySelectorAll('article .highlight-ipynb pre')].map((pre, i) => {
+    if (originals) {
+        const before = pre.textContent;
+        pre.innerHTML = originals[i];
+        if (pre.textContent !== before) return {error: `cell ${i + 1}: the converter's code differs`};
+    }
+    const runs = [], walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+    for (let node; (node = walker.nextNode());) {
+        const cs = getComputedStyle(node.parentElement);
+        const look = [cs.color, cs.backgroundColor, cs.fontFamily, cs.fontSize, cs.fontWeight, cs.fontStyle,
+                      cs.textDecorationLine, cs.letterSpacing].join(' | ');
+        if (runs.length && runs.at(-1)[1] === look) runs.at(-1)[0] += node.data; else runs.push([node.data, look]);
+    }
+    const box = pre.getBoundingClientRect();
+    return {box: [box.width, box.height, pre.scrollWidth, pre.scrollHeight], runs};
+})"""
+
+
+@pytest.mark.parametrize("page", _notebook_pages())
+def test_lab_code_looks_the_same_as_the_converters(tab, page: Page):
+    """hooks/notebook_css.py replaces code spans no stylesheet styles by their text: every code
+    cell must show the same text in the same colours and fonts, in a box of the same size, as
+    the converter's own cell (every token in its span) under the template's full CSS."""
+    originals = re.findall(r'<div class="highlight-ipynb[^"]*"><pre>(.*?)</pre>', _template_page(page.lang, page.source),
+                           re.S)
+    tab.reset()
+    built = _evaluate_on(tab, page, _CODE_LOOK_JS, None, full_css=False)
+    assert len(built) == len(originals) > 0, f"{page.path}: {len(built)} code cells, the converter wrote {len(originals)}"
+    converted = _evaluate_on(tab, page, _CODE_LOOK_JS, originals, full_css=True)
+    for i, (ours, theirs) in enumerate(zip(built, converted), 1):
+        assert "error" not in theirs, theirs.get("error")
+        assert ours["box"] == theirs["box"], f"{page.path} code cell {i}: box {ours['box']} != {theirs['box']}"
+        first = next((a, b) for a, b in zip(ours["runs"] + [None], theirs["runs"] + [None]) if a != b) \
+            if ours["runs"] != theirs["runs"] else None
+        assert first is None, f"{page.path} code cell {i}: first different run:\n  built:     {first[0]}\n  converter: {first[1]}"
     tab.assert_clean(page.path)
 
 

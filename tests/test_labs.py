@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import concurrent.futures
 import html
+import io
 import json
 import os
 import re
@@ -21,7 +23,7 @@ import yaml
 from nbclient import NotebookClient
 from PIL import Image
 
-from hooks import downloads
+from hooks import downloads, notebook_pages
 from snippets.labs import digit_features, in_memory, predict, save_predictions_grid
 from tools import make_notebooks
 from tools.labs import LABS
@@ -116,7 +118,12 @@ def test_lab_page_is_the_executed_notebook(built_site, lab, lang):
                                  page, re.S)) or page
     for line in PRINTED[lab]:
         assert html.escape(line, quote=False) in outputs, line
-    assert re.findall(r'<img alt="([^"]*)"[^>]*src="data:image/png;base64,', page) == PICTURES[lab]
+    pictures = re.findall(r'<img alt="([^"]*)"[^>]*? src="(figure-[0-9a-f]{12}\.png)" width="(\d+)" height="(\d+)"'
+                          r' loading="lazy"', page)
+    assert [alt for alt, *_ in pictures] == PICTURES[lab] and "data:image" not in page
+    for _, name, width, height in pictures:  # figures are files beside the page, at their stated size
+        with Image.open(site_path(built_site, lang, f"labs/{lab}/{name}")) as picture:
+            assert picture.format == "PNG" and picture.size == (int(width), int(height))
     assert f"<title>{NAV_TITLES[lab, lang]} - " in page
 
 
@@ -138,9 +145,10 @@ def test_lab_page_loads_nothing_from_other_hosts(built_site, lab, lang):
     page_file = site_path(built_site, lang, f"labs/{lab}/index.html")
     page = page_file.read_text(encoding="utf-8")
     assert EXTERNAL.findall(page) == []
-    assert "<style" not in page.split('class="md-content"', 1)[1]  # the notebook CSS went to a shared file
-    sheets = re.findall(r'<link rel="stylesheet" href="([^"]*notebook-[0-9a-f]+\.css)">', page)
-    assert len(sheets) == 1 and (page_file.parent / sheets[0]).resolve().is_file()
+    head, body = page.split("</head>", 1)
+    assert "<style" not in body  # the template's CSS left the content ...
+    styles = re.findall(r'<style id="notebook-css">(.*?)</style>', head, re.S)
+    assert len(styles) == 1 and 5_000 < len(styles[0]) < 40_000  # ... and what the page uses is in <head>
 
 
 def test_external_script_check_catches_the_template_scripts():
@@ -148,6 +156,25 @@ def test_external_script_check_catches_the_template_scripts():
                 '<script type="module">const m = (await import("https://cdnjs.example/mermaid.mjs")).default',
                 '<link rel="stylesheet" href="//fonts.example/css">']:
         assert EXTERNAL.findall(tag), tag
+
+
+def test_inline_figures_become_files_beside_the_page(tmp_path):
+    png = io.BytesIO()
+    Image.new("RGB", (7, 3), "red").save(png, "PNG")
+    data = base64.b64encode(png.getvalue()).decode()
+    content = f'<p><img alt="a plot" class="" src="data:image/png;base64,{data}"/></p>'
+    out = notebook_pages.with_image_files(content, tmp_path / "labs" / "x")
+    files = list((tmp_path / "labs" / "x").iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == png.getvalue()
+    assert out == (f'<p><img alt="a plot" class="" src="{files[0].name}" width="7" height="3" loading="lazy"'
+                   ' decoding="async"/></p>')
+    assert notebook_pages.with_image_files("<p>no figure</p>", tmp_path / "none") == "<p>no figure</p>"
+    assert not (tmp_path / "none").exists()
+
+
+def test_png_size_refuses_what_is_not_a_png():
+    with pytest.raises(ValueError, match="not a PNG"):
+        notebook_pages.png_size(b"GIF89a" + bytes(30))
 
 
 def test_downloaded_notebooks_run_top_to_bottom(built_site, tmp_path):
@@ -254,22 +281,18 @@ def _report(result: dict, path: Path) -> str:
     return f"{path.name}: exit {result['returncode']} after {result['seconds']} s\n{err[-3000:]}"
 
 
-MAIN_NEEDS_REPO = pytest.mark.xfail(
-    strict=True, reason="its __main__ reads tests/fixtures/gpu-checkpoints next to the repository's snippets/, "
-                        "which a downloaded copy does not have (reported; the main needs a guard)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=MAIN_NEEDS_REPO) if n == "multi_gpu.py" else n
-                                  for n in DOWNLOADS])
+@pytest.mark.parametrize("name", DOWNLOADS)
 def test_downloaded_module_runs_as_a_plain_file(plain_runs, name):
     result, path = plain_runs[name]
     if name == "ddp_train.py":  # a torchrun script: run plainly, it says how to start it
         assert result["returncode"] == 1
-        assert "start this script with torchrun" in Path(f"{path}.err").read_text()
+        assert "start this script with torchrun: torchrun --standalone --nproc_per_node=2 " in Path(f"{path}.err").read_text()
         # the downloaded bytes are the module itself, which tests/test_multi_gpu.py runs under torchrun
         assert path.read_text(encoding="utf-8") == downloads.standalone_source(ROOT / "snippets" / name)
         return
     assert result["returncode"] == 0, _report(result, path)
+    if name == "multi_gpu.py":  # alone, without the GPU checkpoints: it runs the rest and says what it left out
+        assert "copy them into the working directory" in Path(f"{path}.out").read_text()
 
 
 def test_plain_run_fails_like_python_on_a_snippets_import(plain_runs):

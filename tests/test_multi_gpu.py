@@ -468,8 +468,9 @@ def test_ddp_script_import_starts_nothing():
 
 def test_ddp_script_refuses_to_run_without_torchrun(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    monkeypatch.setattr(sys, "argv", ["ddp_train.py"])
-    with pytest.raises(SystemExit, match="start this script with torchrun"):
+    monkeypatch.setattr(sys, "argv", ["downloads/ddp_train.py"])
+    with pytest.raises(SystemExit, match="start this script with torchrun: torchrun --standalone "
+                                         "--nproc_per_node=2 downloads/ddp_train.py$"):
         ddp_train.main()
 
 
@@ -590,3 +591,21 @@ def test_cuda_fixture_loads_on_the_gpu():
         with pytest.raises(RuntimeError, match="Attempting to deserialize object on CUDA device 1 but "
                                                r"torch.cuda.device_count\(\) is 1"):
             torch.load(FIXTURES / "sd_cuda1.pt", weights_only=True)
+
+
+def test_downloaded_module_runs_the_gpu_checkpoint_demos_from_files_beside_it(tmp_path, monkeypatch, capsys):
+    """The page's download, alone in a folder with the checkpoints copied next to it (no repository)."""
+    import runpy
+
+    from hooks import downloads
+
+    script = tmp_path / "multi_gpu.py"
+    script.write_text(downloads.standalone_source(ROOT / "snippets" / "multi_gpu.py"), encoding="utf-8")
+    for checkpoint in FIXTURES.glob("*.pt"):
+        shutil.copy(checkpoint, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "--- demo_dp_checkpoint_on_cpu" in out and "copy them into the working directory" not in out
+    assert "sd_cuda1.pt ['cuda:1']" in out
