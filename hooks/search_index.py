@@ -6,26 +6,37 @@ was about 60% of the index (885 kB), which showed as blocking time in Lighthouse
 headings and inline `code` stay searchable; a name that appears only inside a code block
 is no longer found.
 
-mkdocs-static-i18n writes the final index (all languages) in its own on_post_build at
-priority -100, so this runs after it.
+Each <pre> block is swapped for a placeholder comment just before the search plugin reads
+the page, and put back just after, before the page is rendered: the index never sees the
+code, and the build does not spend time parsing it (0.7 s of a 5 s warm build here).
 """
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
-from mkdocs.plugins import event_priority
+from mkdocs.plugins import CombinedEvent, event_priority
 
 _CODE_BLOCK = re.compile(r"<pre\b.*?</pre>", re.S)
+_PLACEHOLDER = re.compile(r"<!--search-index-code-(\d+)-->")
 
 
-@event_priority(-200)
-def on_post_build(config):
-    index = Path(config.site_dir) / "search" / "search_index.json"
-    if not index.is_file():
-        return
-    data = json.loads(index.read_text(encoding="utf-8"))
-    for doc in data["docs"]:
-        doc["text"] = _CODE_BLOCK.sub(" ", doc["text"])
-    index.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+@event_priority(100)  # before the search plugin (priority 0)
+def _hide_code(context, page, config, nav):
+    blocks: list[str] = []
+
+    def hide(m: re.Match) -> str:
+        blocks.append(m.group(0))
+        return f"<!--search-index-code-{len(blocks) - 1}-->"
+    page.content = _CODE_BLOCK.sub(hide, page.content)
+    page.hidden_code = blocks
+    return context
+
+
+@event_priority(-100)  # after it
+def _show_code(context, page, config, nav):
+    blocks = page.__dict__.pop("hidden_code", [])
+    page.content = _PLACEHOLDER.sub(lambda m: blocks[int(m.group(1))], page.content)
+    return context
+
+
+on_page_context = CombinedEvent(_hide_code, _show_code)

@@ -1,6 +1,7 @@
 """The site itself: strict build, language parity, every shown block accounted for, Chinese search."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -136,6 +137,22 @@ def test_search_index_holds_jieba_segmented_chinese(built_site):
     # jieba splits 梯度累加 ("gradient accumulation") into two searchable words
     assert "梯度\u200b累加" in text
     assert "\\u200b" in index["config"]["separator"]
+
+
+def test_search_index_leaves_code_blocks_out_and_pages_keep_them(built_site):
+    """hooks/search_index.py: prose and inline code are indexed, code blocks are not, and each
+    page still shows every code block (the placeholders the index saw are gone)."""
+    index = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    indexed = " ".join(d["text"] for d in index["docs"] if d["location"].startswith("layers/"))
+    assert "<pre" not in indexed and "<code>nn.Conv2d</code>" in indexed
+    page = (built_site / "layers" / "index.html").read_text(encoding="utf-8")
+    blocks = [html.unescape(re.sub(r"<[^>]+>", "", b)) for b in re.findall(r"<pre\b.*?</pre>", page, re.S)]
+    lines = [max(b.splitlines(), key=len).strip() for b in blocks]
+    lines = [line for line in lines if len(line) > 15]  # each block's longest line, if not too short to tell
+    assert len(lines) >= 10
+    assert [line for line in lines if line in html.unescape(indexed)] == []
+    for built in built_site.rglob("*.html"):
+        assert "search-index-code" not in built.read_text(encoding="utf-8"), built
 
 
 def test_chinese_headings_get_readable_anchors(built_site):
