@@ -110,10 +110,11 @@ def _declarations(kept: list[tuple]):
             yield from _declarations(item[2])
 
 
-def _used_properties(kept: list[tuple], page: str) -> set[str]:
-    """Custom properties used by a kept declaration or the page, closed over their definitions."""
+def _used_properties(kept: list[tuple], page: str, other_css: tuple[str, ...]) -> set[str]:
+    """Custom properties used by a kept declaration, the page or the page's other stylesheets,
+    closed over their definitions."""
     definitions: dict[str, list[str]] = {}
-    used = set(_VAR_USE.findall(page))
+    used = set(_VAR_USE.findall(page)).union(*(_VAR_USE.findall(other) for other in other_css))
     for d in _declarations(kept):
         value = tinycss2.serialize(d.value)
         if d.name.startswith("--"):
@@ -157,13 +158,14 @@ def _parsed(css: str) -> tuple:
     return tuple(tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True))
 
 
-def prune(css: str, page: str) -> str:
-    """The part of css that can apply to the HTML page, minified."""
+def prune(css: str, page: str, other_css: tuple[str, ...] = ()) -> str:
+    """The part of css that can apply to the HTML page, minified. other_css: the page's other
+    stylesheets, whose var(--x) may read a property css defines."""
     classes, ids = attribute_values(_CLASS_ATTR, page), attribute_values(_ID_ATTR, page)
     kept = _kept_rules(_parsed(css), classes, ids)
     idents = {token.value for d in _declarations(kept) if not d.name.startswith("--")
               for token in d.value if token.type == "ident"}
-    return _serialize(kept, _used_properties(kept, page), idents)
+    return _serialize(kept, _used_properties(kept, page, other_css), idents)
 
 
 # --- code spans that no stylesheet styles -------------------------------------------------------
@@ -268,6 +270,7 @@ def on_post_page(output, page, config):
     css = getattr(page, "notebook_css", None)
     if css is None:
         return output
-    output, _ = unwrap_plain_spans(output, [css, *linked_stylesheets(output, page.url, config.site_dir)])
-    style = f'<style id="notebook-css">{prune(css, output)}</style>\n'
+    linked = tuple(linked_stylesheets(output, page.url, config.site_dir))
+    output, _ = unwrap_plain_spans(output, [css, *linked])
+    style = f'<style id="notebook-css">{prune(css, output, linked)}</style>\n'
     return output.replace("</head>", style + "</head>", 1)

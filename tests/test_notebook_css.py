@@ -40,6 +40,12 @@ def test_custom_properties_stay_when_used_directly_through_others_or_by_the_page
     assert prune(css, PAGE) == ".jupyter-wrapper{--a:1px;--b:var(--a);--inline-color:red}.jp-Cell{margin:var(--b)}"
 
 
+def test_a_custom_property_another_stylesheet_reads_stays():
+    css = ".jupyter-wrapper{--md-accent:red;--unused:1px}"
+    assert prune(css, PAGE) == ""
+    assert prune(css, PAGE, other_css=(".md-typeset a{color:var(--md-accent)}",)) == ".jupyter-wrapper{--md-accent:red}"
+
+
 def test_a_rule_left_with_no_declarations_goes():
     assert prune(".jupyter-wrapper{--never:1}", PAGE) == ""
 
