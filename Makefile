@@ -49,9 +49,10 @@ browser-deps:    ## apt-get install chromium fonts-wqy-microhei, when missing
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; fi
 
 # Lighthouse 12.x (package.json; 13.x needs Node >= 22.19) on home, a chapter, a lab and the errata,
-# both languages, served gzipped on 127.0.0.1:LH_PORT. LH_ARGS="--runs 3" takes the median of 3 runs.
+# both languages, served gzipped on 127.0.0.1:LH_PORT; each score is the median of 3 runs
+# (performance moves a few hundredths between runs). LH_ARGS="--runs 1" for one quick run.
 LH_PORT ?= 8765
-LH_ARGS ?=
+LH_ARGS ?= --runs 3
 lighthouse: $(STAMP) node_modules/.installed  ## scores per page -> build/lighthouse/
 	SITE_URL=http://127.0.0.1:$(LH_PORT)/ $(BIN)/mkdocs build --strict --quiet --site-dir build/lighthouse-site
 	CHROME_PATH=$${CHROME_PATH:-/usr/bin/chromium} node tools/lighthouse.mjs build/lighthouse-site --port $(LH_PORT) $(LH_ARGS)

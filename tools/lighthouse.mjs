@@ -2,6 +2,7 @@
 // in every language, served the way a static host serves it (gzip, 404.html).
 //
 //   node tools/lighthouse.mjs SITE_DIR [--port 8765] [--runs 1] [--min 0.95] [--out build/lighthouse]
+//                                      [--kinds home,chapter,lab,errata]
 //
 // Build SITE_DIR with SITE_URL=http://127.0.0.1:PORT/ first (`make lighthouse` does both).
 // Prints the four category scores per page (the median of --runs runs) and exits 1 when a
@@ -25,7 +26,7 @@ const TYPES = { ".html": "text/html; charset=utf-8", ".css": "text/css", ".js": 
 const COMPRESS = new Set([".html", ".css", ".js", ".json", ".xml", ".svg", ".ipynb"]);
 
 function options(argv) {
-  const opts = { port: 8765, runs: 1, min: 0.95, out: "build/lighthouse", site: null };
+  const opts = { port: 8765, runs: 1, min: 0.95, out: "build/lighthouse", site: null, kinds: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (!flag.startsWith("--")) { opts.site = flag; continue; }
@@ -89,7 +90,8 @@ async function main() {
   mkdirSync(opts.out, { recursive: true });
   const rows = [];
   try {
-    for (const page of pages(opts.site)) {
+    const wanted = opts.kinds ? new Set(opts.kinds.split(",")) : null;
+    for (const page of pages(opts.site).filter((p) => !wanted || wanted.has(p.kind))) {
       const url = `http://127.0.0.1:${opts.port}${page.path}`;
       const runs = [];
       for (let i = 0; i < opts.runs; i++) {
