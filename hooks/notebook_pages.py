@@ -128,7 +128,8 @@ def with_image_files(content: str, folder: Path) -> str:
         name = f"figure-{hashlib.sha256(data).hexdigest()[:12]}.png"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
-        return f'{m.group(1)} src="{name}" width="{width}" height="{height}" loading="lazy" decoding="async"'
+        size = "" if re.search(r"\s(?:width|height)=", m.group(1)) else f' width="{width}" height="{height}"'
+        return f'{m.group(1)} src="{name}"{size} loading="lazy" decoding="async"'
     return _INLINE_PNG.sub(move, content)
 
 

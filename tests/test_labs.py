@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -25,6 +26,7 @@ from PIL import Image
 
 from hooks import downloads, notebook_pages
 from snippets.labs import digit_features, in_memory, predict, save_predictions_grid
+from snippets.training import DigitCNN
 from tools import make_notebooks
 from tools.labs import LABS
 from tools.shown_code import ROOT, expand
@@ -128,6 +130,26 @@ def test_lab_page_is_the_executed_notebook(built_site, lab, lang):
 
 
 @pytest.mark.parametrize("lang", LANGS)
+def test_task1_lab_evaluates_the_epoch_it_kept(built_site, lang):
+    """The lab says: after fit the model holds its best epoch, so evaluate reports the table's highest
+    validation accuracy (and that epoch's loss)."""
+    page = html.unescape(site_path(built_site, lang, "labs/task1/index.html").read_text(encoding="utf-8"))
+    epochs = [(float(loss), float(acc)) for loss, acc in
+              re.findall(r"epoch +\d+/\d+ +train loss [\d.]+ +val loss ([\d.]+) +val acc ([\d.]+)", page)]
+    final = re.search(r"validation: loss ([\d.]+), accuracy ([\d.]+)", page)
+    assert len(epochs) == 6 and final
+    assert float(final[2]) == max(acc for _, acc in epochs)
+    assert (float(final[1]), float(final[2])) in epochs
+
+
+def test_task1_lab_hint_for_32_pixel_digits_is_the_pooled_shape():
+    """"Things to try": with size=32 the first linear layer must take 32×16×16 features."""
+    model = DigitCNN()
+    assert model.features(torch.zeros(1, 1, 32, 32)).shape == (1, 32, 16, 16)
+    assert model.classifier[2].in_features == 32 * 4 * 4  # what it takes for the 8×8 digits
+
+
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("lab", sorted(LABS))
 def test_lab_page_offers_its_notebook(built_site, lab, lang):
     folder = site_path(built_site, lang, f"labs/{lab}")
@@ -168,6 +190,8 @@ def test_inline_figures_become_files_beside_the_page(tmp_path):
     assert len(files) == 1 and files[0].read_bytes() == png.getvalue()
     assert out == (f'<p><img alt="a plot" class="" src="{files[0].name}" width="7" height="3" loading="lazy"'
                    ' decoding="async"/></p>')
+    sized = notebook_pages.with_image_files(f'<img width="3" src="data:image/png;base64,{data}">', tmp_path)
+    assert sized == f'<img width="3" src="{files[0].name}" loading="lazy" decoding="async">'  # its own size kept
     assert notebook_pages.with_image_files("<p>no figure</p>", tmp_path / "none") == "<p>no figure</p>"
     assert not (tmp_path / "none").exists()
 
@@ -196,8 +220,11 @@ def test_downloaded_notebooks_run_top_to_bottom(built_site, tmp_path):
                                for nb, folder in runs.values()))
 
     # a fresh thread: another test (Playwright's sync API) may leave an event loop set on this one
+    started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, run_all()).result()
+    # the labs say they finish in under a minute on a CPU: here both at once, kernel starts included
+    assert time.perf_counter() - started < 60
     for lab, (nb, folder) in runs.items():
         assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -241,6 +268,9 @@ def test_every_chapter_page_offers_its_code(built_site, page):
             assert f'<a href="{module.name}" download' in text
             served = (folder / module.name).read_text(encoding="utf-8")
             assert served == downloads.standalone_source(module)
+
+
+def test_a_page_also_offers_the_whole_modules_it_includes():
     assert offered("multi-gpu.md") == [ROOT / "snippets" / "multi_gpu.py", ROOT / "snippets" / "ddp_train.py"]
 
 

@@ -34,36 +34,29 @@ def test_a_selector_list_keeps_only_the_selectors_that_may_match():
     assert prune(".jp-Toolbar, .jp-Cell ,#nope, pre{color:red}", PAGE) == ".jp-Cell,pre{color:red}"
 
 
-def test_custom_properties_stay_when_used_directly_through_others_or_by_the_page():
-    css = (".jupyter-wrapper{--a:1px;--b:var(--a);--unused:3px;--inline-color:red;--only-unused:var(--x)}"
-           ".jp-Cell{margin:var(--b)}.jp-Toolbar{padding:var(--unused)}")
-    assert prune(css, PAGE) == ".jupyter-wrapper{--a:1px;--b:var(--a);--inline-color:red}.jp-Cell{margin:var(--b)}"
+@pytest.mark.parametrize("css, kept", [
+    pytest.param(".jupyter-wrapper{--a:1px;--b:var(--a);--unused:3px;--inline-color:red;--only-unused:var(--x)}"
+                 ".jp-Cell{margin:var(--b)}.jp-Toolbar{padding:var(--unused)}",
+                 ".jupyter-wrapper{--a:1px;--b:var(--a);--inline-color:red}.jp-Cell{margin:var(--b)}",
+                 id="custom properties used directly, through others or by the page stay"),
+    pytest.param(".jupyter-wrapper{--never:1}", "", id="a rule left with no declarations goes"),
+    pytest.param("@media (max-width: 760px){.jp-Cell{margin:0}.jp-Toolbar{margin:0}}@media print{.jp-Toolbar{x:1}}",
+                 "@media (max-width: 760px){.jp-Cell{margin:0}}", id="media rules pruned inside, dropped when empty"),
+    pytest.param("@keyframes spin{to{transform:rotate(1turn)}}@-webkit-keyframes fade{to{opacity:0}}"
+                 ".jp-Cell{animation:spin 1s}.jp-Toolbar{animation:fade 1s}",
+                 "@keyframes spin{to{transform:rotate(1turn)}}.jp-Cell{animation:spin 1s}",
+                 id="keyframes stay only when a kept rule names them"),
+    pytest.param('@charset "UTF-8";/* note */.jp-Cell{ color : red !important ; top: 0 }',
+                 ".jp-Cell{color:red!important;top:0}", id="important kept, charset and comments go"),
+])
+def test_prune(css, kept):
+    assert prune(css, PAGE) == kept
 
 
 def test_a_custom_property_another_stylesheet_reads_stays():
     css = ".jupyter-wrapper{--md-accent:red;--unused:1px}"
     assert prune(css, PAGE) == ""
     assert prune(css, PAGE, other_css=(".md-typeset a{color:var(--md-accent)}",)) == ".jupyter-wrapper{--md-accent:red}"
-
-
-def test_a_rule_left_with_no_declarations_goes():
-    assert prune(".jupyter-wrapper{--never:1}", PAGE) == ""
-
-
-def test_media_rules_are_pruned_inside_and_dropped_when_empty():
-    css = "@media (max-width: 760px){.jp-Cell{margin:0}.jp-Toolbar{margin:0}}@media print{.jp-Toolbar{x:1}}"
-    assert prune(css, PAGE) == "@media (max-width: 760px){.jp-Cell{margin:0}}"
-
-
-def test_keyframes_stay_only_when_a_kept_rule_names_them():
-    css = ("@keyframes spin{to{transform:rotate(1turn)}}@-webkit-keyframes fade{to{opacity:0}}"
-           ".jp-Cell{animation:spin 1s}.jp-Toolbar{animation:fade 1s}")
-    assert prune(css, PAGE) == "@keyframes spin{to{transform:rotate(1turn)}}.jp-Cell{animation:spin 1s}"
-
-
-def test_important_is_kept_and_charset_and_comments_go():
-    css = '@charset "UTF-8";/* note */.jp-Cell{ color : red !important ; top: 0 }'
-    assert prune(css, PAGE) == ".jp-Cell{color:red!important;top:0}"
 
 
 def fake_page(src_uri: str) -> SimpleNamespace:
