@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve build test test-fast bench tables figures notebooks gpu-check lighthouse browser-deps clean
+.PHONY: serve build test lint outputs bench tables figures notebooks gpu-check lighthouse browser-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,8 +19,16 @@ serve: $(STAMP)  ## zh at http://127.0.0.1:8000/ , en at /en/
 build: $(STAMP)  ## static site in site/
 	$(BIN)/mkdocs build --strict
 
-test: $(STAMP)   ## every test, every block shown on the site
+test: $(STAMP) lint  ## every test, every block shown on the site
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)   ## ruff (pinned) over snippets/, the code readers copy
+	$(BIN)/ruff check snippets
+
+# Every output fence on a page comes from a run: this reruns each chapter's blocks in order on
+# the pinned CPU versions and rewrites the fences of both languages (`-- --check`: report only).
+outputs: $(STAMP)  ## rewrite the pages' expected outputs from a real run
+	$(BIN)/python -m tools.outputs $(PAGES)
 
 bench: $(STAMP)  ## the layers chapter's speed table -> generated/layers-bench.md
 	$(BIN)/python -m tools.bench_layers

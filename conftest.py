@@ -1,100 +1,64 @@
-"""Run every Python block the site shows, as a reader would run it.
+"""Run every page the site shows as the program a reader runs: its Python blocks in order.
 
-Each block of docs/**/*.md, with its `--8<--` includes expanded by the same
-pymdownx.snippets settings as mkdocs.yml (tools/shown_code.py), becomes a test
-item named after its Markdown line. A block joined to the ones before it with
-`<!--pytest-codeblocks:cont-->` runs in their namespace, in one item. Each chain
-runs as a fresh `__main__` script in an empty temporary folder, so a block that
-reads a file must have made it itself. Expected outputs are compared per block;
-for a block that must fail (a strict xfail mark) the expected output is the
-error's last line, `Type: message`, and `...` matches anything.
+Each docs/**/*.md page with Python blocks is one test item. Its blocks, with their `--8<--`
+includes expanded by the same pymdownx.snippets settings as mkdocs.yml, run in order in one
+namespace, as a fresh `__main__`, in an empty temporary folder (tools/shown_code.py). Each
+block's output is compared with the fence the page shows under it (tools/outputs.py: exact on
+the pinned CPU versions, `...` only where VOLATILE allows it). A block marked to fail must raise
+that error, and the page goes on after it. Marks such as `multiprocess` on a block select the
+page's item; `skip` and `cuda` (on CPU) leave that one block out, with the reason reported.
 """
 from __future__ import annotations
 
-import contextlib
-import doctest
-import io
-import os
 import sys
-import types
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from tools.shown_code import Block, chains, expand, parse_page  # noqa: E402
+from tools.outputs import problem  # noqa: E402
+from tools.shown_code import SELECTING_MARKS, Block, parse_page, python_blocks, run_program  # noqa: E402
 
 DOCS = ROOT / "docs"
-_CHECKER = doctest.OutputChecker()
 
 
-def output_matches(expected: str, got: str) -> bool:
-    """Exact, except trailing spaces and `...` (doctest's ELLIPSIS)."""
-    norm = lambda s: "\n".join(line.rstrip() for line in s.strip("\n").split("\n")) + "\n"  # noqa: E731
-    return _CHECKER.check_output(norm(expected), norm(got), doctest.ELLIPSIS)
-
-
-def _marks(block: Block):
-    return [eval(m, {"pytest": pytest, "sys": sys, "os": os}) for m in block.marks]
-
-
-def _raises(block: Block) -> bool:
-    return any(m.name == "xfail" for m in _marks(block))
-
-
-class ShownCodeChain(pytest.Item):
-    def __init__(self, *, chain: list[Block], **kwargs):
+class ShownPage(pytest.Item):
+    def __init__(self, *, blocks: list[Block], **kwargs):
         super().__init__(**kwargs)
-        self.chain = chain
-        for b in chain:
-            for mark in _marks(b):
-                self.add_marker(mark)
+        self.blocks = blocks
+        for name in sorted({m.name for b in blocks for m in b.marks} & SELECTING_MARKS - {"cuda"}):
+            self.add_marker(name)
 
     def runtest(self):
-        main = types.ModuleType("__main__")  # a fresh script module: pickling and guards work
-        main.__file__ = str(Path(self.path).with_suffix(".py"))
-        saved_main, saved_cwd = sys.modules["__main__"], os.getcwd()
-        tmp = self.config._tmp_path_factory.mktemp("shown")  # type: ignore[attr-defined]
-        sys.modules["__main__"] = main
-        os.chdir(tmp)
-        try:
-            for block in self.chain:
-                self._run_block(block, main)
-        finally:
-            sys.modules["__main__"] = saved_main
-            os.chdir(saved_cwd)
+        with tempfile.TemporaryDirectory(prefix=f"page-{self.path.stem}-") as workdir:
+            self._run(Path(workdir))
 
-    def _run_block(self, block: Block, main: types.ModuleType):
-        code = expand(block.source)
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                exec(compile(code, f"{self.path.name}:{block.lineno}", "exec"), main.__dict__)
-        except Exception as exc:
-            if _raises(block) and block.expected is not None:
-                got = f"{type(exc).__name__}: {exc}"
-                if not output_matches(block.expected, got):
-                    raise AssertionError(
-                        f"line {block.lineno} raised as expected, but its error differs from the page.\n"
-                        f"page shows:\n{block.expected}\nraised:\n{got}") from exc
-            raise
-        if block.expected is not None and not output_matches(block.expected, out.getvalue()):
-            raise AssertionError(
-                f"line {block.lineno}: output differs from the page.\n"
-                f"page shows:\n{block.expected}\nthe code printed:\n{out.getvalue()}")
+    def _run(self, workdir: Path):
+        problems, skipped = [], []
+        for result in run_program(self.blocks, workdir, name=self.path.with_suffix(".py").name):
+            if result.skipped:
+                skipped.append(f"line {result.block.lineno}: {result.skipped}")
+                continue
+            found = problem(result)
+            if found:
+                problems.append(found)
+            if result.error is not None and not result.failed_as_it_must:
+                raise AssertionError(f"{self.path.name} line {result.block.lineno} "
+                                     f"({result.block.section}) raised:\n{result.output}") from result.error
+        self.user_properties.append(("blocks_skipped", skipped))
+        assert not problems, f"{self.path.relative_to(ROOT)}:\n" + "\n".join(problems)
 
     def reportinfo(self):
-        return self.path, self.chain[0].lineno - 1, f"shown code, line {self.chain[0].lineno}"
+        return self.path, 0, f"{self.path.relative_to(ROOT)}: its blocks in order"
 
 
 class ShownCodePage(pytest.File):
     def collect(self):
-        for chain in chains(parse_page(self.path.read_text(encoding="utf-8"))):
-            for b in chain[:-1]:
-                if _raises(b):
-                    raise ValueError(f"{self.path}:{b.lineno}: a block that must fail has to end its cont chain")
-            yield ShownCodeChain.from_parent(self, name=f"line {chain[0].lineno}", chain=chain)
+        blocks = python_blocks(parse_page(self.path.read_text(encoding="utf-8"), str(self.path)))
+        if blocks:
+            yield ShownPage.from_parent(self, name="blocks in order", blocks=blocks)
 
 
 def pytest_collect_file(file_path: Path, parent):
@@ -111,3 +75,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "cuda" in item.keywords:
                 item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # blocks left out of a page's run, with the reason the page gives (a GPU, a test that covers them)
+    lines = [f"{item_id}: {line}" for item_id, props in _skips(terminalreporter) for line in props]
+    if lines:
+        terminalreporter.section("shown blocks not run here")
+        for line in lines:
+            terminalreporter.line(line)
+
+
+def _skips(terminalreporter):
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for key, value in getattr(report, "user_properties", []):
+            if key == "blocks_skipped" and value:
+                yield report.nodeid, value

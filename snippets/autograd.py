@@ -1,123 +1,148 @@
 """Chapter `autograd`: requires_grad, the graph, detach, gradient accumulation, no_grad.
 
-Run it as `python -m snippets.autograd` (or `python snippets/autograd.py`).
-Sections marked `--8<-- [start:name]` are shown on docs/{zh,en}/autograd.md.
+Run it as `python -m snippets.autograd` (or `python snippets/autograd.py`): it runs the
+page's examples in order. Sections marked `--8<-- [start:name]` are shown, in this
+order, on docs/{zh,en}/autograd.md.
 """
 # --8<-- [start:imports]
 import torch
 from torch import nn
+
 # --8<-- [end:imports]
 
 
-def demo_requires_grad() -> None:
+# --8<-- [start:edges]
+def edges(node) -> list[str | None]:
+    """Where a Function's edges lead: the names of the next Functions (None: none)."""
+    return [type(fn).__name__ if fn else None for fn, _ in node.next_functions]
+# --8<-- [end:edges]
+
+
+# --8<-- [start:grads_after]
+def grads_after(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                micro_batches: int) -> list[torch.Tensor]:
+    """Gradients of the MSE over (X, y), accumulated over `micro_batches` chunks."""
+    if micro_batches < 1 or len(X) % micro_batches:
+        raise ValueError(f"micro_batches must be >= 1 and divide the batch size "
+                         f"{len(X)}, got {micro_batches}")
+    model.zero_grad()
+    for xb, yb in zip(X.chunk(micro_batches), y.chunk(micro_batches)):
+        loss = nn.functional.mse_loss(model(xb), yb)
+        (loss / micro_batches).backward()  # scaled: the sum is the full-batch mean
+    return [p.grad.clone() for p in model.parameters()]
+# --8<-- [end:grads_after]
+
+
+def tour() -> None:
+    """The page's examples in page order (the blocks that must fail are left out)."""
     # --8<-- [start:demo_requires_grad]
-    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)  # a leaf we want gradients for
-    y = (x ** 2).sum()                                      # y = x1² + x2² + x3²
-    y.backward()                                            # dy/dx = 2x
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)  # a leaf we want grads for
+    y = (x**2).sum()  # y = x1² + x2² + x3²
+    y.backward()  # dy/dx = 2x
     print(x.grad)
-    print(torch.tensor([1.0, 2.0]).requires_grad)           # tensors are not tracked by default
+    print(torch.tensor([1.0, 2.0]).requires_grad)  # not tracked by default
     # --8<-- [end:demo_requires_grad]
 
-
-def demo_graph() -> None:
     # --8<-- [start:demo_graph]
     a = torch.tensor([1.0, 2.0], requires_grad=True)
     b = a * 2
     c = b.sum()
-    print(a.is_leaf, a.grad_fn)        # made by the user: a leaf, no Function
-    print(b.is_leaf, type(b.grad_fn).__name__)   # made by an operation: records its Function
-    names = lambda node: [type(fn).__name__ if fn else None for fn, _ in node.next_functions]  # noqa: E731
-    print(names(c.grad_fn))            # SumBackward0 -> MulBackward0: edges towards the inputs
-    print(names(b.grad_fn))            # AccumulateGrad writes into a.grad; None: the constant 2
+    print(a.is_leaf, a.grad_fn)  # made by the user: a leaf, no Function
+    print(b.is_leaf, type(b.grad_fn).__name__)  # made by an operation: its Function
     # --8<-- [end:demo_graph]
 
+    # --8<-- [start:demo_edges]
+    print(edges(c.grad_fn))  # SumBackward0 -> MulBackward0: towards the inputs
+    print(edges(b.grad_fn))  # AccumulateGrad writes into a.grad; None: the constant 2
+    # --8<-- [end:demo_edges]
 
-def demo_detach() -> None:
     # --8<-- [start:demo_detach]
     a = torch.tensor([1.0, 2.0], requires_grad=True)
     b = a * 2
-    c = b.detach()                     # a new tensor, cut out of the graph
+    c = b.detach()  # a new tensor, cut out of the graph
     print(c.requires_grad, c.grad_fn, b.requires_grad)  # b itself is still tracked
-    print(c.data_ptr() == b.data_ptr())                  # ... and shares b's memory
-    c[0] = 100.0                       # so writing to c changes b too
+    print(c.data_ptr() == b.data_ptr())  # ... and shares b's memory
+    c[0] = 100.0  # so writing to c changes b too
     print(b)
     # --8<-- [end:demo_detach]
 
-
-def demo_accumulate() -> None:
     # --8<-- [start:demo_accumulate]
     x = torch.tensor(1.0, requires_grad=True)
     for step in range(3):
-        y = 2 * x                      # a fresh graph each time
-        y.backward()                   # adds dy/dx = 2 to x.grad
+        y = 2 * x  # a fresh graph each time
+        y.backward()  # adds dy/dx = 2 to x.grad
         print(f"after backward #{step + 1}: x.grad = {x.grad.item()}")
-    x.grad.zero_()                     # or x.grad = None
+    x.grad.zero_()  # or x.grad = None
     (2 * x).backward()
     print(f"after zeroing: x.grad = {x.grad.item()}")
     # --8<-- [end:demo_accumulate]
 
-
-def demo_zero_grad() -> None:
     # --8<-- [start:demo_zero_grad]
     model = nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     model(torch.ones(2, 3)).sum().backward()
     print(model.weight.grad)
-    opt.zero_grad()                    # default set_to_none=True: grads become None
+    opt.zero_grad()  # default set_to_none=True: grads become None
     print(model.weight.grad)
     model(torch.ones(2, 3)).sum().backward()
-    opt.zero_grad(set_to_none=False)   # the old behaviour: tensors of zeros
+    opt.zero_grad(set_to_none=False)  # the old behaviour: tensors of zeros
     print(model.weight.grad)
     # --8<-- [end:demo_zero_grad]
 
-
-# --8<-- [start:grad_of]
-def grads_after(model: nn.Module, X: torch.Tensor, y: torch.Tensor, micro_batches: int) -> list[torch.Tensor]:
-    """Gradients of the mean-squared error over (X, y), summed over `micro_batches` equal chunks."""
-    if micro_batches < 1 or len(X) % micro_batches:
-        raise ValueError(f"micro_batches must be >= 1 and divide the batch size {len(X)}, got {micro_batches}")
-    model.zero_grad()
-    for xb, yb in zip(X.chunk(micro_batches), y.chunk(micro_batches)):
-        loss = nn.functional.mse_loss(model(xb), yb)
-        (loss / micro_batches).backward()    # scale so the sum is the full-batch mean
-    return [p.grad.clone() for p in model.parameters()]
-# --8<-- [end:grad_of]
-
-
-def demo_micro_batches() -> None:
     # --8<-- [start:demo_micro_batches]
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
     X, y = torch.randn(8, 4), torch.randn(8, 1)
     full = grads_after(model, X, y, micro_batches=1)
-    accumulated = grads_after(model, X, y, micro_batches=4)   # 4 steps of 2 samples
+    accumulated = grads_after(model, X, y, micro_batches=4)  # 4 steps of 2 samples
     print(all(torch.allclose(f, a, atol=1e-6) for f, a in zip(full, accumulated)))
     # --8<-- [end:demo_micro_batches]
 
-
-def demo_no_grad() -> None:
     # --8<-- [start:demo_no_grad]
     model = nn.Linear(3, 1)
     x = torch.ones(1, 3)
-    print(model(x).requires_grad)      # tracked: a graph is built for backward
-    with torch.no_grad():              # evaluation: no graph, less memory
+    print(model(x).requires_grad)  # tracked: a graph is built for backward
+    with torch.no_grad():  # evaluation: no graph, less memory
         print(model(x).requires_grad)
-    with torch.inference_mode():       # stricter and faster, for pure inference
+    with torch.inference_mode():  # stricter and faster, for pure inference
         print(model(x).requires_grad)
     # --8<-- [end:demo_no_grad]
+
+    # --8<-- [start:demo_inference_input]
+    w = torch.ones(3, requires_grad=True)
+    with torch.inference_mode():
+        t = torch.full((3,), 2.0)  # an inference tensor
+    print(t.is_inference())
+    (w + t).sum().backward()  # the gradient of w + t does not need t: allowed
+    print(w.grad)
+    # --8<-- [end:demo_inference_input]
+
+    try:
+        demo_inference_saved(w, t)
+    except RuntimeError as err:  # the page shows this error
+        print(f"RuntimeError: {err}")
+
+    # --8<-- [start:demo_inference_clone]
+    w.grad = None
+    (w * t.clone()).sum().backward()  # a clone is an ordinary tensor
+    print(w.grad)
+    # --8<-- [end:demo_inference_clone]
+
+
+def demo_inference_saved(w: torch.Tensor, t: torch.Tensor) -> None:
+    # --8<-- [start:demo_inference_saved]
+    (w * t).sum().backward()  # d(w * t)/dw is t, so w * t must save t: refused
+    # --8<-- [end:demo_inference_saved]
 
 
 def demo_backward_twice() -> None:
     # --8<-- [start:demo_backward_twice]
     x = torch.tensor(1.0, requires_grad=True)
-    y = torch.exp(x)                   # exp saves its output for backward
+    y = torch.exp(x)  # exp saves its output for backward
     y.backward()
-    y.backward()                       # the graph's saved tensors are already freed
+    y.backward()  # the graph's saved tensors are already freed
     # --8<-- [end:demo_backward_twice]
 
 
 if __name__ == "__main__":
-    for demo in (demo_requires_grad, demo_graph, demo_detach, demo_accumulate, demo_zero_grad,
-                 demo_micro_batches, demo_no_grad):
-        print(f"--- {demo.__name__}")
-        demo()
+    tour()

@@ -3,13 +3,15 @@ Sequential with names, ModuleList, ModuleDict, a Module subclass), a helper that
 copies weights between them, and the plain-list pitfall.
 
 Run it as `python -m snippets.containers` (or `python snippets/containers.py`).
-Sections marked `--8<-- [start:name]` are shown on the pages docs/{zh,en}/containers.md.
+Sections marked `--8<-- [start:name]` are shown, in page order, on the pages
+docs/{zh,en}/containers.md; each demo function holds one block of the page.
 """
 # --8<-- [start:imports]
 from collections import OrderedDict
 
 import torch
 from torch import nn
+
 # --8<-- [end:imports]
 
 
@@ -92,7 +94,7 @@ def count_params(model: nn.Module) -> int:
 
 # --8<-- [start:copy_by_order]
 def copy_by_order(src: nn.Module, dst: nn.Module) -> None:
-    """Copy every parameter and buffer of src into dst, matched by position, not by name.
+    """Copy every parameter and buffer of src into dst, by position, not by name.
 
     Works between models whose state_dict keys differ ('0.weight' vs 'hidden.weight')
     but which hold the same tensors in the same order.
@@ -104,14 +106,15 @@ def copy_by_order(src: nn.Module, dst: nn.Module) -> None:
     dst_items = list(dst.state_dict().items())
     if len(src_items) != len(dst_items):
         raise ValueError(
-            f"cannot copy by order: src has {len(src_items)} tensors, dst has {len(dst_items)}; "
-            "the two models do not have the same layers"
+            f"cannot copy by order: src has {len(src_items)} tensors, "
+            f"dst has {len(dst_items)}; the two models do not have the same layers"
         )
     for i, ((s_name, s), (d_name, d)) in enumerate(zip(src_items, dst_items)):
         if s.shape != d.shape:
             raise ValueError(
-                f"cannot copy by order: tensor #{i} is src '{s_name}' {tuple(s.shape)} but "
-                f"dst '{d_name}' {tuple(d.shape)}; the layers are in a different order or have other sizes"
+                f"cannot copy by order: tensor #{i} is src '{s_name}' "
+                f"{tuple(s.shape)} but dst '{d_name}' {tuple(d.shape)}; "
+                "the layers are in a different order or have other sizes"
             )
     with torch.no_grad():
         for (_, s), (_, d) in zip(src_items, dst_items):
@@ -133,6 +136,8 @@ class PlainListNet(nn.Module):
         return x
 # --8<-- [end:list_pitfall]
 
+
+# ---------- the page's demos, in page order: each function holds one block ----------
 
 def all_five() -> dict[str, nn.Module]:
     """The five versions, each freshly initialised."""
@@ -178,7 +183,8 @@ def demo_same_network() -> dict[str, torch.Tensor]:
         copy_by_order(reference, model)  # same weights everywhere
         outputs[name] = model(x)
         same = torch.equal(outputs[name], outputs["Sequential"])
-        print(f"{name:24} {count_params(model)} params, first key {next(iter(model.state_dict())):21} "
+        first_key = next(iter(model.state_dict()))
+        print(f"{name:24} {count_params(model)} params, first key {first_key:21} "
               f"same output: {same}")
     # --8<-- [end:demo_same_network]
     return outputs
@@ -219,7 +225,7 @@ def demo_list_pitfall() -> PlainListNet:
     print(model)                             # ... but the model looks empty
     print(len(list(model.parameters())), "parameters")
     print(list(model.state_dict()), "in the state_dict")
-    model.to(torch.float64)                  # .to() / .cuda() skip the hidden layers too
+    model.to(torch.float64)                  # .to() / .cuda() skip them too
     print(model.layers[0].weight.dtype)
     # --8<-- [end:demo_list_pitfall]
     return model

@@ -1,5 +1,5 @@
-"""Chapter `data`: a Dataset subclass over real digits, an ImageFolder tree written from them,
-DataLoader arguments, `next(iter(...))`, and drawing a batch with matplotlib.
+"""Chapter `data`: a Dataset subclass over real digits, an ImageFolder tree written from
+them, DataLoader arguments, `next(iter(...))`, and drawing a batch with matplotlib.
 
 Run it as `python -m snippets.data` (or `python snippets/data.py`).
 Sections marked `--8<-- [start:name]` are shown on the pages docs/{zh,en}/data.md.
@@ -11,57 +11,66 @@ Reusable helpers (the lab notebooks import them):
     to_numpy_image(image, mean=MEAN, std=STD) -> np.ndarray
     save_batch_grid(images, labels, path, mean=MEAN, std=STD, columns=8) -> Path
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import tempfile
 
-# --8<-- [start:imports]
-import itertools
-import json
+# isort: split
+# --8<-- [start:imports_dataset]
 import operator
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import Dataset
+
+# --8<-- [end:imports_dataset]
+# isort: split
+# --8<-- [start:imports_endless]
+import itertools
+
+from torch.utils.data import DataLoader
+
+# --8<-- [end:imports_endless]
+# isort: split
+# --8<-- [start:imports_folders]
+import json
 import os
 import shutil
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
 from PIL import Image
-from sklearn.datasets import load_digits
-from torch.utils.data import DataLoader, Dataset
+
+# --8<-- [end:imports_folders]
+# isort: split
+# --8<-- [start:imports_transform]
 from torchvision import datasets
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
-# --8<-- [end:imports]
+
+# --8<-- [end:imports_transform]
+# isort: split
+# --8<-- [start:imports_open]
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+# --8<-- [end:imports_open]
+# isort: split
+# --8<-- [start:imports_show]
+import matplotlib.pyplot as plt
+
+# --8<-- [end:imports_show]
 
 
 # --8<-- [start:digits_dataset]
 class DigitsDataset(Dataset):
-    """Grayscale images and integer labels as (image [1, H, W] float in [0, 1], label) pairs."""
+    """Grayscale images and integer labels as (image [1, H, W] in [0, 1], label)."""
 
-    def __init__(self, images, labels, num_classes: int = 10, max_value: float = 16.0, transform=None):
+    def __init__(self, images, labels, num_classes=10, max_value=16.0, transform=None):
         images, labels = np.asarray(images), np.asarray(labels)
-        if images.ndim == 4 and images.shape[-1] in (3, 4):
-            raise ValueError(
-                f"images have shape {images.shape}, colour (N, H, W, {images.shape[-1]}) arrays; "
-                "DigitsDataset expects grayscale (N, H, W): convert first, e.g. images.mean(axis=-1)")
-        if images.ndim != 3 or len(images) == 0:
-            raise ValueError(f"images must be a grayscale (N, H, W) array with N >= 1, got shape {images.shape}")
-        if images.min() < 0 or images.max() > max_value:
-            raise ValueError(
-                f"pixel values must lie in 0..{max_value:g}, got {images.min():g}..{images.max():g}; "
-                "pass max_value=255 for 8-bit images")
-        if labels.shape != (len(images),):
-            raise ValueError(f"need one label per image: {len(images)} images but labels of shape {labels.shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"labels must be integers (class indices), got dtype {labels.dtype}")
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(
-                f"labels must lie in 0..{num_classes - 1} for num_classes={num_classes}, "
-                f"got {labels.min()}..{labels.max()}; CrossEntropyLoss would fail on them")
-        self.images = torch.as_tensor(images, dtype=torch.float32) / max_value  # (N, H, W) in [0, 1]
+        check_digits(images, labels, num_classes, max_value)  # clear errors first
+        self.images = torch.as_tensor(images, dtype=torch.float32) / max_value
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
         self.transform = transform
 
@@ -70,13 +79,15 @@ class DigitsDataset(Dataset):
 
     def __getitem__(self, index):
         try:
-            index = operator.index(index)      # ints, NumPy ints, 0-d integer tensors
+            index = operator.index(index)  # ints, NumPy ints, 0-d integer tensors
         except TypeError:
-            raise TypeError(f"a sample index must be an integer, got {index!r}; "
-                            "use a DataLoader or torch.utils.data.Subset for several samples") from None
+            raise TypeError(
+                f"a sample index must be an integer, got {index!r}; use a DataLoader "
+                "or torch.utils.data.Subset for several samples") from None
         if not -len(self) <= index < len(self):
             # IndexError is also the signal that ends `for sample in dataset`
-            raise IndexError(f"index {index} is out of range for a dataset of {len(self)} samples")
+            raise IndexError(f"index {index} is out of range for a dataset "
+                             f"of {len(self)} samples")
         image = self.images[index].unsqueeze(0)  # (H, W) -> (1, H, W): one channel
         if self.transform is not None:
             image = self.transform(image)
@@ -84,9 +95,38 @@ class DigitsDataset(Dataset):
 # --8<-- [end:digits_dataset]
 
 
+# --8<-- [start:check_digits]
+def check_digits(images, labels, num_classes, max_value) -> None:
+    """Say what is wrong with the arrays, and how to fix it, before training does."""
+    if images.ndim == 4 and images.shape[-1] in (3, 4):
+        raise ValueError(
+            f"images have shape {images.shape}, colour (N, H, W, {images.shape[-1]}) "
+            "arrays; DigitsDataset expects grayscale (N, H, W): convert first, "
+            "e.g. images.mean(axis=-1)")
+    if images.ndim != 3 or len(images) == 0:
+        raise ValueError("images must be a grayscale (N, H, W) array with N >= 1, "
+                         f"got shape {images.shape}")
+    if images.min() < 0 or images.max() > max_value:
+        raise ValueError(
+            f"pixel values must lie in 0..{max_value:g}, "
+            f"got {images.min():g}..{images.max():g}; "
+            "pass max_value=255 for 8-bit images")
+    if labels.shape != (len(images),):
+        raise ValueError(f"need one label per image: {len(images)} images "
+                         f"but labels of shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError("labels must be integers (class indices), "
+                        f"got dtype {labels.dtype}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1} for num_classes={num_classes}, "
+            f"got {labels.min()}..{labels.max()}; CrossEntropyLoss would fail on them")
+# --8<-- [end:check_digits]
+
+
 def demo_dataset() -> DigitsDataset:
     # --8<-- [start:demo_dataset]
-    digits = load_digits()                    # 1,797 real 8x8 digits, values 0..16
+    digits = load_digits()  # 1,797 real 8x8 digits, values 0..16
     dataset = DigitsDataset(digits.images, digits.target)
     image, label = dataset[0]
     print(len(dataset), image.shape, image.dtype, label)
@@ -101,15 +141,16 @@ def demo_dataset() -> DigitsDataset:
 
 
 def demo_dataset_errors() -> None:
-    # --8<-- [start:demo_dataset_errors]
     digits = load_digits()
+    # --8<-- [start:demo_dataset_errors]
+    images, target = digits.images, digits.target
     attempts = {
-        "labels 1..10": lambda: DigitsDataset(digits.images, digits.target + 1),
-        "float labels": lambda: DigitsDataset(digits.images, digits.target.astype(float)),
-        "too few labels": lambda: DigitsDataset(digits.images, digits.target[:100]),
-        "colour images": lambda: DigitsDataset(np.stack([digits.images] * 3, axis=-1), digits.target),
-        "8-bit pixels": lambda: DigitsDataset(digits.images * 255 / 16, digits.target),
-        "a float index": lambda: DigitsDataset(digits.images, digits.target)[0.5],
+        "labels 1..10": lambda: DigitsDataset(images, target + 1),
+        "float labels": lambda: DigitsDataset(images, target.astype(float)),
+        "too few labels": lambda: DigitsDataset(images, target[:100]),
+        "colour images": lambda: DigitsDataset(np.stack([images] * 3, -1), target),
+        "8-bit pixels": lambda: DigitsDataset(images * 255 / 16, target),
+        "a float index": lambda: DigitsDataset(images, target)[0.5],
     }
     for name, attempt in attempts.items():
         try:
@@ -134,62 +175,79 @@ class Cycle(Dataset):
 def demo_endless() -> None:
     # --8<-- [start:demo_endless]
     print(list(itertools.islice(iter(Cycle()), 7)))  # iter() alone would never stop
-    print(list(DataLoader(Cycle(), batch_size=2)))    # a DataLoader asks len() instead
+    print(list(DataLoader(Cycle(), batch_size=2)))  # a DataLoader asks len() instead
     # --8<-- [end:demo_endless]
 
 
 # --8<-- [start:write_digit_folders]
-def write_digit_folders(root, size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> tuple[Path, Path]:
-    """Write sklearn's digits as PNG files: root/train/<digit>/NNNN.png and root/val/<digit>/NNNN.png.
-
-    Each digit keeps the same share in val (a stratified split, seeded). Images are 8-bit
-    grayscale ('L'), upscaled to size x size. The same call again reuses the files.
-    """
-    if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root must be a folder path (str or Path), got {type(root).__name__}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an int >= 8 (the digits are 8x8 pixels), got {size!r}")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number between 0 and 1, got {val_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    root = Path(root)
-    train_dir, val_dir, marker = root / "train", root / "val", root / "digits.json"
-    params = {"size": size, "val_fraction": val_fraction, "seed": seed}
-
-    digits = load_digits()
+# --8<-- [start:stratified_split]
+def stratified_split(target, val_fraction: float, seed: int) -> list:
+    """Per digit: (digit, val indices, train indices), with val_fraction in val."""
     rng = np.random.default_rng(seed)
-    splits = []  # (digit, val indices, train indices)
+    splits = []
     for digit in range(10):
-        indices = rng.permutation(np.flatnonzero(digits.target == digit))
+        indices = rng.permutation(np.flatnonzero(target == digit))
         n_val = round(len(indices) * val_fraction)
         if n_val in (0, len(indices)):
-            raise ValueError(f"val_fraction={val_fraction} leaves digit {digit} with an empty split; "
-                             "use a value between 0.01 and 0.99")
+            raise ValueError(
+                f"val_fraction={val_fraction} leaves digit {digit} with an empty "
+                "split; use a value between 0.01 and 0.99")
         splits.append((digit, indices[:n_val], indices[n_val:]))
+    return splits
+# --8<-- [end:stratified_split]
 
-    if marker.exists():
-        if json.loads(marker.read_text()) == {**params, "complete": True}:
-            return train_dir, val_dir          # already written with these arguments
-        shutil.rmtree(train_dir, ignore_errors=True)  # other arguments or an interrupted run
-        shutil.rmtree(val_dir, ignore_errors=True)
-    elif train_dir.exists() or val_dir.exists():
-        raise FileExistsError(f"{root} already has train/ or val/ folders that write_digit_folders did not "
-                              "write; pass an empty or new folder")
-    root.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({**params, "complete": False}))
 
-    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)  # 0..16 -> 0..255
+# --8<-- [start:write_pngs]
+def write_pngs(images, splits, train_dir: Path, val_dir: Path, size: int) -> None:
+    """Save each image as split/<digit>/<index>.png, 8-bit grayscale, size x size."""
+    pixels = np.round(images * (255 / 16)).astype(np.uint8)  # 0..16 -> 0..255
     for digit, val_indices, train_indices in splits:
         for split_dir, indices in ((train_dir, train_indices), (val_dir, val_indices)):
             folder = split_dir / str(digit)
             folder.mkdir(parents=True, exist_ok=True)
             for i in sorted(indices):
-                image = Image.fromarray(pixels[i])    # 2-D uint8 -> mode 'L'
-                image = image.resize((size, size), Image.Resampling.NEAREST)  # each pixel -> a block
+                image = Image.fromarray(pixels[i])  # 2-D uint8 -> mode 'L'
+                # nearest neighbour: each pixel becomes a block
+                image = image.resize((size, size), Image.Resampling.NEAREST)
                 image.save(folder / f"{i:04d}.png", compress_level=1)
+# --8<-- [end:write_pngs]
+
+
+# --8<-- [start:write_digits]
+def write_digit_folders(root, size=32, val_fraction=0.2, seed=0) -> tuple[Path, Path]:
+    """Write sklearn's digits as root/{train,val}/<digit>/NNNN.png (reused if done)."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError("root must be a folder path (str or Path), "
+                        f"got {type(root).__name__}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError("size must be an int >= 8 (the digits are 8x8 pixels), "
+                         f"got {size!r}")
+    if (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
+            or not 0 < val_fraction < 1):
+        raise ValueError("val_fraction must be a number between 0 and 1, "
+                         f"got {val_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    root = Path(root)
+    train_dir, val_dir, marker = root / "train", root / "val", root / "digits.json"
+    params = {"size": size, "val_fraction": val_fraction, "seed": seed}
+    digits = load_digits()
+    splits = stratified_split(digits.target, val_fraction, seed)
+    if marker.exists():
+        if json.loads(marker.read_text()) == {**params, "complete": True}:
+            return train_dir, val_dir  # already written with these arguments
+        shutil.rmtree(train_dir, ignore_errors=True)  # other arguments, or interrupted
+        shutil.rmtree(val_dir, ignore_errors=True)
+    elif train_dir.exists() or val_dir.exists():
+        raise FileExistsError(f"{root} already has train/ or val/ folders that "
+                              "write_digit_folders did not write; pass an empty "
+                              "or new folder")
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({**params, "complete": False}))
+    write_pngs(digits.images, splits, train_dir, val_dir, size)
     marker.write_text(json.dumps({**params, "complete": True}))
     return train_dir, val_dir
+# --8<-- [end:write_digits]
 # --8<-- [end:write_digit_folders]
 
 
@@ -206,10 +264,10 @@ def demo_write() -> tuple[Path, Path]:
 
 
 # --8<-- [start:transform]
-MEAN, STD = (0.5,), (0.5,)               # Normalize: (x - 0.5) / 0.5 maps [0, 1] to [-1, 1]
+MEAN, STD = (0.5,), (0.5,)  # Normalize: (x - 0.5) / 0.5 maps [0, 1] to [-1, 1]
 data_transform = v2.Compose([
-    v2.Grayscale(num_output_channels=1),   # ImageFolder opens every file as RGB
-    v2.ToImage(),                          # PIL image -> (C, H, W) uint8 tensor
+    v2.Grayscale(num_output_channels=1),  # ImageFolder opens every file as RGB
+    v2.ToImage(),  # PIL image -> (C, H, W) uint8 tensor
     v2.ToDtype(torch.float32, scale=True),  # 0..255 -> 0.0..1.0
     v2.Normalize(MEAN, STD),
 ])
@@ -217,17 +275,19 @@ data_transform = v2.Compose([
 
 
 def demo_image_folder(train_path: Path, val_path: Path):
-    # --8<-- [start:demo_image_folder]
-    raw = datasets.ImageFolder(train_path)   # no transform: PIL images
+    # --8<-- [start:demo_raw_folder]
+    raw = datasets.ImageFolder(train_path)  # no transform: PIL images
     image, label = raw[0]
     with Image.open(raw.samples[0][0]) as png:
         print("file:", png.mode, "-> loaded:", image.mode, image.size, label)
-    print(v2.ToImage()(image).shape)          # three identical channels
-
+    print(v2.ToImage()(image).shape)  # three identical channels
+    # --8<-- [end:demo_raw_folder]
+    # --8<-- [start:demo_image_folder]
     train_data = datasets.ImageFolder(train_path, transform=data_transform)
     val_data = datasets.ImageFolder(val_path, transform=data_transform)
     image, label = train_data[0]
-    print(image.shape, image.dtype, f"{image.min().item():.2f} .. {image.max().item():.2f}", label)
+    low, high = image.min().item(), image.max().item()
+    print(image.shape, image.dtype, f"{low:.2f} .. {high:.2f}", label)
     print(len(train_data), len(val_data), train_data.classes)
     print(train_data.class_to_idx)
     # --8<-- [end:demo_image_folder]
@@ -246,7 +306,7 @@ def demo_class_order() -> None:
 
 # --8<-- [start:open_image_folder]
 def open_image_folder(folder, transform=None) -> datasets.ImageFolder:
-    """datasets.ImageFolder after checking the folder/<class>/<image> layout, with clear errors."""
+    """datasets.ImageFolder after checking the folder/<class>/<image> layout."""
     folder = Path(folder)
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
@@ -254,17 +314,22 @@ def open_image_folder(folder, transform=None) -> datasets.ImageFolder:
                                 "write_digit_folders(root) or fix the path")
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
     if not classes:
-        raise FileNotFoundError(f"{folder} has no class folders; ImageFolder expects {folder}/<class>/<image>.png")
+        raise FileNotFoundError(f"{folder} has no class folders; ImageFolder "
+                                f"expects {folder}/<class>/<image>.png")
     hidden = [name for name in classes if name.startswith(".")]
     if hidden:
-        raise ValueError(f"hidden folders {hidden} in {folder} would become classes; delete them")
+        raise ValueError(f"hidden folders {hidden} in {folder} would become "
+                         "classes; delete them")
     if set(classes) <= {"train", "val", "test"}:
-        raise ValueError(f"{folder} holds the splits {classes}, not classes; pass one split, "
-                         f"e.g. {folder / classes[0]}")
+        raise ValueError(f"{folder} holds the splits {classes}, not classes; "
+                         f"pass one split, e.g. {folder / classes[0]}")
     for name in classes:
-        if not any(p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS) for p in (folder / name).rglob("*")):
-            raise FileNotFoundError(f"class folder {folder / name} holds no images "
-                                    f"({' '.join(IMG_EXTENSIONS)}); add images or delete the folder")
+        files = (folder / name).rglob("*")
+        if not any(p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS)
+                   for p in files):
+            raise FileNotFoundError(
+                f"class folder {folder / name} holds no images "
+                f"({' '.join(IMG_EXTENSIONS)}); add images or delete the folder")
     return datasets.ImageFolder(folder, transform=transform)
 # --8<-- [end:open_image_folder]
 
@@ -292,80 +357,73 @@ def demo_folder_errors() -> None:
 def demo_loader(train_data, val_data):
     # --8<-- [start:demo_loader]
     batch_size = 64
-    train_loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True,
-                              generator=torch.Generator().manual_seed(0))  # a seeded shuffle
+    train_loader = DataLoader(train_data, batch_size=batch_size, shuffle=True,
+                              drop_last=True,
+                              generator=torch.Generator().manual_seed(0))
     val_loader = DataLoader(val_data, batch_size=batch_size, shuffle=False)
-    print(len(train_data), "//", batch_size, "=", len(train_loader), "batches (drop_last)")
-    print(len(val_data), "->", len(val_loader), "batches, the last holds", len(val_data) % batch_size)
-
-    epoch_1 = next(iter(train_loader))[1]     # labels of the first batch of an epoch
-    epoch_2 = next(iter(train_loader))[1]     # a new iter() is a new epoch: a new order
-    again = DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True,
-                       generator=torch.Generator().manual_seed(0))
-    print(torch.equal(epoch_1, epoch_2), torch.equal(epoch_1, next(iter(again))[1]))
-    print(next(iter(val_loader))[1][:10])     # no shuffle: files in class order
+    print(len(train_data), "//", batch_size, "=", len(train_loader),
+          "batches (drop_last)")
+    print(len(val_data), "->", len(val_loader), "batches, the last holds",
+          len(val_data) % batch_size)
     # --8<-- [end:demo_loader]
+    # --8<-- [start:demo_epochs]
+    epoch_1 = next(iter(train_loader))[1]  # labels of the first batch of an epoch
+    epoch_2 = next(iter(train_loader))[1]  # a new iter() is a new epoch: new order
+    again = DataLoader(train_data, batch_size=batch_size, shuffle=True,
+                       drop_last=True, generator=torch.Generator().manual_seed(0))
+    print(torch.equal(epoch_1, epoch_2), torch.equal(epoch_1, next(iter(again))[1]))
+    print(next(iter(val_loader))[1][:10])  # no shuffle: files in class order
+    # --8<-- [end:demo_epochs]
     return train_loader, val_loader
-
-
-# --8<-- [start:workers]
-def main() -> None:
-    train_path, _ = write_digit_folders("digits")
-    train_data = datasets.ImageFolder(train_path, transform=data_transform)
-    num_workers = min(2, os.cpu_count() or 1)   # 0 is fine for data this small
-    train_loader = DataLoader(train_data, batch_size=64, shuffle=True, drop_last=True,
-                              num_workers=num_workers, generator=torch.Generator().manual_seed(0))
-    images, labels = next(iter(train_loader))
-    print(images.shape, labels.shape)
-# --8<-- [end:workers]
-
-
-def demo_guard() -> None:
-    # --8<-- [start:guard]
-    if __name__ == "__main__":   # worker processes re-import the script; only the parent runs main()
-        main()
-    # --8<-- [end:guard]
 
 
 def demo_next_iter(val_loader, val_data) -> None:
     # --8<-- [start:demo_next_iter]
-    images, labels = next(iter(val_loader))   # a DataLoader yields batches
+    images, labels = next(iter(val_loader))  # a DataLoader yields batches
     print(images.shape, labels.shape)
-    sample = next(iter(val_data))             # an ImageFolder yields single samples
+    sample = next(iter(val_data))  # an ImageFolder yields single samples
     print(type(sample).__name__, sample[0].shape, sample[1])
     print(hasattr(val_data, "__iter__"), len(list(iter(val_data))) == len(val_data))
     # --8<-- [end:demo_next_iter]
 
 
 # --8<-- [start:show]
+# --8<-- [start:to_numpy_image]
 def to_numpy_image(image: torch.Tensor, mean=MEAN, std=STD) -> np.ndarray:
-    """One normalised (C, H, W) tensor -> an (H, W) or (H, W, 3) array in [0, 1] for plt.imshow."""
-    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"expects one (C, H, W) image with 1 or 3 channels, got {shape}; "
-                         "take one image of a batch, e.g. images[0]")
+    """One normalised (C, H, W) tensor -> an (H, W) or (H, W, 3) array in [0, 1]."""
+    if (not isinstance(image, torch.Tensor) or image.dim() != 3
+            or image.shape[0] not in (1, 3)):
+        shape = (tuple(image.shape) if isinstance(image, torch.Tensor)
+                 else type(image).__name__)
+        raise ValueError(f"expects one (C, H, W) image with 1 or 3 channels, got "
+                         f"{shape}; take one image of a batch, e.g. images[0]")
     mean = torch.as_tensor(mean, dtype=image.dtype).reshape(-1, 1, 1)
     std = torch.as_tensor(std, dtype=image.dtype).reshape(-1, 1, 1)
     image = (image * std + mean).clamp(0, 1)  # undo Normalize
-    image = image.permute(1, 2, 0)             # CHW -> HWC, the layout imshow wants
+    image = image.permute(1, 2, 0)  # CHW -> HWC, the layout imshow wants
     if image.shape[2] == 1:
-        image = image[:, :, 0]                 # grayscale: a plain (H, W) array
+        image = image[:, :, 0]  # grayscale: a plain (H, W) array
     return image.numpy()
+# --8<-- [end:to_numpy_image]
 
 
-def save_batch_grid(images, labels, path, mean=MEAN, std=STD, columns: int = 8) -> Path:
-    """Draw a batch as a grid of images titled with their labels and save it as a picture."""
+# --8<-- [start:save_batch_grid]
+def save_batch_grid(images, labels, path, mean=MEAN, std=STD, columns=8) -> Path:
+    """Draw a batch as a grid of images titled with their labels; save a picture."""
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25),
+                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label in zip(axes.flat, images, labels):
         ax.imshow(to_numpy_image(image, mean, std), cmap="gray", vmin=0, vmax=1)
         ax.set_title(str(int(label)))
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94, wspace=0.1, hspace=0.35)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94,
+                        wspace=0.1, hspace=0.35)
     fig.savefig(path, dpi=80)
-    plt.close(fig)                             # in Jupyter, plt.show() instead
+    plt.close(fig)  # in Jupyter, plt.show() instead
     return Path(path)
+# --8<-- [end:save_batch_grid]
 # --8<-- [end:show]
 
 
@@ -383,14 +441,39 @@ def demo_show(train_loader) -> Path:
 def demo_notes_transpose(val_loader) -> None:
     # --8<-- [start:demo_notes_transpose]
     images, labels = next(iter(val_loader))
-    plt.imshow(images[0].transpose(1, 2, 0))   # the notes' line
+    plt.imshow(images[0].transpose(1, 2, 0))  # the notes' line
     # --8<-- [end:demo_notes_transpose]
 
 
+# --8<-- [start:workers]
+def main() -> None:
+    train_path, _ = write_digit_folders("digits")  # same call as above: files reused
+    train_data = datasets.ImageFolder(train_path, transform=data_transform)
+
+    def first_batch(num_workers):
+        loader = DataLoader(train_data, batch_size=64, shuffle=True, drop_last=True,
+                            num_workers=num_workers,
+                            generator=torch.Generator().manual_seed(0))
+        return next(iter(loader))
+
+    images, labels = first_batch(min(2, os.cpu_count() or 1))  # <= cores
+    print(images.shape, labels.shape)
+    print(torch.equal(labels, first_batch(0)[1]))  # workers only read the data
+# --8<-- [end:workers]
+
+
+def demo_guard() -> None:
+    # --8<-- [start:guard]
+    if __name__ == "__main__":  # a spawned worker imports this file as __mp_main__
+        main()
+    # --8<-- [end:guard]
+
+
 def save_figures(out_dir) -> list[Path]:
-    """`make figures`: the batch grid that demo_show draws, as docs/assets/img/data-batch.png."""
+    """`make figures`: the batch grid that demo_show draws -> data-batch.png."""
     target = Path(out_dir) / "data-batch.png"
-    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), contextlib.redirect_stdout(io.StringIO()):
+    with (tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp),
+          contextlib.redirect_stdout(io.StringIO())):
         train_data, val_data = demo_image_folder(*demo_write())
         train_loader, _ = demo_loader(train_data, val_data)
         shutil.copyfile(demo_show(train_loader), target)
@@ -400,13 +483,15 @@ def save_figures(out_dir) -> list[Path]:
 def run_demos() -> None:
     """`python -m snippets.data`: every demo in order, in a temporary folder."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        for demo in (demo_dataset, demo_dataset_errors, demo_endless, demo_class_order):
+        for demo in (demo_dataset, demo_dataset_errors, demo_endless):
             print(f"--- {demo.__name__}")
             demo()
         print("--- demo_write")
         train_path, val_path = demo_write()
         print("--- demo_image_folder")
         train_data, val_data = demo_image_folder(train_path, val_path)
+        print("--- demo_class_order")
+        demo_class_order()
         print("--- demo_folder_errors")
         demo_folder_errors()
         print("--- demo_loader")

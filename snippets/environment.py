@@ -1,8 +1,9 @@
 """Chapter `environment`: checking the install, choosing a device, moving data to it.
 
-Run it as `python -m snippets.environment` (prints this machine's device report).
-Sections marked `--8<-- [start:name]` are shown on docs/{zh,en}/environment.md.
-The shell parts of the chapter are snippets/install.sh and snippets/cuda_env.sh.
+Run it as `python -m snippets.environment` (prints this machine's device report and
+runs the page's examples). Sections marked `--8<-- [start:name]` are shown, in this
+order, on docs/{zh,en}/environment.md. The shell parts of the chapter are
+snippets/install.sh and snippets/cuda_env.sh.
 """
 # --8<-- [start:imports]
 import importlib.metadata
@@ -11,149 +12,154 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
 # --8<-- [end:imports]
 
 
-# --8<-- [start:device_report]
+# --8<-- [start:cuda_runtime_wheel]
 def cuda_runtime_wheel() -> str | None:
-    """The pip package that ships torch's CUDA runtime (e.g. 'nvidia-cuda-runtime 13.0.96'), if any."""
+    """The pip package with torch's CUDA runtime ('nvidia-cuda-runtime 13.0.96')."""
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"] or ""
         if name.lower().startswith("nvidia-cuda-runtime"):
             return f"{name} {dist.version}"
     return None
+# --8<-- [end:cuda_runtime_wheel]
 
 
+# --8<-- [start:device_report]
 def device_report() -> str:
-    """What this torch can use: its version, the CUDA/cuDNN it was built with, the GPUs it sees."""
+    """What this torch can use: its version, the CUDA it was built with, its GPUs."""
     lines = [f"torch {torch.__version__}"]
     if torch.version.cuda is not None:
-        cudnn = torch.backends.cudnn.version()  # an int: 92400 means 9.24.0
-        lines.append(f"built with CUDA {torch.version.cuda}, cuDNN {cudnn or 'not found'}")
-        wheel = cuda_runtime_wheel()
-        lines.append(f"CUDA runtime from: {wheel or 'no nvidia-* wheel (conda or system libraries)'}")
+        cudnn = torch.backends.cudnn.version() or "not found"  # 92400 means 9.24.0
+        lines.append(f"built with CUDA {torch.version.cuda}, cuDNN {cudnn}")
+        wheel = cuda_runtime_wheel() or "no nvidia-* wheel (conda or system libraries)"
+        lines.append(f"CUDA runtime from: {wheel}")
     elif getattr(torch.version, "hip", None):
         lines.append(f"built with ROCm (HIP {torch.version.hip})")
     else:
         lines.append("built without CUDA (a CPU-only build)")
-    if torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        lines.append(f"torch.cuda.is_available(): True, {count} device(s)")
-        for i in range(count):
-            props = torch.cuda.get_device_properties(i)
-            lines.append(f"  cuda:{i} {props.name}, {props.total_memory / 2**30:.0f} GiB, "
-                         f"compute capability {props.major}.{props.minor}")
-    else:
+    if not torch.cuda.is_available():
         lines.append("torch.cuda.is_available(): False")
-        lines.append("CPU only: no CUDA device is visible, tensors and models stay on the CPU")
+        lines.append("GPU: none visible, so tensors and models stay on the CPU")
+        return "\n".join(lines)
+    count = torch.cuda.device_count()
+    lines.append(f"torch.cuda.is_available(): True, {count} device(s)")
+    for i in range(count):
+        p = torch.cuda.get_device_properties(i)
+        lines.append(f"  cuda:{i} {p.name}, {p.total_memory / 2**30:.0f} GiB, "
+                     f"compute capability {p.major}.{p.minor}")
     return "\n".join(lines)
 # --8<-- [end:device_report]
 
 
 # --8<-- [start:pick_device]
 def pick_device(prefer: str | torch.device | None = None) -> torch.device:
-    """The device to run on: CUDA when present, else CPU; `prefer` forces one ("cpu", "cuda", "cuda:1", "mps")."""
+    """CUDA when present, else CPU; `prefer` forces one ("cpu", "cuda:1", "mps")."""
     if prefer is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(prefer, (str, torch.device)):
-        raise TypeError(f"prefer must be a device name such as 'cuda:0' or a torch.device, "
-                        f"got {type(prefer).__name__}")
+        raise TypeError("prefer must be a device name such as 'cuda:0' or a "
+                        f"torch.device, got {type(prefer).__name__}")
     try:
         device = torch.device(prefer)
     except RuntimeError as err:
-        raise ValueError(f"{prefer!r} is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from err
+        raise ValueError(f"{prefer!r} is not a device name; "
+                         "use 'cpu', 'cuda', 'cuda:N' or 'mps'") from err
+    asked = f"{prefer!r} was asked for, but"
+    fall_back = "use pick_device() to fall back to the CPU"
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"{prefer!r} was asked for, but torch.cuda.is_available() is False "
-                               "(a CPU-only torch build, or no GPU/driver); use pick_device() to fall back to the CPU")
+            raise RuntimeError(f"{asked} torch.cuda.is_available() is False (a "
+                               f"CPU-only torch build, or no GPU/driver); {fall_back}")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise RuntimeError(f"{prefer!r} was asked for, but only {count} CUDA device(s) are visible "
-                               f"(cuda:0 to cuda:{count - 1}); use a lower index or check CUDA_VISIBLE_DEVICES")
+            raise RuntimeError(f"{asked} only {count} CUDA device(s) are visible "
+                               f"(cuda:0 to cuda:{count - 1}); use a lower index "
+                               "or check CUDA_VISIBLE_DEVICES")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"{prefer!r} was asked for, but torch.backends.mps.is_available() is False "
-                           "(MPS needs Apple silicon and macOS); use pick_device() to fall back to the CPU")
+        raise RuntimeError(f"{asked} torch.backends.mps.is_available() is False "
+                           f"(MPS needs Apple silicon and macOS); {fall_back}")
     return device
 # --8<-- [end:pick_device]
 
 
 # --8<-- [start:check_cuda_home]
 def check_cuda_home(value: str | os.PathLike | None = None) -> Path:
-    """Check a CUDA_HOME value (default: the environment's); return the nvcc it points to."""
+    """Check a CUDA_HOME value (default: the environment's); return its nvcc."""
     if value is None:
         value = os.environ.get("CUDA_HOME")
     elif isinstance(value, (str, os.PathLike)):
         value = os.fspath(value)
     else:
-        raise TypeError(f"check_cuda_home expects a path (str or Path), got {type(value).__name__}")
+        raise TypeError("check_cuda_home expects a path (str or Path), "
+                        f"got {type(value).__name__}")
+    fix = "set it to the toolkit root"
     if not value:
-        raise ValueError("CUDA_HOME is not set; set it to the toolkit root, e.g. /usr/local/cuda-12.6")
+        raise ValueError(f"CUDA_HOME is not set; {fix}, e.g. /usr/local/cuda-12.6")
     if os.pathsep in value:
-        raise ValueError(f"CUDA_HOME={value!r} is a list of paths; it must be one folder, the toolkit root "
-                         "(the folder that holds bin/nvcc), not a PATH-style list")
+        raise ValueError(f"CUDA_HOME={value!r} is a list of paths; it must be one "
+                         "folder, the toolkit root (the folder that holds bin/nvcc), "
+                         "not a PATH-style list")
     nvcc = Path(value) / "bin" / "nvcc"
     if not nvcc.is_file():
-        hint = " (it points at bin/; use its parent)" if Path(value).name == "bin" else ""
-        raise ValueError(f"CUDA_HOME={value!r} has no bin/nvcc{hint}; set it to the toolkit root")
+        at_bin = Path(value).name == "bin"
+        hint = " (it points at bin/; use its parent)" if at_bin else ""
+        raise ValueError(f"CUDA_HOME={value!r} has no bin/nvcc{hint}; {fix}")
     return nvcc
 # --8<-- [end:check_cuda_home]
 
 
-def demo_device_report() -> None:
+def tour() -> None:
+    """The page's examples in page order (run it in an empty folder: it makes files)."""
     # --8<-- [start:demo_device_report]
     print(device_report())
     # --8<-- [end:demo_device_report]
 
-
-def demo_pick_device() -> torch.device:
     # --8<-- [start:demo_pick_device]
-    device = pick_device()                # cuda if a GPU is visible, else cpu
+    device = pick_device()  # cuda if a GPU is visible, else cpu
     print(device.type in ("cuda", "cpu"))
-    print(pick_device("cpu"))             # force the CPU, e.g. to compare results
+    print(pick_device("cpu"))  # force the CPU, e.g. to compare results
+    # --8<-- [end:demo_pick_device]
+
+    # --8<-- [start:demo_device_refused]
     try:
-        pick_device("cuda:99")            # no machine has 100 GPUs
+        pick_device("cuda:99")  # no machine has 100 GPUs
     except RuntimeError as err:
         print(err)
-    # --8<-- [end:demo_pick_device]
-    return device
+    # --8<-- [end:demo_device_refused]
+
+    # --8<-- [start:demo_module_moves]
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    data = torch.ones(4, 3)
+    print(model.to(device) is model)  # a module moves in place and returns itself
+    data.to(device)  # a tensor does NOT move: this copy is thrown away
+    data = data.to(device)  # so always reassign
+    print(model(data).device.type == device.type)
+    # --8<-- [end:demo_module_moves]
+
+    # --8<-- [start:demo_to_dtype]
+    x = torch.ones(2)
+    y = x.to(torch.float64)
+    print(x.dtype, y.dtype)  # x itself is unchanged
+    model.to(torch.float64)
+    print(model.weight.dtype)  # the module itself changed
+    # --8<-- [end:demo_to_dtype]
+
+    # --8<-- [start:demo_check_cuda_home]
+    root = Path("cuda-11.0")  # a stand-in for /usr/local/cuda-11.0
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "bin" / "nvcc").write_text("#!/bin/sh\n")
+    print(check_cuda_home(root))  # the toolkit root: fine
+    # --8<-- [end:demo_check_cuda_home]
 
 
 def demo_bad_device_name() -> None:
     # --8<-- [start:demo_bad_device_name]
-    pick_device("gpu")                    # torch calls it "cuda"
+    pick_device("gpu")  # torch calls it "cuda"
     # --8<-- [end:demo_bad_device_name]
-
-
-def demo_to_device() -> None:
-    # --8<-- [start:demo_to_device]
-    torch.manual_seed(0)
-    device = pick_device()
-    model = nn.Linear(3, 2)
-    data = torch.ones(4, 3)
-
-    print(model.to(device) is model)      # a module moves in place and returns itself
-    data.to(device)                       # a tensor does NOT move: this copy is thrown away
-    data = data.to(device)                # so always reassign
-    out = model(data)
-    print(out.device.type == device.type)
-
-    # the same rule, visible on any machine: .to() with a dtype
-    x = torch.ones(2)
-    y = x.to(torch.float64)
-    print(x.dtype, y.dtype)               # x itself is unchanged
-    model.to(torch.float64)
-    print(model.weight.dtype)             # the module itself changed
-    # --8<-- [end:demo_to_device]
-
-
-def demo_check_cuda_home() -> Path:
-    # --8<-- [start:demo_check_cuda_home]
-    root = Path("cuda-11.0")              # a stand-in for /usr/local/cuda-11.0
-    (root / "bin").mkdir(parents=True, exist_ok=True)
-    (root / "bin" / "nvcc").write_text("#!/bin/sh\n")
-    print(check_cuda_home(str(root)))     # the toolkit root: fine
-    # --8<-- [end:demo_check_cuda_home]
-    return root
 
 
 def demo_notes_cuda_home() -> None:
@@ -165,4 +171,4 @@ def demo_notes_cuda_home() -> None:
 
 
 if __name__ == "__main__":
-    demo_device_report()
+    tour()

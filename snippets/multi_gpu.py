@@ -2,10 +2,15 @@
 combinations, removing the prefix safely, strict=False, checkpoints saved on a GPU,
 whole pickled models. DDP lives in snippets/ddp_train.py (run with snippets/ddp_run.sh).
 
-Run it as `python -m snippets.multi_gpu` (the demos), or
-`python -m snippets.multi_gpu --table > generated/multi-gpu-table.md` (the table on the pages).
-Sections marked `--8<-- [start:name]` are shown on the pages docs/{zh,en}/multi-gpu.md.
+Run it as `python -m snippets.multi_gpu` (the page's runnable demos, in page order), or
+`python -m snippets.multi_gpu --table > generated/multi-gpu-table.md` (the table on the
+pages). Sections marked `--8<-- [start:name]` are shown on docs/{zh,en}/multi-gpu.md,
+which is one program: the demo sections of `tour()` use what earlier ones defined. The
+demos of the GPU-saved checkpoints (tests/fixtures/gpu-checkpoints/) are functions of
+their own, run by tests/test_multi_gpu.py in a folder holding those files.
 """
+import contextlib  # for the module's own runner, not shown
+
 # --8<-- [start:imports]
 import copy
 import os
@@ -15,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
 # --8<-- [end:imports]
 
 
@@ -29,6 +35,7 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.submodule(self.features(x).mean((2, 3)))
+
 # --8<-- [end:net]
 
 
@@ -45,52 +52,73 @@ def try_load(target: nn.Module, sd: dict) -> str:
         return str(target.load_state_dict(sd))
     except RuntimeError as err:
         return f"RuntimeError: {err}"
+
 # --8<-- [end:four_combinations]
 
 
 # --8<-- [start:load_helper]
-def load_state_dict_flexible(model: nn.Module, source, map_location="cpu") -> nn.Module:
-    """Load a state_dict (a dict, or a file written by torch.save) into model and return model.
-
-    Works whether the weights were saved with or without a DataParallel/DDP wrapper,
-    and whether model is wrapped or not: a `module.` prefix is removed when needed.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}; build the model first")
-    target = model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint file at '{path}'; check the path and the working directory")
-        try:
-            sd = torch.load(path, map_location=map_location, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as err:
-            if "deserialize object on" in str(err):  # a GPU file and map_location=None: torch's message is clear
-                raise
-            if "Unsupported global" in str(err):
-                raise ValueError(
-                    f"'{path}' holds a pickled object (a whole model?), not a state_dict; if you trust the file, "
-                    "use torch.load(path, map_location='cpu', weights_only=False).state_dict()") from err
-            raise ValueError(f"'{path}' is not a PyTorch checkpoint; pass a file written by torch.save") from err
-    elif isinstance(source, dict):
+# --8<-- [start:read_state_dict]
+def read_state_dict(source, map_location="cpu") -> dict:
+    """A state_dict from a file written by torch.save, or a copy of a dict."""
+    if isinstance(source, dict):
         sd = copy.copy(source)  # the caller's dict (and its _metadata) stays as it was
         if hasattr(source, "_metadata"):
             sd._metadata = copy.copy(source._metadata)
-    else:
-        raise TypeError(f"source must be a file path or a state_dict, got {type(source).__name__}")
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        keys = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
+        return sd
+    if not isinstance(source, (str, os.PathLike)):
+        kind = type(source).__name__
+        raise TypeError(f"source must be a file path or a state_dict, got {kind}")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint file at '{path}'; check the path and the working directory")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as err:
+        if "deserialize object on" in str(err):  # a GPU file, map_location=None
+            raise  # torch's own message says what to do
+        if "Unsupported global" in str(err):
+            raise ValueError(
+                f"'{path}' holds a pickled object (a whole model?), not a state_dict; "
+                "if you trust the file, use torch.load(path, map_location='cpu', "
+                "weights_only=False).state_dict()") from err
+        raise ValueError(f"'{path}' is not a PyTorch checkpoint; "
+                         "pass a file written by torch.save") from err
+
+# --8<-- [end:read_state_dict]
+
+
+# --8<-- [start:load_flexible]
+def load_state_dict_flexible(model: nn.Module, source, map_location="cpu") -> nn.Module:
+    """Load a state_dict (a dict, or a file written by torch.save) into model.
+
+    Works whether the weights were saved with or without a DataParallel/DDP
+    wrapper, and whether model is wrapped or not. Returns model.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}; "
+                        "build the model first")
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    target = model.module if isinstance(model, wrappers) else model
+    sd = read_state_dict(source, map_location)
+    is_dict = isinstance(sd, dict)
+    if not (is_dict and all(isinstance(v, torch.Tensor) for v in sd.values())):
+        keys = list(sd)[:5] if is_dict else type(sd).__name__
         raise TypeError(f"expected a state_dict (names -> tensors), got {keys}; "
-                        "for a training checkpoint pass the model's entry, e.g. checkpoint['model']")
+                        "for a training checkpoint pass the model's entry, "
+                        "e.g. checkpoint['model']")
     expected = set(target.state_dict())
-    if not any(k.startswith("module.") for k in expected):  # the model's own names never start with it
+    if not any(k.startswith("module.") for k in expected):  # not the model's own name
         consume_prefix_in_state_dict_if_present(sd, "module.")
     missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
     if missing or unexpected:
         raise ValueError(f"the checkpoint does not fit {type(target).__name__}: "
-                         f"missing keys {missing}, unexpected keys {unexpected}; was it saved from another model?")
+                         f"missing keys {missing}, unexpected keys {unexpected}; "
+                         "was it saved from another model?")
     target.load_state_dict(sd)  # still raises on a shape mismatch
     return model
+
+# --8<-- [end:load_flexible]
 # --8<-- [end:load_helper]
 
 
@@ -105,55 +133,45 @@ def saved_devices(path) -> list[str]:
 
     torch.load(path, map_location=stay_on_cpu, weights_only=True)
     return sorted(tags)
+
 # --8<-- [end:saved_devices]
 
 
-def demo_dp() -> nn.DataParallel:
+def tour() -> None:
+    """The page's runnable blocks in page order, in one namespace."""
     # --8<-- [start:demo_dp]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = Net()
-    dp = nn.DataParallel(model).to(device)  # the notes: .cuda(), which fails without a GPU
+    dp = nn.DataParallel(model).to(device)  # the notes' .cuda() fails without a GPU
     print(dp.module is model)
     print(list(dp.state_dict()))
-    out = dp(torch.rand(8, 1, 8, 8, device=device))  # split over the GPUs, gathered on the first
+    out = dp(torch.rand(8, 1, 8, 8, device=device))  # split over the GPUs, gathered
     print(out.shape)
     # --8<-- [end:demo_dp]
-    return dp
 
-
-def demo_module_attr(dp: nn.DataParallel) -> None:
     # --8<-- [start:demo_module_attr]
     inner = dp.module  # an attribute: the Net inside, no call
     print(type(inner).__name__, list(inner.state_dict()))
     # --8<-- [end:demo_module_attr]
 
-
-def demo_save_module(dp: nn.DataParallel) -> None:
     # --8<-- [start:demo_save_module]
-    torch.save(dp.module.state_dict(), "net.pt")  # save the inner model: no prefix in the file
+    torch.save(dp.module.state_dict(), "net.pt")  # the inner model: no prefix
     # --8<-- [end:demo_save_module]
 
-
-def demo_load_on_cpu(dp: nn.DataParallel) -> Net:
     # --8<-- [start:demo_load_on_cpu]
     sd = torch.load("net.pt", map_location="cpu", weights_only=True)  # on any machine
     plain = Net()
     print(plain.load_state_dict(sd))
-    print(torch.equal(plain.submodule.weight, dp.module.submodule.weight.cpu()))
+    print(torch.equal(plain.submodule.weight, model.submodule.weight.cpu()))
     # --8<-- [end:demo_load_on_cpu]
-    return plain
 
+    with contextlib.suppress(TypeError):  # the page shows this error
+        # --8<-- [start:demo_module_call]
+        dp.module()  # the notes' model.module(): runs Net.forward with no input
+        # --8<-- [end:demo_module_call]
 
-def demo_module_call(dp: nn.DataParallel) -> None:
-    # --8<-- [start:demo_module_call]
-    dp.module()  # the notes' model.module(): runs Net.forward with no input
-    # --8<-- [end:demo_module_call]
-
-
-def demo_four_combinations() -> None:
     # --8<-- [start:demo_four_combinations]
-    torch.manual_seed(0)
     for saved_from in ("single", "DataParallel"):
         sd = make(saved_from).state_dict()
         for loaded_into in ("single", "DataParallel"):
@@ -161,99 +179,68 @@ def demo_four_combinations() -> None:
             print(f"{saved_from} -> {loaded_into}: {result.splitlines()[0]}")
     # --8<-- [end:demo_four_combinations]
 
-
-def demo_consume_prefix() -> dict:
     # --8<-- [start:demo_consume_prefix]
-    torch.manual_seed(0)
-    dp = nn.DataParallel(Net())
-    sd = dp.state_dict()
+    sd = dp.state_dict()  # keys start with "module."
     result = consume_prefix_in_state_dict_if_present(sd, "module.")  # edits sd in place
     print(result)  # None: never write sd = consume_prefix_in_state_dict_if_present(...)
     print(list(sd))
     print(Net().load_state_dict(sd))
     # --8<-- [end:demo_consume_prefix]
-    return sd
 
-
-def demo_removeprefix() -> dict:
     # --8<-- [start:demo_removeprefix]
-    torch.manual_seed(0)
-    dp = nn.DataParallel(Net())
-    clean = {k.removeprefix("module."): v for k, v in dp.state_dict().items()}  # Python 3.9+
+    clean = {k.removeprefix("module."): v for k, v in dp.state_dict().items()}
     print(list(clean))
     print(Net().load_state_dict(clean))
     # --8<-- [end:demo_removeprefix]
-    return clean
 
-
-def demo_notes_replace() -> dict:
     # --8<-- [start:demo_notes_replace]
-    torch.manual_seed(0)
-    dp = nn.DataParallel(Net())
-    broken = {k.replace("module.", ""): v for k, v in dp.state_dict().items()}  # the notes' version
+    broken = {k.replace("module.", ""): v for k, v in dp.state_dict().items()}
     print(list(broken))
     # --8<-- [end:demo_notes_replace]
-    return broken
 
+    with contextlib.suppress(RuntimeError):  # the page shows this error
+        # --8<-- [start:demo_notes_replace_load]
+        Net().load_state_dict(broken)
+        # --8<-- [end:demo_notes_replace_load]
 
-def demo_notes_replace_load(broken: dict) -> None:
-    # --8<-- [start:demo_notes_replace_load]
-    Net().load_state_dict(broken)
-    # --8<-- [end:demo_notes_replace_load]
-
-
-def demo_strict_false() -> Net:
     # --8<-- [start:demo_strict_false]
-    torch.manual_seed(0)
-    source = Net()
-    partial = {k: v for k, v in source.state_dict().items() if k.startswith("features.")}
+    partial = {k: v for k, v in model.state_dict().items() if k.startswith("features.")}
     partial["extra.weight"] = torch.zeros(1)
     result = Net().load_state_dict(partial, strict=False)
     print(result.missing_keys)
     print(result.unexpected_keys)
     # --8<-- [end:demo_strict_false]
-    return source
 
-
-def demo_strict_false_trap(source: Net) -> None:
     # --8<-- [start:demo_strict_false_trap]
-    model = Net()
-    before = [p.clone() for p in model.parameters()]
-    result = model.load_state_dict(nn.DataParallel(source).state_dict(), strict=False)
+    fresh = Net()
+    before = [p.clone() for p in fresh.parameters()]
+    result = fresh.load_state_dict(dp.state_dict(), strict=False)
     print(len(result.missing_keys), len(result.unexpected_keys))
-    print(all(torch.equal(b, p) for b, p in zip(before, model.parameters())))  # True: nothing was loaded
+    print(all(torch.equal(b, p) for b, p in zip(before, fresh.parameters())))
     # --8<-- [end:demo_strict_false_trap]
 
+    with contextlib.suppress(RuntimeError):  # the page shows this error
+        # --8<-- [start:demo_size_mismatch]
+        wrong = model.state_dict()
+        wrong["submodule.weight"] = torch.zeros(3, 4)
+        Net().load_state_dict(wrong, strict=False)  # strict=False does not cover shapes
+        # --8<-- [end:demo_size_mismatch]
 
-def demo_size_mismatch(source: Net) -> None:
-    # --8<-- [start:demo_size_mismatch]
-    wrong = source.state_dict()
-    wrong["submodule.weight"] = torch.zeros(3, 4)
-    Net().load_state_dict(wrong, strict=False)  # strict=False does not cover shapes
-    # --8<-- [end:demo_size_mismatch]
-
-
-def demo_helper() -> None:
     # --8<-- [start:demo_helper]
-    torch.manual_seed(0)
-    dp = nn.DataParallel(Net())
     torch.save(dp.state_dict(), "dp_weights.pt")  # keys start with "module."
-    torch.save(dp.module.state_dict(), "net_weights.pt")  # keys without the prefix
-    model = load_state_dict_flexible(Net(), "dp_weights.pt")
-    wrapped = load_state_dict_flexible(nn.DataParallel(Net()), "net_weights.pt")
-    print(torch.equal(model.submodule.weight, dp.module.submodule.weight))
-    print(torch.equal(wrapped.module.submodule.weight, dp.module.submodule.weight))
+    net_from_dp = load_state_dict_flexible(Net(), "dp_weights.pt")
+    dp_from_net = load_state_dict_flexible(nn.DataParallel(Net()), "net.pt")
+    weight = model.submodule.weight.cpu()
+    print(torch.equal(net_from_dp.submodule.weight, weight))
+    print(torch.equal(dp_from_net.module.submodule.weight, weight))
     # --8<-- [end:demo_helper]
 
-
-def demo_helper_errors() -> None:
     # --8<-- [start:demo_helper_errors]
     Path("notes.txt").write_text("not a checkpoint")
-    torch.save(nn.DataParallel(Net()).state_dict(), "dp_weights.pt")
     attempts = {
         "missing file": lambda: load_state_dict_flexible(Net(), "missing.pt"),
         "not a checkpoint": lambda: load_state_dict_flexible(Net(), "notes.txt"),
-        "another model": lambda: load_state_dict_flexible(nn.Linear(4, 2), "dp_weights.pt"),
+        "another model": lambda: load_state_dict_flexible(nn.Linear(4, 2), "net.pt"),
     }
     for name, attempt in attempts.items():
         try:
@@ -262,20 +249,25 @@ def demo_helper_errors() -> None:
             print(f"{name}: {type(err).__name__}: {err}")
     # --8<-- [end:demo_helper_errors]
 
+    # --8<-- [start:demo_saved_devices_cpu]
+    print(saved_devices("net.pt"))  # saved from the CPU above
+    # --8<-- [end:demo_saved_devices_cpu]
+
 
 # The demos below read the checkpoints saved on a GPU (tests/fixtures/gpu-checkpoints/)
-# from the working directory, as a reader would after copying them next to the script.
+# from the working directory; tests/test_multi_gpu.py runs each one in a folder holding
+# copies of them and compares what it prints with the page.
 
 def demo_saved_devices() -> None:
     # --8<-- [start:demo_saved_devices]
-    for name in ("sd_cuda.pt", "sd_cuda1.pt", "sd_dp_cuda.pt"):  # state_dicts, not whole models
+    for name in ("sd_cuda.pt", "sd_cuda1.pt", "sd_dp_cuda.pt"):  # three state_dicts
         print(name, saved_devices(name))
     # --8<-- [end:demo_saved_devices]
 
 
 def demo_no_map_location() -> None:
     # --8<-- [start:demo_no_map_location]
-    sd = torch.load("sd_cuda.pt", weights_only=True)  # a state_dict saved on cuda:0
+    torch.load("sd_cuda.pt", weights_only=True)  # a state_dict saved on cuda:0
     # --8<-- [end:demo_no_map_location]
 
 
@@ -283,74 +275,68 @@ def demo_map_location() -> None:
     # --8<-- [start:demo_map_location]
     sd = torch.load("sd_cuda.pt", map_location="cpu", weights_only=True)
     print({str(t.device) for t in sd.values()})
-    model = Net()
-    print(model.load_state_dict(sd))
+    print(Net().load_state_dict(sd))
     # --8<-- [end:demo_map_location]
 
 
 def demo_map_location_dict() -> None:
     # --8<-- [start:demo_map_location_dict]
-    # saved on a second GPU: remap cuda:1 to cuda:0 on a GPU machine, to the CPU elsewhere
+    # tagged cuda:1: to cuda:0 on a machine with one GPU, to the CPU elsewhere
     target = "cuda:0" if torch.cuda.is_available() else "cpu"
     sd = torch.load("sd_cuda1.pt", map_location={"cuda:1": target}, weights_only=True)
     print(Net().load_state_dict(sd))
     # --8<-- [end:demo_map_location_dict]
 
 
-def demo_dp_checkpoint_on_cpu() -> Net:
+def demo_dp_checkpoint_on_cpu() -> None:
     # --8<-- [start:demo_dp_checkpoint_on_cpu]
     sd = torch.load("sd_dp_cuda.pt", map_location="cpu", weights_only=True)
     consume_prefix_in_state_dict_if_present(sd, "module.")
-    model = Net()
-    print(model.load_state_dict(sd))
-    print(model(torch.rand(2, 1, 8, 8)).shape)
+    from_gpu = Net()
+    print(from_gpu.load_state_dict(sd))
+    print(from_gpu(torch.rand(2, 1, 8, 8)).shape)
     # --8<-- [end:demo_dp_checkpoint_on_cpu]
-    return model
 
 
 def demo_whole_default() -> None:
     # --8<-- [start:demo_whole_default]
-    model = torch.load("whole_cuda.pt", map_location="cpu", weights_only=True)  # the default since torch 2.6
+    torch.load("whole_cuda.pt", map_location="cpu", weights_only=True)  # the default
     # --8<-- [end:demo_whole_default]
 
 
 def demo_whole_no_class() -> None:
+    """Run where `__main__` defines no Net (the page's own program defines it)."""
     # --8<-- [start:demo_whole_no_class]
-    model = torch.load("whole_cuda.pt", map_location="cpu", weights_only=False)  # no Net defined here
+    torch.load("whole_cuda.pt", map_location="cpu", weights_only=False)  # no Net here
     # --8<-- [end:demo_whole_no_class]
 
 
-def demo_whole_trusted() -> nn.Module:
+def demo_whole_trusted() -> None:
+    """Run where `__main__` defines Net, as the page does."""
     # --8<-- [start:demo_whole_trusted]
-    model = torch.load("whole_cuda.pt", map_location="cpu", weights_only=False)  # a file you trust
-    print(type(model).__name__, next(model.parameters()).device)
+    whole = torch.load("whole_cuda.pt", map_location="cpu", weights_only=False)
+    print(type(whole).__name__, next(whole.parameters()).device)
     # --8<-- [end:demo_whole_trusted]
-    return model
 
 
-def demo_whole_dp() -> nn.DataParallel:
+def demo_whole_dp() -> None:
+    """Run where `__main__` defines Net; ends with the RuntimeError the page shows."""
     # --8<-- [start:demo_whole_dp]
-    dp = torch.load("whole_dp_cuda.pt", map_location="cpu", weights_only=False)
-    print(dp.device_ids, next(dp.parameters()).device)
-    print(dp.module(torch.rand(2, 1, 8, 8)).shape)  # the inner Net works on the CPU
+    whole_dp = torch.load("whole_dp_cuda.pt", map_location="cpu", weights_only=False)
+    print(whole_dp.device_ids, next(whole_dp.parameters()).device)
+    print(whole_dp.module(torch.rand(2, 1, 8, 8)).shape)  # the inner Net works
+    whole_dp(torch.rand(2, 1, 8, 8))  # the wrapper wants its parameters on cuda:0
     # --8<-- [end:demo_whole_dp]
-    return dp
-
-
-def demo_whole_dp_call(dp: nn.DataParallel) -> None:
-    # --8<-- [start:demo_whole_dp_call]
-    dp(torch.rand(2, 1, 8, 8))  # the wrapper still wants its parameters on cuda:0
-    # --8<-- [end:demo_whole_dp_call]
 
 
 # ---- the table of the four combinations (generated/multi-gpu-table.md) ----
 
 # (saved from, loaded into) -> expressions that load `sd` into `target` correctly
 FIXES = {
-    ("single", "DataParallel"): ['target.module.load_state_dict(sd)'],
+    ("single", "DataParallel"): ["target.module.load_state_dict(sd)"],
     ("DataParallel", "single"): [
         'target.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})',
-        'nn.DataParallel(target).load_state_dict(sd)',
+        "nn.DataParallel(target).load_state_dict(sd)",
     ],
 }
 CONSTRUCTORS = {"single": "Net()", "DataParallel": "nn.DataParallel(Net())"}
@@ -368,7 +354,7 @@ def short_error(text: str) -> str:
 
 
 def combination_rows() -> list[dict]:
-    """Perform the four loads and every fix; one dict per (saved from, loaded into) pair."""
+    """Perform the four loads and every fix; one dict per (saved from, loaded into)."""
     rows = []
     for saved_from in ("single", "DataParallel"):
         torch.manual_seed(0)
@@ -377,22 +363,26 @@ def combination_rows() -> list[dict]:
             result = try_load(make(loaded_into), sd)
             fixes = []
             for code in FIXES.get((saved_from, loaded_into), []):
-                target = make(loaded_into)
-                fixes.append((code, str(eval(code, {"nn": nn, "target": target, "sd": sd}))))
-            rows.append({"saved_from": saved_from, "loaded_into": loaded_into, "result": result, "fixes": fixes})
+                names = {"nn": nn, "target": make(loaded_into), "sd": sd}
+                fixes.append((code, str(eval(code, names))))
+            rows.append({"saved_from": saved_from, "loaded_into": loaded_into,
+                         "result": result, "fixes": fixes})
     return rows
 
 
 def combination_table() -> str:
     """The Markdown table on the pages, made by really loading each combination."""
-    lines = ["| `sd = ….state_dict()` | `target =` | `target.load_state_dict(sd)` | `# fix` | `# fix ⇒` |",
+    lines = ["| `sd = ….state_dict()` | `target =` | `target.load_state_dict(sd)` "
+             "| `# fix` | `# fix ⇒` |",
              "| --- | --- | --- | --- | --- |"]
     for row in combination_rows():
         result = row["result"]
-        shown = short_error(result) if result.startswith("RuntimeError") else f"`{result}`"
+        error = result.startswith("RuntimeError")
+        shown = short_error(result) if error else f"`{result}`"
         fixes = "<br>".join(f"`{code}`" for code, _ in row["fixes"]) or "—"
         fixed = "<br>".join(f"`{out}`" for _, out in row["fixes"]) or "—"
-        lines.append(f"| `{CONSTRUCTORS[row['saved_from']]}` | `{CONSTRUCTORS[row['loaded_into']]}` "
+        lines.append(f"| `{CONSTRUCTORS[row['saved_from']]}` "
+                     f"| `{CONSTRUCTORS[row['loaded_into']]}` "
                      f"| {shown} | {fixes} | {fixed} |")
     lines += ["", f"<small>`{TABLE_COMMAND}`</small>"]
     return "\n".join(lines) + "\n"
@@ -403,30 +393,11 @@ def main(argv: list[str]) -> None:
         print(combination_table(), end="")
         return
     if argv:
-        raise SystemExit(f"unknown arguments {argv}; use no argument (demos) or --table")
-    import contextlib
+        raise SystemExit(f"unknown arguments {argv}; use none (demos) or --table")
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        dp = demo_dp()
-        demo_module_attr(dp)
-        demo_save_module(dp)
-        demo_load_on_cpu(dp)
-        for demo in (demo_four_combinations, demo_consume_prefix, demo_removeprefix, demo_notes_replace,
-                     demo_strict_false, demo_helper, demo_helper_errors):
-            print(f"--- {demo.__name__}")
-            demo()
-    # the repository's copy, or the files copied next to a downloaded multi_gpu.py
-    in_repo = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "gpu-checkpoints"
-    fixtures = next((f for f in (in_repo, Path.cwd()) if (f / "sd_cuda.pt").is_file()), None)
-    if fixtures is None:
-        print("--- the demos of checkpoints saved on a GPU need the files in the repository's "
-              "tests/fixtures/gpu-checkpoints/: copy them into the working directory to run those too")
-        return
-    with contextlib.chdir(fixtures):
-        for demo in (demo_saved_devices, demo_map_location, demo_map_location_dict, demo_dp_checkpoint_on_cpu):
-            print(f"--- {demo.__name__}")
-            demo()
+        tour()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Chapter `training`: the whole training loop on real handwritten digits.
 
 Device, train/eval modes, zero_grad -> forward -> loss -> backward -> step, evaluation
-under no_grad, accuracy per epoch, keeping the best weights, seeding, and a curve picture.
+under no_grad, accuracy per epoch, keeping the best weights, seeding, and a curve
+picture.
 
 Run it as `python -m snippets.training` (or `python snippets/training.py`).
 Sections marked `--8<-- [start:name]` are shown on docs/{zh,en}/training.md.
@@ -20,9 +21,11 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-# --8<-- [end:imports]
 
-from snippets.environment import pick_device  # shown on the page by including its section
+# --8<-- [end:imports]
+# isort: split
+# shown on the page by including its section
+from snippets.environment import pick_device
 
 
 # --8<-- [start:seed_everything]
@@ -32,8 +35,8 @@ def seed_everything(seed: int) -> None:
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)                     # CPU and every CUDA device
-    torch.backends.cudnn.deterministic = True   # no run-to-run choice of conv algorithm
+    torch.manual_seed(seed)  # CPU and every CUDA device
+    torch.backends.cudnn.deterministic = True  # no run-to-run choice of conv algorithm
     torch.backends.cudnn.benchmark = False
 # --8<-- [end:seed_everything]
 
@@ -41,18 +44,20 @@ def seed_everything(seed: int) -> None:
 # --8<-- [start:digit_loaders]
 def digit_loaders(batch_size: int = 64, val_fraction: float = 0.2,
                   seed: int = 0) -> tuple[DataLoader, DataLoader]:
-    """Real 8x8 digits from scikit-learn: a stratified train/val split as (N, 1, 8, 8) tensors in [0, 1]."""
+    """Real 8x8 digits: a stratified train/val split, (N, 1, 8, 8) tensors in [0, 1]."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1 (e.g. 0.2), got {val_fraction!r}")
-    digits = load_digits()                                   # 1,797 images, pixel values 0..16
-    X = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16  # (N, 1, 8, 8)
+        raise ValueError("val_fraction must be between 0 and 1 (e.g. 0.2), "
+                         f"got {val_fraction!r}")
+    digits = load_digits()  # 1,797 images, pixel values 0..16
+    X = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
     y = torch.tensor(digits.target, dtype=torch.long)
-    X_train, X_val, y_train, y_val = train_test_split(
-        X, y, test_size=val_fraction, stratify=y, random_state=seed)  # same class mix in both parts
-    train_loader = DataLoader(TensorDataset(X_train, y_train), batch_size=batch_size, shuffle=True,
-                              generator=torch.Generator().manual_seed(seed))  # seeded shuffling
+    X_train, X_val, y_train, y_val = train_test_split(  # same class mix in both parts
+        X, y, test_size=val_fraction, stratify=y, random_state=seed)
+    train_loader = DataLoader(TensorDataset(X_train, y_train), batch_size=batch_size,
+                              shuffle=True,
+                              generator=torch.Generator().manual_seed(seed))
     val_loader = DataLoader(TensorDataset(X_val, y_val), batch_size=256)
     return train_loader, val_loader
 # --8<-- [end:digit_loaders]
@@ -65,14 +70,14 @@ class DigitCNN(nn.Module):
     def __init__(self, num_classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, kernel_size=3, padding=1), nn.ReLU(),    # (N, 16, 8, 8)
-            nn.Conv2d(16, 32, kernel_size=3, padding=1), nn.ReLU(),   # (N, 32, 8, 8)
-            nn.MaxPool2d(2),                                          # (N, 32, 4, 4)
+            nn.Conv2d(1, 16, kernel_size=3, padding=1), nn.ReLU(),  # (N, 16, 8, 8)
+            nn.Conv2d(16, 32, kernel_size=3, padding=1), nn.ReLU(),  # (N, 32, 8, 8)
+            nn.MaxPool2d(2),  # (N, 32, 4, 4)
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(p=0.25),                         # active only in train mode
+            nn.Flatten(), nn.Dropout(p=0.25),  # active only in train mode
             nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
-            nn.Linear(64, num_classes),                               # raw scores (logits)
+            nn.Linear(64, num_classes),  # raw scores (logits)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,24 +92,26 @@ def check_labels(label: torch.Tensor, output: torch.Tensor) -> None:
     lo, hi = int(label.min()), int(label.max())
     if lo < 0 or hi >= n:
         bad = lo if lo < 0 else hi
-        raise ValueError(f"a batch holds label {bad}, but the model has {n} outputs, so labels must be "
-                         f"0..{n - 1}; fix the labels or give the last layer more outputs")
+        raise ValueError(f"a batch holds label {bad}, but the model has {n} outputs, "
+                         f"so labels must be 0..{n - 1}; fix the labels or give the "
+                         "last layer more outputs")
 # --8<-- [end:check_labels]
 
 
 # --8<-- [start:train_one_epoch]
 def train_one_epoch(model, loader, loss_fn, optimizer, device) -> float:
     """One pass over the training data; returns the mean loss."""
-    model.train()                                   # dropout on, batchnorm uses batch statistics
+    model.train()  # dropout on, batchnorm uses batch statistics
     total, count = 0.0, 0
     for data, label in loader:
-        data, label = data.to(device), label.to(device)  # reassign: .to() returns a new tensor
-        optimizer.zero_grad()                       # 1. clear old gradients (sets them to None)
-        output = model(data)                        # 2. forward
+        # reassign: a tensor's .to() returns a new tensor
+        data, label = data.to(device), label.to(device)
+        optimizer.zero_grad()  # 1. clear old gradients (sets them to None)
+        output = model(data)  # 2. forward
         check_labels(label, output)
-        loss = loss_fn(output, label)               # 3. loss
-        loss.backward()                             # 4. gradients
-        optimizer.step()                            # 5. update the parameters
+        loss = loss_fn(output, label)  # 3. loss
+        loss.backward()  # 4. gradients
+        optimizer.step()  # 5. update the parameters
         total += loss.item() * len(label)
         count += len(label)
     return total / count
@@ -114,9 +121,9 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device) -> float:
 # --8<-- [start:evaluate]
 def evaluate(model, loader, loss_fn, device) -> tuple[float, float]:
     """Mean loss and accuracy, without building a graph."""
-    model.eval()                                    # dropout off, batchnorm uses running statistics
+    model.eval()  # dropout off, batchnorm uses running statistics
     total, correct, count = 0.0, 0, 0
-    with torch.no_grad():                           # no graph: less memory, faster
+    with torch.no_grad():  # no graph: less memory, faster
         for data, label in loader:
             data, label = data.to(device), label.to(device)
             output = model(data)
@@ -133,20 +140,23 @@ def check_fit_args(train_loader, val_loader, epochs, lr) -> None:
     """Reject arguments that would make fit() fail late or train nothing."""
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not (lr > 0 and math.isfinite(lr)):
+    if (not isinstance(lr, (int, float)) or isinstance(lr, bool)
+            or not (lr > 0 and math.isfinite(lr))):
         raise ValueError(f"lr must be a positive number such as 1e-3, got {lr!r}")
     for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
         if len(loader) == 0:
-            raise ValueError(f"{name} yields no batches (its dataset has {len(loader.dataset)} samples); "
-                             "give it data, or a smaller batch_size when drop_last=True")
+            raise ValueError(
+                f"{name} yields no batches (its dataset has {len(loader.dataset)} "
+                "samples); give it data, or a smaller batch_size when drop_last=True")
 # --8<-- [end:check_fit_args]
 
 
 # --8<-- [start:fit]
-def fit(model, train_loader, val_loader, *, epochs: int, lr: float, device, verbose: bool = True) -> dict:
-    """Train with Adam and cross-entropy; keep the weights of the epoch with the best val accuracy."""
+def fit(model, train_loader, val_loader, *, epochs: int, lr: float, device,
+        verbose: bool = True) -> dict:
+    """Train with Adam and cross-entropy; keep the weights of the best val accuracy."""
     check_fit_args(train_loader, val_loader, epochs, lr)
-    model.to(device)                                # modules move in place
+    model.to(device)  # modules move in place
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"train_loss": [], "val_loss": [], "val_acc": [], "seconds": []}
@@ -154,21 +164,22 @@ def fit(model, train_loader, val_loader, *, epochs: int, lr: float, device, verb
     for epoch in range(1, epochs + 1):
         train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device)
         val_loss, val_acc = evaluate(model, val_loader, loss_fn, device)
-        for key, value in zip(history, (train_loss, val_loss, val_acc, time.perf_counter() - start)):
+        seconds = time.perf_counter() - start
+        for key, value in zip(history, (train_loss, val_loss, val_acc, seconds)):
             history[key].append(value)
-        if val_acc > best_acc:                      # a copy: state_dict() holds the live tensors
+        if val_acc > best_acc:  # a copy: state_dict() holds the live tensors
             best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
         if verbose:
             print(f"epoch {epoch:2}/{epochs}  train loss {train_loss:.3f}  "
                   f"val loss {val_loss:.3f}  val acc {val_acc:.3f}")
-    model.load_state_dict(best_state)               # end with the best weights, not the last
+    model.load_state_dict(best_state)  # end with the best weights, not the last
     return history
 # --8<-- [end:fit]
 
 
 # --8<-- [start:train_digits]
-def train_digits(seed: int = 0, epochs: int = 8, lr: float = 3e-3, device=None, verbose: bool = False):
-    """The whole recipe in one call: seed, data, model, fit. Returns (model, history)."""
+def train_digits(seed=0, epochs=8, lr=3e-3, device=None, verbose=False):
+    """The whole recipe in one call: seed, data, model, fit -> (model, history)."""
     seed_everything(seed)
     train_loader, val_loader = digit_loaders(batch_size=64, seed=seed)
     model = DigitCNN()
@@ -190,9 +201,11 @@ def plot_history(history: dict, path) -> Path:
     ax_loss.plot(epochs, history["val_loss"], "s-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_loss.legend()
-    ax_acc.plot(epochs, history["val_acc"], "s-", color="tab:orange", label="validation")
+    ax_acc.plot(epochs, history["val_acc"], "s-", color="tab:orange",
+                label="validation")
     ax_acc.axhline(0.95, color="gray", linestyle="--", linewidth=1, label="95 %")
-    ax_acc.plot(best, max(history["val_acc"]), "*", color="tab:red", markersize=14, label="best (kept)")
+    ax_acc.plot(best, max(history["val_acc"]), "*", color="tab:red", markersize=14,
+                label="best (kept)")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
     ax_acc.legend(loc="lower right")
     for ax in (ax_loss, ax_acc):
@@ -200,25 +213,24 @@ def plot_history(history: dict, path) -> Path:
         ax.grid(alpha=0.3)
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)                                  # free the figure's memory
+    plt.close(fig)  # free the figure's memory
     return path
 # --8<-- [end:plot_history]
 
 
 def save_figures(out_dir) -> list[Path]:
-    """`make figures`: the loss/accuracy curves of a seeded CPU run -> training-curves.png."""
+    """`make figures`: the loss/accuracy curves of a seeded CPU run."""
     _, history = train_digits(seed=0, epochs=12, device=torch.device("cpu"))
     return [plot_history(history, Path(out_dir) / "training-curves.png")]
 
 
 def demo_data() -> tuple[DataLoader, DataLoader]:
     # --8<-- [start:demo_data]
-    seed_everything(0)
     train_loader, val_loader = digit_loaders(batch_size=64, seed=0)
     data, label = next(iter(train_loader))
     print(len(train_loader.dataset), len(val_loader.dataset), len(train_loader))
     print(data.shape, data.dtype, label.dtype, data.min().item(), data.max().item())
-    print(torch.bincount(val_loader.dataset.tensors[1]).tolist())  # stratified: ~36 per class
+    print(torch.bincount(val_loader.dataset.tensors[1]).tolist())  # ~36 per class
     # --8<-- [end:demo_data]
     return train_loader, val_loader
 
@@ -227,11 +239,11 @@ def demo_device() -> torch.device:
     # --8<-- [start:demo_device]
     device = pick_device()
     layer = nn.Linear(4, 2)
-    print(layer.to(device) is layer)      # a module moves in place and returns itself
+    print(layer.to(device) is layer)  # a module moves in place and returns itself
     x = torch.ones(3)
-    x.to(torch.float64)                   # a tensor does not: the result is thrown away
+    x.to(torch.float64)  # a tensor does not: the result is thrown away
     print(x.dtype)
-    x = x.to(device)                      # so always reassign
+    x = x.to(device)  # so always reassign
     print(x.device.type == device.type)
     # --8<-- [end:demo_device]
     return device
@@ -254,21 +266,21 @@ def demo_modes(model: nn.Module) -> None:
     drop.train()
     print(sorted(set(drop(x).tolist())))  # zeros, survivors scaled by 1/(1-p) = 2
     drop.eval()
-    print(torch.equal(drop(x), x))        # eval: dropout does nothing
+    print(torch.equal(drop(x), x))  # eval: dropout does nothing
 
     bn = nn.BatchNorm1d(1)
     batch = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
-    bn.train()
-    print(bn(batch).mean().abs().item() < 1e-6, bn.running_mean)  # normalised by the batch; stats updated
-    bn.eval()
-    print(bn(batch).detach().flatten(), bn.running_mean)  # eval: running statistics, not updated
+    bn.train()  # normalised by the batch; running statistics updated
+    print(bn(batch).mean().abs().item() < 1e-6, bn.running_mean)
+    bn.eval()  # running statistics used, not updated
+    print(bn(batch).detach().flatten(), bn.running_mean)
 
-    model.eval()                          # switches every submodule
+    model.eval()  # switches every submodule
     print(model.training, any(m.training for m in model.modules()))
     # --8<-- [end:demo_modes]
 
 
-def demo_step(model: nn.Module, data: torch.Tensor, label: torch.Tensor, device: torch.device) -> None:
+def demo_step(model, data, label, device) -> None:
     # --8<-- [start:demo_step]
     data, label = data.to(device), label.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -277,12 +289,12 @@ def demo_step(model: nn.Module, data: torch.Tensor, label: torch.Tensor, device:
     loss.backward()
     print(model.classifier[-1].bias.grad is not None)  # backward filled .grad
     optimizer.zero_grad()
-    print(all(p.grad is None for p in model.parameters()))  # zero_grad(): None, not zeros
+    print(all(p.grad is None for p in model.parameters()))  # None, not zeros
 
     model.eval()
     with torch.no_grad():
         output = model(data)
-    print(output.requires_grad, output.grad_fn)     # no graph was recorded
+    print(output.requires_grad, output.grad_fn)  # no graph was recorded
     # --8<-- [end:demo_step]
 
 
@@ -293,7 +305,7 @@ def demo_fit(device: torch.device) -> tuple[nn.Module, dict]:
     model = DigitCNN()
     history = fit(model, train_loader, val_loader, epochs=8, lr=3e-3, device=device)
     best = max(history["val_acc"])
-    print(f"best epoch {history['val_acc'].index(best) + 1}, best val acc >= 0.95: {best >= 0.95}")
+    print(f"best epoch {history['val_acc'].index(best) + 1}: val acc {best:.3f}")
     _, acc = evaluate(model, val_loader, nn.CrossEntropyLoss(), device)
     print("the model now holds the best weights:", acc == best)
     # --8<-- [end:demo_fit]
@@ -310,25 +322,32 @@ def demo_plot(history: dict) -> Path:
 
 def demo_reproducible() -> None:
     # --8<-- [start:demo_reproducible]
+    def same_weights(m1, m2):
+        return all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+
     cpu = torch.device("cpu")
     model_a, hist_a = train_digits(seed=1, epochs=1, device=cpu)
     model_b, hist_b = train_digits(seed=1, epochs=1, device=cpu)
     model_c, hist_c = train_digits(seed=2, epochs=1, device=cpu)
-    same = lambda m1, m2: all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))  # noqa: E731
-    print("seed 1 twice:", same(model_a, model_b), hist_a["val_acc"] == hist_b["val_acc"])
-    print("seed 1 vs 2: ", same(model_a, model_c))
+    print("seed 1 twice:", same_weights(model_a, model_b),
+          hist_a["val_acc"] == hist_b["val_acc"])
+    print("seed 1 vs 2: ", same_weights(model_a, model_c))
     # --8<-- [end:demo_reproducible]
 
 
-def demo_bad_args(train_loader: DataLoader, val_loader: DataLoader, device: torch.device) -> None:
+def demo_bad_args(train_loader, val_loader, device) -> None:
     # --8<-- [start:demo_bad_args]
-    empty = DataLoader(TensorDataset(torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)))
+    empty = DataLoader(TensorDataset(torch.empty(0, 1, 8, 8),
+                                     torch.empty(0, dtype=torch.long)))
+    train, val = train_loader, val_loader
     attempts = {
-        "epochs=0": lambda: fit(DigitCNN(), train_loader, val_loader, epochs=0, lr=1e-3, device=device),
-        "lr=0": lambda: fit(DigitCNN(), train_loader, val_loader, epochs=1, lr=0, device=device),
-        "empty loader": lambda: fit(DigitCNN(), empty, val_loader, epochs=1, lr=1e-3, device=device),
-        "5 outputs": lambda: fit(DigitCNN(num_classes=5), train_loader, val_loader,
-                                 epochs=1, lr=1e-3, device=device),
+        "epochs=0": lambda: fit(DigitCNN(), train, val, epochs=0, lr=1e-3,
+                                device=device),
+        "lr=0": lambda: fit(DigitCNN(), train, val, epochs=1, lr=0, device=device),
+        "empty loader": lambda: fit(DigitCNN(), empty, val, epochs=1, lr=1e-3,
+                                    device=device),
+        "5 outputs": lambda: fit(DigitCNN(num_classes=5), train, val, epochs=1,
+                                 lr=1e-3, device=device),
     }
     for name, attempt in attempts.items():
         try:

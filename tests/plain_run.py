@@ -1,14 +1,18 @@
-"""Run Python files as `python FILE` runs them, several at a time, paying for `import torch` once.
+"""Run downloads as a reader runs them, several at a time, paying for `import torch` once.
 
     python tests/plain_run.py RESULTS.json FILE [FILE ...]
 
+A FILE.py runs as `python FILE` does; a FILE.ipynb runs its code cells in order in one
+namespace, as Jupyter's "Run all" does (a cell tagged `raises-exception` may fail and the
+run goes on), with tools.shown_code.run_program, the runner of the pages' blocks.
 Each FILE should sit alone in its own empty folder. This process imports the heavy
 libraries the files import anyway (torch, torchvision, scikit-learn, matplotlib), then
 forks one child per file, two at a time. A child works as a fresh `python FILE` would:
 the file's folder is the working directory and sys.path[0], the file runs as __main__,
 argv is [FILE], and stdout/stderr go to FILE.out / FILE.err. Nothing else is on sys.path
-(run this with the project's interpreter, cwd outside the repository, and no PYTHONPATH),
-so a file that imports the project's `snippets` package fails as it would for a reader.
+(run this with the project's interpreter, cwd outside the repository, and no PYTHONPATH;
+the repository is on the path only while this process imports the runner), so a file that
+imports the project's `snippets` package fails as it would for a reader.
 Results: {file: {"returncode": int, "seconds": float}}.
 """
 from __future__ import annotations
@@ -20,6 +24,18 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
+
+_REPO = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, _REPO)
+import nbformat  # noqa: E402
+
+from tools.chapter_export import notebook_blocks  # noqa: E402
+from tools.shown_code import run_program  # noqa: E402
+
+sys.path.remove(_REPO)
+for _name in [m for m in sys.modules if m == "tools" or m.startswith("tools.")]:
+    del sys.modules[_name]  # the runner stays loaded; a file cannot import the repo's tools
 
 PARALLEL = 2
 TIMEOUT_S = 240
@@ -35,7 +51,10 @@ def _child(path: str) -> None:
         os.chdir(folder)
         sys.argv = [path]
         sys.path[0] = folder
-        runpy.run_path(path, run_name="__main__")
+        if path.endswith(".ipynb"):
+            _run_notebook(path)
+        else:
+            runpy.run_path(path, run_name="__main__")
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if not isinstance(done.code, (int, type(None))):
@@ -47,6 +66,16 @@ def _child(path: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _run_notebook(path: str) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for result in run_program(notebook_blocks(nb), Path(path).parent, name=Path(path).name):
+        sys.stdout.write(result.output)
+        if result.block.must_fail and result.error is None:
+            raise SystemExit(f"cell {result.block.lineno} is tagged raises-exception but ran without error")
+        if result.error is not None and not result.failed_as_it_must:
+            raise result.error
 
 
 def run_all(paths: list[str]) -> dict[str, dict]:

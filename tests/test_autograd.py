@@ -20,8 +20,8 @@ def test_graph_leaves_and_functions():
     assert a.is_leaf and a.grad_fn is None
     assert not b.is_leaf and type(b.grad_fn).__name__ == "MulBackward0"
     assert c.grad_fn.next_functions[0][0] is b.grad_fn  # edges point back towards the inputs
-    kinds = [type(fn).__name__ if fn else None for fn, _ in b.grad_fn.next_functions]
-    assert kinds == ["AccumulateGrad", None]
+    assert ag.edges(c.grad_fn) == ["MulBackward0"]
+    assert ag.edges(b.grad_fn) == ["AccumulateGrad", None]
 
 
 def test_detach_shares_storage_and_leaves_the_original_tracked():
@@ -33,6 +33,16 @@ def test_detach_shares_storage_and_leaves_the_original_tracked():
     assert c.data_ptr() == b.data_ptr()
     c[0] = 100.0
     assert b[0].item() == 100.0
+
+
+def test_detach_does_not_stop_the_tensor_it_is_called_on_being_tracked():
+    # the notes: "to stop a tensor from being tracked, call .detach()"; the page corrects it
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 2
+    b.detach()
+    assert (b * 3).requires_grad  # b is still tracked: detach() changed nothing about b
+    b = b.detach()                # what stops tracking: using the detached tensor from then on
+    assert not (b * 3).requires_grad
 
 
 def test_gradients_accumulate_2_4_6_then_zero():
@@ -95,6 +105,44 @@ def test_no_grad_and_inference_mode_build_no_graph():
     with torch.inference_mode():
         out = model(x)
     assert not out.requires_grad and out.is_inference()
+
+
+def inference_tensor() -> torch.Tensor:
+    with torch.inference_mode():
+        t = torch.full((3,), 2.0)
+    assert t.is_inference()
+    return t
+
+
+def test_issue13_inference_tensor_takes_part_in_autograd_when_backward_does_not_need_it():
+    # the old wording said inference tensors "can never take part in autograd later"
+    w, t = torch.ones(3, requires_grad=True), inference_tensor()
+    out = w + t
+    assert out.requires_grad and not out.is_inference()
+    out.sum().backward()
+    assert torch.equal(w.grad, torch.ones(3))
+
+
+def test_inference_tensor_cannot_be_saved_for_backward():
+    w, t = torch.ones(3, requires_grad=True), inference_tensor()
+    with pytest.raises(RuntimeError, match=r"^Inference tensors cannot be saved for backward\. "):
+        ag.demo_inference_saved(w, t)  # w * t: the gradient w.r.t. w is t
+    assert w.grad is None
+
+
+def test_a_clone_of_an_inference_tensor_is_an_ordinary_tensor():
+    w, t = torch.ones(3, requires_grad=True), inference_tensor()
+    assert not t.clone().is_inference()
+    (w * t.clone()).sum().backward()
+    assert torch.equal(w.grad, torch.full((3,), 2.0))
+
+
+def test_the_pages_examples_run_in_order(capsys):
+    ag.tour()
+    out = capsys.readouterr().out.splitlines()
+    assert out[-4:-2] == ["True", "tensor([1., 1., 1.])"]
+    assert out[-2].startswith("RuntimeError: Inference tensors cannot be saved for backward.")
+    assert out[-1] == "tensor([2., 2., 2.])"
 
 
 def test_backward_twice_needs_retain_graph():

@@ -33,6 +33,7 @@ from snippets.data import (
     to_numpy_image,
     write_digit_folders,
 )
+from tools.shown_code import expand
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -418,6 +419,30 @@ def test_spawned_workers_run_under_a_guarded_main():
     loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=4, num_workers=1,
                         multiprocessing_context="spawn")
     assert next(iter(loader))[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+PAGE_SCRIPT_SECTIONS = ["imports_dataset", "imports_endless", "imports_folders", "imports_transform",
+                        "stratified_split", "write_pngs", "write_digits", "transform", "workers"]
+SPAWN = ("import multiprocessing, runpy; multiprocessing.set_start_method('spawn'); "
+         "runpy.run_path('page.py', run_name='__main__')")
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+@pytest.mark.parametrize("guarded", [True, False])
+def test_page_workers_under_spawn_need_the_guard(tmp_path, guarded):
+    """The page's own code saved as a script, its DataLoader workers started by spawn."""
+    code = "\n\n".join(expand(f'--8<-- "snippets/data.py:{name}"') for name in PAGE_SCRIPT_SECTIONS)
+    code += "\n" + (expand('--8<-- "snippets/data.py:guard"') if guarded else "main()\n")
+    (tmp_path / "page.py").write_text(code)
+    run = subprocess.run([sys.executable, "-c", SPAWN], capture_output=True, text=True, timeout=240,
+                         cwd=tmp_path)
+    if guarded:
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.split("\n")[:2] == ["torch.Size([64, 1, 32, 32]) torch.Size([64])", "True"]
+    else:
+        assert run.returncode != 0
+        assert "has finished its bootstrapping phase" in " ".join(run.stderr.split())
 
 
 def test_notes_E24_snippets_are_not_self_contained(tree, monkeypatch):

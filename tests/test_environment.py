@@ -96,7 +96,7 @@ def test_device_report_cuda_build_names_cuda_cudnn_and_runtime_wheel(monkeypatch
     assert lines[1:] == ["built with CUDA 13.0, cuDNN 92400",
                          "CUDA runtime from: nvidia-cuda-runtime 13.0.96",
                          "torch.cuda.is_available(): False",
-                         "CPU only: no CUDA device is visible, tensors and models stay on the CPU"]
+                         "GPU: none visible, so tensors and models stay on the CPU"]
 
 
 def test_device_report_lists_every_gpu(monkeypatch):
@@ -109,7 +109,7 @@ def test_device_report_lists_every_gpu(monkeypatch):
     assert "torch.cuda.is_available(): True, 2 device(s)" in report
     assert "  cuda:0 NVIDIA H100 80GB HBM3, 80 GiB, compute capability 9.0" in report
     assert "  cuda:1 NVIDIA A100-SXM4-40GB, 40 GiB, compute capability 8.0" in report
-    assert "CPU only" not in report
+    assert "GPU: none visible" not in report
 
 
 def test_device_report_cpu_only_build(monkeypatch):
@@ -118,7 +118,7 @@ def test_device_report_cpu_only_build(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     lines = env.device_report().splitlines()
     assert lines[1] == "built without CUDA (a CPU-only build)"
-    assert lines[-1].startswith("CPU only:")
+    assert lines[-1].startswith("GPU: none visible")
 
 
 def test_device_report_rocm_build(monkeypatch):
@@ -182,9 +182,18 @@ def test_pick_device_refuses_an_index_past_the_last_gpu(two_gpus):
         env.pick_device("cuda:2")
 
 
-def test_pick_device_cuda_99_message_starts_the_same_on_every_machine(no_gpu):
-    # the page shows "'cuda:99' was asked for, but ..." and relies on this prefix
-    with pytest.raises(RuntimeError, match=r"^'cuda:99' was asked for, but "):
+def test_pick_device_cuda_99_message_without_a_gpu_is_the_pages(no_gpu):
+    # the page shows this message, printed on the machine that builds the site (no GPU)
+    with pytest.raises(RuntimeError) as caught:
+        env.pick_device("cuda:99")
+    assert str(caught.value) == ("'cuda:99' was asked for, but torch.cuda.is_available() is False "
+                                 "(a CPU-only torch build, or no GPU/driver); "
+                                 "use pick_device() to fall back to the CPU")
+
+
+def test_pick_device_cuda_99_with_gpus_names_the_valid_indices(two_gpus):
+    with pytest.raises(RuntimeError, match=r"^'cuda:99' was asked for, but only 2 CUDA device\(s\) "
+                                           r"are visible \(cuda:0 to cuda:1\)"):
         env.pick_device("cuda:99")
 
 
@@ -467,3 +476,12 @@ def test_device_report_cuda_build_without_cudnn(monkeypatch):
 def test_check_cuda_home_rejects_a_folder_without_nvcc(tmp_path):
     with pytest.raises(ValueError, match=r"has no bin/nvcc; set it to the toolkit root$"):
         env.check_cuda_home(str(tmp_path))
+
+
+def test_the_pages_examples_run_in_order_in_an_empty_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    env.tour()
+    out = capsys.readouterr().out.splitlines()
+    assert out[-5:] == ["True", "True", "torch.float32 torch.float64", "torch.float64",
+                        "cuda-11.0/bin/nvcc"]
+    assert (tmp_path / "cuda-11.0" / "bin" / "nvcc").is_file()

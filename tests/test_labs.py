@@ -2,10 +2,7 @@
 languages, offered for download, and runnable as downloaded from the built site."""
 from __future__ import annotations
 
-import ast
-import asyncio
 import base64
-import concurrent.futures
 import html
 import io
 import json
@@ -14,17 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
-import yaml
-from nbclient import NotebookClient
 from PIL import Image
 
-from hooks import downloads, notebook_pages
+from hooks import notebook_pages
 from snippets.labs import digit_features, in_memory, predict, save_predictions_grid
 from snippets.training import DigitCNN
 from tools import make_notebooks
@@ -154,7 +148,15 @@ def test_task1_lab_hint_for_32_pixel_digits_is_the_pooled_shape():
 def test_lab_page_offers_its_notebook(built_site, lab, lang):
     folder = site_path(built_site, lang, f"labs/{lab}")
     assert f'<a href="{lab}.ipynb" download' in (folder / "index.html").read_text(encoding="utf-8")
-    assert (folder / f"{lab}.ipynb").read_bytes() == (ROOT / "docs" / lang / "labs" / f"{lab}.ipynb").read_bytes()
+    served = nbformat.read(folder / f"{lab}.ipynb", as_version=4)
+    source = nbformat.read(ROOT / "docs" / lang / "labs" / f"{lab}.ipynb", as_version=4)
+    assert code_cells(served) == code_cells(source)
+    # the same prose, its links pointing at the hosted site (hooks/pages.py), not at ../../
+    prose = [c.source for c in served.cells if c.cell_type == "markdown"]
+    assert len(prose) == len([c for c in source.cells if c.cell_type == "markdown"])
+    assert not any("](../" in text for text in prose)
+    hosted = re.findall(r"\]\((https?://[^)]+)\)", "\n".join(prose))
+    assert hosted and all(link.startswith(("https://thorough-pytorch-notes", "https://github.com")) for link in hosted)
 
 
 EXTERNAL = re.compile(r'<script[^>]*\bsrc="(?:https?:)?//|<link[^>]*\bhref="(?:https?:)?//[^"]*"[^>]*stylesheet'
@@ -202,186 +204,28 @@ def test_png_size_refuses_what_is_not_a_png():
 
 
 def test_downloaded_notebooks_run_top_to_bottom(built_site, tmp_path):
-    """The .ipynb files as a reader downloads them, each alone in an empty folder, run with allow_errors=False.
-    zh task1 and en task3 run (both at once); the other language of each holds the same code."""
-    runs = {}
+    """The .ipynb files as a reader downloads them, each alone in an empty folder, run cell by cell
+    by the pages' runner (tests/plain_run.py); zh task1 and en task3 run, the other language of
+    each holds the same code. (The build itself runs every lab in a Jupyter kernel.)"""
+    files = {}
     for lab, lang in (("task1", "zh"), ("task3", "en")):
         other = "en" if lang == "zh" else "zh"
-        downloaded = nbformat.read(site_path(built_site, lang, f"labs/{lab}/{lab}.ipynb"), as_version=4)
-        twin = nbformat.read(site_path(built_site, other, f"labs/{lab}/{lab}.ipynb"), as_version=4)
-        assert code_cells(downloaded) == code_cells(twin)
-        folder = tmp_path / lab
-        folder.mkdir()
-        runs[lab] = (downloaded, folder)
-
-    async def run_all():
-        await asyncio.gather(*(NotebookClient(nb, allow_errors=False, timeout=300,
-                                              resources={"metadata": {"path": str(folder)}}).async_execute()
-                               for nb, folder in runs.values()))
-
-    # a fresh thread: another test (Playwright's sync API) may leave an event loop set on this one
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run_all()).result()
-    # the labs say they finish in under a minute on a CPU: here both at once, kernel starts included
-    assert time.perf_counter() - started < 60
-    for lab, (nb, folder) in runs.items():
-        assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
-        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        downloaded = site_path(built_site, lang, f"labs/{lab}/{lab}.ipynb")
+        twin = site_path(built_site, other, f"labs/{lab}/{lab}.ipynb")
+        assert code_cells(nbformat.read(downloaded, as_version=4)) == code_cells(nbformat.read(twin, as_version=4))
+        (tmp_path / lab).mkdir()
+        files[lab] = shutil.copy(downloaded, tmp_path / lab)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", *files.values()],
+                   cwd=tmp_path, env=env, check=True, timeout=600)
+    results = json.loads((tmp_path / "results.json").read_text())
+    for lab, path in files.items():
+        assert results[str(path)]["returncode"] == 0, Path(f"{path}.err").read_text()[-3000:]
+        text = Path(f"{path}.out").read_text()
         for line in PRINTED[lab]:
             assert line in text
-        pictures = [o.metadata["image/png"]["alt"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                    if "image/png" in o.get("data", {})]
-        assert pictures == PICTURES[lab]
     assert {p.name for p in (tmp_path / "task1").iterdir()} >= {"digits", "curves.png", "predictions.png"}
-    assert {p.name for p in (tmp_path / "task3").iterdir()} == {"mlp.pt", "mlp_wrapped.pt"}
-
-
-# --- the chapters' code downloads ------------------------------------------------------------------
-
-def chapter_pages() -> list[str]:
-    """The pages under the nav's Task1 and Task3 sections (the chapters)."""
-    nav = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)["nav"]
-    sections = [entry for item in nav for title, entry in item.items() if title in ("Task1 基础", "Task3 进阶")]
-    assert len(sections) == 2
-    return [page for section in sections for item in section for page in item.values()]
-
-
-CHAPTERS = chapter_pages()
-
-
-def offered(page: str) -> list[Path]:
-    return downloads.chapter_modules(Path(page).stem, (ROOT / "docs" / "zh" / page).read_text(encoding="utf-8"))
-
-
-DOWNLOADS = sorted({module.name for page in CHAPTERS for module in offered(page)})
-
-
-@pytest.mark.parametrize("page", CHAPTERS)
-def test_every_chapter_page_offers_its_code(built_site, page):
-    modules = offered(page)
-    assert modules and modules[0] == ROOT / "snippets" / f"{Path(page).stem.replace('-', '_')}.py"
-    for lang in LANGS:
-        folder = site_path(built_site, lang, Path(page).stem)
-        text = (folder / "index.html").read_text(encoding="utf-8")
-        for module in modules:
-            assert f'<a href="{module.name}" download' in text
-            served = (folder / module.name).read_text(encoding="utf-8")
-            assert served == downloads.standalone_source(module)
-
-
-def test_a_page_also_offers_the_whole_modules_it_includes():
-    assert offered("multi-gpu.md") == [ROOT / "snippets" / "multi_gpu.py", ROOT / "snippets" / "ddp_train.py"]
-
-
-@pytest.mark.parametrize("name", DOWNLOADS)
-def test_downloaded_code_needs_no_project_package(built_site, name):
-    page = next(p for p in CHAPTERS if any(m.name == name for m in offered(p)))
-    text = (built_site / Path(page).stem / name).read_text(encoding="utf-8")
-    imported = {(n.module or "") if isinstance(n, ast.ImportFrom) else a.name
-                for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.Import, ast.ImportFrom))
-                for a in n.names}
-    assert not any(m.split(".")[0] == "snippets" for m in imported)
-    assert not any(downloads._MARKER.match(line) for line in text.split("\n"))
-
-
-@pytest.fixture(scope="session")
-def plain_runs(built_site, tmp_path_factory) -> dict[str, tuple[dict, Path]]:
-    """Each downloaded module, copied from the built site alone into an empty folder, run as `python name.py`;
-    plus, as a control, the repository's own snippets/training.py (which imports `snippets`)."""
-    base = tmp_path_factory.mktemp("plain")
-    files = {}
-    for page in CHAPTERS:
-        for module in offered(page):
-            folder = base / module.stem
-            folder.mkdir(exist_ok=True)
-            files[module.name] = shutil.copy(built_site / Path(page).stem / module.name, folder)
-    (base / "control").mkdir()
-    files["control"] = shutil.copy(ROOT / "snippets" / "training.py", base / "control")
-    order = sorted(files.values(), key=lambda f: -Path(f).stat().st_size)  # long ones first
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", *map(str, order)],
-                   cwd=base, env=env, check=True, timeout=600)
-    results = json.loads((base / "results.json").read_text())
-    return {name: (results[str(path)], Path(path)) for name, path in files.items()}
-
-
-def _report(result: dict, path: Path) -> str:
-    err = Path(f"{path}.err").read_text(errors="replace")
-    return f"{path.name}: exit {result['returncode']} after {result['seconds']} s\n{err[-3000:]}"
-
-
-@pytest.mark.parametrize("name", DOWNLOADS)
-def test_downloaded_module_runs_as_a_plain_file(plain_runs, name):
-    result, path = plain_runs[name]
-    if name == "ddp_train.py":  # a torchrun script: run plainly, it says how to start it
-        assert result["returncode"] == 1
-        assert "start this script with torchrun: torchrun --standalone --nproc_per_node=2 " in Path(f"{path}.err").read_text()
-        # the downloaded bytes are the module itself, which tests/test_multi_gpu.py runs under torchrun
-        assert path.read_text(encoding="utf-8") == downloads.standalone_source(ROOT / "snippets" / name)
-        return
-    assert result["returncode"] == 0, _report(result, path)
-    if name == "multi_gpu.py":  # alone, without the GPU checkpoints: it runs the rest and says what it left out
-        assert "copy them into the working directory" in Path(f"{path}.out").read_text()
-
-
-def test_plain_run_fails_like_python_on_a_snippets_import(plain_runs):
-    result, path = plain_runs["control"]
-    assert result["returncode"] == 1
-    assert "ModuleNotFoundError: No module named 'snippets'" in Path(f"{path}.err").read_text()
-
-
-# --- inlining imports from other snippet modules ---------------------------------------------------
-
-def test_inlined_copy_defines_the_imported_function_from_its_section():
-    text = downloads.standalone_source(ROOT / "snippets" / "training.py")
-    section = expand('--8<-- "snippets/environment.py:pick_device"').strip("\n")
-    assert section in text
-    assert "from snippets" not in text and text.count("def pick_device(") == 1
-
-
-def test_an_aliased_import_inside_a_block_keeps_its_indent_and_name():
-    text = downloads.standalone_source(ROOT / "snippets" / "losses.py")
-    main = text[text.index('if __name__ == "__main__":'):]
-    assert "\n    def pick_device(" in main and "\n    _pick_device = pick_device\n" in main
-    compile(text, "losses.py", "exec")
-
-
-@pytest.fixture
-def fake_snippets(tmp_path, monkeypatch):
-    (tmp_path / "helpers.py").write_text(
-        "import torch\n\n"
-        "# --8<-- [start:ones]\n"
-        "def ones(n):\n    return torch.ones(n)\n"
-        "# --8<-- [end:ones]\n\n"
-        "def unsectioned():\n    return 1\n\n"
-        "def needs_numpy():\n    return np.zeros(1)\n")
-    monkeypatch.setattr(downloads, "SNIPPETS", tmp_path)
-    return tmp_path
-
-
-def test_inlining_uses_the_section_or_else_the_definition(fake_snippets):
-    user = fake_snippets / "user.py"
-    user.write_text("import torch\nfrom snippets.helpers import ones, unsectioned as one\n\nprint(ones(2), one())\n")
-    text = downloads.standalone_source(user)
-    assert '# ones: from section "ones" of snippets/helpers.py' in text
-    assert "# unsectioned: from snippets/helpers.py" in text and "one = unsectioned" in text
-    namespace = {}
-    exec(compile(text.replace("print(", "result = ("), "user.py", "exec"), namespace)
-    assert namespace["result"][1] == 1 and namespace["result"][0].tolist() == [1.0, 1.0]
-
-
-@pytest.mark.parametrize("code, message", [
-    ("import snippets.helpers\n", "`import snippets...` cannot be inlined"),
-    ("from snippets.nowhere import x\n", "no snippet module for `from snippets.nowhere import ...`"),
-    ("from snippets.helpers import missing\n", "defines no top-level 'missing'"),
-    ("from snippets.helpers import needs_numpy\n", "needs ['np'], which user.py does not import or define"),
-])
-def test_inlining_refuses_what_it_cannot_make_standalone(fake_snippets, code, message):
-    user = fake_snippets / "user.py"
-    user.write_text(code)
-    with pytest.raises(downloads.InlineError, match=re.escape(message)):
-        downloads.standalone_source(user)
+    assert {p.name for p in (tmp_path / "task3").iterdir()} >= {"mlp.pt", "mlp_wrapped.pt"}
 
 
 # --- the labs' own helpers (snippets/labs.py) ------------------------------------------------------

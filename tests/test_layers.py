@@ -1,4 +1,6 @@
 """Each claim of the layers chapter, asserted; and the notes' versions, shown wrong."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,24 @@ def test_corr2d_equals_f_conv2d(n, k):
     assert torch.allclose(L.corr2d_unfold(X, K), expected, atol=1e-5)
 
 
+def test_f_conv2d_takes_unbatched_c_h_w_input_as_well_as_a_batch():
+    # issue 13: the page used to imply that F.conv2d requires (N, C, H, W)
+    Y, unbatched, batched = L.demo_corr2d()
+    assert unbatched.shape == (1, 2, 2) and batched.shape == (1, 1, 2, 2)
+    assert torch.equal(unbatched[0], Y) and torch.equal(batched[0, 0], Y)
+    torch.manual_seed(0)
+    x, conv = torch.rand(3, 8, 8), nn.Conv2d(3, 4, 3)  # (C, H, W), no batch dimension
+    assert F.conv2d(x, conv.weight, conv.bias).shape == conv(x).shape == (4, 6, 6)
+    assert torch.allclose(conv(x), conv(x[None])[0])
+    assert F.max_pool2d(x, 2).shape == (3, 4, 4)
+
+
+def test_demo_corr2d_prints_what_the_page_shows(capsys):
+    L.demo_corr2d()
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "torch.Size([1, 2, 2]) torch.Size([1, 1, 2, 2])", "True True"]
+
+
 def test_corr2d_is_cross_correlation_not_flipped():
     X = torch.arange(9.0).reshape(3, 3)
     K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
@@ -87,9 +107,51 @@ def test_padding_same_keeps_the_shape():
     assert L.comp_conv2d(conv, torch.rand(8, 8)).shape == (8, 8)
 
 
+@pytest.mark.parametrize("n", [7, 8, 13])
+@pytest.mark.parametrize("k, p, s", [(1, 0, 1), (3, 0, 1), (3, 1, 2), (5, 2, 1), (2, 1, 3)])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_output_size_rule_with_dilation_matches_nn_conv2d(n, k, p, s, d):
+    conv = nn.Conv2d(1, 1, kernel_size=k, padding=p, stride=s, dilation=d)
+    if d * (k - 1) + 1 > n + 2 * p:  # both refuse a kernel that spans more than the input
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater"):
+            L.comp_conv2d(conv, torch.rand(n, n))
+        with pytest.raises(ValueError, match="more than the padded input"):
+            L.conv_out_size(n, k, p, s, d)
+        return
+    out = L.comp_conv2d(conv, torch.rand(n, n)).shape
+    assert out == (L.conv_out_size(n, k, p, s, d),) * 2
+    assert out[0] == (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def test_output_size_rule_without_dilation_is_wrong_for_dilated_kernels():
+    # issue 13: the page's old rule floor((n + 2p - k) / s) + 1 says 8 here
+    conv = nn.Conv2d(1, 1, kernel_size=3, padding=1, dilation=2)
+    assert L.comp_conv2d(conv, torch.rand(8, 8)).shape == (6, 6)
+    assert L.conv_out_size(8, 3, 1, 1, dilation=2) == 6 != (8 + 2 * 1 - 3) // 1 + 1
+
+
+def test_demo_out_size_shapes_match_the_rule():
+    sizes = L.demo_out_size()
+    assert [shape for shape, _ in sizes] == [8, 6, 4, 6, 8, 2]
+    assert all(shape == rule for shape, rule in sizes)
+
+
+@pytest.mark.parametrize("k, d", [(3, 1), (5, 1), (3, 2), (3, 3), (5, 2)])
+def test_padding_d_times_k_minus_1_over_2_keeps_the_shape(k, d):
+    p = d * (k - 1) // 2
+    conv = nn.Conv2d(1, 1, kernel_size=k, padding=p, dilation=d)
+    assert L.comp_conv2d(conv, torch.rand(9, 9)).shape == (9, 9)
+    same = nn.Conv2d(1, 1, kernel_size=k, padding="same", dilation=d)
+    assert L.comp_conv2d(same, torch.rand(9, 9)).shape == (9, 9)
+
+
 def test_output_size_rejects_a_kernel_larger_than_the_padded_input():
-    with pytest.raises(ValueError, match="kernel 9 is larger than the padded input 8"):
+    with pytest.raises(ValueError, match="kernel 9 with dilation 1 spans 9, "
+                                         "more than the padded input 8"):
         L.conv_out_size(8, 9)
+    with pytest.raises(ValueError, match="kernel 3 with dilation 4 spans 9"):
+        L.conv_out_size(8, 3, dilation=4)
+    assert L.conv_out_size(8, 3, dilation=3) == 2  # spans 7: fits
 
 
 def test_tuple_plus_size_concatenates():
@@ -117,6 +179,24 @@ def test_pool2d_stride_1_vs_builtin_default_stride():
     assert torch.equal(L.pool2d(X, (2, 2), stride=2), builtin)
 
 
+def test_ceil_mode_keeps_a_last_partial_window():
+    # issue 13: pooling's ceil_mode, shown on the page
+    floor, ceil = L.demo_ceil_mode()
+    assert floor[0].tolist() == [[6.0, 8.0], [16.0, 18.0]]
+    assert ceil[0].tolist() == [[6.0, 8.0, 9.0], [16.0, 18.0, 19.0], [21.0, 23.0, 24.0]]
+    X = torch.arange(25.0).reshape(1, 5, 5)
+    assert torch.equal(nn.MaxPool2d(2, ceil_mode=True)(X), ceil)
+    assert torch.equal(nn.MaxPool2d(2)(X), floor)
+
+
+@pytest.mark.parametrize("n", range(4, 12))
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2), (3, 3)])
+def test_pool_output_size_is_the_rule_rounded_down_or_up_with_ceil_mode(n, k, s):
+    x = torch.rand(1, n, n)
+    assert F.max_pool2d(x, k, s).shape[-1] == L.conv_out_size(n, k, 0, s)
+    assert F.max_pool2d(x, k, s, ceil_mode=True).shape[-1] == math.ceil((n - k) / s) + 1
+
+
 @pytest.mark.parametrize("n", [5, 8, 13])
 def test_avg_pool_matches_builtin(n):
     torch.manual_seed(n)
@@ -133,7 +213,8 @@ def test_pool2d_keeps_integer_dtype_for_max():
 
 # -- bad input -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: L.corr2d(torch.rand(1, 1, 8, 8), torch.rand(3, 3)), ValueError, r"expects a 2-D \(H, W\) tensor"),
+    (lambda: L.corr2d(torch.rand(1, 1, 8, 8), torch.rand(3, 3)), ValueError,
+     r"expects a 2-D \(H, W\) tensor, got shape \(1, 1, 8, 8\); for \(C, H, W\) or \(N, C, H, W\) input"),
     (lambda: L.corr2d(torch.rand(4, 4), torch.rand(5, 5)), ValueError, "window 5x5 does not fit in input 4x4"),
     (lambda: L.corr2d(torch.rand(4, 4), torch.rand(3)), ValueError, r"expects a 2-D \(h, w\) kernel"),
     (lambda: L.pool2d(torch.rand(3, 4, 4), (2, 2)), ValueError, r"got shape \(3, 4, 4\)"),

@@ -1,8 +1,8 @@
 """Each claim of the multi-gpu chapter, asserted (CPU here; `cuda` tests on a GPU machine)."""
 from __future__ import annotations
 
+import ast
 import contextlib
-import doctest
 import io
 import os
 import pickle
@@ -22,7 +22,8 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from snippets import ddp_train
 from snippets import multi_gpu as mg
 from snippets.multi_gpu import Net
-from tools.shown_code import chains, expand, parse_page
+from tools.outputs import differs
+from tools.shown_code import error_line, exception_type, expand, includes, parse_page
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "gpu-checkpoints"
@@ -404,59 +405,117 @@ def test_whole_dp_loaded_on_cpu_fails_when_called_but_its_module_works(main_with
     assert dp.module(torch.rand(2, 1, 8, 8)).shape == (2, 2)
 
 
-# ---- the pages' blocks that need a GPU-saved checkpoint, run on the fixtures ----
+# ---- the pages' blocks that need a GPU-saved checkpoint: their code, run on the fixtures ----
 
-GPU_FILE_REASON = "needs a checkpoint saved on a GPU"
-CUDA_DEPENDENT = {"snippets/multi_gpu.py:demo_no_map_location"}  # raises only where CUDA is absent
-_CHECKER = doctest.OutputChecker()
-
-
-def _matches(expected: str, got: str) -> bool:
-    norm = lambda s: "\n".join(line.rstrip() for line in s.strip("\n").split("\n")) + "\n"  # noqa: E731
-    return _CHECKER.check_output(norm(expected), norm(got), doctest.ELLIPSIS)
-
-
-def gpu_file_chains():
-    found = []
-    for lang in ("zh", "en"):
-        page = ROOT / "docs" / lang / "multi-gpu.md"
-        for chain in chains(parse_page(page.read_text(encoding="utf-8"))):
-            if any(GPU_FILE_REASON in m for b in chain for m in b.marks):
-                found.append(pytest.param(chain, id=f"{lang}-line{chain[0].lineno}"))
-    return found
+PAGES = {lang: ROOT / "docs" / lang / "multi-gpu.md" for lang in ("zh", "en")}
+# the section a skipped block shows -> the function holding it; False: `__main__` has no Net
+GPU_FILE_DEMOS = {
+    "demo_saved_devices": (mg.demo_saved_devices, True),
+    "demo_no_map_location": (mg.demo_no_map_location, True),
+    "demo_map_location": (mg.demo_map_location, True),
+    "demo_map_location_dict": (mg.demo_map_location_dict, True),
+    "demo_dp_checkpoint_on_cpu": (mg.demo_dp_checkpoint_on_cpu, True),
+    "demo_whole_default": (mg.demo_whole_default, True),
+    "demo_whole_no_class": (mg.demo_whole_no_class, False),  # a script without Net
+    "demo_whole_trusted": (mg.demo_whole_trusted, True),  # the page defines Net
+    "demo_whole_dp": (mg.demo_whole_dp, True),
+}
+DDP_SECTIONS = ["imports", "helpers", "setup", "train", "finish", "main"]
+DDP_TEST = "tests/test_multi_gpu.py::test_ddp_run_sh_trains_on_two_cpu_processes"
 
 
-def test_the_pages_have_the_gpu_file_blocks():
-    assert len(gpu_file_chains()) == 2 * 6
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-@pytest.mark.parametrize("chain", gpu_file_chains())
-def test_gpu_file_block_runs_on_the_fixture(chain, tmp_path, monkeypatch):
-    sections = {line.strip() for b in chain for line in b.source.splitlines()}
-    if CUDA and sections & CUDA_DEPENDENT:
-        pytest.skip("on a CUDA machine this load succeeds; test_cuda_fixture_loads_on_the_gpu covers it")
+def gpu_file_test(section: str) -> str:
+    return f"tests/test_multi_gpu.py::test_gpu_file_block[{section}]"
+
+
+def page_blocks(lang: str) -> list:
+    return parse_page(PAGES[lang].read_text(encoding="utf-8"), str(PAGES[lang]))
+
+
+def shown_block(lang: str, include: str):
+    """The one block of the page that includes `include` (path:section)."""
+    found = [b for b in page_blocks(lang) if include in includes(b.source)]
+    assert len(found) == 1, f"{lang}: {len(found)} blocks include {include}"
+    return found[0]
+
+
+def gpu_demo_output(section: str, folder: Path) -> tuple[str, BaseException | None]:
+    """Run a demo in `folder` holding copies of the fixtures: what it printed, its error."""
+    demo, net_in_main = GPU_FILE_DEMOS[section]
     for f in FIXTURES.glob("*.pt"):
-        shutil.copy(f, tmp_path)
+        shutil.copy(f, folder)
     main = types.ModuleType("__main__")
-    main.__file__ = str(tmp_path / "page.py")
-    monkeypatch.setitem(sys.modules, "__main__", main)
-    monkeypatch.chdir(tmp_path)
-    for block in chain:
-        must_fail = any(m.startswith("pytest.mark.xfail") for m in block.marks)
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                exec(compile(expand(block.source), f"line {block.lineno}", "exec"), main.__dict__)
-        except Exception as exc:
-            assert must_fail, f"line {block.lineno} raised {exc!r}"
-            assert block.expected and _matches(block.expected, f"{type(exc).__name__}: {exc}"), \
-                f"line {block.lineno}: the page shows\n{block.expected}\nbut it raised\n{type(exc).__name__}: {exc}"
-            assert block is chain[-1]
-            return
-        assert not must_fail, f"line {block.lineno} should have raised"
-        if block.expected is not None:
-            assert _matches(block.expected, out.getvalue()), \
-                f"line {block.lineno}: the page shows\n{block.expected}\nbut it printed\n{out.getvalue()}"
+    if net_in_main:
+        main.Net = Net  # whole_cuda.pt pickled `__main__.Net`
+    out, error, saved = io.StringIO(), None, sys.modules["__main__"]
+    sys.modules["__main__"] = main
+    try:
+        with contextlib.chdir(folder), contextlib.redirect_stdout(out):
+            demo()
+    except Exception as exc:  # noqa: BLE001  (compared with the page below)
+        error = exc
+        out.write(error_line(exc) + "\n")
+    finally:
+        sys.modules["__main__"] = saved
+    return ANSI.sub("", out.getvalue()), error  # torch's message has bold on a terminal
+
+
+@pytest.mark.parametrize("section", GPU_FILE_DEMOS)
+def test_gpu_file_block(section, tmp_path):
+    if CUDA and section == "demo_no_map_location":
+        pytest.skip("on a CUDA machine this load succeeds; test_cuda_fixture_loads_on_the_gpu checks it")
+    printed, error = gpu_demo_output(section, tmp_path)
+    for lang in PAGES:
+        block = shown_block(lang, f"snippets/multi_gpu.py:{section}")
+        assert block.mark("skip") and gpu_file_test(section) in block.mark("skip").reason
+        if block.must_fail:
+            assert isinstance(error, exception_type(block.must_fail)), f"{lang}: {error!r}"
+        else:
+            assert error is None, f"{lang}: {error!r}"
+        assert block.expected is not None and not differs(block.expected, printed), \
+            f"{lang}: the page shows\n{block.expected}\nbut it printed\n{printed}\n" \
+            "(`python -m tests.test_multi_gpu` rewrites these fences)"
+
+
+def test_every_skipped_block_names_the_test_that_runs_its_code():
+    for lang in PAGES:
+        skipped = {}
+        for block in page_blocks(lang):
+            if block.mark("skip"):
+                (include,) = includes(block.source)
+                skipped[include] = block.mark("skip").reason
+        gpu = {f"snippets/multi_gpu.py:{s}": gpu_file_test(s) for s in GPU_FILE_DEMOS}
+        ddp = {f"snippets/ddp_train.py:{s}": DDP_TEST for s in DDP_SECTIONS}
+        assert list(skipped) == list(gpu) + list(ddp)
+        assert all(test in skipped[include] for include, test in {**gpu, **ddp}.items())
+
+
+def test_no_runnable_block_uses_a_name_a_skipped_block_defines():
+    for lang in PAGES:
+        defined, used = set(), set()
+        for block in page_blocks(lang):
+            if block.is_python:
+                tree = ast.parse(expand(block.source))
+                names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+                stored = {n.id for n in ast.walk(tree)
+                          if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                stored |= {n.name for n in ast.walk(tree)
+                           if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+                if block.mark("skip"):
+                    defined |= stored - used
+                else:
+                    assert not (names & defined), f"{lang} line {block.lineno}: {names & defined}"
+                    used |= stored
+
+
+def test_ddp_script_sections_make_the_whole_file():
+    text = (ROOT / "snippets" / "ddp_train.py").read_text(encoding="utf-8")
+    code = re.sub(r"^# --8<-- \[(start|end):\w+\]\n", "", text, flags=re.M)
+    shown = "\n\n\n".join(expand(f'--8<-- "snippets/ddp_train.py:{s}"') for s in DDP_SECTIONS)
+    assert ast.dump(ast.parse(shown)) == ast.dump(ast.parse(code.split('"""', 2)[2]))
 
 
 # ---- DDP ----
@@ -513,28 +572,37 @@ def run_torchrun(tmp_path, nproc: str | None, env_extra: dict) -> str:
 
 
 def check_ddp_run(out: str, tmp_path: Path, world: int, backend: str) -> None:
-    assert f"backend {backend}, {world} processes" in out
-    done = re.findall(r"^rank (\d+)/(\d+) done: params (\w+), checkpoint equals replica: (\w+)$", out, re.M)
-    assert sorted(int(r) for r, *_ in done) == list(range(world))  # every rank finished
-    assert {w for _, w, _, _ in done} == {str(world)} and {ok for *_, ok in done} == {"True"}
-    assert len({h for _, _, h, _ in done}) == 1  # identical parameters on every rank
+    assert out.startswith(f"backend {backend}, {world} processes")
     assert f"parameters identical on all {world} ranks: True" in out
+    # every rank finished, and each one's model equals the file rank 0 saved
+    assert out.endswith(f"the saved file equals each rank's model: {[True] * world}\n")
     assert re.findall(r"^rank \d+ saved .*$", out, re.M) == ["rank 0 saved ddp_out/model.pt"]
     assert "DDP wrapper keys: ['module.0.weight', 'module.0.bias']" in out
-    accuracy = float(re.search(r"^test accuracy ([\d.]+)$", out, re.M).group(1))
-    assert accuracy > 0.85
+    accuracy = re.search(r"^test accuracy ([\d.]+)$", out, re.M).group(1)
+    assert float(accuracy) > 0.85
     assert sorted(p.name for p in (tmp_path / "ddp_out").iterdir()) == ["model.pt"]
     sd = torch.load(tmp_path / "ddp_out" / "model.pt", map_location="cpu", weights_only=True)
     assert list(sd) == ["0.weight", "0.bias", "2.weight", "2.bias"]  # no "module." in the file
     model = ddp_train.build_model()
     model.load_state_dict(sd)
-    assert ddp_train.params_hash(model) == done[0][2]
+    X, y = ddp_train.digits("test").tensors
+    with torch.no_grad():
+        assert f"{(model(X).argmax(1) == y).float().mean().item():.3f}" == accuracy
+
+
+def ddp_run_output_blocks() -> dict:
+    """The expected-output fence under the torchrun command, per language."""
+    return {lang: shown_block(lang, "snippets/ddp_run.sh") for lang in PAGES}
 
 
 @pytest.mark.multiprocess
 def test_ddp_run_sh_trains_on_two_cpu_processes(tmp_path):
     out = run_torchrun(tmp_path, None, {"CUDA_VISIBLE_DEVICES": ""})
     check_ddp_run(out, tmp_path, world=2, backend="gloo")
+    for lang, block in ddp_run_output_blocks().items():  # the output the page shows
+        assert block.expected is not None and not differs(block.expected, out), \
+            f"{lang}: the page shows\n{block.expected}\nbut torchrun printed\n{out}\n" \
+            "(`python -m tests.test_multi_gpu` rewrites this fence)"
 
 
 # ---- on a GPU machine ----
@@ -593,19 +661,38 @@ def test_cuda_fixture_loads_on_the_gpu():
             torch.load(FIXTURES / "sd_cuda1.pt", weights_only=True)
 
 
-def test_downloaded_module_runs_the_gpu_checkpoint_demos_from_files_beside_it(tmp_path, monkeypatch, capsys):
-    """The page's download, alone in a folder with the checkpoints copied next to it (no repository)."""
-    import runpy
+# ---- `python -m tests.test_multi_gpu`: the output fences of the blocks not run with the page ----
 
-    from hooks import downloads
+def write_outputs() -> None:
+    """Rewrite, in both languages, the fences under the GPU-file blocks and the torchrun line."""
+    import tempfile
 
-    script = tmp_path / "multi_gpu.py"
-    script.write_text(downloads.standalone_source(ROOT / "snippets" / "multi_gpu.py"), encoding="utf-8")
-    for checkpoint in FIXTURES.glob("*.pt"):
-        shutil.copy(checkpoint, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [str(script)])
-    runpy.run_path(str(script), run_name="__main__")
-    out = capsys.readouterr().out
-    assert "--- demo_dp_checkpoint_on_cpu" in out and "copy them into the working directory" not in out
-    assert "sd_cuda1.pt ['cuda:1']" in out
+    from tools.outputs import fence_for, mask
+
+    outputs = {}
+    for section in GPU_FILE_DEMOS:
+        with tempfile.TemporaryDirectory() as tmp:
+            outputs[f"snippets/multi_gpu.py:{section}"] = gpu_demo_output(section, Path(tmp))[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run_torchrun(Path(tmp), None, {"CUDA_VISIBLE_DEVICES": ""})
+        check_ddp_run(out, Path(tmp), world=2, backend="gloo")
+        outputs["snippets/ddp_run.sh"] = out
+    for lang, page in PAGES.items():
+        lines = page.read_text(encoding="utf-8").split("\n")
+        edits = []
+        for include, output in outputs.items():
+            block = shown_block(lang, include)
+            fence = fence_for(mask(output))
+            if block.expected_span:
+                first, last = block.expected_span
+                edits.append((first - 1, last, fence))
+            else:
+                edits.append((block.end, block.end, ["", *fence]))
+        for first, last, new in sorted(edits, key=lambda e: e[0], reverse=True):
+            lines[first:last] = new
+        page.write_text("\n".join(lines), encoding="utf-8")
+        print(f"rewrote {page.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    write_outputs()

@@ -1,4 +1,6 @@
 """Each claim of the saving chapter, asserted."""
+import importlib.util
+import inspect
 import pickle
 import sys
 import types
@@ -81,6 +83,99 @@ def test_whole_model_loads_when_trusted(in_tmp):
     whole = S.demo_whole_model(model, x)
     assert isinstance(whole, S.Net) and whole is not model
     assert torch.equal(whole(x), model(x))
+
+
+def test_whole_model_file_loads_only_where_its_class_is(in_tmp, monkeypatch):
+    """Issue 14: a pickled whole model is no way to ship a model without its code."""
+    net_source = inspect.getsource(S.Net)
+    monkeypatch.setattr(S.Net, "__module__", "__main__")  # as when the page defines Net
+    monkeypatch.setattr(sys.modules["__main__"], "Net", S.Net, raising=False)
+    torch.save(S.Net(), "net_whole.pt")
+    assert S.demo_whole_model_needs_class() == (
+        "AttributeError: Can't get attribute 'Net' on <module '__main__' from "
+        f"'{in_tmp / 'without_net.py'}'>")
+    with_class = ("import torch\nfrom torch import nn\n\n" + net_source
+                  + "\nprint(type(torch.load('net_whole.pt', weights_only=False)).__name__)\n")
+    assert S.run_script("with_net.py", with_class) == "Net"
+
+
+def test_run_script_returns_the_last_printed_line(in_tmp):
+    assert S.run_script("two.py", "print('first')\nprint('last')\n") == "last"
+    assert S.run_script("fails.py", "raise KeyError('x')\n") == "KeyError: 'x'"
+
+
+# --- torch.export: shipping a model without its code ----------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    import os
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("export"))
+    try:
+        torch.manual_seed(0)
+        model, x = S.Net().eval(), torch.randn(2, 64)
+        S.demo_export(model, x)
+        return model, x, torch.export.load("net.pt2"), Path.cwd()
+    finally:
+        os.chdir(cwd)
+
+
+def test_exported_program_gives_the_same_outputs(exported, monkeypatch):
+    model, x, loaded, folder = exported
+    monkeypatch.chdir(folder)
+    assert isinstance(loaded, torch.export.ExportedProgram)
+    runnable = S.demo_export_load(model)
+    assert isinstance(runnable, nn.Module)
+    for batch in (1, 2, 5, 17):  # Dim("batch"): any batch size
+        xb = torch.randn(batch, 64)
+        assert torch.equal(runnable(xb), model(xb))
+        assert torch.equal(runnable(xb), runnable(xb))  # dropout is off in the graph
+
+
+def test_exported_graph_holds_operators_and_dropout_as_it_ran(exported, capsys):
+    model, x, loaded, _ = exported
+    ops = [str(n.target) for n in loaded.graph.nodes if n.op == "call_function"]
+    assert ops == ["aten.linear.default", "aten.dropout.default", "aten.relu.default",
+                   "aten.linear.default"]
+    dropout = next(n for n in loaded.graph.nodes if str(n.target) == "aten.dropout.default")
+    assert dropout.args[1:] == (0.2, False)  # p, train: recorded in eval mode
+    in_train_mode = torch.export.export(S.Net().train(), (x,))
+    dropout = next(n for n in in_train_mode.graph.nodes if "dropout" in str(n.target))
+    assert dropout.args[1:] == (0.2, True)
+
+
+def test_export_without_dynamic_shapes_accepts_only_the_example_batch(exported):
+    model, x, _, _ = exported
+    fixed = torch.export.export(model, (x,)).module()
+    assert torch.equal(fixed(x), model(x))
+    with pytest.raises(AssertionError, match=r"Guard failed: x.size\(\)\[0\] == 2"):
+        fixed(torch.randn(5, 64))
+
+
+def test_exported_file_loads_in_a_script_without_the_class(exported, monkeypatch):
+    model, _, _, folder = exported
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # `snippets` cannot be imported there
+    assert S.demo_export_without_net(model) == "True"
+    torch.save(model, "whole_from_snippets.pt")  # the same model, pickled: refused there
+    assert S.run_script("whole.py", "import torch\ntorch.load('whole_from_snippets.pt', "
+                                    "weights_only=False)\n") == \
+        "ModuleNotFoundError: No module named 'snippets'"
+
+
+def test_onnx_export_builds_on_torch_export_and_needs_onnxscript(in_tmp):
+    assert inspect.signature(torch.onnx.export).parameters["dynamo"].default is True
+    if importlib.util.find_spec("onnxscript") is not None:
+        pytest.skip("onnxscript is installed here")
+    with pytest.raises(ModuleNotFoundError, match="onnxscript"):
+        torch.onnx.export(S.Net().eval(), (torch.randn(2, 64),), "net.onnx")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_no_longer_sells_a_whole_model_as_a_way_to_hide_code(lang):
+    page = (Path(__file__).parents[1] / "docs" / lang / "saving.md").read_text()
+    assert "should not need its code" not in page and "不想让使用者接触模型代码" not in page
+    assert "torch.export.save" in page and "torch.export.load" in page and "ONNX" in page
 
 
 # --- E9: the extension -------------------------------------------------------------------

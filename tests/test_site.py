@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.shown_code import ROOT, chains, expand, includes, parse_page
+from tools.shown_code import ROOT, MarkerError, expand, includes, parse_page
 
 DOCS = ROOT / "docs"
 LANGS = ("zh", "en")
@@ -79,21 +79,29 @@ def test_every_block_is_run_or_skipped_with_a_reason(page):
 
 
 def block_problems(text: str) -> list[str]:
-    """Why a page's fences would escape the test run (empty when every block is accounted for)."""
+    """Why a page's fences would escape the test run or break the page model (empty when none)."""
     problems = []
-    for b in parse_page(text):
+    try:
+        blocks = parse_page(text)
+    except MarkerError as err:
+        return [str(err)]
+    for b in blocks:
         where = f"line {b.lineno}"
+        if b.cont:
+            problems.append(f"{where}: `cont` marker: a page is one program now, every block continues the last")
         if b.is_python:
             if b.info != b.lang:
                 problems.append(f"{where}: fence options ({b.info!r}) are not allowed; use a plain ```python")
-            for mark in b.marks:
-                if re.match(r"pytest\.mark\.skip(if)?\b", mark) and "reason=" not in mark:
-                    problems.append(f"{where}: {mark} has no reason")
+            skip = b.mark("skip")
+            if skip and not re.search(r"tests/test_\w+\.py", skip.reason):
+                problems.append(f"{where}: a skip reason must name the test that runs this code instead")
             code = expand(b.source)
             if re.search(r"^\s*(from|import)\s+snippets\b", code, re.M):
                 problems.append(f"{where}: a shown block imports the project's `snippets` package")
             if not includes(b.source):
                 problems.append(f"{where}: code typed in Markdown; include it from snippets/")
+            if re.search(r"^\s*-+8<-+\s*$", b.source, re.M):
+                problems.append(f"{where}: write one `--8<-- \"file:section\"` line per include, blank lines between")
         elif b.lang in ("bash", "sh", "shell", "console"):
             if not includes(b.source) or expand(b.source).strip() == b.source.strip():
                 problems.append(f"{where}: shell blocks may only include files that a test executes")
@@ -105,16 +113,18 @@ def block_problems(text: str) -> list[str]:
             problems.append(f"{where}: fence language {b.lang!r} is neither run nor allowed; use ```python")
         else:
             problems.append(f"{where}: a {b.lang or 'plain'} fence that is not an expected output is typed output")
-    try:
-        chains(parse_page(text))
-    except ValueError as err:
-        problems.append(str(err))
     return problems
 
 
 @pytest.mark.parametrize("fence, problem", [
     ('```py title="x.py"\nprint(1)\n```', "fence options"),
-    ('<!--pytest.mark.skip-->\n```python\n--8<-- "snippets/layers.py:imports"\n```', "has no reason"),
+    ('<!--pytest.mark.skip-->\n```python\n--8<-- "snippets/layers.py:imports"\n```', "needs reason="),
+    ('<!--pytest.mark.skip(reason="x")-->\n```python\n--8<-- "snippets/layers.py:imports"\n```',
+     "must name the test"),
+    ('<!--pytest.mark.xfail(raises=__import__("pickle").X, strict=True)-->\n```python\n--8<-- "a:b"\n```',
+     "page:1: bad marker"),
+    ('<!--pytest-codeblocks:cont-->\n```python\n--8<-- "snippets/layers.py:imports"\n```', "one program"),
+    ('```python\n--8<--\nsnippets/layers.py:imports\n--8<--\n```', "one `--8<--"),
     ("```python\nprint(1)\n```", "code typed in Markdown"),
     ("```pycon\n>>> 1\n```", "neither run nor allowed"),
     ("```text\n1\n```", "typed output"),

@@ -14,8 +14,8 @@ TASK1 = [
 PNG 文件夹，用 `ImageFolder` 读进来，搭一个小 CNN 并按[参数初始化](../../init/)一章的方式初始化，
 训练、评估，最后画出损失曲线和一些预测。
 
-每个代码单元都来自对应章节展示并测试过的代码（仓库里的 `snippets/`），本站构建时会从上到下执行一遍，
-所以下面的输出都是真实运行结果。用右上角的按钮下载后，装好项目的 `requirements.txt` 就能直接运行；
+每个代码单元都来自对应章节展示并测试过的代码（仓库里的 `snippets/`）。网站每次构建都会把它从上到下
+执行一遍，所以单元格下面的输出都是真实运行结果。装好项目的 `requirements.txt` 就能直接运行；
 它会在当前目录写入 `digits/` 文件夹和两张 PNG 图，在 CPU 上不到一分钟就能跑完。
 """, "en": """
 # Task1 lab: from an image folder to a trained CNN
@@ -26,9 +26,9 @@ handwritten digits that ship with scikit-learn as a folder of PNG files, reads t
 it, and finally draws the loss curves and some predictions.
 
 Every code cell is code that a chapter shows and tests (`snippets/` in the repository). The site runs
-this notebook top to bottom when it is built, so the outputs below are real. Download it with the button
-at the top right; with the project's `requirements.txt` installed it runs as it is. It writes a
-`digits/` folder and two PNG pictures into the working folder, and finishes in under a minute on a CPU.
+this notebook top to bottom at every build, so the outputs under the cells are real. With the project's
+`requirements.txt` installed it runs as it is. It writes a `digits/` folder and two PNG pictures into the
+working folder, and finishes in under a minute on a CPU.
 """},
     {"zh": """
 ## 1. 数据：用 ImageFolder 读取图片文件夹
@@ -44,7 +44,8 @@ one-folder-per-class layout (a stratified split), `data_transform` turns each pi
 one-channel tensor normalised to [-1, 1], and `open_image_folder` checks the layout before handing the
 folder to `datasets.ImageFolder`, with a clear message when something is wrong.
 """},
-    ["snippets/data.py:imports", "snippets/data.py:write_digit_folders", "snippets/data.py:transform",
+    ["snippets/data.py:imports_dataset", "snippets/data.py:imports_folders", "snippets/data.py:imports_transform",
+     "snippets/data.py:imports_open", "snippets/data.py:write_digit_folders", "snippets/data.py:transform",
      "snippets/data.py:open_image_folder"],
     {"zh": """
 这里用 `size=8`：保留数字原本的 8×8 分辨率，正好是下面这个 CNN 的输入尺寸。`ImageFolder` 在每一轮都会重新打开、
@@ -155,8 +156,8 @@ TASK3 = [
 这个 notebook 把 Task3 各章连成一条线：用两种容器写同一个模型，在真实手写数字上训练，
 包进 `nn.DataParallel`，保存，再在 CPU 上把权重载入一个从未包装过的普通模型，确认预测完全相同。
 
-每个代码单元都来自对应章节展示并测试过的代码，本站构建时会从上到下执行一遍，下面的输出都是真实结果。
-下载后装好项目的 `requirements.txt` 即可运行（有没有 GPU 都行），它会在当前目录写入两个 `.pt` 文件。
+每个代码单元都来自对应章节展示并测试过的代码。网站每次构建都会把它从上到下执行一遍，单元格下面的输出都是真实结果。
+装好项目的 `requirements.txt` 即可运行（有没有 GPU 都行），它会在当前目录写入两个 `.pt` 文件。
 """, "en": """
 # Task3 lab: containers, DataParallel, saving and loading
 
@@ -164,8 +165,8 @@ This notebook joins the Task3 chapters into one line: one model written with two
 real handwritten digits, wrapped in `nn.DataParallel`, saved, and loaded on the CPU into a plain model
 that was never wrapped, which then makes exactly the same predictions.
 
-Every code cell is code that a chapter shows and tests; the site runs this notebook top to bottom when it
-is built, so the outputs below are real. Once downloaded, it runs with the project's `requirements.txt`
+Every code cell is code that a chapter shows and tests; the site runs this notebook top to bottom at
+every build, so the outputs under the cells are real. It runs with the project's `requirements.txt`
 installed, with or without a GPU, and writes two `.pt` files into the working folder.
 """},
     {"zh": """

@@ -1,31 +1,102 @@
-"""Read the code blocks a page shows, exactly as the site renders them.
+"""Read the code blocks a page shows, exactly as the site renders them, and run them.
 
-A page's Python fence usually holds only `--8<-- "snippets/x.py:section"` lines;
-`expand()` runs them through pymdownx.snippets configured from mkdocs.yml, so
-tests run the very code a reader copies. `parse_page()` understands the marker
-comments of pytest-codeblocks, placed on the lines before a fence:
+A page is one program: its Python blocks run in order in one namespace, as a
+notebook's cells do, in an empty folder, as `__main__`. A fence usually holds only
+`--8<-- "snippets/x.py:section"` lines; `expand()` runs them through
+pymdownx.snippets configured from mkdocs.yml, so tests run the very code a reader
+copies. The marker comments are pytest-codeblocks' syntax, on the lines before a
+fence, read with `ast` (never evaluated):
 
-    <!--pytest.mark.skip(reason="...")-->              any pytest mark
-    <!--pytest.mark.xfail(raises=TypeError, strict=True)-->
-    <!--pytest-codeblocks:cont-->                      continue the previous block
-    <!--pytest-codeblocks:expected-output-->           the next fence is the output
-                                                       (or the error line) of the block before
+    <!--pytest.mark.skip(reason="...")-->                  not run here; the reason names
+                                                          the test that runs this code
+    <!--pytest.mark.xfail(raises=ValueError, strict=True)-->  must fail with that error;
+                                                          the page goes on after it
+    <!--pytest.mark.cuda-->                               runs only where CUDA is present
+    <!--pytest.mark.multiprocess-->  <!--pytest.mark.slow-->  select the page's test
+    <!--pytest-codeblocks:expected-output-->              the next fence is the output of
+                                                          the block before (for a block
+                                                          that must fail: what it printed,
+                                                          then `Type: message`)
 
-Unlike pytest-codeblocks' own runner, each block of a `cont` chain keeps its own
-expected output, and exceptions keep their real type.
+The same `run_program()` runs a page in the tests (conftest.py), rewrites its
+expected outputs (tools/outputs.py) and checks the notebooks (tests/test_downloads.py).
 """
 from __future__ import annotations
 
+import ast
+import contextlib
+import importlib
+import io
+import os
 import re
+import sys
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_FENCES = {"python", "py", "python3"}
 MARKER = re.compile(r"^<!--\s*(pytest\.mark\..*|pytest-codeblocks:[\w-]+)\s*-->$")
+SELECTING_MARKS = {"cuda", "multiprocess", "slow"}
+
+
+class MarkerError(ValueError):
+    """A marker comment this runner does not understand (reported as page:line)."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    name: str                  # skip, xfail, cuda, multiprocess, slow
+    reason: str | None = None  # skip
+    raises: str | None = None  # xfail: dotted exception name, e.g. "pickle.UnpicklingError"
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    raise ValueError("raises= must name an exception class, e.g. raises=ValueError")
+
+
+def parse_mark(text: str, where: str = "") -> Mark:
+    """`pytest.mark.xfail(raises=ValueError, strict=True)` -> Mark("xfail", raises="ValueError")."""
+    try:
+        node = ast.parse(text, mode="eval").body
+        call = node if isinstance(node, ast.Call) else None
+        target = call.func if call else node
+        name = _dotted(target).removeprefix("pytest.mark.")
+        kwargs = {k.arg: k.value for k in (call.keywords if call else [])}
+        if call and call.args:
+            raise ValueError("write arguments by name (reason=..., raises=...)")
+        if name == "skip":
+            reason = kwargs.get("reason")
+            if not (isinstance(reason, ast.Constant) and isinstance(reason.value, str) and reason.value):
+                raise ValueError('a skip needs reason="..." naming the test that runs this code')
+            return Mark("skip", reason=reason.value)
+        if name == "xfail":
+            strict = kwargs.get("strict")
+            if "raises" not in kwargs or not (isinstance(strict, ast.Constant) and strict.value is True):
+                raise ValueError("a block that must fail is marked xfail(raises=SomeError, strict=True)")
+            return Mark("xfail", raises=_dotted(kwargs["raises"]))
+        if name in SELECTING_MARKS and not kwargs:
+            return Mark(name)
+        raise ValueError(f"unknown mark {name!r}; use skip, xfail, {', '.join(sorted(SELECTING_MARKS))}")
+    except (SyntaxError, ValueError) as err:
+        raise MarkerError(f"{where}: bad marker <!--{text}-->: {err}") from None
+
+
+def exception_type(dotted: str) -> type[BaseException]:
+    """The class a `raises=` names: a builtin (ValueError) or module.Class (pickle.UnpicklingError)."""
+    module, _, name = dotted.rpartition(".")
+    found = getattr(importlib.import_module(module or "builtins"), name)
+    if not (isinstance(found, type) and issubclass(found, BaseException)):
+        raise TypeError(f"raises={dotted} is not an exception class")
+    return found
 
 
 @dataclass
@@ -33,36 +104,53 @@ class Block:
     lang: str
     info: str                 # the whole fence info string, e.g. 'python title="x.py"'
     source: str               # the fence body as written in the Markdown
-    lineno: int
-    marks: list[str] = field(default_factory=list)
-    cont: bool = False
+    lineno: int               # first line of the body (1-based)
+    end: int = 0              # line of the closing fence (1-based)
+    marks: list[Mark] = field(default_factory=list)
+    cont: bool = False        # an old `pytest-codeblocks:cont` marker (pages are one program now)
     expected: str | None = None
+    expected_span: tuple[int, int] | None = None  # marker line .. closing fence (1-based)
+    section: str = ""         # the `##` heading the block sits under
+    expanded: bool = False    # source is plain code already (a notebook cell), not includes
 
     @property
     def is_python(self) -> bool:
         return self.lang in PYTHON_FENCES
 
+    def mark(self, name: str) -> Mark | None:
+        return next((m for m in self.marks if m.name == name), None)
 
-def parse_page(text: str) -> list[Block]:
+    @property
+    def must_fail(self) -> str | None:
+        """The dotted name of the error this block must raise, or None."""
+        mark = self.mark("xfail")
+        return mark.raises if mark else None
+
+
+def parse_page(text: str, where: str = "page") -> list[Block]:
     """Split a Markdown page into fenced blocks with their markers."""
     blocks: list[Block] = []
-    marks: list[str] = []
-    cont = expect_output = False
+    marks: list[Mark] = []
+    cont = False
+    expect_at = 0
+    section = ""
     lines = text.split("\n")
     i = 0
     while i < len(lines):
         stripped = lines[i].strip()
+        if lines[i].startswith("## "):
+            section = lines[i][3:].strip()
         m = MARKER.match(stripped)
         if m:
             word = m.group(1)
             if word.startswith("pytest.mark."):
-                marks.append(word)
+                marks.append(parse_mark(word, f"{where}:{i + 1}"))
             elif word == "pytest-codeblocks:cont":
                 cont = True
             elif word == "pytest-codeblocks:expected-output":
-                expect_output = True
+                expect_at = i + 1
             else:
-                raise ValueError(f"line {i + 1}: unknown marker {word!r}")
+                raise MarkerError(f"{where}:{i + 1}: unknown marker {word!r}")
             i += 1
             continue
         fence = re.match(r"^(\s*)(`{3,}|~{3,})(.*)$", lines[i])
@@ -75,16 +163,18 @@ def parse_page(text: str) -> list[Block]:
         while i < len(lines) and not lines[i].strip().startswith(ticks):
             body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
+        end = i + 1
         i += 1  # closing fence
         source = "\n".join(body) + "\n"
         lang = re.split(r"[\s{]", info.lstrip("{."), maxsplit=1)[0] if info else ""
-        if expect_output:
+        if expect_at:
             if not blocks:
-                raise ValueError(f"line {start}: expected-output before any code block")
+                raise MarkerError(f"{where}:{start}: expected-output before any code block")
             blocks[-1].expected = source
-            expect_output = False
+            blocks[-1].expected_span = (expect_at, end)
+            expect_at = 0
             continue
-        blocks.append(Block(lang, info, source, start, marks, cont))
+        blocks.append(Block(lang, info, source, start, end, marks, cont, section=section))
         marks, cont = [], False
     return blocks
 
@@ -96,10 +186,13 @@ class _IgnoreTags(yaml.SafeLoader):
 _IgnoreTags.add_multi_constructor("", lambda loader, suffix, node: None)
 
 
+def mkdocs_config() -> dict:
+    return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_IgnoreTags)
+
+
 def snippet_options() -> dict:
     """mkdocs.yml's pymdownx.snippets options, with base_path resolved to the project root."""
-    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_IgnoreTags)
-    for ext in cfg["markdown_extensions"]:
+    for ext in mkdocs_config()["markdown_extensions"]:
         if isinstance(ext, dict) and "pymdownx.snippets" in ext:
             opts = dict(ext["pymdownx.snippets"] or {})
             break
@@ -140,16 +233,81 @@ def includes(source: str) -> list[str]:
     return found
 
 
-def chains(blocks: list[Block]) -> list[list[Block]]:
-    """Group Python blocks into runs: a block plus the `cont` blocks that follow it."""
-    out: list[list[Block]] = []
-    for b in blocks:
-        if not b.is_python:
-            continue
-        if b.cont:
-            if not out:
-                raise ValueError(f"line {b.lineno}: cont marker but no Python block before it")
-            out[-1].append(b)
-        else:
-            out.append([b])
-    return out
+def python_blocks(blocks: list[Block]) -> list[Block]:
+    return [b for b in blocks if b.is_python]
+
+
+# --- running a page ------------------------------------------------------------------------------
+@dataclass
+class Result:
+    block: Block
+    output: str = ""                      # what the block printed (and, if it failed, `Type: message`)
+    error: BaseException | None = None    # the exception it raised, if any
+    skipped: str | None = None            # why it did not run
+
+    @property
+    def failed_as_it_must(self) -> bool:
+        return bool(self.block.must_fail and self.error is not None
+                    and isinstance(self.error, exception_type(self.block.must_fail)))
+
+
+def skip_reason(block: Block, *, cuda: bool) -> str | None:
+    """Why a block is not run here (None: run it)."""
+    if block.mark("skip"):
+        return block.mark("skip").reason
+    if block.mark("cuda") and not cuda:
+        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    return None
+
+
+def error_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def fresh_main(workdir: Path, filename: str) -> Iterator[types.ModuleType]:
+    """A new `__main__` module, with `workdir` as the current folder, restored afterwards."""
+    main = types.ModuleType("__main__")  # a fresh script module: pickling and guards work
+    main.__file__ = str(Path(workdir) / filename)
+    main.__builtins__ = __builtins__
+    saved_main, saved_cwd = sys.modules["__main__"], os.getcwd()
+    sys.modules["__main__"] = main
+    os.chdir(workdir)
+    try:
+        yield main
+    finally:
+        sys.modules["__main__"] = saved_main
+        os.chdir(saved_cwd)
+
+
+def run_program(blocks: list[Block], workdir: Path, *, name: str = "page.py",
+                cuda: bool | None = None) -> Iterator[Result]:
+    """Run Python blocks in order in one namespace; yield each block's result as it finishes.
+
+    A block marked to fail must raise its error (else the result has error=None and the
+    caller reports it); any other error stops the program after yielding its result.
+    """
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    with fresh_main(workdir, name) as main:
+        for block in python_blocks(blocks):
+            reason = skip_reason(block, cuda=cuda)
+            if reason:
+                yield Result(block, skipped=reason)
+                continue
+            out = io.StringIO()
+            result = Result(block)
+            try:
+                with contextlib.redirect_stdout(out):
+                    code = block.source if block.expanded else expand(block.source)
+                    exec(compile(code, f"{name}:{block.lineno}", "exec"), main.__dict__)
+            except Exception as exc:  # noqa: BLE001  (reported to the caller with its real type)
+                result.error = exc
+                out.write(("" if out.getvalue().endswith("\n") or not out.getvalue() else "\n")
+                          + error_line(exc) + "\n")
+            result.output = out.getvalue()
+            yield result
+            if result.error is not None and not result.failed_as_it_must:
+                return

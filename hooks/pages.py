@@ -1,0 +1,112 @@
+"""Chapter pages: how to run them, their outputs labelled, and their downloads.
+
+A chapter is a page with Python blocks. Under its title it says, in the page's language, how
+to run it (the blocks in order, or a download); each expected-output fence gets the label
+输出 / Output and the class `tpn-output`; and the page is written next to itself as a script
+(<slug>.py) and a notebook (<slug>.ipynb), made by tools/chapter_export.py from the page's own
+Markdown, plus the files its front matter lists under `downloads:` (multi-gpu: ddp_train.py, a
+script that torchrun starts, which the page shows in sections).
+overrides/main.html links them with words.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+from mkdocs.plugins import event_priority
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mkdocs loads hooks by path
+from tools import chapter_export  # noqa: E402
+from tools.shown_code import ROOT, parse_page  # noqa: E402
+
+_OUTPUT_FENCE = re.compile(r"^(<!--pytest-codeblocks:expected-output-->\n)```text$", re.M)
+_TITLE = re.compile(r"^# .*$", re.M)
+
+RUN_NOTE = {
+    "zh": ('!!! tip "怎样运行本章"\n'
+           "    本页的代码块是一个完整的程序：在一个空文件夹里按顺序运行（像 notebook 的单元格一样），"
+           "后面的代码块会用到前面定义的函数和变量。每个代码块下面标着“输出”的是它真实的运行结果。"
+           "也可以下载整章：{links}。装好项目 `requirements.txt` 里的包就能从头运行到尾。"),
+    "en": ('!!! tip "How to run this chapter"\n'
+           "    The blocks on this page are one program: run them in order in an empty folder, as "
+           "a notebook's cells, since later blocks use what earlier ones define. Under each block, "
+           "\"Output\" is what it really printed. Or download the whole chapter: {links}. With the "
+           "project's `requirements.txt` installed, either runs top to bottom."),
+}
+LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
+
+
+def _lang(config) -> str:
+    language = config.theme["language"]
+    return language if language in RUN_NOTE else "zh"
+
+
+def _default_lang(config) -> str:
+    i18n = config.plugins.get("i18n")
+    langs = getattr(getattr(i18n, "config", None), "languages", None) or []
+    return next((lang.locale for lang in langs if getattr(lang, "default", False)), "zh")
+
+
+def is_chapter(markdown: str) -> bool:
+    return any(b.is_python for b in parse_page(markdown))
+
+
+def on_page_markdown(markdown, page, config, files):
+    src = Path(page.file.src_uri)
+    page.chapter_downloads = []
+    if src.suffix != ".md" or not is_chapter(markdown):
+        return markdown
+    lang, slug = _lang(config), src.stem
+    site_url = config.site_url or "https://example.invalid/"
+    url = chapter_export.page_address(site_url, lang, _default_lang(config), src.name)
+    lang_base = chapter_export.page_address(site_url, lang, _default_lang(config), "index.md")
+    chapter = chapter_export.read_chapter(markdown, url, lang_base, where=str(src))
+    page.chapter_files = {
+        f"{slug}.ipynb": nbformat.writes(chapter_export.notebook(chapter, lang)) + "\n",
+        f"{slug}.py": chapter_export.script(chapter, lang, f"{slug}.py"),
+    }
+    for rel in page.meta.get("downloads", []):
+        page.chapter_files[Path(rel).name] = (ROOT / rel).read_text(encoding="utf-8")
+    words = LINK_WORDS[lang]
+    page.chapter_downloads = [(f"{slug}.ipynb", words[0]), (f"{slug}.py", words[1])]
+    page.chapter_downloads += [(name, name) for name in list(page.chapter_files)[2:]]
+    links = "、".join if lang == "zh" else ", ".join
+    note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
+    markdown = _OUTPUT_FENCE.sub(
+        lambda m: m[1] + '```{.text .tpn-output title="' + ("输出" if lang == "zh" else "Output") + '"}',
+        markdown)
+    title = _TITLE.search(markdown)
+    if title:
+        markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]
+    return markdown
+
+
+@event_priority(-100)  # after mkdocs-jupyter has copied a lab's .ipynb next to its page
+def on_post_page(output, page, config):
+    if page.file.src_uri.endswith(".ipynb"):
+        _hosted_links_in_lab(page, config)
+    files = getattr(page, "chapter_files", {})
+    if files:
+        folder = Path(config.site_dir) / Path(page.file.dest_uri).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+    return output
+
+
+def _hosted_links_in_lab(page, config) -> None:
+    """The lab notebook a reader downloads links to the hosted site, not to `../../init/`."""
+    path = Path(config.site_dir) / Path(page.file.dest_uri).parent / Path(page.file.src_uri).name
+    if not path.is_file():
+        return
+    site_url = config.site_url or "https://example.invalid/"
+    lang = _lang(config)
+    lang_base = chapter_export.page_address(site_url, lang, _default_lang(config), "index.md")
+    url = lang_base + page.url.removeprefix(f"{lang}/") if lang != _default_lang(config) else site_url + page.url
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = chapter_export.hosted_links(cell.source, url, lang_base)
+    nbformat.write(nb, path)

@@ -1,0 +1,211 @@
+"""Chapters read like a textbook (DESIGN.md §3): each page is one program, shown in short blocks,
+each function or class shown once; what the built site shows is what runs; the downloads run."""
+from __future__ import annotations
+
+import ast
+import html
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from tools import chapter_export
+from tools.shown_code import ROOT, parse_page, python_blocks
+
+LANGS = ("zh", "en")
+MAX_LINES, MEDIAN_LINES, LINE_LENGTH = 45, 15, 88
+
+
+def chapter_pages() -> list[str]:
+    """The pages under the nav's Task1 and Task3 sections (the chapters)."""
+    nav = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)["nav"]
+    sections = [entry for item in nav for title, entry in item.items() if title in ("Task1 基础", "Task3 进阶")]
+    assert len(sections) == 2
+    return [page for section in sections for item in section for page in item.values()]
+
+
+CHAPTERS = chapter_pages()
+
+
+def site_folder(site: Path, lang: str, page: str) -> Path:
+    stem = Path(page).stem
+    return site / stem if lang == "zh" else site / lang / stem
+
+
+def html_python_blocks(site: Path, lang: str, page: str) -> list[str]:
+    """The code of each Python block as the built page shows it (what a reader copies)."""
+    text = (site_folder(site, lang, page) / "index.html").read_text(encoding="utf-8")
+    found = re.findall(r'<div class="language-python highlight"><pre>.*?<code>(.*?)</code></pre>', text, re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", code)).rstrip("\n") for code in found]
+
+
+def page_blocks(page: str, lang: str = "en"):
+    path = ROOT / "docs" / lang / page
+    return python_blocks(parse_page(path.read_text(encoding="utf-8"), str(path)))
+
+
+def defined_names(code: str) -> set[str]:
+    """Functions and classes a block defines at its top level (inside if/try/with too)."""
+    names, todo = set(), list(ast.parse(code).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+            todo += [n for field in ("body", "orelse", "finalbody", "handlers") for n in getattr(node, field, [])]
+        elif isinstance(node, ast.ExceptHandler):
+            todo += node.body
+    return names
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_each_function_and_class_is_shown_once(built_site, page, lang):
+    where: dict[str, list[int]] = {}
+    for n, code in enumerate(html_python_blocks(built_site, lang, page), 1):
+        for name in defined_names(code):
+            where.setdefault(name, []).append(n)
+    assert {name: blocks for name, blocks in where.items() if len(blocks) > 1} == {}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_the_site_shows_the_code_that_runs(built_site, page, lang):
+    shown = html_python_blocks(built_site, lang, page)
+    assert shown == [chapter_export.block_code(b) for b in page_blocks(page, lang)]
+
+
+def test_shown_blocks_are_short(built_site, capsys):
+    lengths = {page: [len(code.split("\n")) for code in html_python_blocks(built_site, "en", page)]
+               for page in CHAPTERS}
+    every = sorted(n for counts in lengths.values() for n in counts)
+    with capsys.disabled():
+        print(f"\nshown Python blocks: {len(every)}, median {statistics.median(every):g}, longest {max(every)}")
+        for page, counts in lengths.items():
+            print(f"  {page}: {len(counts)} blocks, median {statistics.median(counts):g}, longest {max(counts)}")
+    assert statistics.median(every) <= MEDIAN_LINES
+    assert [(p, n) for p, counts in lengths.items() for n in counts if n > MAX_LINES] == []
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_shown_code_reads_cleanly(built_site, page):
+    """Lines of at most 88 characters, a blank line before each top-level definition that
+    follows other code, and no name imported that the page's program never uses."""
+    problems = []
+    for n, code in enumerate(html_python_blocks(built_site, "en", page), 1):
+        lines = code.split("\n")
+        problems += [f"block {n}: line of {len(line)} characters" for line in lines if len(line) > LINE_LENGTH]
+        for i, line in enumerate(lines[1:], 1):
+            before = lines[i - 1].strip()
+            if re.match(r"(def|class|async def|@)\s*\w", line) and before and not before.startswith(("@", "#")):
+                problems.append(f"block {n}: no blank line before `{line[:40]}`")
+    script = (site_folder(built_site, "en", page) / f"{Path(page).stem}.py").read_text(encoding="utf-8")
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F401,F811,F821",
+                           "--output-format", "concise", "--stdin-filename", f"{Path(page).stem}.py", "-"],
+                          input=script, capture_output=True, text=True)
+    problems += [line for line in lint.stdout.splitlines() if re.search(r":\d+:\d+: F", line)]
+    assert problems == []
+
+
+# --- the downloads ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_every_chapter_offers_a_notebook_and_a_script_in_words(built_site, page):
+    stem = Path(page).stem
+    for lang, words in (("zh", ("下载 Notebook", "下载脚本")), ("en", ("Download notebook", "Download script"))):
+        text = (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")
+        for name, word in zip((f"{stem}.ipynb", f"{stem}.py"), words):
+            assert re.search(rf'<a href="{re.escape(name)}" download class="md-button tpn-download">.*?'
+                             rf"<span>{word}</span></a>", text, re.S), (lang, name)
+            assert (site_folder(built_site, lang, page) / name).is_file()
+
+
+def _code_only(script: str) -> str:
+    """A script without its docstring and comments: the same in both languages."""
+    body = script.split('"""', 2)[2]
+    return "\n".join(line for line in body.split("\n") if line.strip() and not line.lstrip().startswith("#"))
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_downloads_hold_the_page_and_link_to_the_hosted_site(built_site, page):
+    stem = Path(page).stem
+    scripts, notebooks = {}, {}
+    for lang in LANGS:
+        folder = site_folder(built_site, lang, page)
+        scripts[lang] = (folder / f"{stem}.py").read_text(encoding="utf-8")
+        notebooks[lang] = nbformat.read(folder / f"{stem}.ipynb", as_version=4)
+        nbformat.validate(notebooks[lang])
+        prose = "\n".join(c.source for c in notebooks[lang].cells if c.cell_type == "markdown")
+        assert "](../" not in prose and "](#" not in prose and ".md)" not in prose
+        assert "<!--pytest" not in prose and "--8<--" not in prose and "!!! " not in prose
+        assert "https://" in scripts[lang].split("\n", 3)[2]
+    assert _code_only(scripts["zh"]) == _code_only(scripts["en"])
+    code = {lang: [c.source for c in nb.cells if c.cell_type == "code"] for lang, nb in notebooks.items()}
+    assert code["zh"] == code["en"]
+    # every block the page runs is a cell, in order; what fails on purpose is tagged so "Run all" goes on
+    blocks = [b for b in page_blocks(page) if not b.mark("skip")]
+    assert code["en"] == [chapter_export.block_code(b) for b in blocks]
+    tagged = [c.metadata.get("tags") == ["raises-exception"] for c in notebooks["en"].cells if c.cell_type == "code"]
+    assert tagged == [bool(b.must_fail) for b in blocks]
+
+
+@pytest.fixture(scope="session")
+def downloaded_runs(built_site, tmp_path_factory) -> dict[tuple[str, str], tuple[dict, Path]]:
+    """Each chapter's English script and Chinese notebook, copied from the built site alone into an
+    empty folder and run as a reader runs them (tests/plain_run.py), without the repository."""
+    base = tmp_path_factory.mktemp("downloads")
+    files = {}
+    for page in CHAPTERS:
+        stem = Path(page).stem
+        for lang, name in (("en", f"{stem}.py"), ("zh", f"{stem}.ipynb")):
+            folder = base / f"{lang}-{name}"
+            folder.mkdir()
+            files[(page, name)] = Path(shutil.copy(site_folder(built_site, lang, page) / name, folder))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    order = sorted(files.values(), key=lambda f: -f.stat().st_size)
+    subprocess.run([sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", *map(str, order)],
+                   cwd=base, env=env, check=True, timeout=900)
+    results = json.loads((base / "results.json").read_text())
+    return {key: (results[str(path)], path) for key, path in files.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["script", "notebook"])
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_downloads_run_top_to_bottom_in_an_empty_folder(downloaded_runs, page, kind):
+    name = f"{Path(page).stem}.{'py' if kind == 'script' else 'ipynb'}"
+    result, path = downloaded_runs[(page, name)]
+    err = Path(f"{path}.err").read_text(errors="replace")
+    assert result["returncode"] == 0, f"{name}: exit {result['returncode']}\n{err[-3000:]}"
+    printed = Path(f"{path}.out").read_text(errors="replace")
+    shown = [b.expected for b in page_blocks(page) if b.expected and not b.mark("skip")]
+    first = next((line for text in shown for line in text.split("\n") if line.strip() and "..." not in line), None)
+    assert first is None or first.strip() in printed  # it printed what the page shows
+
+
+def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = x + 1")]
+    nb.cells[1].metadata["tags"] = ["raises-exception"]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, str(ROOT / "tests" / "plain_run.py"), "r.json", str(path)],
+                   cwd=tmp_path, env=env, check=True)
+    assert json.loads((tmp_path / "r.json").read_text())[str(path)]["returncode"] == 1
+    assert "tagged raises-exception but ran without error" in (tmp_path / "nb.ipynb.err").read_text()
+
+
+def test_a_page_offers_the_files_its_front_matter_lists(built_site):
+    """multi-gpu shows ddp_train.py in sections; torchrun starts the whole file, offered as it is."""
+    for lang in LANGS:
+        folder = site_folder(built_site, lang, "multi-gpu.md")
+        assert '<a href="ddp_train.py" download' in (folder / "index.html").read_text(encoding="utf-8")
+        assert (folder / "ddp_train.py").read_bytes() == (ROOT / "snippets" / "ddp_train.py").read_bytes()

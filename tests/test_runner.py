@@ -1,0 +1,108 @@
+"""The page runner (tools/shown_code.py) and the output fences (tools/outputs.py)."""
+from __future__ import annotations
+
+import pytest
+
+from tools import outputs
+from tools.shown_code import Mark, MarkerError, parse_mark, parse_page, run_program
+
+
+def page(*blocks: tuple[str, str | None, str | None]) -> str:
+    """A page from (code, marker, expected output) triples; code is typed (the runner expands it)."""
+    parts = []
+    for code, marker, expected in blocks:
+        parts += [f"<!--{marker}-->"] if marker else []
+        parts += ["```python", code, "```", ""]
+        if expected is not None:
+            parts += ["<!--pytest-codeblocks:expected-output-->", "```text", expected, "```", ""]
+    return "\n".join(parts)
+
+
+def run(text: str, tmp_path):
+    return list(run_program(parse_page(text), tmp_path, cuda=False))
+
+
+@pytest.mark.parametrize("text, mark", [
+    ('pytest.mark.skip(reason="tests/test_x.py runs it")', Mark("skip", reason="tests/test_x.py runs it")),
+    ("pytest.mark.xfail(raises=ValueError, strict=True)", Mark("xfail", raises="ValueError")),
+    ("pytest.mark.xfail(raises=pickle.UnpicklingError, strict=True)", Mark("xfail", raises="pickle.UnpicklingError")),
+    ("pytest.mark.multiprocess", Mark("multiprocess")),
+])
+def test_markers_are_read_without_running_them(text, mark):
+    assert parse_mark(text) == mark
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pytest.mark.skip", "a skip needs reason="),
+    ("pytest.mark.xfail(raises=ValueError)", "strict=True"),
+    ('pytest.mark.xfail(raises=__import__("os").X, strict=True)', "must name an exception class"),
+    ("pytest.mark.parametrize", "unknown mark 'parametrize'"),
+    ("pytest.mark.skip(reason=", "bad marker"),
+])
+def test_a_bad_marker_is_reported_with_its_page_and_line(text, message):
+    with pytest.raises(MarkerError, match=message) as err:
+        parse_page(f"# title\n\n<!--{text}-->\n```python\nx = 1\n```\n", "docs/en/x.md")
+    assert str(err.value).startswith("docs/en/x.md:3: ")
+
+
+def test_blocks_share_one_namespace_and_run_in_an_empty_folder(tmp_path):
+    results = run(page(("x = 2", None, None), ("import os\nprint(x * 21, os.listdir('.'))", None, "42 []")),
+                  tmp_path)
+    assert [r.output for r in results] == ["", "42 []\n"]
+    assert all(outputs.problem(r) is None for r in results)
+
+
+def test_a_block_that_must_fail_shows_its_error_and_the_page_goes_on(tmp_path):
+    text = page(("print('before')\nint('x')", "pytest.mark.xfail(raises=ValueError, strict=True)",
+                 "before\nValueError: invalid literal for int() with base 10: 'x'"),
+                ("print('after')", None, "after"))
+    results = run(text, tmp_path)
+    assert [r.failed_as_it_must for r in results] == [True, False]
+    assert all(outputs.problem(r) is None for r in results)
+
+
+def test_a_block_that_must_fail_but_does_not_is_reported(tmp_path):
+    results = run(page(("x = 1", "pytest.mark.xfail(raises=ValueError, strict=True)", None)), tmp_path)
+    assert "must fail with ValueError but ran without error" in outputs.problem(results[0])
+
+
+def test_an_unexpected_error_stops_the_page(tmp_path):
+    results = run(page(("1 / 0", None, None), ("print('never')", None, None)), tmp_path)
+    assert len(results) == 1 and isinstance(results[0].error, ZeroDivisionError)
+
+
+def test_skipped_and_gpu_blocks_are_left_out_with_their_reason(tmp_path):
+    text = page(("x = 1", 'pytest.mark.skip(reason="tests/test_x.py::test_y runs it")', None),
+                ("y = 1", "pytest.mark.cuda", None), ("print('rest')", None, "rest"))
+    results = run(text, tmp_path)
+    assert [r.skipped for r in results] == ["tests/test_x.py::test_y runs it",
+                                            "needs a CUDA GPU (torch.cuda.is_available() is False)", None]
+
+
+@pytest.mark.parametrize("printed, shown, problem", [
+    ("loss 0.1234\n", "loss 0.1234", None),
+    ("loss 0.1234\n", "loss 0.1235", "output differs"),
+    ("loss 0.1234\n", "loss ...", "output differs"),        # `...` may not hide a number
+    ("took 3.2 s\n", "took ...", None),                      # a duration may
+    ("took 3.2 s\n", "took 3.2 s", "output differs"),        # and must: it differs between runs
+    ("42\n", None, "prints output but the page shows none"),
+])
+def test_outputs_compare_exactly_with_only_volatile_parts_masked(tmp_path, printed, shown, problem):
+    results = run(page((f"print({printed.strip()!r})", None, shown)), tmp_path)
+    found = outputs.problem(results[0])
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_elsewhere_numbers_are_compared_within_the_stated_tolerance():
+    assert not outputs.differs("val acc 0.9667", "val acc 0.9611\n", exact=False)
+    assert outputs.differs("val acc 0.9667", "val acc 0.5000\n", exact=False)
+    assert not outputs.differs("device: cpu", "device: cuda:0 (NVIDIA H200)\n", exact=False)
+    assert outputs.differs("val acc 0.9667", "val acc 0.9611\n", exact=True)
+
+
+def test_make_outputs_adds_updates_and_removes_fences():
+    text = page(("a", None, "old"), ("b", None, None), ("c", None, "gone"), ("d", None, None))
+    new = outputs.rewrite(text, ["new\n", "added\n", "", None])
+    blocks = parse_page(new)
+    assert [b.expected for b in blocks] == ["new\n", "added\n", None, None]
+    assert outputs.rewrite(new, ["new\n", "added\n", "", None]) == new

@@ -1,0 +1,213 @@
+"""A chapter page as a download: a plain script and a notebook, made from the page itself.
+
+Both hold the page's Python blocks in order, expanded exactly as the site shows them; the
+notebook also holds the page's prose (in the page's language) as Markdown cells. Relative links
+become links to the hosted site, Material-only syntax (admonitions, marker comments, includes
+of generated Markdown) becomes plain Markdown, and a block that fails on purpose keeps the
+script going (a try/except that prints the error) and is tagged `raises-exception` in the
+notebook, so both run top to bottom. A block the page does not run here (a GPU checkpoint,
+torchrun) is kept as a comment / Markdown, with the page's reason.
+"""
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import nbformat
+
+from tools.shown_code import MARKER, Block, Mark, expand, parse_page
+
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
+_LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
+_ADMONITION = re.compile(r'^(!!!|\?\?\?\+?) *(\w+)(?: +"([^"]*)")? *$')
+_PAGE_INCLUDE = re.compile(r'^--8<-- "([^"]+)"$')
+_ATTRS = re.compile(r"\s*\{[:#.][^}]*\}\s*$")
+
+
+@dataclass
+class Chapter:
+    title: str
+    url: str                  # the page's address on the hosted site
+    parts: list[tuple[str, object]]  # ("md", text) or ("code", Block)
+
+
+def page_address(site_url: str, lang: str, default_lang: str, src: str) -> str:
+    """Hosted address of a Markdown page: 'layers.md' -> https://host/en/layers/."""
+    base = site_url if lang == default_lang else urljoin(site_url, f"{lang}/")
+    stem = src.removesuffix(".md")
+    return base if stem == "index" else urljoin(base, f"{stem}/")
+
+
+def absolute_link(target: str, page_url: str, lang_base: str) -> str:
+    if re.match(r"^[a-z]+:|^//", target):
+        return target
+    if target.startswith("#"):
+        return page_url + target
+    path, _, anchor = target.partition("#")
+    if path.endswith(".md"):
+        stem = path.removesuffix(".md").removeprefix("./")
+        url = lang_base if stem == "index" else urljoin(lang_base, f"{stem}/")
+        return url + (f"#{anchor}" if anchor else "")
+    return urljoin(page_url, target)
+
+
+def _plain_markdown(text: str, page_url: str, lang_base: str) -> str:
+    """Site Markdown -> Markdown any notebook viewer shows the same way."""
+    out, lines, i = [], text.split("\n"), 0
+    while i < len(lines):
+        line = lines[i]
+        if MARKER.match(line.strip()):
+            i += 1
+            continue
+        include = _PAGE_INCLUDE.match(line.strip())
+        if include:
+            out += expand(line).split("\n")
+            i += 1
+            continue
+        adm = _ADMONITION.match(line)
+        if adm:
+            title = adm.group(3) or adm.group(2).capitalize()
+            body, i = [], i + 1
+            while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
+                body.append(lines[i][4:])
+                i += 1
+            while body and not body[-1].strip():
+                body.pop()
+            out += [f"> **{title}**", ">"] + [f"> {b}".rstrip() for b in body] + [""]
+            continue
+        out.append(_ATTRS.sub("", line) if line.startswith("#") else line)
+        i += 1
+    md = hosted_links("\n".join(out), page_url, lang_base)
+    return re.sub(r"\n{3,}", "\n\n", md).strip("\n")
+
+
+def hosted_links(markdown: str, page_url: str, lang_base: str) -> str:
+    """Every Markdown link made absolute, to the hosted site."""
+    return _LINK.sub(lambda m: m[1] + absolute_link(m[2], page_url, lang_base) + m[3], markdown)
+
+
+def read_chapter(markdown: str, page_url: str, lang_base: str, where: str = "page") -> Chapter:
+    """Split a page into prose and Python blocks, in order."""
+    markdown = _FRONT_MATTER.sub("", markdown)
+    lines = markdown.split("\n")
+    blocks = parse_page(markdown, where)
+    title = next((ln[2:].strip() for ln in lines if ln.startswith("# ")), "")
+    parts: list[tuple[str, object]] = []
+    cursor = 0  # 0-based index of the first line not yet used
+    for block in blocks:
+        opening = block.lineno - 2  # the opening fence
+        start = opening
+        while start > cursor and MARKER.match(lines[start - 1].strip()):
+            start -= 1
+        prose = _plain_markdown("\n".join(lines[cursor:start]), page_url, lang_base)
+        if prose:
+            parts.append(("md", prose))
+        if block.is_python:
+            parts.append(("code", block))
+        elif block.lang in ("bash", "sh", "shell", "console"):
+            parts.append(("md", f"```{block.lang}\n{expand(block.source).rstrip()}\n```"))
+        cursor = (block.expected_span[1] if block.expected_span else block.end)
+        if block.expected is not None and block.is_python:
+            parts.append(("output", block))
+    prose = _plain_markdown("\n".join(lines[cursor:]), page_url, lang_base)
+    if prose:
+        parts.append(("md", prose))
+    return Chapter(title, page_url, parts)
+
+
+WORDS = {
+    "zh": {"source": "本章网页", "run": "运行方法", "fails": "这一段会按预期报错",
+           "skipped": "这一段在这里不运行", "output": "输出"},
+    "en": {"source": "This chapter online", "run": "Run it with", "fails": "this block fails on purpose",
+           "skipped": "this block is not run here", "output": "Output"},
+}
+
+
+def block_code(block: Block) -> str:
+    """A block's code as the site shows it (includes expanded)."""
+    return (block.source if block.expanded else expand(block.source)).rstrip("\n")
+
+
+def _indent(code: str) -> str:
+    return textwrap.indent(code, "    ", lambda line: bool(line.strip()))
+
+
+def _skip_reason(block: Block) -> str | None:
+    mark = block.mark("skip")
+    return mark.reason if mark else None
+
+
+def _comment(text: str) -> str:
+    return "\n".join(f"# {line}".rstrip() for line in text.strip("\n").split("\n"))
+
+
+def script(chapter: Chapter, lang: str, filename: str) -> str:
+    """The chapter's blocks in order, as one file that `python FILE` runs top to bottom."""
+    w = WORDS[lang]
+    head = [f'"""{chapter.title}', "", f"{w['source']}: {chapter.url}",
+            f"{w['run']}: python {filename}", '"""']
+    body: list[str] = []
+    section = ""
+    for kind, part in chapter.parts:
+        if kind != "code":
+            continue
+        if part.section != section:
+            section = part.section
+            body += ["", f"# ## {section}", ""]
+        code = block_code(part)
+        reason = _skip_reason(part)
+        if reason:
+            body += ["", f"# --- {w['skipped']}: {reason}", _comment(code), ""]
+        elif part.must_fail:
+            error = part.must_fail
+            body += ["", f"# --- {w['fails']} ({error.rsplit('.', 1)[-1]})"]
+            if "." in error:
+                body.append(f"import {error.rsplit('.', 1)[0]}")
+            body += ["try:", _indent(code), f"except {error} as error:",
+                     '    print(f"{type(error).__name__}: {error}")', ""]
+        else:
+            body += [code, ""]
+    text = "\n".join(head + body).rstrip("\n") + "\n"
+    return re.sub(r"\n{4,}", "\n\n\n", text)
+
+
+def notebook(chapter: Chapter, lang: str) -> nbformat.NotebookNode:
+    """The chapter as a notebook: prose as Markdown cells, blocks as code cells."""
+    w = WORDS[lang]
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    cells = [nbformat.v4.new_markdown_cell(f"{w['source']}: <{chapter.url}>")]
+    for kind, part in chapter.parts:
+        if kind == "md":
+            cells.append(nbformat.v4.new_markdown_cell(str(part)))
+        elif kind == "output":
+            continue
+        elif _skip_reason(part):
+            code = block_code(part)
+            cells.append(nbformat.v4.new_markdown_cell(
+                f"*{w['skipped']}: {_skip_reason(part)}*\n\n```python\n{code}\n```"))
+        else:
+            cell = nbformat.v4.new_code_cell(block_code(part))
+            if part.must_fail:
+                cell.metadata["tags"] = ["raises-exception"]
+            cells.append(cell)
+    for n, cell in enumerate(cells):
+        cell.id = f"cell-{n}"
+    nb.cells = cells
+    return nb
+
+
+def notebook_blocks(nb: nbformat.NotebookNode) -> list[Block]:
+    """A notebook's code cells as blocks that tools.shown_code.run_program runs in order."""
+    found = []
+    for n, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        marks = [Mark("xfail", raises="Exception")] if "raises-exception" in tags else []
+        found.append(Block("python", "python", cell.source, n + 1, n + 1, marks,
+                           section=f"cell {n}", expanded=True))
+    return found
