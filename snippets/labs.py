@@ -18,44 +18,62 @@ import tempfile
 # --8<-- [start:imports]
 from pathlib import Path
 
-import IPython.display as ipd        # shows a saved picture in Jupyter
+import IPython.display as ipd  # shows a saved picture in Jupyter
 import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-# --8<-- [end:imports]
 
+# --8<-- [end:imports]
 # Defined by the chapters' sections that the notebooks show before these ones.
 from snippets.containers import MLP, make_sequential_named
-from snippets.data import data_transform, open_image_folder, to_numpy_image, write_digit_folders
+from snippets.data import (
+    data_transform,
+    open_image_folder,
+    to_numpy_image,
+    write_digit_folders,
+)
 from snippets.environment import pick_device
 from snippets.init import init_weights
 from snippets.multi_gpu import load_state_dict_flexible
-from snippets.training import DigitCNN, evaluate, fit, plot_history, seed_everything, train_one_epoch
+from snippets.training import (
+    DigitCNN,
+    evaluate,
+    fit,
+    plot_history,
+    seed_everything,
+    train_one_epoch,
+)
 
 
 # --8<-- [start:in_memory]
 def in_memory(dataset) -> TensorDataset:
-    """Every (image, label) of a dataset, loaded and transformed once, kept as two tensors.
+    """Every (image, label) of a dataset, loaded and transformed once, as two tensors.
 
-    ImageFolder opens and transforms each file again in every epoch. For a small dataset
-    whose transform has no randomness (no augmentation), doing that once is enough.
+    ImageFolder opens and transforms each file again in every epoch. For a small
+    dataset whose transform has no randomness (no augmentation), doing that once is
+    enough.
     """
     if len(dataset) == 0:
         raise ValueError("the dataset is empty; check the folder it reads")
     images, labels = zip(*(dataset[i] for i in range(len(dataset))))
     if not isinstance(images[0], torch.Tensor):
-        raise TypeError(f"the dataset gives {type(images[0]).__name__} images, not tensors; give it a "
-                        "transform that makes tensors (e.g. v2.ToImage() and v2.ToDtype(torch.float32, scale=True))")
+        raise TypeError(
+            f"the dataset gives {type(images[0]).__name__} images, not tensors; "
+            "give it a transform that makes tensors (e.g. v2.ToImage() and "
+            "v2.ToDtype(torch.float32, scale=True))"
+        )
     return TensorDataset(torch.stack(images), torch.as_tensor(labels))
 # --8<-- [end:in_memory]
 
 
 # --8<-- [start:predict]
-def predict(model: nn.Module, loader: DataLoader, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's class for every sample of loader, and the true labels, both on the CPU."""
+def predict(
+    model: nn.Module, loader: DataLoader, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's class for every sample of loader and the true labels, on the CPU."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(loader, DataLoader):
@@ -73,16 +91,28 @@ def predict(model: nn.Module, loader: DataLoader, device) -> tuple[torch.Tensor,
 
 # --8<-- [start:predictions_grid]
 def save_predictions_grid(images, labels, predicted, path, columns: int = 8) -> Path:
-    """Draw images titled with the predicted class; a wrong one in red, with the true class in brackets."""
+    """Draw images titled with the predicted class.
+
+    A wrong one is in red, with the true class in brackets.
+    """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (N, C, H, W) tensor, got {shape}; stack single images "
-                         "with torch.stack")
+        if isinstance(images, torch.Tensor):
+            shape = tuple(images.shape)
+        else:
+            shape = type(images).__name__
+        raise ValueError(
+            f"images must be a (N, C, H, W) tensor, got {shape}; "
+            "stack single images with torch.stack"
+        )
     if not len(images) == len(labels) == len(predicted):
-        raise ValueError(f"need one label and one prediction per image: {len(images)} images, "
-                         f"{len(labels)} labels, {len(predicted)} predictions")
+        raise ValueError(
+            f"need one label and one prediction per image: {len(images)} images, "
+            f"{len(labels)} labels, {len(predicted)} predictions"
+        )
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label, guess in zip(axes.flat, images, labels, predicted):
@@ -90,7 +120,9 @@ def save_predictions_grid(images, labels, predicted, path, columns: int = 8) -> 
         wrong = int(guess) != int(label)
         ax.set_title(f"{int(guess)} ({int(label)})" if wrong else str(int(guess)),
                      color="red" if wrong else "black")
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.1, hspace=0.4)
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.1, hspace=0.4
+    )
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return Path(path)
@@ -99,11 +131,17 @@ def save_predictions_grid(images, labels, predicted, path, columns: int = 8) -> 
 
 # --8<-- [start:digit_features]
 def digit_features(val_fraction: float = 0.2, seed: int = 0):
-    """sklearn's digits as (N, 64) float features in [0, 1], split stratified into train and val."""
+    """sklearn's digits as (N, 64) float features in [0, 1].
+
+    Split stratified into train and val.
+    """
     digits = load_digits()
-    X = torch.tensor(digits.data / 16, dtype=torch.float32)   # each 8x8 image as one row of 64
+    # each 8x8 image as one row of 64
+    X = torch.tensor(digits.data / 16, dtype=torch.float32)
     y = torch.tensor(digits.target, dtype=torch.long)
-    return train_test_split(X, y, test_size=val_fraction, stratify=y, random_state=seed)
+    return train_test_split(
+        X, y, test_size=val_fraction, stratify=y, random_state=seed
+    )
 # --8<-- [end:digit_features]
 
 
@@ -111,17 +149,24 @@ def digit_features(val_fraction: float = 0.2, seed: int = 0):
 
 def demo_task1_data():
     # --8<-- [start:task1_data]
-    train_path, val_path = write_digit_folders("digits", size=8)  # 8x8 PNGs, one folder per digit
+    # 8x8 PNGs, one folder per digit
+    train_path, val_path = write_digit_folders("digits", size=8)
     train_folder = open_image_folder(train_path, transform=data_transform)
     val_folder = open_image_folder(val_path, transform=data_transform)
     print(len(train_folder), "training images,", len(val_folder), "validation images")
     print(train_folder.classes)
-    train_data, val_data = in_memory(train_folder), in_memory(val_folder)  # each PNG read once
+    # each PNG read once
+    train_data, val_data = in_memory(train_folder), in_memory(val_folder)
     train_loader = DataLoader(train_data, batch_size=64, shuffle=True,
                               generator=torch.Generator().manual_seed(0))
     val_loader = DataLoader(val_data, batch_size=256)
     images, labels = next(iter(train_loader))
-    print(images.shape, images.dtype, f"{images.min():.0f} .. {images.max():.0f}", labels[:10].tolist())
+    print(
+        images.shape,
+        images.dtype,
+        f"{images.min():.0f} .. {images.max():.0f}",
+        labels[:10].tolist(),
+    )
     # --8<-- [end:task1_data]
     return train_data, val_data, train_loader, val_loader
 
@@ -130,7 +175,8 @@ def demo_task1_model():
     # --8<-- [start:task1_model]
     seed_everything(0)
     device = pick_device()
-    model = DigitCNN().apply(init_weights).to(device)  # the init chapter's initialisation
+    # the init chapter's initialisation
+    model = DigitCNN().apply(init_weights).to(device)
     conv, linear = model.features[0], model.classifier[2]
     print("device:", device.type)
     print("conv bias:", conv.bias.detach().unique().tolist())
@@ -154,7 +200,8 @@ def demo_task1_evaluate(model, val_loader, device):
     predicted, labels = predict(model, val_loader, device)
     for digit in range(10):
         mine = labels == digit
-        print(f"digit {digit}: {(predicted[mine] == digit).sum().item():2} of {mine.sum().item()} right")
+        right = (predicted[mine] == digit).sum().item()
+        print(f"digit {digit}: {right:2} of {mine.sum().item()} right")
     # --8<-- [end:task1_evaluate]
     return predicted, labels
 
@@ -162,7 +209,12 @@ def demo_task1_evaluate(model, val_loader, device):
 def demo_task1_curves(history):
     # --8<-- [start:task1_curves]
     curves = plot_history(history, "curves.png")
-    ipd.display(ipd.Image(filename=curves, alt="training and validation loss, and validation accuracy, per epoch"))
+    ipd.display(
+        ipd.Image(
+            filename=curves,
+            alt="training and validation loss, and validation accuracy, per epoch",
+        )
+    )
     # --8<-- [end:task1_curves]
     return curves
 
@@ -170,12 +222,23 @@ def demo_task1_curves(history):
 def demo_task1_predictions(val_data, predicted, labels):
     # --8<-- [start:task1_predictions]
     wrong = (predicted != labels).nonzero().flatten()
-    print(len(wrong), "mistakes (true->predicted):", [f"{labels[i]}->{predicted[i]}" for i in wrong.tolist()])
-    spread = torch.linspace(0, len(val_data) - 1, 16).long()   # two rows over all ten digits
-    shown = torch.cat([spread, wrong[:8]])                      # then a row of mistakes
+    print(
+        len(wrong),
+        "mistakes (true->predicted):",
+        [f"{labels[i]}->{predicted[i]}" for i in wrong.tolist()],
+    )
+    spread = torch.linspace(0, len(val_data) - 1, 16).long()  # two rows of all digits
+    shown = torch.cat([spread, wrong[:8]])                     # then a row of mistakes
     images = torch.stack([val_data[int(i)][0] for i in shown])
-    grid = save_predictions_grid(images, labels[shown], predicted[shown], "predictions.png")
-    ipd.display(ipd.Image(filename=grid, alt="validation digits titled with the predicted class, mistakes in red"))
+    grid = save_predictions_grid(
+        images, labels[shown], predicted[shown], "predictions.png"
+    )
+    ipd.display(
+        ipd.Image(
+            filename=grid,
+            alt="validation digits titled with the predicted class, mistakes in red",
+        )
+    )
     # --8<-- [end:task1_predictions]
     return grid
 
@@ -187,7 +250,8 @@ def demo_task3_same_keys():
     torch.manual_seed(0)
     seq, sub = make_sequential_named(), MLP()
     print(list(seq.state_dict()))
-    print(list(seq.state_dict()) == list(sub.state_dict()))  # same names: the containers do not matter
+    # same names: the containers do not matter
+    print(list(seq.state_dict()) == list(sub.state_dict()))
     print(sub.load_state_dict(seq.state_dict()))
     x = torch.rand(3, 64)
     print(torch.equal(seq(x), sub(x)))
@@ -198,8 +262,12 @@ def demo_task3_train():
     # --8<-- [start:task3_train]
     seed_everything(0)
     X_train, X_val, y_train, y_val = digit_features()
-    train_loader = DataLoader(TensorDataset(X_train, y_train), batch_size=64, shuffle=True,
-                              generator=torch.Generator().manual_seed(0))
+    train_loader = DataLoader(
+        TensorDataset(X_train, y_train),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     device = pick_device()
     model = make_sequential_named().to(device)
     loss_fn = nn.CrossEntropyLoss()
@@ -213,7 +281,8 @@ def demo_task3_train():
 
 def demo_task3_wrap(model, device, X_val, y_val):
     # --8<-- [start:task3_wrap]
-    dp = nn.DataParallel(model).to(device)   # one process, the batch split over the visible GPUs
+    # one process, the batch split over the visible GPUs
+    dp = nn.DataParallel(model).to(device)
     print(dp.module is model)
     print(list(dp.state_dict())[:2])
     dp.eval()
@@ -226,8 +295,10 @@ def demo_task3_wrap(model, device, X_val, y_val):
 
 def demo_task3_save(dp):
     # --8<-- [start:task3_save]
-    torch.save(dp.module.state_dict(), "mlp.pt")      # the inner model: keys without a prefix
-    torch.save(dp.state_dict(), "mlp_wrapped.pt")     # the wrapper: every key starts with module.
+    # the inner model: keys without a prefix
+    torch.save(dp.module.state_dict(), "mlp.pt")
+    # the wrapper: every key starts with module.
+    torch.save(dp.state_dict(), "mlp_wrapped.pt")
     for name in ("mlp.pt", "mlp_wrapped.pt"):
         print(name, list(torch.load(name, map_location="cpu", weights_only=True))[:2])
     # --8<-- [end:task3_save]
@@ -235,13 +306,17 @@ def demo_task3_save(dp):
 
 def demo_task3_load(wrapped_out, X_val):
     # --8<-- [start:task3_load]
-    plain = MLP()                                     # written as a subclass, never wrapped
-    sd = torch.load("mlp.pt", map_location="cpu", weights_only=True)  # works without a GPU
+    plain = MLP()  # written as a subclass, never wrapped
+    # map_location="cpu": works without a GPU
+    sd = torch.load("mlp.pt", map_location="cpu", weights_only=True)
     print(plain.load_state_dict(sd))
     plain.eval()
     with torch.no_grad():
         plain_out = plain(X_val)
-    print("same predictions:", torch.equal(plain_out.argmax(dim=1), wrapped_out.argmax(dim=1)))
+    print(
+        "same predictions:",
+        torch.equal(plain_out.argmax(dim=1), wrapped_out.argmax(dim=1)),
+    )
     print("same outputs:", torch.allclose(plain_out, wrapped_out, atol=1e-5))
     # --8<-- [end:task3_load]
     return plain_out
@@ -250,11 +325,14 @@ def demo_task3_load(wrapped_out, X_val):
 def demo_task3_load_wrapped(plain_out, X_val):
     # --8<-- [start:task3_load_wrapped]
     try:
-        MLP().load_state_dict(torch.load("mlp_wrapped.pt", map_location="cpu", weights_only=True))
+        MLP().load_state_dict(
+            torch.load("mlp_wrapped.pt", map_location="cpu", weights_only=True)
+        )
     except RuntimeError as err:
         print(str(err).splitlines()[0])
         print(str(err).splitlines()[1].strip()[:60], "...")
-    flexible = load_state_dict_flexible(MLP(), "mlp_wrapped.pt").eval()  # removes the prefix
+    # removes the prefix
+    flexible = load_state_dict_flexible(MLP(), "mlp_wrapped.pt").eval()
     with torch.no_grad():
         print("same outputs:", torch.equal(flexible(X_val), plain_out))
     # --8<-- [end:task3_load_wrapped]
