@@ -46,11 +46,14 @@ def code_key(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool) ->
 
 
 def execute_in(folder: Path, nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool) -> None:
-    """Run nb in place, with folder as the kernel's working directory."""
+    """Run nb in place, with folder as the kernel's working directory.
+
+    coalesce_streams: a cell's printed lines become one output however the kernel happened to
+    flush them, so that two builds write byte-identical pages."""
     from nbclient import NotebookClient  # only on a cache miss: keeps warm builds fast
     options = {"kernel_name": kernel_name} if kernel_name else {}
     NotebookClient(nb, allow_errors=allow_errors, resources={"metadata": {"path": str(folder)}},
-                   **options).execute()
+                   coalesce_streams=True, **options).execute()
 
 
 def nb2html(nb_path, execute=False, kernel_name="", allow_errors=True, **options):

@@ -1,4 +1,4 @@
-"""A smaller search index: code blocks are left out of it.
+"""A smaller, cleaner search index: code blocks and page furniture are left out of it.
 
 Material indexes each section's whole text, code blocks included, and every page fetches
 search/search_index.json and parses it on the main thread as it loads; on this site code
@@ -9,6 +9,11 @@ is no longer found.
 Each <pre> block is swapped for a placeholder comment just before the search plugin reads
 the page, and put back just after, before the page is rendered: the index never sees the
 code, and the build does not spend time parsing it (0.7 s of a 5 s warm build here).
+
+The same goes for what is not the page's text, which showed in result titles and snippets:
+notebook heading anchors (¶), prompts ("In [1]:"), the copy button's "Copied!", the output
+label (输出 / Output) and the "how to run this chapter" box every chapter opens with.
+Lab notebooks, which revisit the chapters' topics, rank below the chapters (boost 0.5).
 """
 from __future__ import annotations
 
@@ -16,7 +21,15 @@ import re
 
 from mkdocs.plugins import CombinedEvent, event_priority
 
-_CODE_BLOCK = re.compile(r"<pre\b.*?</pre>", re.S)
+_CODE_BLOCK = re.compile("|".join([
+    r"<pre\b.*?</pre>",
+    r'<a class="anchor-link"[^>]*>¶</a>',                          # notebook heading anchors
+    r'<div class="jp-(?:In|Out)putPrompt[^"]*">[^<]*</div>',       # In [1]: / Out[1]:
+    r'<span class="notice" hidden="">[^<]*</span>',               # "Copied!"
+    r'<span class="filename">[^<]*</span>',                       # fence titles: 输出 / Output
+    r'<div class="admonition tip">\s*<p class="admonition-title">(?:怎样运行本章|How to run this chapter)'
+    r"</p>.*?</div>",                                               # hooks/pages.py's run note
+]), re.S)
 _PLACEHOLDER = re.compile(r"<!--search-index-code-(\d+)-->")
 
 
@@ -29,6 +42,9 @@ def _hide_code(context, page, config, nav):
         return f"<!--search-index-code-{len(blocks) - 1}-->"
     page.content = _CODE_BLOCK.sub(hide, page.content)
     page.hidden_code = blocks
+    if page.file.src_uri.endswith(".ipynb"):
+        # A lab goes over every chapter's topics again: for a topic, the chapter comes first.
+        page.meta.setdefault("search", {}).setdefault("boost", 0.5)
     return context
 
 

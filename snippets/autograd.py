@@ -5,6 +5,8 @@ page's examples in order. Sections marked `--8<-- [start:name]` are shown, in th
 order, on docs/{zh,en}/autograd.md.
 """
 # --8<-- [start:imports]
+import warnings
+
 import torch
 from torch import nn
 
@@ -56,6 +58,41 @@ def tour() -> None:
     print(edges(b.grad_fn))  # AccumulateGrad writes into a.grad; None: the constant 2
     # --8<-- [end:demo_edges]
 
+    # --8<-- [start:demo_gradient_arg]
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x**2  # three outputs
+    v = torch.tensor([1.0, 0.1, 0.01])  # one weight per output
+    y.backward(gradient=v)  # x.grad = vᵀJ, the vector-Jacobian product
+    print(x.grad)
+    J = torch.autograd.functional.jacobian(lambda t: t**2, x.detach())
+    print(J)  # dy_i/dx_j: 2x on the diagonal
+    print(torch.allclose(v @ J, x.grad))
+    # --8<-- [end:demo_gradient_arg]
+
+    # --8<-- [start:demo_sum_is_ones]
+    x.grad = None
+    (x**2).sum().backward()  # the same as gradient=torch.ones(3)
+    print(x.grad)
+    # --8<-- [end:demo_sum_is_ones]
+
+    # --8<-- [start:demo_non_leaf_grad]
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 3  # an intermediate result: not a leaf
+    (b * b).sum().backward()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        print(a.grad, b.grad)  # b's gradient was used, then not kept
+    first = str(caught[0].message).split(". ")[0]
+    print(f"{caught[0].category.__name__}: {first}")
+    # --8<-- [end:demo_non_leaf_grad]
+
+    # --8<-- [start:demo_retain_grad]
+    b = a * 3
+    b.retain_grad()  # keep this non-leaf's gradient too
+    (b * b).sum().backward()
+    print(b.grad)  # d(b·b)/db = 2b
+    # --8<-- [end:demo_retain_grad]
+
     # --8<-- [start:demo_detach]
     a = torch.tensor([1.0, 2.0], requires_grad=True)
     b = a * 2
@@ -98,6 +135,27 @@ def tour() -> None:
     print(all(torch.allclose(f, a, atol=1e-6) for f, a in zip(full, accumulated)))
     # --8<-- [end:demo_micro_batches]
 
+    # --8<-- [start:demo_autograd_grad]
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w**3).sum()
+    (g,) = torch.autograd.grad(loss, w)  # d loss/dw = 3w², returned
+    print(g)
+    print(w.grad)  # nothing was written into .grad
+    # --8<-- [end:demo_autograd_grad]
+
+    # --8<-- [start:demo_freeze]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    model[0].requires_grad_(False)  # freeze the first layer
+    frozen, head = model[0].weight.clone(), model[2].weight.clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(16, 4)).pow(2).mean().backward()
+    opt.step()
+    print(model[0].weight.grad)  # no gradient: the optimizer skips it
+    print(torch.equal(model[0].weight, frozen), torch.equal(model[2].weight, head))
+    print(sum(p.numel() for p in model.parameters() if p.requires_grad), "trainable")
+    # --8<-- [end:demo_freeze]
+
     # --8<-- [start:demo_no_grad]
     model = nn.Linear(3, 1)
     x = torch.ones(1, 3)
@@ -127,6 +185,14 @@ def tour() -> None:
     (w * t.clone()).sum().backward()  # a clone is an ordinary tensor
     print(w.grad)
     # --8<-- [end:demo_inference_clone]
+
+
+def demo_non_scalar_backward() -> None:
+    # --8<-- [start:demo_non_scalar_backward]
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x**2  # a vector: three outputs, three gradients
+    y.backward()  # which combination of them?
+    # --8<-- [end:demo_non_scalar_backward]
 
 
 def demo_inference_saved(w: torch.Tensor, t: torch.Tensor) -> None:

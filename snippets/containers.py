@@ -14,6 +14,12 @@ from torch import nn
 
 # --8<-- [end:imports]
 
+# isort: split
+# --8<-- [start:imports_vision]
+from torchvision.models import resnet18
+
+# --8<-- [end:imports_vision]
+
 
 # --8<-- [start:sequential]
 def make_sequential() -> nn.Sequential:
@@ -137,6 +143,53 @@ class PlainListNet(nn.Module):
 # --8<-- [end:list_pitfall]
 
 
+# --8<-- [start:repeated]
+class Repeated(nn.Module):
+    """n equal layers from a ModuleList comprehension, as in the course."""
+
+    def __init__(self, n: int = 10, width: int = 10):
+        super().__init__()
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int (how many layers), got {n!r}")
+        self.linears = nn.ModuleList([nn.Linear(width, width) for i in range(n)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.linears:
+            x = torch.relu(layer(x))
+        return x
+# --8<-- [end:repeated]
+
+
+# --8<-- [start:param_containers]
+class Gains(nn.Module):
+    """Learnable tensors that are not layers: a ParameterList and a ParameterDict."""
+
+    def __init__(self, k: int = 3):
+        super().__init__()
+        self.scales = nn.ParameterList([nn.Parameter(torch.ones(4)) for _ in range(k)])
+        self.extra = nn.ParameterDict({"shift": nn.Parameter(torch.zeros(4))})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for scale in self.scales:
+            x = x * scale
+        return x + self.extra["shift"]
+
+
+class PlainGains(nn.Module):
+    """WRONG: the same tensors in a plain list and dict."""
+
+    def __init__(self, k: int = 3):
+        super().__init__()
+        self.scales = [nn.Parameter(torch.ones(4)) for _ in range(k)]
+        self.extra = {"shift": nn.Parameter(torch.zeros(4))}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for scale in self.scales:
+            x = x * scale
+        return x + self.extra["shift"]
+# --8<-- [end:param_containers]
+
+
 # ---------- the page's demos, in page order: each function holds one block ----------
 
 def all_five() -> dict[str, nn.Module]:
@@ -237,8 +290,44 @@ def demo_list_optimizer() -> None:
     # --8<-- [end:demo_list_optimizer]
 
 
+def demo_repeated() -> nn.Module:
+    # --8<-- [start:demo_repeated]
+    torch.manual_seed(0)
+    deep = Repeated(n=10)
+    print(len(deep.linears), count_params(deep))  # 10 x (10*10 + 10)
+    print(deep(torch.randn(3, 10)).shape)
+    shared = nn.ModuleList([nn.Linear(10, 10)] * 10)  # one layer, 10 times
+    print(len(shared), count_params(shared), shared[0] is shared[9])
+    # --8<-- [end:demo_repeated]
+    return deep
+
+
+def demo_resnet_head() -> nn.Module:
+    # --8<-- [start:demo_resnet_head]
+    torch.manual_seed(0)
+    net = resnet18(weights=None)  # random weights: nothing is downloaded
+    print(net.fc, f"{count_params(net):,}")
+    net.fc = nn.Linear(net.fc.in_features, 10)  # a new head for 10 classes
+    print(net.fc, f"{count_params(net):,}")
+    print(net(torch.randn(2, 3, 64, 64)).shape)
+    # --8<-- [end:demo_resnet_head]
+    return net
+
+
+def demo_param_containers() -> tuple[nn.Module, nn.Module]:
+    # --8<-- [start:demo_param_containers]
+    good, plain = Gains(), PlainGains()
+    print([name for name, _ in good.named_parameters()])
+    print([name for name, _ in plain.named_parameters()])
+    print(list(good.state_dict()), list(plain.state_dict()))
+    print(good(torch.ones(4)).tolist() == plain(torch.ones(4)).tolist())
+    # --8<-- [end:demo_param_containers]
+    return good, plain
+
+
 if __name__ == "__main__":
     for demo in (demo_print_sequential, demo_print_custom, demo_same_network,
-                 demo_extend_sequential, demo_list_pitfall):
+                 demo_extend_sequential, demo_list_pitfall, demo_repeated,
+                 demo_resnet_head, demo_param_containers):
         print(f"--- {demo.__name__}")
         demo()

@@ -57,10 +57,20 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 # --8<-- [end:imports_open]
 # isort: split
+# --8<-- [start:imports_csv]
+import csv
+
+# --8<-- [end:imports_csv]
+# isort: split
 # --8<-- [start:imports_show]
 import matplotlib.pyplot as plt
 
 # --8<-- [end:imports_show]
+# isort: split
+# --8<-- [start:imports_seed]
+from torch.utils.data import get_worker_info
+
+# --8<-- [end:imports_seed]
 
 
 # --8<-- [start:digits_dataset]
@@ -274,6 +284,33 @@ data_transform = v2.Compose([
 # --8<-- [end:transform]
 
 
+# --8<-- [start:train_transform]
+train_transform = v2.Compose([
+    v2.Grayscale(num_output_channels=1),
+    v2.ToImage(),
+    # each time a sample is read: a new small rotation, shift and zoom
+    v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
+    v2.ToDtype(torch.float32, scale=True),
+    v2.Normalize(MEAN, STD),
+])
+val_transform = data_transform  # validation: deterministic, no augmentation
+# --8<-- [end:train_transform]
+
+
+def demo_augment(train_path: Path) -> datasets.ImageFolder:
+    # --8<-- [start:demo_augment]
+    torch.manual_seed(0)  # random transforms draw from torch's global RNG
+    aug_data = datasets.ImageFolder(train_path, transform=train_transform)
+    plain_data = datasets.ImageFolder(train_path, transform=val_transform)
+    print("train_transform, sample 0 twice:",
+          torch.equal(aug_data[0][0], aug_data[0][0]))
+    print("val_transform, sample 0 twice:",
+          torch.equal(plain_data[0][0], plain_data[0][0]))
+    print(aug_data[0][0].shape, plain_data[0][0].shape)
+    # --8<-- [end:demo_augment]
+    return aug_data
+
+
 def demo_image_folder(train_path: Path, val_path: Path):
     # --8<-- [start:demo_raw_folder]
     raw = datasets.ImageFolder(train_path)  # no transform: PIL images
@@ -352,6 +389,98 @@ def demo_folder_errors() -> None:
         except (FileNotFoundError, ValueError) as err:
             print(f"{name}: {type(err).__name__}: {err}")
     # --8<-- [end:demo_folder_errors]
+
+
+# --8<-- [start:read_image_csv]
+def read_image_csv(csv_file) -> list[tuple[Path, int]]:
+    """Rows `path,label` of a CSV -> [(image path, label)], paths relative to it."""
+    csv_file = Path(csv_file)
+    if not csv_file.is_file():
+        raise FileNotFoundError(f"CSV file {csv_file} does not exist")
+    samples = []
+    with open(csv_file, newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"path", "label"} <= set(reader.fieldnames or []):
+            raise ValueError(f"{csv_file}: the first line must name the columns "
+                             f"path,label; got {reader.fieldnames}")
+        for row in reader:
+            where = f"{csv_file} line {reader.line_num}"
+            path, label = row["path"], row["label"]  # None when a row is short
+            if not path or not label:
+                raise ValueError(f"{where}: every row needs path,label; "
+                                 f"got path={path!r} label={label!r}")
+            try:
+                label = int(label)
+            except ValueError:
+                label = -1
+            if label < 0:
+                raise ValueError(f"{where}: label {row['label']!r} is not a class "
+                                 "index (an integer >= 0)")
+            image = csv_file.parent / path
+            if not image.is_file():
+                raise FileNotFoundError(f"{where}: image {image} does not exist")
+            samples.append((image, label))
+    if not samples:
+        raise ValueError(f"{csv_file} lists no images, only a header")
+    return samples
+# --8<-- [end:read_image_csv]
+
+
+# --8<-- [start:csv_dataset]
+class CsvImageDataset(Dataset):
+    """Images listed in a CSV file (columns path,label), each opened when asked for."""
+
+    def __init__(self, csv_file, transform=None):
+        self.samples = read_image_csv(csv_file)  # checks every row, opens no image
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        path, label = self.samples[index]
+        with Image.open(path) as image:  # read from disk only now
+            image = image.convert("RGB")  # as ImageFolder's loader does
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+# --8<-- [end:csv_dataset]
+
+
+def demo_csv(val_data) -> CsvImageDataset:
+    # --8<-- [start:demo_write_csv]
+    with open("digits/val.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        for path, label in val_data.samples:  # digits/val/0/0000.png -> val/0/...
+            writer.writerow([Path(path).relative_to("digits").as_posix(), label])
+    print(Path("digits/val.csv").read_text().splitlines()[:3])
+    # --8<-- [end:demo_write_csv]
+    # --8<-- [start:demo_csv]
+    csv_data = CsvImageDataset("digits/val.csv", transform=val_transform)
+    image, label = csv_data[0]
+    print(len(csv_data), image.shape, label, torch.equal(image, val_data[0][0]))
+    images, labels = next(iter(DataLoader(csv_data, batch_size=64)))
+    print(images.shape, labels[:5])
+    # --8<-- [end:demo_csv]
+    return csv_data
+
+
+def demo_csv_errors() -> None:
+    # --8<-- [start:demo_csv_errors]
+    header_and_row_1 = Path("digits/val.csv").read_text().splitlines()[:2]
+    bad_rows = {
+        "a missing file": "val/0/9999.png,0",
+        "no label": "val/0/0000.png",
+        "a word for a label": "val/0/0000.png,zero",
+    }
+    for name, row in bad_rows.items():
+        Path("digits/bad.csv").write_text("\n".join([*header_and_row_1, row]) + "\n")
+        try:
+            CsvImageDataset("digits/bad.csv")
+        except (FileNotFoundError, ValueError) as err:
+            print(f"{name}: {type(err).__name__}: {err}")
+    # --8<-- [end:demo_csv_errors]
 
 
 def demo_loader(train_data, val_data):
@@ -469,6 +598,117 @@ def demo_guard() -> None:
     # --8<-- [end:guard]
 
 
+# --8<-- [start:first_batch_of]
+def first_batch_of(dataset, num_workers, seed=0, worker_init_fn=None):
+    """The first batch of a shuffled loader whose generator has this seed."""
+    loader = DataLoader(dataset, batch_size=16, shuffle=True, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(seed),
+                        worker_init_fn=worker_init_fn)
+    return next(iter(loader))
+# --8<-- [end:first_batch_of]
+
+
+def demo_random_workers(aug_data) -> None:
+    # --8<-- [start:demo_random_workers]
+    images_0, labels_0 = first_batch_of(aug_data, num_workers=0)
+    images_2, labels_2 = first_batch_of(aug_data, num_workers=2)
+    print("same labels:", torch.equal(labels_0, labels_2))
+    print("same images:", torch.equal(images_0, images_2))
+    # --8<-- [end:demo_random_workers]
+    # --8<-- [start:demo_repeat_workers]
+    run_1, run_2 = (first_batch_of(aug_data, num_workers=2)[0] for _ in range(2))
+    print("2 workers, seed 0 twice:", torch.equal(run_1, run_2))
+    run_1, run_2 = (first_batch_of(aug_data, num_workers=0)[0] for _ in range(2))
+    print("no workers, seed 0 twice:", torch.equal(run_1, run_2))
+    # --8<-- [end:demo_repeat_workers]
+
+
+# --8<-- [start:random_shift]
+class RandomShift(Dataset):
+    """Four samples; the augmentation draws from an RNG the dataset owns."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index):
+        return index * 100 + int(self.rng.integers(10))  # shift by 0..9
+# --8<-- [end:random_shift]
+
+
+# --8<-- [start:seed_worker]
+def seed_worker(worker_id: int) -> None:
+    """worker_init_fn: reseed the dataset's own RNG in each worker."""
+    info = get_worker_info()  # this worker's copy of the dataset, and its seed
+    info.dataset.rng = np.random.default_rng(info.seed)  # base seed + worker_id
+# --8<-- [end:seed_worker]
+
+
+def demo_seed_worker() -> None:
+    # --8<-- [start:demo_seed_worker]
+    def shifts(worker_init_fn=None, seed=0):
+        loader = DataLoader(RandomShift(), batch_size=2, num_workers=2,
+                            generator=torch.Generator().manual_seed(seed),
+                            worker_init_fn=worker_init_fn)
+        return [(batch % 100).tolist() for batch in loader]  # worker 0, worker 1
+
+    print("without seed_worker:", shifts())
+    print("with seed_worker:   ", shifts(seed_worker), shifts(seed_worker))
+    print("another seed:       ", shifts(seed_worker, seed=1))
+    # --8<-- [end:demo_seed_worker]
+
+
+def demo_pin_memory(val_data) -> None:
+    # --8<-- [start:demo_pin_memory]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu_loader = DataLoader(val_data, batch_size=64,
+                            pin_memory=device.type == "cuda")  # only with CUDA
+    for images, labels in gpu_loader:
+        images = images.to(device, non_blocking=True)  # from pinned memory: async
+        labels = labels.to(device, non_blocking=True)
+    print(images.device.type == device.type, images.shape, labels.shape)
+    # --8<-- [end:demo_pin_memory]
+
+
+# --8<-- [start:which_process]
+class WhichProcess(Dataset):
+    """Four samples, each the id of the process that loaded it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index):
+        return os.getpid()
+# --8<-- [end:which_process]
+
+
+def demo_persistent() -> None:
+    # --8<-- [start:demo_persistent]
+    for persistent in (False, True):
+        loader = DataLoader(WhichProcess(), batch_size=2, num_workers=2,
+                            persistent_workers=persistent)
+        pids = {int(pid) for epoch in range(3) for batch in loader for pid in batch}
+        print(f"persistent_workers={persistent}: {len(pids)} worker processes "
+              "in 3 epochs")
+    # --8<-- [end:demo_persistent]
+
+
+def demo_prefetch(val_data) -> None:
+    # --8<-- [start:demo_prefetch]
+    loader = DataLoader(val_data, batch_size=64, num_workers=2, prefetch_factor=4)
+    print(loader.prefetch_factor, "batches ahead per worker")
+    print(DataLoader(val_data, batch_size=64, num_workers=2).prefetch_factor)
+    # --8<-- [end:demo_prefetch]
+
+
+def demo_prefetch_error(val_data) -> None:
+    # --8<-- [start:demo_prefetch_error]
+    DataLoader(val_data, batch_size=64, prefetch_factor=4)  # num_workers=0
+    # --8<-- [end:demo_prefetch_error]
+
+
 def save_figures(out_dir) -> list[Path]:
     """`make figures`: the batch grid that demo_show draws -> data-batch.png."""
     target = Path(out_dir) / "data-batch.png"
@@ -490,10 +730,15 @@ def run_demos() -> None:
         train_path, val_path = demo_write()
         print("--- demo_image_folder")
         train_data, val_data = demo_image_folder(train_path, val_path)
+        print("--- demo_augment")
+        aug_data = demo_augment(train_path)
         print("--- demo_class_order")
         demo_class_order()
         print("--- demo_folder_errors")
         demo_folder_errors()
+        print("--- demo_csv")
+        demo_csv(val_data)
+        demo_csv_errors()
         print("--- demo_loader")
         train_loader, val_loader = demo_loader(train_data, val_data)
         print("--- demo_next_iter")
@@ -502,6 +747,13 @@ def run_demos() -> None:
         demo_show(train_loader)
         print("--- demo_guard (worker processes)")
         demo_guard()
+        print("--- random transforms in workers")
+        demo_random_workers(aug_data)
+        demo_seed_worker()
+        print("--- pin_memory, persistent_workers, prefetch_factor")
+        demo_pin_memory(val_data)
+        demo_persistent()
+        demo_prefetch(val_data)
 
 
 if __name__ == "__main__":

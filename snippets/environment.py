@@ -6,8 +6,11 @@ order, on docs/{zh,en}/environment.md. The shell parts of the chapter are
 snippets/install.sh and snippets/cuda_env.sh.
 """
 # --8<-- [start:imports]
+import ctypes
 import importlib.metadata
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -54,19 +57,57 @@ def device_report() -> str:
 # --8<-- [end:device_report]
 
 
+# --8<-- [start:driver_cuda_version]
+def driver_cuda_version() -> str | None:
+    """The newest CUDA the NVIDIA driver supports (nvidia-smi's "CUDA Version")."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")  # part of the driver, not of a toolkit
+    except OSError:
+        return None  # no NVIDIA driver on this machine
+    version = ctypes.c_int()
+    if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"  # 13000 -> 13.0
+# --8<-- [end:driver_cuda_version]
+
+
+# --8<-- [start:gpus_seen_with]
+def gpus_seen_with(visible: str) -> int:
+    """torch.cuda.device_count() in a new process started with CUDA_VISIBLE_DEVICES."""
+    if not isinstance(visible, str):
+        raise TypeError("visible must be a string such as '0,2' or '' (no GPU), "
+                        f"got {type(visible).__name__}")
+    code = "import torch; print(torch.cuda.device_count())"
+    child_env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
+    done = subprocess.run([sys.executable, "-c", code], env=child_env,
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+# --8<-- [end:gpus_seen_with]
+
+
 # --8<-- [start:pick_device]
 def pick_device(prefer: str | torch.device | None = None) -> torch.device:
-    """CUDA when present, else CPU; `prefer` forces one ("cpu", "cuda:1", "mps")."""
+    """A GPU when there is one (CUDA or ROCm, then Apple's MPS), else the CPU.
+
+    `prefer` forces a device ("cpu", "cuda:1", "mps") after checking it is usable.
+    """
     if prefer is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():  # NVIDIA (CUDA) and AMD (ROCm) GPUs alike
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():  # Apple silicon
+            return torch.device("mps")
+        return torch.device("cpu")
     if not isinstance(prefer, (str, torch.device)):
         raise TypeError("prefer must be a device name such as 'cuda:0' or a "
                         f"torch.device, got {type(prefer).__name__}")
+    names = "use 'cpu', 'cuda', 'cuda:N' or 'mps' (ROCm GPUs are 'cuda' too)"
     try:
         device = torch.device(prefer)
     except RuntimeError as err:
-        raise ValueError(f"{prefer!r} is not a device name; "
-                         "use 'cpu', 'cuda', 'cuda:N' or 'mps'") from err
+        raise ValueError(f"{prefer!r} is not a device name; {names}") from err
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"pick_device does not handle {device.type!r} devices; "
+                         f"{names}")
     asked = f"{prefer!r} was asked for, but"
     fall_back = "use pick_device() to fall back to the CPU"
     if device.type == "cuda":
@@ -74,8 +115,9 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
             raise RuntimeError(f"{asked} torch.cuda.is_available() is False (a "
                                f"CPU-only torch build, or no GPU/driver); {fall_back}")
         count = torch.cuda.device_count()
+        gpus = "ROCm" if torch.version.hip else "CUDA"
         if device.index is not None and device.index >= count:
-            raise RuntimeError(f"{asked} only {count} CUDA device(s) are visible "
+            raise RuntimeError(f"{asked} only {count} {gpus} device(s) are visible "
                                f"(cuda:0 to cuda:{count - 1}); use a lower index "
                                "or check CUDA_VISIBLE_DEVICES")
     elif device.type == "mps" and not torch.backends.mps.is_available():
@@ -113,15 +155,34 @@ def check_cuda_home(value: str | os.PathLike | None = None) -> Path:
 
 def tour() -> None:
     """The page's examples in page order (run it in an empty folder: it makes files)."""
+    # --8<-- [start:demo_pair]
+    import torchvision  # fails here if it was built for another torch
+
+    print(torch.__version__, torchvision.__version__)  # one release pair, one build
+    # --8<-- [end:demo_pair]
+
     # --8<-- [start:demo_device_report]
     print(device_report())
     # --8<-- [end:demo_device_report]
+
+    # --8<-- [start:demo_driver_cuda_version]
+    print(driver_cuda_version())  # None: no NVIDIA driver, so no nvidia-smi either
+    # --8<-- [end:demo_driver_cuda_version]
+
+    # --8<-- [start:demo_visible_devices]
+    print(gpus_seen_with(""))  # an empty list hides every GPU
+    # --8<-- [end:demo_visible_devices]
 
     # --8<-- [start:demo_pick_device]
     device = pick_device()  # cuda if a GPU is visible, else cpu
     print(device.type in ("cuda", "cpu"))
     print(pick_device("cpu"))  # force the CPU, e.g. to compare results
     # --8<-- [end:demo_pick_device]
+
+    # --8<-- [start:demo_backends]
+    print("CUDA:", torch.version.cuda, "| ROCm (HIP):", torch.version.hip)
+    print("MPS:", torch.backends.mps.is_available())
+    # --8<-- [end:demo_backends]
 
     # --8<-- [start:demo_device_refused]
     try:
@@ -160,6 +221,12 @@ def demo_bad_device_name() -> None:
     # --8<-- [start:demo_bad_device_name]
     pick_device("gpu")  # torch calls it "cuda"
     # --8<-- [end:demo_bad_device_name]
+
+
+def demo_hip_device() -> None:
+    # --8<-- [start:demo_hip_device]
+    pick_device("hip")  # a ROCm GPU is "cuda" in torch
+    # --8<-- [end:demo_hip_device]
 
 
 def demo_notes_cuda_home() -> None:

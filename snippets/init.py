@@ -188,6 +188,121 @@ def demo_make_init_bad() -> None:
     # --8<-- [end:demo_make_init_bad]
 
 
+def demo_calculate_gain() -> dict[str, float]:
+    # --8<-- [start:demo_calculate_gain]
+    gains = {
+        "linear": nn.init.calculate_gain("linear"),  # also conv, sigmoid: 1
+        "tanh": nn.init.calculate_gain("tanh"),  # 5/3
+        "relu": nn.init.calculate_gain("relu"),  # sqrt(2)
+        "leaky_relu 0.2": nn.init.calculate_gain("leaky_relu", 0.2),
+        "leaky_relu sqrt(5)": nn.init.calculate_gain("leaky_relu", math.sqrt(5)),
+    }
+    for name, gain in gains.items():
+        print(f"{name:20} gain {gain:.4f}")
+    # --8<-- [end:demo_calculate_gain]
+    return gains
+
+
+def demo_xavier_gain() -> tuple[float, float]:
+    # --8<-- [start:demo_xavier_gain]
+    torch.manual_seed(0)
+    w = torch.empty(1000, 500)  # Linear(500, 1000): fan_in 500, fan_out 1000
+    gain = nn.init.calculate_gain("tanh")
+    nn.init.xavier_uniform_(w, gain=gain)  # for a layer followed by tanh
+    bound = gain * math.sqrt(6 / (500 + 1000))  # uniform on [-bound, bound]
+    print(f"bound {bound:.4f}, largest |w| {w.abs().max():.4f}")
+    wanted = gain * math.sqrt(2 / (500 + 1000))  # std of that uniform
+    print(f"std wanted {wanted:.4f}, got {w.std():.4f}")
+    # --8<-- [end:demo_xavier_gain]
+    return wanted, w.std().item()
+
+
+def demo_kaiming() -> list[tuple[float, float]]:
+    # --8<-- [start:demo_kaiming]
+    torch.manual_seed(0)
+    w = torch.empty(128, 64, 3, 3)  # Conv2d(64, 128, 3)
+    fan_in, fan_out = 64 * 3 * 3, 128 * 3 * 3
+    gain = math.sqrt(2)  # calculate_gain("relu")
+    results = []
+    for mode, fan in [("fan_in", fan_in), ("fan_out", fan_out)]:
+        nn.init.kaiming_normal_(w, mode=mode, nonlinearity="relu")
+        results.append((gain / math.sqrt(fan), w.std().item()))
+        print(f"kaiming_normal_  {mode:7}: std wanted {results[-1][0]:.4f}, "
+              f"got {results[-1][1]:.4f}")
+    nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu")
+    results.append((gain / math.sqrt(fan_in), w.std().item()))
+    print(f"kaiming_uniform_ fan_in : std wanted {results[-1][0]:.4f}, "
+          f"got {results[-1][1]:.4f}, bound {gain * math.sqrt(3 / fan_in):.4f}")
+    # --8<-- [end:demo_kaiming]
+    return results
+
+
+def demo_default_init() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:demo_default_init]
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 32, kernel_size=3)  # fan_in = 16 * 3 * 3 = 144
+    torch.manual_seed(0)
+    w = torch.empty(32, 16, 3, 3)
+    nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # what Conv2d did
+    print(torch.equal(conv.weight, w))
+    bound = 1 / math.sqrt(144)
+    print(f"bound {bound:.4f}, largest |weight| {conv.weight.abs().max():.4f}, "
+          f"largest |bias| {conv.bias.abs().max():.4f}")
+    # --8<-- [end:demo_default_init]
+    return conv.weight.detach(), w
+
+
+# --8<-- [start:train_steps]
+def train_steps(net: nn.Module, steps: int = 20, lr: float = 0.1) -> float:
+    """Train net for a few SGD steps on fixed random data (4 inputs, 3 outputs)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(64, 4, generator=gen), torch.randn(64, 3, generator=gen)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = nn.functional.mse_loss(net(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss.item()
+# --8<-- [end:train_steps]
+
+
+def demo_symmetry() -> nn.Sequential:
+    # --8<-- [start:demo_symmetry]
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    for p in net.parameters():
+        nn.init.constant_(p, 0.5)  # every weight the same
+    loss = train_steps(net, steps=50)
+    W1 = net[0].weight  # (8, 4): one row per hidden unit
+    print(f"loss {loss:.4f}, weights changed: {not torch.all(W1 == 0.5).item()}")
+    print("distinct hidden units:", W1.unique(dim=0).shape[0])
+    print(W1[:3].detach())
+    # --8<-- [end:demo_symmetry]
+    return net
+
+
+def demo_zero_grads() -> tuple[dict[str, float], dict[str, float]]:
+    # --8<-- [start:demo_zero_grads]
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    for p in net.parameters():
+        nn.init.zeros_(p)
+    gen = torch.Generator().manual_seed(1)
+    X, y = torch.randn(64, 4, generator=gen), torch.randn(64, 3, generator=gen)
+    nn.functional.mse_loss(net(X), y).backward()
+    grads = {name: round(p.grad.abs().sum().item(), 4)
+             for name, p in net.named_parameters()}
+    print("gradients:", grads)
+    # --8<-- [end:demo_zero_grads]
+    # --8<-- [start:demo_zero_training]
+    train_steps(net, steps=50)
+    sizes = {name: round(p.abs().sum().item(), 4) for name, p in net.named_parameters()}
+    print("after training:", sizes)
+    # --8<-- [end:demo_zero_training]
+    return grads, sizes
+
+
 if __name__ == "__main__":
     demo_apply()
     demo_xavier_std()
@@ -197,3 +312,6 @@ if __name__ == "__main__":
     demo_no_grad()
     demo_data_hides_change()
     demo_make_init()
+    for demo in (demo_calculate_gain, demo_xavier_gain, demo_kaiming, demo_default_init,
+                 demo_symmetry, demo_zero_grads):
+        demo()

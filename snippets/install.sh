@@ -13,5 +13,10 @@ if [[ ! "$build" =~ ^(cpu|cu[0-9]{3})$ ]]; then
   exit 2
 fi
 
+# Both from ONE index, so that both are the same build (cpu, cu130 ...). Remove an old
+# pair first: pip counts torchvision 0.29.1+cu130 as "torchvision==0.29.1" and keeps it.
+pip uninstall -y torch torchvision
 pip install "torch==$torch_version" "torchvision==$torchvision_version" \
   --index-url "https://download.pytorch.org/whl/$build"
+# A mixed pair installs without complaint and fails only here, at import
+python -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__)'

@@ -194,6 +194,80 @@ def demo_builtins() -> None:
     # --8<-- [end:demo_builtins]
 
 
+# --8<-- [start:param_count]
+def conv2d_param_count(c_in: int, c_out: int, k: int, groups: int = 1,
+                       bias: bool = True) -> int:
+    """Parameters of nn.Conv2d(c_in, c_out, k, groups=groups, bias=bias)."""
+    for name, value in (("c_in", c_in), ("c_out", c_out), ("k", k), ("groups", groups)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"groups={groups} must divide both c_in={c_in} and "
+                         f"c_out={c_out}; each group maps c_in/groups to c_out/groups")
+    weights = c_out * (c_in // groups) * k * k  # each kernel sees c_in/groups channels
+    return weights + (c_out if bias else 0)
+# --8<-- [end:param_count]
+
+
+def demo_multi_channel() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:demo_multi_channel]
+    torch.manual_seed(0)
+    x = torch.rand(3, 5, 5)  # (C_in, H, W): 3 input channels
+    conv = nn.Conv2d(in_channels=3, out_channels=2, kernel_size=3)
+    print(conv.weight.shape)  # (C_out, C_in, k, k)
+    w, b = conv.weight.detach(), conv.bias.detach()
+    by_hand = torch.stack([  # output channel o: sum over ALL input channels c
+        sum(corr2d(x[c], w[o, c]) for c in range(3)) + b[o] for o in range(2)
+    ])
+    print(by_hand.shape, torch.allclose(conv(x), by_hand, atol=1e-6))
+    # --8<-- [end:demo_multi_channel]
+    return conv(x).detach(), by_hand
+
+
+def demo_param_count() -> list[tuple[int, int]]:
+    # --8<-- [start:demo_param_count]
+    counts = []
+    for c_in, c_out, k in [(3, 2, 3), (3, 64, 7), (64, 128, 3)]:
+        conv = nn.Conv2d(c_in, c_out, k)
+        numel = sum(p.numel() for p in conv.parameters())
+        formula = conv2d_param_count(c_in, c_out, k)
+        print(f"Conv2d({c_in}, {c_out}, {k}): numel {numel}, formula {formula}")
+        counts.append((numel, formula))
+    # --8<-- [end:demo_param_count]
+    return counts
+
+
+def demo_depthwise() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:demo_depthwise]
+    torch.manual_seed(0)
+    x = torch.rand(4, 6, 6)  # 4 channels
+    depthwise = nn.Conv2d(4, 4, kernel_size=3, groups=4)  # groups = C_in
+    print(depthwise.weight.shape)  # (4, 1, 3, 3): one 3x3 kernel per channel
+    w, b = depthwise.weight.detach(), depthwise.bias.detach()
+    per_channel = torch.stack([corr2d(x[c], w[c, 0]) + b[c] for c in range(4)])
+    print(torch.allclose(depthwise(x), per_channel, atol=1e-6))
+    # --8<-- [end:demo_depthwise]
+    return depthwise(x).detach(), per_channel
+
+
+def demo_groups_params() -> dict[str, int]:
+    # --8<-- [start:demo_groups_params]
+    counts = {}
+    for groups in (1, 4, 64):  # 64 = C_in: depthwise
+        conv = nn.Conv2d(64, 64, kernel_size=3, groups=groups)
+        counts[f"groups={groups}"] = sum(p.numel() for p in conv.parameters())
+    separable = nn.Sequential(
+        nn.Conv2d(64, 64, kernel_size=3, groups=64),  # depthwise: space
+        nn.Conv2d(64, 128, kernel_size=1),  # pointwise 1x1: mixes channels
+    )
+    counts["separable 64->128"] = sum(p.numel() for p in separable.parameters())
+    counts["full 64->128"] = conv2d_param_count(64, 128, 3)
+    for name, n in counts.items():
+        print(f"{name}: {n} parameters")
+    # --8<-- [end:demo_groups_params]
+    return counts
+
+
 def demo_pool_stride() -> tuple[torch.Tensor, torch.Tensor]:
     # --8<-- [start:demo_pool_stride]
     X = torch.arange(16.0).reshape(4, 4)
@@ -217,6 +291,29 @@ def demo_ceil_mode() -> tuple[torch.Tensor, torch.Tensor]:
     print(ceil[0])
     # --8<-- [end:demo_ceil_mode]
     return floor, ceil
+
+
+def demo_adaptive() -> list[tuple[int, ...]]:
+    # --8<-- [start:demo_adaptive]
+    torch.manual_seed(0)
+    pool = nn.AdaptiveAvgPool2d((2, 2))  # fix the OUTPUT size; windows adapt
+    shapes = []
+    for h, w in [(7, 7), (10, 10), (13, 9)]:
+        shapes.append(tuple(pool(torch.rand(8, h, w)).shape))
+        print(f"input 8x{h}x{w} -> {shapes[-1]}")
+    # --8<-- [end:demo_adaptive]
+    return shapes
+
+
+def demo_global_pool() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:demo_global_pool]
+    torch.manual_seed(0)
+    x = torch.rand(2, 8, 13, 9)  # (N, C, H, W)
+    gap = nn.AdaptiveAvgPool2d(1)  # output 1x1: global average pooling
+    print(gap(x).shape)
+    print(torch.allclose(gap(x)[..., 0, 0], x.mean(dim=(-2, -1))))
+    # --8<-- [end:demo_global_pool]
+    return gap(x), x.mean(dim=(-2, -1))
 
 
 def demo_bad_input() -> None:
@@ -254,9 +351,28 @@ def demo_unfold() -> None:
     # --8<-- [end:demo_unfold]
 
 
+def demo_channels_last() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:demo_channels_last]
+    torch.manual_seed(0)
+    x = torch.rand(2, 8, 16, 16)  # (N, C, H, W)
+    x_cl = x.to(memory_format=torch.channels_last)  # same shape, other strides
+    print(tuple(x_cl.shape), x.stride(), x_cl.stride())
+    conv = nn.Conv2d(8, 16, kernel_size=3, padding=1)
+    with torch.no_grad():
+        y = conv(x)
+        conv = conv.to(memory_format=torch.channels_last)  # weights too, in place
+        y_cl = conv(x_cl)
+    print(y_cl.is_contiguous(memory_format=torch.channels_last))
+    print(torch.allclose(y, y_cl, atol=1e-5))
+    # --8<-- [end:demo_channels_last]
+    return y, y_cl
+
+
 if __name__ == "__main__":
     demos = (demo_corr2d, demo_learn_edge, demo_out_size, demo_builtins,
-             demo_pool_stride, demo_ceil_mode, demo_more_errors, demo_unfold)
+             demo_multi_channel, demo_param_count, demo_depthwise, demo_groups_params,
+             demo_pool_stride, demo_ceil_mode, demo_adaptive, demo_global_pool,
+             demo_more_errors, demo_unfold, demo_channels_last)
     for demo in demos:
         print(f"--- {demo.__name__}")
         demo()

@@ -231,6 +231,28 @@ def huber_manual(pred: torch.Tensor, target: torch.Tensor,
 # --8<-- [end:regression_manual]
 
 
+# --8<-- [start:bce_pos_weight_manual]
+def bce_pos_weight_manual(logits: torch.Tensor, target: torch.Tensor,
+                          pos_weight: torch.Tensor) -> torch.Tensor:
+    """Element-wise -(w * y * log sigmoid(x) + (1 - y) * log(1 - sigmoid(x)))."""
+    check_same_shape(logits, target, "bce_pos_weight_manual")
+    pos_weight = torch.as_tensor(pos_weight, dtype=logits.dtype)
+    if (pos_weight < 0).any():
+        raise ValueError("pos_weight must be >= 0 (e.g. n_negative / n_positive), "
+                         f"got {pos_weight.tolist()}")
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)  # no log(0)
+    return -(pos_weight * target * log_p + (1 - target) * log_not_p)
+# --8<-- [end:bce_pos_weight_manual]
+
+
+# --8<-- [start:kl_div_manual]
+def kl_div_manual(log_q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) of each sample: sum over dim 1 of p * (log p - log q)."""
+    check_same_shape(log_q, p, "kl_div_manual")
+    return (torch.xlogy(p, p) - p * log_q).sum(dim=1)  # xlogy: 0 * log 0 = 0
+# --8<-- [end:kl_div_manual]
+
+
 # ---------- the page's demos, in page order: each function holds one block ----------
 
 def demo_cross_entropy() -> None:
@@ -468,6 +490,86 @@ def demo_broadcast() -> None:
     # --8<-- [end:demo_broadcast]
 
 
+def demo_pos_weight() -> None:
+    # --8<-- [start:demo_pos_weight]
+    torch.manual_seed(0)
+    logits = torch.randn(8)
+    target = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # 2 of 8 positive
+    pos_weight = (target == 0).sum() / (target == 1).sum()  # n_negative / n_positive
+    plain = nn.BCEWithLogitsLoss()(logits, target)
+    weighted = nn.BCEWithLogitsLoss(pos_weight=pos_weight)(logits, target)
+    manual = bce_pos_weight_manual(logits, target, pos_weight).mean()
+    print(pos_weight.item(), fmt(plain), fmt(weighted), fmt(manual))
+    # --8<-- [end:demo_pos_weight]
+
+
+def demo_pos_weight_per_class() -> None:
+    # --8<-- [start:demo_pos_weight_per_class]
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3)  # multi-label: 3 independent yes/no outputs
+    target = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0],
+                           [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    pos_weight = torch.tensor([1.0, 3.0, 3.0])  # one weight per label (last dim)
+    builtin = F.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=pos_weight, reduction="none")
+    print(torch.allclose(builtin, bce_pos_weight_manual(logits, target, pos_weight)))
+    plain = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    print(torch.equal(builtin[target == 0], plain[target == 0]))  # negatives unchanged
+    # --8<-- [end:demo_pos_weight_per_class]
+
+
+def demo_autocast_bce() -> None:
+    # --8<-- [start:demo_autocast_bce]
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 1)
+    x = torch.randn(6, 4)
+    y = torch.tensor([[1.0], [0.0], [1.0], [1.0], [0.0], [0.0]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = layer(x)  # a matmul: runs in bfloat16
+        with_logits = nn.BCEWithLogitsLoss()(logits, y)
+        bce = nn.BCELoss()(torch.sigmoid(logits), y)  # the CPU allows it
+    print(logits.dtype, with_logits.dtype, bce.dtype)
+    # --8<-- [end:demo_autocast_bce]
+
+
+def demo_autocast_bce_cuda() -> None:
+    # --8<-- [start:demo_autocast_bce_cuda]
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 1).to("cuda")
+    x, y = torch.randn(6, 4, device="cuda"), torch.ones(6, 1, device="cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        logits = layer(x)
+        nn.BCEWithLogitsLoss()(logits, y)  # fine
+        nn.BCELoss()(torch.sigmoid(logits), y)  # RuntimeError on CUDA
+    # --8<-- [end:demo_autocast_bce_cuda]
+
+
+def demo_kl_div() -> None:
+    # --8<-- [start:demo_kl_div]
+    torch.manual_seed(0)
+    log_q = torch.log_softmax(torch.randn(4, 5), dim=1)  # the model: log-probabilities
+    p = torch.softmax(torch.randn(4, 5), dim=1)  # the target: probabilities
+    batchmean = nn.KLDivLoss(reduction="batchmean")(log_q, p)
+    print(fmt(batchmean), fmt(kl_div_manual(log_q, p).mean()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mean = nn.KLDivLoss()(log_q, p)  # the default, reduction="mean"
+    print(fmt(mean), fmt(batchmean / 5), caught[0].category.__name__)
+    # --8<-- [end:demo_kl_div]
+
+
+def demo_kl_log_target() -> None:
+    # --8<-- [start:demo_kl_log_target]
+    torch.manual_seed(0)
+    log_q = torch.log_softmax(torch.randn(4, 5), dim=1)
+    log_p = torch.log_softmax(torch.randn(4, 5), dim=1)  # target as log-probabilities
+    kl = nn.KLDivLoss(reduction="batchmean", log_target=True)
+    same = kl(log_q, log_p)
+    print(fmt(same), fmt(nn.KLDivLoss(reduction="batchmean")(log_q, log_p.exp())))
+    print(fmt(kl(log_q, log_q)))  # identical distributions: KL = 0
+    # --8<-- [end:demo_kl_log_target]
+
+
 if __name__ == "__main__":
     from snippets.environment import pick_device as _pick_device
 
@@ -478,7 +580,8 @@ if __name__ == "__main__":
         demo()
     print("--- demo_device")
     demo_device(_pick_device)
-    for demo in (demo_errors, demo_bce, demo_bce_large, demo_regression,
-                 demo_broadcast):
+    for demo in (demo_errors, demo_bce, demo_bce_large, demo_pos_weight,
+                 demo_pos_weight_per_class, demo_autocast_bce, demo_regression,
+                 demo_broadcast, demo_kl_div, demo_kl_log_target):
         print(f"--- {demo.__name__}")
         demo()

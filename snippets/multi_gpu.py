@@ -23,6 +23,34 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 # --8<-- [end:imports]
 
+# isort: split
+# --8<-- [start:imports_ddp]
+import subprocess
+import sys
+
+import torch.distributed as dist
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+# --8<-- [end:imports_ddp]
+
+# isort: split
+# --8<-- [start:imports_workers]
+import tempfile
+
+import torch.distributed.checkpoint as dcp
+import torch.multiprocessing as mp
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    set_model_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+# --8<-- [end:imports_workers]
+
 
 # --8<-- [start:net]
 class Net(nn.Module):
@@ -135,6 +163,223 @@ def saved_devices(path) -> list[str]:
     return sorted(tags)
 
 # --8<-- [end:saved_devices]
+
+
+# --8<-- [start:scale_lr]
+def scale_lr(base_lr: float, base_batch: int, batch_per_process: int,
+             processes: int) -> float:
+    """The linear scaling rule: the learning rate grows with the global batch."""
+    sizes = {"base_batch": base_batch, "batch_per_process": batch_per_process,
+             "processes": processes}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not base_lr > 0:
+        raise ValueError(f"base_lr must be positive, got {base_lr!r}")
+    return base_lr * batch_per_process * processes / base_batch
+
+# --8<-- [end:scale_lr]
+
+
+# --8<-- [start:gathered_mean]
+def gathered_mean(indices: torch.Tensor, values: torch.Tensor,
+                  num_samples: int) -> float:
+    """Mean of values gathered from all ranks, each sample counted once."""
+    if indices.shape != values.shape:
+        raise ValueError(f"indices {tuple(indices.shape)} and values "
+                         f"{tuple(values.shape)} must have the same shape")
+    first = {}
+    for i, v in zip(indices.tolist(), values.tolist()):
+        first.setdefault(i, v)  # a padded duplicate comes later: skipped
+    missing = sorted(set(range(num_samples)) - set(first))
+    if missing or len(first) != num_samples:
+        last = num_samples - 1
+        raise ValueError(f"expected each index 0..{last}, missing {missing[:5]}; "
+                         "gather the indices of every rank (drop_last=False)")
+    return sum(first.values()) / num_samples
+
+# --8<-- [end:gathered_mean]
+
+
+# --8<-- [start:in_child]
+def in_child(code: str, **env: str) -> str:
+    """Run Python code in a new process with extra environment variables."""
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a string of Python, got {type(code).__name__}")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the child process failed:\n{done.stderr[-2000:]}")
+    return done.stdout.strip()
+
+# --8<-- [end:in_child]
+
+
+# --8<-- [start:accumulate_step]
+def accumulate_step(model: nn.Module, micro_batches: list, criterion) -> None:
+    """Backward over micro-batches; DDP all-reduces only after the last one."""
+    *first, last = micro_batches
+    with model.no_sync():  # gradients add up on each rank, no communication
+        for inputs, targets in first:
+            (criterion(model(inputs), targets) / len(micro_batches)).backward()
+    inputs, targets = last
+    last_loss = criterion(model(inputs), targets) / len(micro_batches)
+    last_loss.backward()  # all-reduce here
+
+# --8<-- [end:accumulate_step]
+
+
+# --8<-- [start:check_sync_batchnorm]
+def check_sync_batchnorm(rank: int) -> None:
+    """Inside a process group, SyncBatchNorm wants GPU tensors."""
+    bn = nn.SyncBatchNorm(4)
+    try:
+        bn(torch.randn(4, 4, 3, 3))  # CPU tensors, gloo group
+        result = "ran"
+    except ValueError as err:
+        result = f"ValueError: {err}"
+    if rank == 0:
+        print(f"SyncBatchNorm on CPU tensors: {result}")
+
+# --8<-- [end:check_sync_batchnorm]
+
+
+# --8<-- [start:check_no_sync]
+def count_allreduce(calls: list, bucket):
+    """A DDP communication hook: note the call, then all-reduce as usual."""
+    calls.append(bucket.index())
+    return allreduce_hook(None, bucket)
+
+
+def check_no_sync(rank: int, world_size: int) -> None:
+    """Accumulated DDP gradients equal one step on the whole batch."""
+    torch.manual_seed(0)  # the same data and weights on every rank
+    X, y = torch.randn(16, 4), torch.randn(16, 1)
+    reference = nn.Linear(4, 1)
+    nn.functional.mse_loss(reference(X), y).backward()  # one process, 16 samples
+    per_rank = 16 // world_size
+    mine = slice(rank * per_rank, (rank + 1) * per_rank)
+    micro = list(zip(X[mine].split(4), y[mine].split(4)))  # micro-batches of 4
+    for use_no_sync in (True, False):
+        model = DDP(nn.Linear(4, 1))
+        model.module.load_state_dict(reference.state_dict())
+        calls = []
+        model.register_comm_hook(calls, count_allreduce)
+        if use_no_sync:
+            accumulate_step(model, micro, nn.functional.mse_loss)
+        else:  # the same loop without no_sync
+            for xb, yb in micro:
+                (nn.functional.mse_loss(model(xb), yb) / len(micro)).backward()
+        same = torch.allclose(model.module.weight.grad, reference.weight.grad)
+        if rank == 0:
+            print(f"no_sync={use_no_sync}: {len(micro)} micro-batches per rank, "
+                  f"{len(calls)} all-reduce(s), same gradient as one step: {same}")
+
+# --8<-- [end:check_no_sync]
+
+
+# --8<-- [start:launch]
+def join(rank: int, world_size: int, init_file: str) -> None:
+    """Join the group: every process opens the same file to find the others."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}",
+                            rank=rank, world_size=world_size)
+
+
+def ddp_checks(rank: int, world_size: int, init_file: str) -> None:
+    join(rank, world_size, init_file)
+    try:
+        check_sync_batchnorm(rank)
+        check_no_sync(rank, world_size)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch(worker, world_size: int = 2) -> None:
+    """Run worker(rank, world_size, init_file) in world_size new processes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "rendezvous")
+        mp.spawn(worker, args=(world_size, init_file), nprocs=world_size)
+
+# --8<-- [end:launch]
+
+
+# --8<-- [start:fsdp_model]
+def mlp(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def sharded_mlp(seed: int) -> nn.Module:
+    """The same MLP, its Linear layers sharded by FSDP2 over all ranks."""
+    model = mlp(seed)
+    for layer in (model[0], model[2]):
+        fully_shard(layer)  # each layer: gathered just before it runs
+    return fully_shard(model)  # the root: the rest, and the training step
+
+
+def full_state(model: nn.Module) -> dict:
+    """The whole state_dict of a sharded model, on rank 0 (empty elsewhere)."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options)
+
+# --8<-- [end:fsdp_model]
+
+
+# --8<-- [start:fsdp_checks]
+def check_fsdp(rank: int, world_size: int) -> nn.Module:
+    """Each rank holds a shard; one step equals a step on the whole batch."""
+    model, reference = sharded_mlp(seed=0), mlp(seed=0)  # equal weights
+    counts = [None] * world_size
+    held = sum(p.to_local().numel() for p in model.parameters())  # this rank's share
+    dist.all_gather_object(counts, held)
+    torch.manual_seed(1)  # the same batch on every rank
+    X, y = torch.randn(16, 8), torch.randn(16, 4)
+    mine = slice(rank * 16 // world_size, (rank + 1) * 16 // world_size)
+    for net, xb, yb in ((model, X[mine], y[mine]), (reference, X, y)):
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        nn.functional.mse_loss(net(xb), yb).backward()  # FSDP: reduce-scatter
+        opt.step()
+    full, w = full_state(model), model[0].weight  # w: a DTensor
+    if rank == 0:
+        total = sum(p.numel() for p in reference.parameters())
+        print(f"parameters held per rank: {counts} of {total}")
+        print(f"0.weight: global {tuple(w.shape)}, local {tuple(w.to_local().shape)}, "
+              f"{w.placements[0]!r}")
+        expected = reference.state_dict()
+        same = all(torch.allclose(full[k], v) for k, v in expected.items())
+        print(f"one step on {world_size} ranks equals one on the whole batch: {same}")
+    return model
+
+# --8<-- [end:fsdp_checks]
+
+
+# --8<-- [start:dcp_checks]
+def check_dcp(model: nn.Module, rank: int, folder: str = "checkpoint") -> None:
+    """Save the shards in parallel, load them into a fresh sharded model."""
+    dcp.save({"model": get_model_state_dict(model)}, checkpoint_id=folder)
+    fresh = sharded_mlp(seed=1)  # other weights
+    state = {"model": get_model_state_dict(fresh)}
+    dcp.load(state, checkpoint_id=folder)  # each rank reads what it holds
+    set_model_state_dict(fresh, state["model"])
+    saved, loaded = full_state(model), full_state(fresh)
+    if rank == 0:
+        print(f"dcp.save wrote {sorted(os.listdir(folder))}")
+        same = all(torch.equal(saved[k], loaded[k]) for k in saved)
+        print(f"loaded equals saved: {same}")
+        torch.save(saved, "model.pt")  # one plain file: loads without FSDP
+        plain = mlp(seed=2)
+        print("model.pt into a plain model:",
+              plain.load_state_dict(torch.load("model.pt", weights_only=True)))
+
+
+def fsdp_worker(rank: int, world_size: int, init_file: str) -> None:
+    join(rank, world_size, init_file)
+    try:
+        check_dcp(check_fsdp(rank, world_size), rank)
+    finally:
+        dist.destroy_process_group()
+
+# --8<-- [end:dcp_checks]
 
 
 def tour() -> None:
@@ -253,6 +498,74 @@ def tour() -> None:
     print(saved_devices("net.pt"))  # saved from the CPU above
     # --8<-- [end:demo_saved_devices_cpu]
 
+    # --8<-- [start:demo_global_batch]
+    dataset = TensorDataset(torch.arange(1500))  # 1,500 samples, as in ddp_train.py
+    for procs in (1, 2, 4):
+        share = DistributedSampler(dataset, num_replicas=procs, rank=0)
+        batches = DataLoader(dataset, batch_size=32, sampler=share)  # 32 per process
+        lr = scale_lr(0.1, base_batch=32, batch_per_process=32, processes=procs)
+        print(f"{procs} process(es): {len(share)} samples, {len(batches)} steps "
+              f"each; global batch {32 * procs}, lr {lr:.1f}")
+    # --8<-- [end:demo_global_batch]
+
+    # --8<-- [start:demo_set_epoch]
+    samplers = [DistributedSampler(range(8), num_replicas=2, rank=r, seed=0)
+                for r in (0, 1)]  # what rank 0 and rank 1 would each build
+    for e in range(3):
+        print(f"epoch {e}, no set_epoch:", [list(s) for s in samplers])
+    for e in range(3):
+        for s in samplers:
+            s.set_epoch(e)  # every rank, the same epoch
+        print(f"epoch {e}, set_epoch({e}):", [list(s) for s in samplers])
+    # --8<-- [end:demo_set_epoch]
+
+    # --8<-- [start:demo_padding]
+    shares = [list(DistributedSampler(range(10), num_replicas=3, rank=r, shuffle=False))
+              for r in range(3)]
+    print(shares)
+    gathered = [i for share in shares for i in share]
+    print(len(gathered), "indices, repeated:", sorted({i for i in gathered
+                                                     if gathered.count(i) > 1}))
+    # --8<-- [end:demo_padding]
+
+    # --8<-- [start:demo_padding_metric]
+    correct = torch.tensor([1, 1, 0, 0, 0, 1, 0, 1, 0, 0])  # per sample: 4 of 10
+    indices = torch.tensor(gathered)  # what all_gather collects from the 3 ranks
+    print(f"true accuracy {correct.float().mean():.3f}")
+    print(f"mean of everything gathered {correct[indices].float().mean():.3f}")
+    print(f"each sample once {gathered_mean(indices, correct[indices], 10):.3f}")
+    # --8<-- [end:demo_padding_metric]
+
+    # --8<-- [start:demo_drop_last]
+    shares = [list(DistributedSampler(range(10), num_replicas=3, rank=r, shuffle=False,
+                                      drop_last=True)) for r in range(3)]
+    print(shares)  # sample 9 is never seen
+    # --8<-- [end:demo_drop_last]
+
+    # --8<-- [start:demo_sync_bn]
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(cnn))
+    print(synced)
+    x = torch.randn(8, 1, 6, 6)
+    print(dist.is_initialized(), torch.equal(synced(x), cnn(x)))  # no group: plain BN
+    # --8<-- [end:demo_sync_bn]
+
+    # --8<-- [start:demo_bn_per_rank]
+    bn = nn.BatchNorm2d(4)  # training mode: normalises with the batch's statistics
+    features = torch.randn(8, 4, 5, 5)
+    per_rank = torch.cat([bn(features[:4]), bn(features[4:])])  # 2 ranks, 4 samples
+    full_batch = bn(features)  # what SyncBatchNorm computes on every rank
+    gap = (per_rank - full_batch).abs().max()
+    print(torch.allclose(per_rank, full_batch), f"{gap:.3f}")
+    # --8<-- [end:demo_bn_per_rank]
+
+    # --8<-- [start:demo_visible_devices]
+    code = ("import torch; from torch import nn; print(torch.cuda.device_count(), "
+            "nn.DataParallel(nn.Linear(2, 2)).device_ids)")
+    print(in_child(code, CUDA_VISIBLE_DEVICES=""))  # no GPU visible
+    # --8<-- [end:demo_visible_devices]
+
 
 # The demos below read the checkpoints saved on a GPU (tests/fixtures/gpu-checkpoints/)
 # from the working directory; tests/test_multi_gpu.py runs each one in a folder holding
@@ -329,6 +642,23 @@ def demo_whole_dp() -> None:
     # --8<-- [end:demo_whole_dp]
 
 
+def run_ddp_checks() -> None:
+    """Start 2 processes (gloo) that run the no_sync and SyncBatchNorm checks."""
+    # --8<-- [start:run_ddp_checks]
+    launch(ddp_checks)  # in a script: under `if __name__ == "__main__":`
+    # --8<-- [end:run_ddp_checks]
+
+
+def run_fsdp_checks() -> None:
+    """Start 2 processes (gloo) that shard a model with FSDP2 and use dcp."""
+    # --8<-- [start:run_fsdp_checks]
+    launch(fsdp_worker)  # in a script: under `if __name__ == "__main__":`
+    # --8<-- [end:run_fsdp_checks]
+
+
+SPAWN_DEMOS = {"ddp": run_ddp_checks, "fsdp": run_fsdp_checks}
+SPAWN_SEPARATOR = "\f"  # between the runs' outputs, for tests/test_multi_gpu.py
+
 # ---- the table of the four combinations (generated/multi-gpu-table.md) ----
 
 # (saved from, loaded into) -> expressions that load `sd` into `target` correctly
@@ -371,31 +701,47 @@ def combination_rows() -> list[dict]:
 
 
 def combination_table() -> str:
-    """The Markdown table on the pages, made by really loading each combination."""
-    lines = ["| `sd = ….state_dict()` | `target =` | `target.load_state_dict(sd)` "
-             "| `# fix` | `# fix ⇒` |",
-             "| --- | --- | --- | --- | --- |"]
-    for row in combination_rows():
-        result = row["result"]
-        error = result.startswith("RuntimeError")
-        shown = short_error(result) if error else f"`{result}`"
-        fixes = "<br>".join(f"`{code}`" for code, _ in row["fixes"]) or "—"
-        fixed = "<br>".join(f"`{out}`" for _, out in row["fixes"]) or "—"
-        lines.append(f"| `{CONSTRUCTORS[row['saved_from']]}` "
-                     f"| `{CONSTRUCTORS[row['loaded_into']]}` "
-                     f"| {shown} | {fixes} | {fixed} |")
-    lines += ["", f"<small>`{TABLE_COMMAND}`</small>"]
-    return "\n".join(lines) + "\n"
+    """The Markdown table on the pages, made by really loading each combination.
+
+    Rows: what `sd` was saved from; columns: what `target` is. Each ✗ is numbered; the
+    list under the table gives its error and its fixes, ✓ when a fix loads every key."""
+    rows = combination_rows()
+    kinds = list(CONSTRUCTORS)
+    ok = "<All keys matched successfully>"
+    head = " | ".join(f"`{CONSTRUCTORS[k]}`" for k in kinds)
+    lines = [f"| `sd` ↓ · `target` → | {head} |", "| --- |" + " :-: |" * len(kinds)]
+    notes = []
+    for saved_from in kinds:
+        cells = []
+        for row in (r for r in rows if r["saved_from"] == saved_from):
+            if row["result"] == ok:
+                cells.append("✓")
+                continue
+            notes.append(row)
+            cells.append(f"✗ ({len(notes)})")
+        lines.append(f"| `{CONSTRUCTORS[saved_from]}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    for n, row in enumerate(notes, 1):
+        fixes = " · ".join(f"{'✓' if out == ok else f'`{out}`'} `{code}`"
+                           for code, out in row["fixes"])
+        lines.append(f"({n}) {short_error(row['result'])}<br>⇒ {fixes}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
     if argv == ["--table"]:
         print(combination_table(), end="")
         return
+    if argv[:1] == ["--spawn"] and set(argv[1:]) <= set(SPAWN_DEMOS) and argv[1:]:
+        for n, name in enumerate(argv[1:]):  # in the current folder
+            if n:
+                print(SPAWN_SEPARATOR, flush=True)
+            SPAWN_DEMOS[name]()
+        return
     if argv:
-        raise SystemExit(f"unknown arguments {argv}; use none (demos) or --table")
-    import tempfile
-
+        raise SystemExit(f"unknown arguments {argv}; use none (demos), --table, "
+                         f"or --spawn with some of {list(SPAWN_DEMOS)}")
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         tour()
 

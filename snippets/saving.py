@@ -7,14 +7,20 @@ files into the current folder. Sections marked `--8<-- [start:name]` are shown, 
 this order, on the pages docs/{zh,en}/saving.md.
 """
 # --8<-- [start:imports]
+import argparse
 import pickle
+import random
+import struct
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -165,6 +171,14 @@ class Payload:
 # --8<-- [end:payload]
 
 
+# --8<-- [start:refusal]
+def refusal(err: pickle.UnpicklingError) -> str:
+    """The line of torch.load's long weights_only error that names what it refused."""
+    line = next(ln for ln in str(err).splitlines() if "Unsupported global" in ln)
+    return line.strip().split(" Please")[0]
+# --8<-- [end:refusal]
+
+
 def demo_refuse_payload() -> str:
     # --8<-- [start:demo_refuse_payload]
     torch.save({"weight": torch.zeros(2), "extra": Payload()}, "evil.pt")
@@ -173,8 +187,7 @@ def demo_refuse_payload() -> str:
     except pickle.UnpicklingError as err:
         message = str(err)
         print(message.split(".")[0])
-        print(next(line.strip().split(" Please")[0] for line in message.splitlines()
-                   if "Unsupported global" in line))
+        print(refusal(err))
     print("pwned.txt exists:", Path("pwned.txt").exists())
     # --8<-- [end:demo_refuse_payload]
     return message
@@ -190,6 +203,31 @@ def demo_safe_globals() -> nn.Module:
     print(type(whole).__name__)
     # --8<-- [end:demo_safe_globals]
     return whole
+
+
+def demo_common_refusals() -> None:
+    # --8<-- [start:demo_common_refusals]
+    args = argparse.Namespace(lr=0.01, epochs=4)   # what argparse gives a script
+    best = np.mean([0.91, 0.93])                    # a NumPy scalar, not a float
+    for name, value in [("args", args), ("best", best)]:
+        torch.save({"model": Net().state_dict(), name: value}, f"with_{name}.pt")
+        try:
+            torch.load(f"with_{name}.pt", weights_only=True)
+        except pickle.UnpicklingError as err:
+            print(f"{type(value).__name__}: {refusal(err)}")
+    # --8<-- [end:demo_common_refusals]
+    # --8<-- [start:demo_allow_namespace]
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        print(torch.load("with_args.pt", weights_only=True)["args"])
+    # --8<-- [end:demo_allow_namespace]
+    # --8<-- [start:demo_plain_types]
+    torch.save({"model": Net().state_dict(),
+                "args": vars(args),                  # a dict of str, float, int
+                "best": float(best)}, "plain.pt")   # a Python float
+    loaded = torch.load("plain.pt", weights_only=True)
+    print(loaded["args"], loaded["best"])
+    print(argparse.Namespace(**loaded["args"]))     # back to a Namespace
+    # --8<-- [end:demo_plain_types]
 
 
 def demo_assign_is_not_loading() -> None:
@@ -214,24 +252,38 @@ def demo_assign_is_not_loading() -> None:
     # --8<-- [end:demo_load_is_loading]
 
 
+# --8<-- [start:rng_states]
+def rng_states(loader_generator: torch.Generator | None = None) -> dict:
+    """Every random number generator a training run draws from, as plain types
+    and tensors, so that torch.load(weights_only=True) accepts them."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),                  # dropout, random init
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (name, key.tolist(), pos, has_gauss, gauss),  # no ndarray
+        "python": random.getstate(),                     # a tuple of ints
+        "loader": None if loader_generator is None else loader_generator.get_state(),
+    }
+# --8<-- [end:rng_states]
+
+
 # --8<-- [start:save_checkpoint]
 def save_checkpoint(path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    epoch: int, loader_generator: torch.Generator | None = None):
+                    epoch: int, *, scheduler=None, scaler=None,
+                    loader_generator: torch.Generator | None = None) -> None:
     """Everything needed to continue training exactly where it stopped."""
     if not (isinstance(model, nn.Module)
             and isinstance(optimizer, torch.optim.Optimizer)):
         raise TypeError("save_checkpoint needs an nn.Module and a "
                         f"torch.optim.Optimizer, got {type(model).__name__} "
                         f"and {type(optimizer).__name__}")
-    cuda = torch.cuda.is_available()
-    loader = loader_generator
     torch.save({
-        "epoch": epoch,
+        "epoch": epoch,                                  # epochs finished
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),     # Adam's moments, step counts, lr
-        "torch_rng": torch.get_rng_state(),      # dropout, random init
-        "cuda_rng": torch.cuda.get_rng_state_all() if cuda else [],
-        "loader_rng": None if loader is None else loader.get_state(),  # shuffle order
+        "optimizer": optimizer.state_dict(),             # Adam's moments, steps, lr
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),  # loss scale
+        "rng": rng_states(loader_generator),
     }, path)
 # --8<-- [end:save_checkpoint]
 
@@ -239,28 +291,32 @@ def save_checkpoint(path, model: nn.Module, optimizer: torch.optim.Optimizer,
 # --8<-- [start:restore_rng]
 def restore_rng(checkpoint: dict, loader_generator: torch.Generator | None = None):
     """Put the random number generators back where save_checkpoint found them."""
-    if "torch_rng" not in checkpoint:
-        raise ValueError("this checkpoint has no RNG state; "
+    if not isinstance(checkpoint.get("rng"), dict):
+        raise ValueError("the checkpoint has no 'rng' entry, which resuming needs; "
                          "it was not written by save_checkpoint")
-    torch.set_rng_state(checkpoint["torch_rng"].cpu())
-    if checkpoint.get("cuda_rng") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint["cuda_rng"]])
+    states = checkpoint["rng"]
+    torch.set_rng_state(states["torch"].cpu())
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+    name, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(states["python"])
     if loader_generator is not None:
-        if checkpoint.get("loader_rng") is None:
+        if states["loader"] is None:
             raise ValueError("the checkpoint holds no DataLoader generator state; "
                              "pass loader_generator= to save_checkpoint, "
                              "or restore without it")
-        loader_generator.set_state(checkpoint["loader_rng"].cpu())
+        loader_generator.set_state(states["loader"].cpu())
 # --8<-- [end:restore_rng]
 
 
 # --8<-- [start:load_checkpoint]
 def load_checkpoint(path, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
-                    map_location="cpu") -> dict:
+                    scheduler=None, scaler=None, map_location="cpu") -> dict:
     """Load a state_dict, or a checkpoint dict with a 'model' (or 'state_dict') entry,
-    into `model`, and the 'optimizer' entry into `optimizer` if one is given.
-    Returns what the file holds, so the caller can read 'epoch' or the RNG states."""
+    into `model`, and the entries 'optimizer', 'scheduler', 'scaler' into the
+    objects given. Returns what the file holds: the caller reads 'epoch', 'rng'."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}; "
                         "build the model first, then load the checkpoint into it")
@@ -279,12 +335,15 @@ def load_checkpoint(path, model: nn.Module,
                          f"sizes: {'; '.join(wrong)}")
     model.load_state_dict(state)  # copies into the model's tensors, on their device
 
-    if optimizer is not None:
-        if "optimizer" not in checkpoint:
-            raise ValueError(f"'{path}' has no 'optimizer' entry (it is a bare "
-                             "state_dict or a weights-only checkpoint); call "
-                             "load_checkpoint without optimizer=")
-        optimizer.load_state_dict(checkpoint["optimizer"])
+    parts = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    for key, part in parts.items():
+        if part is not None and checkpoint.get(key) is None:
+            raise ValueError(f"'{path}' has no '{key}' entry (a bare state_dict, or "
+                             f"saved without {key}=); call load_checkpoint "
+                             f"without {key}=")
+    for key, part in parts.items():
+        if part is not None:
+            part.load_state_dict(checkpoint[key])
     return checkpoint
 # --8<-- [end:load_checkpoint]
 
@@ -337,6 +396,13 @@ def _read_checkpoint(path: Path, map_location) -> tuple[object, dict]:
 
 
 # --8<-- [start:key_mismatch_message]
+# prefixes that a wrapper puts in front of every key, and what each one means
+WRAPPERS = {
+    "module.": ("a DataParallel/DistributedDataParallel wrapper", "model.module"),
+    "_orig_mod.": ("torch.compile (an OptimizedModule)", "model._orig_mod"),
+}
+
+
 def _key_mismatch_message(model_keys: list[str], file_keys: list[str]) -> str:
     def preview(keys: list[str]) -> str:
         more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
@@ -349,16 +415,16 @@ def _key_mismatch_message(model_keys: list[str], file_keys: list[str]) -> str:
              f"  missing (the model has them, the file does not): {preview(missing)}",
              "  unexpected (the file has them, the model does not): "
              f"{preview(unexpected)}"]
-    if file_keys and all(k.startswith("module.") for k in file_keys):
-        lines.append("  hint: every key in the file starts with 'module.', so it was "
-                     "saved from a DataParallel/DistributedDataParallel wrapper; strip "
-                     "the prefix with torch.nn.modules.utils."
-                     "consume_prefix_in_state_dict_if_present(state, 'module.') "
-                     "or save model.module.state_dict() next time")
-    elif model_keys and all(k.startswith("module.") for k in model_keys):
-        lines.append("  hint: every key of the model starts with 'module.' (a "
-                     "DataParallel/DDP wrapper); load into the wrapped model instead: "
-                     "load_checkpoint(path, model.module)")
+    for prefix, (source, inner) in WRAPPERS.items():
+        if file_keys and all(k.startswith(prefix) for k in file_keys):
+            strip = "torch.nn.modules.utils.consume_prefix_in_state_dict_if_present"
+            lines.append(f"  hint: every key in the file starts with '{prefix}', so it "
+                         f"was saved from {source}; strip the prefix with {strip}"
+                         f"(state, '{prefix}') or save {inner}.state_dict() next time")
+        elif model_keys and all(k.startswith(prefix) for k in model_keys):
+            lines.append(f"  hint: every key of the model starts with '{prefix}' "
+                         f"({source}); load into the wrapped model instead: "
+                         f"load_checkpoint(path, {inner})")
     return "\n".join(lines)
 # --8<-- [end:key_mismatch_message]
 
@@ -371,25 +437,45 @@ def synthetic_data(n: int = 256) -> TensorDataset:
     return TensorDataset(X, X[:, :10].argmax(dim=1))
 
 
-def build(seed: int, dataset: TensorDataset):
-    """A model, its optimizer and a shuffling loader with its own generator."""
+@dataclass
+class Run:
+    """What a training run changes as it goes."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator                   # the DataLoader's shuffle order
+    loader: DataLoader
+
+
+def build(seed: int, dataset: TensorDataset, epochs: int = 4) -> Run:
     torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
     model = Net()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(dataset, batch_size=64, shuffle=True, generator=generator)
-    return model, optimizer, generator, loader
+    return Run(model, optimizer, scheduler, torch.amp.GradScaler("cpu"),
+               generator, loader)
 # --8<-- [end:data_and_build]
 
 
 # --8<-- [start:train]
-def train(model, optimizer, loader, epochs: int) -> None:
-    model.train()
+def train(run: Run, epochs: int) -> None:
+    run.model.train()
     for _ in range(epochs):
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            F.cross_entropy(model(xb), yb).backward()
-            optimizer.step()
+        for xb, yb in run.loader:
+            xb = xb * random.uniform(0.9, 1.1)                   # Python's random
+            noise = np.random.normal(0.0, 0.05, size=tuple(xb.shape))  # NumPy's
+            xb = xb + torch.from_numpy(noise).float()
+            run.optimizer.zero_grad()
+            loss = F.cross_entropy(run.model(xb), yb)
+            run.scaler.scale(loss).backward()    # the loss times the loss scale
+            run.scaler.step(run.optimizer)       # unscales, skips inf/nan steps
+            run.scaler.update()
+        run.scheduler.step()                     # once per epoch
 # --8<-- [end:train]
 
 
@@ -401,32 +487,37 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 # --8<-- [end:optimizer_tensors]
 
 
-def demo_resume() -> tuple:
+def demo_resume() -> tuple[Run, Run]:
     # --8<-- [start:demo_resume_a]
     data = synthetic_data()
-    model_a, opt_a, _, loader_a = build(seed=0, dataset=data)
-    train(model_a, opt_a, loader_a, epochs=4)
+    a = build(seed=0, dataset=data)
+    train(a, epochs=4)
     # --8<-- [end:demo_resume_a]
     # --8<-- [start:demo_resume_b]
-    model_b, opt_b, gen_b, loader_b = build(seed=0, dataset=data)
-    train(model_b, opt_b, loader_b, epochs=2)
-    save_checkpoint("checkpoint.pt", model_b, opt_b, epoch=2, loader_generator=gen_b)
+    b = build(seed=0, dataset=data)
+    train(b, epochs=2)
+    save_checkpoint("checkpoint.pt", b.model, b.optimizer, epoch=2,
+                    scheduler=b.scheduler, scaler=b.scaler,
+                    loader_generator=b.generator)
     # --8<-- [end:demo_resume_b]
     # --8<-- [start:demo_resume_c]
-    model_c, opt_c, gen_c, loader_c = build(seed=1, dataset=data)  # another seed
-    checkpoint = load_checkpoint("checkpoint.pt", model_c, opt_c)
-    restore_rng(checkpoint, gen_c)
-    train(model_c, opt_c, loader_c, epochs=4 - checkpoint["epoch"])
+    c = build(seed=1, dataset=data)              # another seed: new objects
+    checkpoint = load_checkpoint("checkpoint.pt", c.model, c.optimizer,
+                                 c.scheduler, c.scaler)
+    restore_rng(checkpoint, c.generator)
+    train(c, epochs=4 - checkpoint["epoch"])
     # --8<-- [end:demo_resume_c]
     # --8<-- [start:demo_resume_compare]
-    weights_a, weights_c = model_a.state_dict(), model_c.state_dict()
+    weights_a, weights_c = a.model.state_dict(), c.model.state_dict()
     print("weights identical:",
           all(torch.equal(weights_a[k], weights_c[k]) for k in weights_a))
     print("optimizer state identical:",
-          all(torch.equal(a, c) for a, c in
-              zip(optimizer_tensors(opt_a), optimizer_tensors(opt_c))))
+          all(torch.equal(x, y) for x, y in
+              zip(optimizer_tensors(a.optimizer), optimizer_tensors(c.optimizer))))
+    print("lr:", a.scheduler.get_last_lr() == c.scheduler.get_last_lr(),
+          "| scaler:", a.scaler.state_dict() == c.scaler.state_dict())
     # --8<-- [end:demo_resume_compare]
-    return model_a, opt_a, model_c, opt_c
+    return a, c
 
 
 def demo_load_errors() -> None:
@@ -439,6 +530,76 @@ def demo_load_errors() -> None:
         except (FileNotFoundError, ValueError) as err:
             print(f"{type(err).__name__}: {err}\n")
     # --8<-- [end:demo_load_errors]
+
+
+def demo_compiled_prefix() -> None:
+    # --8<-- [start:demo_compiled_prefix]
+    compiled = torch.compile(Net())              # compiles on the first call only
+    print(type(compiled).__name__, list(compiled.state_dict())[:2])
+    torch.save(compiled.state_dict(), "compiled.pt")
+    try:
+        load_checkpoint("compiled.pt", Net())
+    except ValueError as err:
+        print(str(err).splitlines()[-1])
+    load_checkpoint("compiled.pt", compiled)     # into the compiled model: fine
+    # --8<-- [end:demo_compiled_prefix]
+
+
+def demo_safetensors() -> dict:
+    # --8<-- [start:demo_safetensors]
+    torch.manual_seed(0)
+    model = Net()
+    save_file(model.state_dict(), "net.safetensors")
+    state = load_file("net.safetensors")         # a dict of tensors; no pickle
+    fresh = Net()
+    print(fresh.load_state_dict(state))
+    print(torch.equal(fresh.out.weight, model.out.weight))
+    # --8<-- [end:demo_safetensors]
+    # --8<-- [start:demo_safetensors_header]
+    with open("net.safetensors", "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))  # 8 bytes: the header's length
+        header = f.read(size).decode()             # then JSON, then raw bytes
+    print(header[:header.index("},") + 1])           # the first tensor's entry
+    # --8<-- [end:demo_safetensors_header]
+    # --8<-- [start:demo_safetensors_tensors_only]
+    try:
+        save_file({"weight": torch.zeros(2), "epoch": 3}, "with_epoch.safetensors")
+    except ValueError as err:
+        print(err)
+    save_file({"weight": torch.zeros(2)}, "meta.safetensors",
+              metadata={"epoch": "3"})           # metadata: str to str only
+    # --8<-- [end:demo_safetensors_tensors_only]
+    return state
+
+
+# --8<-- [start:tied]
+class Tied(nn.Module):
+    """A language-model head that shares its weight with the embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight         # one tensor, two names
+# --8<-- [end:tied]
+
+
+def demo_safetensors_shared() -> None:
+    # --8<-- [start:demo_safetensors_shared]
+    try:
+        save_file(Tied().state_dict(), "tied.safetensors")
+    except RuntimeError as err:
+        print(" ".join(str(err).split()).split(": [")[0])  # the first sentence
+    # --8<-- [end:demo_safetensors_shared]
+    # --8<-- [start:demo_safetensors_save_model]
+    torch.manual_seed(0)
+    tied = Tied()
+    save_model(tied, "tied.safetensors")         # stores the tensor once
+    fresh = Tied()
+    print(load_model(fresh, "tied.safetensors"))  # (missing, unexpected)
+    print(torch.equal(fresh.head.weight, tied.emb.weight),
+          fresh.head.weight is fresh.emb.weight)
+    # --8<-- [end:demo_safetensors_save_model]
 
 
 def demo_to_tensor_vs_module() -> None:
@@ -495,8 +656,10 @@ if __name__ == "__main__":
     demo_export_load(model)
     demo_export_without_net(model)
     for demo in (demo_extension, demo_not_a_pickle, demo_refuse_payload,
-                 demo_safe_globals, demo_assign_is_not_loading, demo_resume,
-                 demo_load_errors, demo_to_tensor_vs_module, demo_device,
+                 demo_safe_globals, demo_common_refusals,
+                 demo_assign_is_not_loading, demo_resume,
+                 demo_load_errors, demo_compiled_prefix, demo_safetensors,
+                 demo_safetensors_shared, demo_to_tensor_vs_module, demo_device,
                  demo_map_location):
         print(f"--- {demo.__name__}")
         demo()

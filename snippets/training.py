@@ -218,6 +218,86 @@ def plot_history(history: dict, path) -> Path:
 # --8<-- [end:plot_history]
 
 
+# --8<-- [start:clip_gradients]
+def clip_gradients(model: nn.Module, max_norm: float) -> float:
+    """Scale the gradients so that their total norm is at most max_norm.
+
+    Returns the total norm before clipping, as clip_grad_norm_ does.
+    """
+    if (not isinstance(max_norm, (int, float)) or isinstance(max_norm, bool)
+            or not (max_norm > 0 and math.isfinite(max_norm))):
+        raise ValueError(f"max_norm must be a positive number such as 1.0, got "
+                         f"{max_norm!r}; clip_grad_norm_ would flip the gradients' "
+                         "sign for a negative one and zero them for 0")
+    return nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+# --8<-- [end:clip_gradients]
+
+
+# --8<-- [start:train_epoch_amp]
+def train_epoch_amp(model, loader, loss_fn, optimizer, device, *, amp_dtype=None,
+                    scaler=None, max_norm=None) -> float:
+    """train_one_epoch with optional autocast, GradScaler and gradient clipping."""
+    model.train()
+    total, count = 0.0, 0
+    for data, label in loader:
+        data, label = data.to(device), label.to(device)
+        optimizer.zero_grad()
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype,
+                            enabled=amp_dtype is not None):
+            output = model(data)  # convolutions and matmuls in amp_dtype
+            check_labels(label, output)
+            loss = loss_fn(output, label)  # autocast computes it in float32
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()  # float16: scaled so gradients survive
+            scaler.unscale_(optimizer)  # the true gradients again, to clip them
+        if max_norm is not None:
+            clip_gradients(model, max_norm)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)  # skipped if a gradient is inf or nan
+            scaler.update()
+        total += loss.item() * len(label)
+        count += len(label)
+    return total / count
+# --8<-- [end:train_epoch_amp]
+
+
+# --8<-- [start:fit_scheduled]
+def fit_scheduled(model, train_loader, val_loader, *, epochs: int, lr: float,
+                  device, amp_dtype=None, scaler=None, max_norm=None) -> dict:
+    """Adam with a cosine learning-rate schedule, stepped once per epoch."""
+    check_fit_args(train_loader, val_loader, epochs, lr)
+    if max_norm is not None:
+        clip_gradients(nn.Linear(1, 1), max_norm)  # reject a bad max_norm now
+    model.to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    history = {"lr": [], "train_loss": [], "val_acc": []}
+    for _ in range(epochs):
+        history["lr"].append(scheduler.get_last_lr()[0])  # this epoch's lr
+        history["train_loss"].append(train_epoch_amp(
+            model, train_loader, loss_fn, optimizer, device,
+            amp_dtype=amp_dtype, scaler=scaler, max_norm=max_norm))
+        scheduler.step()  # once per epoch, after the epoch's optimizer steps
+        history["val_acc"].append(evaluate(model, val_loader, loss_fn, device)[1])
+    return history
+# --8<-- [end:fit_scheduled]
+
+
+# --8<-- [start:strip_compile_prefix]
+def strip_compile_prefix(state: dict) -> dict:
+    """A compiled model's state_dict with the '_orig_mod.' prefix taken off."""
+    if not isinstance(state, dict):
+        raise TypeError("state must be a state_dict (a dict), "
+                        f"got {type(state).__name__}")
+    return {key.removeprefix("_orig_mod."): value for key, value in state.items()}
+# --8<-- [end:strip_compile_prefix]
+
+
 def save_figures(out_dir) -> list[Path]:
     """`make figures`: the loss/accuracy curves of a seeded CPU run."""
     _, history = train_digits(seed=0, epochs=12, device=torch.device("cpu"))
@@ -357,6 +437,134 @@ def demo_bad_args(train_loader, val_loader, device) -> None:
     # --8<-- [end:demo_bad_args]
 
 
+def demo_scheduler() -> torch.optim.lr_scheduler.LRScheduler:
+    # --8<-- [start:demo_scheduler]
+    weight = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    lrs = []
+    for _ in range(5):  # epochs
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()  # stands for the epoch's training steps
+        scheduler.step()  # then the schedule moves on, once per epoch
+    print(lrs)
+    print(optimizer.param_groups[0]["lr"], scheduler.state_dict()["last_epoch"])
+    # --8<-- [end:demo_scheduler]
+    return scheduler
+
+
+def demo_scheduler_state(scheduler) -> None:
+    # --8<-- [start:demo_scheduler_state]
+    checkpoint = {"optimizer": scheduler.optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict()}
+    optimizer2 = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler2 = torch.optim.lr_scheduler.StepLR(optimizer2, step_size=2, gamma=0.5)
+    optimizer2.load_state_dict(checkpoint["optimizer"])  # holds the current lr
+    scheduler2.load_state_dict(checkpoint["scheduler"])  # holds the epoch count
+    print(scheduler2.last_epoch, scheduler2.get_last_lr(),
+          optimizer2.param_groups[0]["lr"])
+    # --8<-- [end:demo_scheduler_state]
+
+
+def demo_clip() -> None:
+    # --8<-- [start:demo_clip]
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 2)
+    (layer(torch.randn(8, 4)) * 10).pow(2).mean().backward()  # large gradients
+
+    def total_norm():
+        return torch.cat([p.grad.flatten() for p in layer.parameters()]).norm()
+
+    before = total_norm()
+    returned = clip_gradients(layer, max_norm=1.0)
+    print(f"{before:.4f} {returned:.4f} {total_norm():.4f}")
+    # --8<-- [end:demo_clip]
+
+
+def demo_clip_negative() -> None:
+    # --8<-- [start:demo_clip_negative]
+    layer = nn.Linear(4, 2)
+    layer(torch.ones(1, 4)).sum().backward()
+    clip_gradients(layer, max_norm=-1.0)
+    # --8<-- [end:demo_clip_negative]
+
+
+def demo_autocast(train_loader) -> None:
+    # --8<-- [start:demo_autocast]
+    seed_everything(0)
+    model = DigitCNN()
+    data, label = next(iter(train_loader))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = model.features(data)  # activations inside: bfloat16
+        output = model.classifier(features)
+        loss = nn.CrossEntropyLoss()(output, label)  # autocast: float32
+    loss.backward()
+    weight = model.classifier[-1].weight
+    print(features.dtype, output.dtype, loss.dtype)
+    print(weight.dtype, weight.grad.dtype)  # parameters stay float32
+    # --8<-- [end:demo_autocast]
+
+
+def demo_fit_scheduled() -> dict:
+    # --8<-- [start:demo_fit_scheduled]
+    seed_everything(0)
+    train_loader, val_loader = digit_loaders(batch_size=64, seed=0)
+    history = fit_scheduled(DigitCNN(), train_loader, val_loader, epochs=8, lr=3e-3,
+                            device=torch.device("cpu"), amp_dtype=torch.bfloat16,
+                            max_norm=1.0)
+    print("lr     ", " ".join(f"{lr:.4f}" for lr in history["lr"]))
+    print("val acc", " ".join(f"{acc:.3f}" for acc in history["val_acc"]))
+    # --8<-- [end:demo_fit_scheduled]
+    return history
+
+
+def demo_fp16_cuda() -> dict:
+    # --8<-- [start:demo_fp16_cuda]
+    seed_everything(0)
+    train_loader, val_loader = digit_loaders(batch_size=64, seed=0)
+    scaler = torch.amp.GradScaler("cuda")  # float16 needs loss scaling
+    history = fit_scheduled(DigitCNN(), train_loader, val_loader, epochs=8, lr=3e-3,
+                            device=torch.device("cuda"), amp_dtype=torch.float16,
+                            scaler=scaler, max_norm=1.0)
+    print(f"best val acc {max(history['val_acc']):.3f}, scale {scaler.get_scale()}")
+    # --8<-- [end:demo_fp16_cuda]
+    return history
+
+
+def demo_compile_wrap() -> tuple[nn.Module, nn.Module]:
+    # --8<-- [start:demo_compile_wrap]
+    seed_everything(0)
+    model = DigitCNN()
+    compiled = torch.compile(model)  # returns at once; compiles on the first call
+    print(type(compiled).__name__, compiled._orig_mod is model)
+    print(list(model.state_dict())[0], list(compiled.state_dict())[0])
+    # --8<-- [end:demo_compile_wrap]
+    return model, compiled
+
+
+def demo_compile_save(compiled) -> None:
+    # --8<-- [start:demo_compile_save]
+    torch.save(compiled._orig_mod.state_dict(), "digits.pt")  # plain keys
+    print(DigitCNN().load_state_dict(torch.load("digits.pt")))
+    missing, unexpected = DigitCNN().load_state_dict(compiled.state_dict(),
+                                                     strict=False)
+    print(len(missing), unexpected[0])
+    print(DigitCNN().load_state_dict(strip_compile_prefix(compiled.state_dict())))
+    # --8<-- [end:demo_compile_save]
+
+
+def demo_compile_run(model, compiled) -> None:
+    # --8<-- [start:demo_compile_run]
+    x = torch.rand(64, 1, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        start = time.perf_counter()
+        y = compiled(x)  # the first call compiles (C++ code, via inductor)
+        print(f"first call: {time.perf_counter() - start:.1f} s")
+        print(torch.allclose(y, model(x), rtol=1e-4, atol=1e-5))
+    # --8<-- [end:demo_compile_run]
+
+
 if __name__ == "__main__":
     train_loader, val_loader = demo_data()
     device = demo_device()
@@ -367,3 +575,10 @@ if __name__ == "__main__":
     _, history = demo_fit(device)
     demo_reproducible()
     demo_bad_args(train_loader, val_loader, device)
+    demo_scheduler_state(demo_scheduler())
+    demo_clip()
+    demo_autocast(train_loader)
+    demo_fit_scheduled()
+    model, compiled = demo_compile_wrap()
+    demo_compile_save(compiled)
+    demo_compile_run(model, compiled)

@@ -154,3 +154,113 @@ def test_backward_twice_needs_retain_graph():
     y.backward()
     assert torch.isclose(x.grad, 2 * torch.exp(torch.tensor(1.0)))
 
+
+
+# ---------------------------------------------------------------- issue 13: non-scalar backward, retain_grad,
+# torch.autograd.grad, freezing
+
+def test_backward_of_a_non_scalar_needs_gradient():
+    with pytest.raises(RuntimeError, match=r"^grad can be implicitly created only for scalar outputs$"):
+        ag.demo_non_scalar_backward()
+
+
+def test_gradient_argument_gives_the_vector_jacobian_product():
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    v = torch.tensor([1.0, 0.1, 0.01])
+    (x ** 2).backward(gradient=v)
+    J = torch.autograd.functional.jacobian(lambda t: t ** 2, x.detach())
+    assert torch.equal(J, torch.diag(2 * x.detach()))
+    assert torch.allclose(x.grad, v @ J) and torch.allclose(x.grad, torch.tensor([2.0, 0.4, 0.06]))
+
+
+def test_sum_then_backward_is_gradient_of_ones():
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x ** 2).sum().backward()
+    by_sum = x.grad.clone()
+    x.grad = None
+    (x ** 2).backward(gradient=torch.ones(3))
+    assert torch.equal(by_sum, x.grad) and torch.equal(by_sum, 2 * x.detach())
+
+
+def test_a_non_leaf_grad_is_none_with_a_user_warning():
+    import warnings
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 3
+    (b * b).sum().backward()
+    assert torch.equal(a.grad, torch.tensor([18.0, 36.0]))
+    with pytest.warns(UserWarning, match=r"^The \.grad attribute of a Tensor that is not a leaf Tensor is being "
+                                         r"accessed\..*retain_grad\(\)"):
+        assert b.grad is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert a.grad is not None  # a leaf: no warning
+
+
+def test_retain_grad_keeps_a_non_leaf_gradient():
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 3
+    b.retain_grad()
+    (b * b).sum().backward()
+    assert torch.equal(b.grad, 2 * b.detach()) and torch.equal(b.grad, torch.tensor([6.0, 12.0]))
+
+
+def test_autograd_grad_returns_gradients_and_leaves_dot_grad_alone():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    (g,) = torch.autograd.grad((w ** 3).sum(), w)
+    assert torch.equal(g, 3 * w.detach() ** 2) and w.grad is None
+    w.grad = torch.full((2,), 7.0)  # an existing gradient is neither added to nor replaced
+    (g2,) = torch.autograd.grad((w ** 3).sum(), w)
+    assert torch.equal(g2, g) and torch.equal(w.grad, torch.full((2,), 7.0))
+
+
+def test_autograd_grad_frees_the_graph_like_backward():
+    w = torch.tensor(1.0, requires_grad=True)
+    y = torch.exp(w)
+    torch.autograd.grad(y, w)
+    with pytest.raises(RuntimeError, match="Trying to backward through the graph a second time"):
+        torch.autograd.grad(y, w)
+
+
+def frozen_first_layer(momentum: float = 0.9):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum, weight_decay=0.01)
+    return model, opt
+
+
+def step(model, opt):
+    model(torch.randn(16, 4)).pow(2).mean().backward()
+    opt.step()
+
+
+def test_frozen_parameters_get_no_grad_and_the_optimizer_leaves_them_unchanged():
+    model, opt = frozen_first_layer()
+    model[0].requires_grad_(False)
+    frozen = [p.clone() for p in model[0].parameters()]
+    head = model[2].weight.clone()
+    for _ in range(3):  # momentum and weight decay included
+        opt.zero_grad()
+        step(model, opt)
+    assert all(p.grad is None for p in model[0].parameters())
+    assert all(torch.equal(p, f) for p, f in zip(model[0].parameters(), frozen))
+    assert not torch.equal(model[2].weight, head)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 9
+
+
+def test_freezing_after_training_started_with_zero_grads_still_moves_the_layer():
+    model, opt = frozen_first_layer()
+    step(model, opt)  # momentum buffers now exist
+    model[0].requires_grad_(False)
+    opt.zero_grad(set_to_none=False)  # a tensor of zeros, not None: not skipped
+    before = model[0].weight.clone()
+    step(model, opt)
+    assert torch.equal(model[0].weight.grad, torch.zeros_like(before))
+    assert not torch.equal(model[0].weight, before)  # momentum and weight decay moved it
+
+
+def test_the_pages_freeze_example_prints_none_true_false_9(capsys):
+    ag.tour()
+    out = capsys.readouterr().out.splitlines()
+    i = out.index("9 trainable")
+    assert out[i - 2:i] == ["None", "True False"]
+    assert "UserWarning: The .grad attribute of a Tensor that is not a leaf Tensor is being accessed" in out

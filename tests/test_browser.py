@@ -18,14 +18,9 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 import yaml
@@ -36,12 +31,67 @@ PAGE_SUFFIXES = (".md", ".ipynb")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-# (language, query, page whose source is docs/<lang>/<source>)
+# (language, query, page whose source is docs/<lang>/<source>): what a learner types, in their
+# own words and inflections, and the page that must come FIRST, in their language.
 SEARCHES = [
-    ("zh", "梯度累加", "autograd.md"),
-    ("en", "gradient accumulation", "autograd.md"),
-    ("zh", "互相关", "layers.md"),
+    # English: inflections, identifiers, questions a reader has
+    ("en", "install torch with CUDA", "environment.md"),
+    ("en", "CUDA toolkit environment variables", "environment.md"),
+    ("en", "accumulate gradients over micro-batches", "autograd.md"),
+    ("en", "leaf tensors and grad_fn", "autograd.md"),
+    ("en", "detach shares storage", "autograd.md"),
+    ("en", "write a Dataset subclass", "data.md"),
+    ("en", "num_workers main guard", "data.md"),
+    ("en", "ImageFolder", "data.md"),
     ("en", "cross-correlation", "layers.md"),
+    ("en", "pooling", "layers.md"),
+    ("en", "convolution output size", "layers.md"),
+    ("en", "initialisation", "init.md"),
+    ("en", "initialization", "init.md"),
+    ("en", "xavier", "init.md"),
+    ("en", "losses", "losses.md"),
+    ("en", "label smoothing", "losses.md"),
+    ("en", "BCEWithLogitsLoss", "losses.md"),
+    ("en", "training", "training.md"),
+    ("en", "trained", "training.md"),
+    ("en", "zero_grad", "training.md"),
+    ("en", "nn.ModuleList", "containers.md"),
+    ("en", "containers", "containers.md"),
+    ("en", "saving", "saving.md"),
+    ("en", "saved", "saving.md"),
+    ("en", "checkpoints", "saving.md"),
+    ("en", "resume training", "saving.md"),
+    ("en", "map_location", "saving.md"),
+    ("en", "state_dict", "saving.md"),
+    ("en", "DataParallel", "multi-gpu.md"),
+    ("en", "torchrun", "multi-gpu.md"),
+    # Chinese: jieba-segmented words, mixed with identifiers
+    ("zh", "安装 CUDA 版本", "environment.md"),
+    ("zh", "切换 CUDA 工具包", "environment.md"),
+    ("zh", "梯度累加", "autograd.md"),
+    ("zh", "detach 共享存储", "autograd.md"),
+    ("zh", "叶子张量", "autograd.md"),
+    ("zh", "自定义数据集", "data.md"),
+    ("zh", "图片文件夹", "data.md"),
+    ("zh", "互相关", "layers.md"),
+    ("zh", "池化", "layers.md"),
+    ("zh", "卷积输出尺寸公式", "layers.md"),
+    ("zh", "参数初始化", "init.md"),
+    ("zh", "xavier", "init.md"),
+    ("zh", "交叉熵", "losses.md"),
+    ("zh", "标签平滑", "losses.md"),
+    ("zh", "训练循环", "training.md"),
+    ("zh", "验证准确率", "training.md"),
+    ("zh", "zero_grad", "training.md"),
+    ("zh", "模型容器", "containers.md"),
+    ("zh", "ModuleList", "containers.md"),
+    ("zh", "断点续训", "saving.md"),
+    ("zh", "检查点", "saving.md"),
+    ("zh", "map_location", "saving.md"),
+    ("zh", "保存 state_dict", "saving.md"),
+    ("zh", "数据并行", "multi-gpu.md"),
+    ("zh", "DataParallel", "multi-gpu.md"),
+    ("zh", "多卡训练", "multi-gpu.md"),
 ]
 
 pytestmark = pytest.mark.browser
@@ -124,61 +174,10 @@ def chromium_path() -> str:
     return path
 
 
-class _StaticHost(SimpleHTTPRequestHandler):
-    """http.server as a static host: quiet, cacheable for 10 minutes (as GitHub Pages), and
-    answering a missing path with the nearest 404.html (status 404)."""
-
-    def log_message(self, *args):
-        pass
-
-    def end_headers(self):
-        self.send_header("Cache-Control", "max-age=600")
-        super().end_headers()
-
-    def send_error(self, code, message=None, explain=None):
-        if code != 404:
-            return super().send_error(code, message, explain)
-        parts = [p for p in urlsplit(self.path).path.split("/") if p]
-        root = Path(self.directory)
-        for depth in range(len(parts), -1, -1):
-            candidate = root.joinpath(*parts[:depth], "404.html")
-            if candidate.is_file():
-                body = candidate.read_bytes()
-                self.send_response(404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-                return None
-        return super().send_error(code, message, explain)
-
-
-@dataclass
-class Site:
-    root: Path  # the built site
-    base: str  # its address, e.g. http://127.0.0.1:40123/
-
-    def url(self, path: str) -> str:
-        return urljoin(self.base, path.lstrip("/"))
-
-
 @pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Site:
-    root = tmp_path_factory.mktemp("browser-site")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticHost, directory=str(root)))
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    env = {**os.environ, "SITE_URL": base, "NO_MKDOCS_2_WARNING": "1"}
-    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(root)],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if built.returncode != 0:
-        server.server_close()
-        pytest.fail(f"mkdocs build --strict failed:\n{built.stderr[-3000:]}", pytrace=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Site(root, base)
-    server.shutdown()
-    server.server_close()
+def site(served_site):
+    """The one build of this test session (tests/conftest.py), served on a loopback port."""
+    return served_site
 
 
 @dataclass
@@ -186,7 +185,7 @@ class Tab:
     """One browser page, reused by every test, with what went wrong since `reset`."""
 
     page: object
-    site: Site
+    site: object  # tests/conftest.py Site
     problems: list[str] = field(default_factory=list)
     pending: set = field(default_factory=set)
 
@@ -337,10 +336,12 @@ def test_page_in_every_language(tab, source: str):
 
 # ---------------------------------------------------------------- search
 
-@pytest.mark.parametrize("lang,query,source", SEARCHES, ids=[q for _, q, _ in SEARCHES])
-def test_search_finds_the_page(tab, lang, query, source):
+@pytest.mark.parametrize("lang,query,source", SEARCHES, ids=[f"{lang}-{q}" for lang, q, _ in SEARCHES])
+def test_search_puts_the_page_first_in_the_readers_language(tab, lang, query, source):
+    """Searching from a page in one language: the first result is the expected page in that language,
+    and no result is the other language's (each language has its own index, hooks/search_lang.py)."""
     tab.reset()
-    tab.goto(page_of(lang, "index.md").path)
+    tab.goto(page_of(lang, "training.md").path)
     box = tab.page.locator("input.md-search__input")
     box.click()
     box.fill(query)
@@ -350,7 +351,12 @@ def test_search_finds_the_page(tab, lang, query, source):
     found = tab.page.eval_on_selector_all(".md-search-result__item a.md-search-result__link",
                                           "links => links.map(a => new URL(a.href).pathname)")
     expected = page_of(lang, source).path
-    assert expected in found, f"searching {query!r} found {sorted(set(found))}, not {expected}"
+    prefix = dict(languages())[lang]
+    others = [f"/{p}" for code, p in languages() if p and code != lang]
+    assert found, f"searching {query!r} found nothing"
+    assert found[0] == expected, f"searching {query!r}: first result {found[0]}, expected {expected} (all: {found[:5]})"
+    assert all(path.startswith(f"/{prefix}") and not path.startswith(tuple(others)) for path in found), \
+        f"searching {query!r} in {lang} found pages of another language: {found}"
     tab.page.keyboard.press("Escape")
     tab.assert_clean(f"searching {query!r}")
 
@@ -520,3 +526,59 @@ def test_missing_page_shows_the_404_in_both_languages(tab, lang, prefix):
         title, link = homes[code]
         assert title, f"no {code} title"
         assert link == tab.site.url(f"/{home_prefix}"), f"{code} home link is {link}"
+
+
+# ---------------------------------------------------------------- layout, math
+
+_LAYOUT_JS = """() => {
+    const article = document.querySelector('article');
+    const width = article.getBoundingClientRect().width;
+    const wide = [...article.querySelectorAll('table')].map(t => t.closest('.md-typeset__scrollwrap') || t)
+        .filter(box => box.getBoundingClientRect().width > width + 1).map(box => box.textContent.slice(0, 40));
+    // an identifier in a table is one line: never broken mid-word
+    const broken = [...article.querySelectorAll('table code')]
+        .filter(c => getComputedStyle(c).whiteSpace !== 'nowrap' || c.getClientRects().length > 1)
+        .map(c => c.textContent);
+    return {wide, broken, overflow: document.documentElement.scrollWidth - window.innerWidth};
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_every_page_fits_its_width(tab, width):
+    """At a desktop and a phone width: no console error, no table wider than its column (a wide
+    table scrolls in its own box), no identifier in a table broken across lines, no sideways page."""
+    tab.page.set_viewport_size({"width": width, "height": 900})
+    try:
+        problems = []
+        for page in all_pages():
+            tab.reset()
+            tab.goto(page.path)
+            tab.assert_clean(f"{page.path} at {width} px")
+            facts = tab.page.evaluate(_LAYOUT_JS)
+            if facts["wide"] or facts["broken"] or facts["overflow"] > 0:
+                problems.append(f"{page.path}: {facts}")
+        assert problems == [], f"at {width} px:\n  " + "\n  ".join(problems)
+    finally:
+        tab.page.set_viewport_size({"width": 1280, "height": 900})
+
+
+MATH_PAGES = ["layers.md", "init.md", "losses.md"]
+
+
+@pytest.mark.parametrize("lang", [lang for lang, _ in languages()])
+@pytest.mark.parametrize("source", MATH_PAGES)
+def test_formulas_render_as_math(tab, lang, source):
+    """pymdownx.arithmatex + the site's own KaTeX (overrides/main.html): every formula typeset."""
+    page = page_of(lang, source)
+    tab.reset()
+    tab.goto(page.path)
+    tab.page.wait_for_function("() => document.querySelectorAll('.arithmatex .katex').length > 0")
+    facts = tab.page.evaluate("""() => ({
+        formulas: document.querySelectorAll('.arithmatex').length,
+        typeset: document.querySelectorAll('.arithmatex .katex').length,
+        errors: [...document.querySelectorAll('.katex-error')].map(e => e.textContent),
+        raw: [...document.querySelectorAll('.arithmatex')].filter(e => !e.querySelector('.katex'))
+            .map(e => e.textContent)})""")
+    assert facts["formulas"] > 0 and facts["typeset"] == facts["formulas"], facts
+    assert facts["errors"] == [] and facts["raw"] == [], facts
+    tab.assert_clean(page.path)

@@ -76,7 +76,7 @@ def test_copy_by_order_rejects_non_modules():
         C.copy_by_order({}, C.make_sequential())
 
 
-def test_notes_E26_sequential_is_extensible_append_insert_extend_index_slice_del():
+def test_notes_E18_sequential_is_extensible_append_insert_extend_index_slice_del():
     net = C.demo_extend_sequential()
     assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "LogSoftmax"]
     assert list(net._modules) == ["0", "1", "2", "3"]  # renumbered after del
@@ -176,3 +176,57 @@ def test_module_list_moves_to_gpu_but_plain_list_does_not():
     assert not bad.layers[0].weight.is_cuda
     with pytest.raises(RuntimeError):
         bad(torch.randn(2, 64, device="cuda"))  # cuda input, cpu weights
+
+
+# ---- repeated layers, a new head, parameter containers ----
+
+def test_module_list_comprehension_makes_independent_layers():
+    deep = C.demo_repeated()
+    assert len(deep.linears) == 10 and C.count_params(deep) == 10 * (10 * 10 + 10)
+    assert len({id(layer.weight) for layer in deep.linears}) == 10
+    assert deep(torch.randn(3, 10)).shape == (3, 10)
+
+
+def test_list_times_n_repeats_one_shared_layer():
+    shared = nn.ModuleList([nn.Linear(10, 10)] * 10)
+    assert len(shared) == 10 and C.count_params(shared) == 110
+    assert all(layer is shared[0] for layer in shared)
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5])
+def test_repeated_rejects_a_bad_layer_count(n):
+    with pytest.raises(ValueError, match=r"n must be a positive int \(how many layers\)"):
+        C.Repeated(n=n)
+
+
+def test_resnet18_new_head_changes_output_and_count_without_downloads(monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("resnet18(weights=None) must not download")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    net = C.demo_resnet_head()
+    assert isinstance(net.fc, nn.Linear) and (net.fc.in_features, net.fc.out_features) == (512, 10)
+    assert C.count_params(net) == 11_689_512 - (512 * 1000 + 1000) + (512 * 10 + 10) == 11_181_642
+    assert "fc.weight" in net.state_dict() and net.state_dict()["fc.weight"].shape == (10, 512)
+    assert net(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_parameter_list_and_dict_register_plain_list_does_not():
+    good, plain = C.demo_param_containers()
+    assert [n for n, _ in good.named_parameters()] == ["scales.0", "scales.1", "scales.2", "extra.shift"]
+    assert list(plain.parameters()) == [] and plain.state_dict() == {}
+    x = torch.randn(4)
+    assert torch.equal(good(x), plain(x))
+    with pytest.raises(ValueError, match="optimizer got an empty parameter list"):
+        torch.optim.SGD(plain.parameters(), lr=0.1)
+    good.to(torch.float64)
+    assert good.scales[0].dtype == torch.float64 and plain.to(torch.float64).scales[0].dtype == torch.float32
+
+
+def test_an_optimizer_built_before_the_new_head_keeps_the_old_heads_parameters():
+    net = C.resnet18(weights=None)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    old_fc = net.fc.weight
+    net.fc = nn.Linear(512, 10)
+    held = {id(p) for group in opt.param_groups for p in group["params"]}
+    assert id(old_fc) in held and id(net.fc.weight) not in held

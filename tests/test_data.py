@@ -7,8 +7,8 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import warnings
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -24,13 +24,20 @@ from torchvision.transforms import v2
 from snippets.data import (
     MEAN,
     STD,
+    CsvImageDataset,
     Cycle,
     DigitsDataset,
+    RandomShift,
+    WhichProcess,
     data_transform,
+    first_batch_of,
     open_image_folder,
     save_batch_grid,
     save_figures,
+    seed_worker,
     to_numpy_image,
+    train_transform,
+    val_transform,
     write_digit_folders,
 )
 from tools.shown_code import expand
@@ -148,7 +155,7 @@ def test_labels_out_of_range_break_cross_entropy():
         F.cross_entropy(torch.zeros(1, 10), torch.tensor([10]))
 
 
-def test_notes_E20_dataset_without_index_error_never_stops():
+def test_notes_E5_dataset_without_index_error_never_stops():
     assert list(itertools.islice(iter(Cycle()), 7)) == [0, 1, 2, 0, 1, 2, 0]
     assert list(itertools.islice(iter(Cycle()), 1000))[-1] == 999 % 3  # still going
     batches = list(DataLoader(Cycle(), batch_size=2))                   # the sampler uses len()
@@ -201,13 +208,6 @@ def test_write_is_seeded_reused_and_redone(tmp_path, tree):
     assert names(val_dir) != names(tree[1])
     assert len(names(train_dir)) + len(names(val_dir)) == 1797
     assert json.loads(marker.read_text())["seed"] == 4
-
-
-def test_write_is_fast(tmp_path):
-    load_digits()                                    # warm sklearn's cache, as the page's imports do
-    start = time.process_time()                      # CPU time: less affected by other processes
-    write_digit_folders(tmp_path)
-    assert time.process_time() - start < 2.0         # about 0.4 s on an idle 2-core machine
 
 
 def test_write_refuses_foreign_folders(tmp_path):
@@ -268,7 +268,7 @@ def test_imagefolder_classes_sorted_as_strings(tmp_path):
     assert datasets.ImageFolder(tmp_path).class_to_idx == {"1": 0, "10": 1, "2": 2, "Dog": 3, "cat": 4}
 
 
-def test_notes_E24_v2_totensor_is_deprecated():
+def test_v2_totensor_is_deprecated():
     with pytest.warns(UserWarning, match=r"The transform `ToTensor\(\)` is deprecated"):
         v2.ToTensor()
 
@@ -354,7 +354,7 @@ def test_next_iter_loader_gives_a_batch(val_data):
     assert images.shape == (64, 1, 32, 32) and labels.shape == (64,) and labels.dtype == torch.int64
 
 
-def test_notes_E20_next_iter_image_folder_gives_one_sample(tree):
+def test_notes_E5_next_iter_image_folder_gives_one_sample(tree):
     # the notes' own transform gives 3 channels; either way it is one (image, label) pair
     notes_data = datasets.ImageFolder(tree[1], transform=v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]))
     sample = next(iter(notes_data))
@@ -365,7 +365,7 @@ def test_notes_E20_next_iter_image_folder_gives_one_sample(tree):
         notes_data[len(notes_data)]                  # what ends the fallback iteration
 
 
-def test_notes_E19_four_workers_warn_on_two_cores(monkeypatch, val_data):
+def test_notes_E4_four_workers_warn_on_two_cores(monkeypatch, val_data):
     two_cpus(monkeypatch)
     with pytest.warns(UserWarning, match="This DataLoader will create 4 worker processes in total. "
                                          "Our suggested max number of worker in current system is 2"):
@@ -390,6 +390,225 @@ def test_workers_give_the_same_batches(train_data):
     assert torch.equal(labels_0, labels_2) and torch.equal(images_0, images_2)
 
 
+@pytest.fixture(scope="module")
+def small_train(tree):
+    """The first 64 training files with a random transform set per test."""
+    data = datasets.ImageFolder(tree[0])
+    data.samples = data.samples[::22][:64]
+    return data
+
+
+def with_transform(data, transform):
+    copy = datasets.ImageFolder.__new__(datasets.ImageFolder)
+    copy.__dict__.update(data.__dict__, transform=transform)
+    return copy
+
+
+FLIP = v2.Compose([v2.Grayscale(1), v2.ToImage(), v2.RandomHorizontalFlip(),
+                   v2.ToDtype(torch.float32, scale=True)])
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("transform", [FLIP, train_transform], ids=["flip", "affine"])
+def test_workers_change_random_transforms_not_the_order(small_train, transform):
+    """The old claim (workers give identical batches) is false for random transforms."""
+    data = with_transform(small_train, transform)
+    torch.manual_seed(0)
+    images_0, labels_0 = first_batch_of(data, num_workers=0)
+    images_2, labels_2 = first_batch_of(data, num_workers=2)
+    assert torch.equal(labels_0, labels_2)                             # same order
+    assert not torch.equal(images_0, images_2)                         # other random numbers
+
+
+@pytest.mark.multiprocess
+def test_same_generator_seed_repeats_augmented_batches_with_workers(small_train):
+    data = with_transform(small_train, FLIP)
+    run_1, run_2 = (first_batch_of(data, num_workers=2)[0] for _ in range(2))
+    assert torch.equal(run_1, run_2)
+    assert not torch.equal(run_1, first_batch_of(data, num_workers=2, seed=1)[0])
+
+
+def test_without_workers_augmentation_follows_the_global_rng(small_train):
+    data = with_transform(small_train, FLIP)
+    run_1, run_2 = (first_batch_of(data, num_workers=0)[0] for _ in range(2))
+    assert not torch.equal(run_1, run_2)                               # generator alone: not enough
+    torch.manual_seed(3)
+    run_1 = first_batch_of(data, num_workers=0)[0]
+    torch.manual_seed(3)
+    assert torch.equal(run_1, first_batch_of(data, num_workers=0)[0])
+
+
+def shifts(worker_init_fn=None, seed=0):
+    loader = DataLoader(RandomShift(), batch_size=2, num_workers=2, worker_init_fn=worker_init_fn,
+                        generator=torch.Generator().manual_seed(seed))
+    return [(batch % 100).tolist() for batch in loader]
+
+
+@pytest.mark.multiprocess
+def test_seed_worker_gives_each_worker_its_own_repeatable_stream():
+    without = shifts()
+    assert without[0] == without[1]                                    # both workers: same copy of rng
+    first = shifts(seed_worker)
+    assert first[0] != first[1] and shifts(seed_worker) == first       # differ, and repeat
+    assert shifts(seed_worker, seed=1) != first
+
+
+@pytest.mark.multiprocess
+def test_workers_seed_torch_random_and_numpy_from_the_generator():
+    """What the page says torch already does in each worker: base seed + worker id."""
+    import random
+
+    class Draws(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            info = torch.utils.data.get_worker_info()
+            return info.seed, torch.initial_seed(), random.random(), float(np.random.random_sample())
+
+    def run(seed):
+        loader = DataLoader(Draws(), batch_size=1, num_workers=2,
+                            generator=torch.Generator().manual_seed(seed))
+        return [[float(x) for x in batch] for batch in loader]
+    first = run(0)
+    assert first == run(0) and first != run(1)
+    assert first[1][0] == first[0][0] + 1                               # worker 1: base seed + 1
+    assert first[0][0] == first[0][1]                                   # = torch's seed in the worker
+    assert first[0][2:] != first[1][2:]
+
+
+# --- training and validation transforms ---------------------------------------------------------
+
+def test_train_transform_is_random_and_val_transform_is_not(train_data, tree):
+    aug = datasets.ImageFolder(tree[0], transform=train_transform)
+    assert val_transform is data_transform
+    assert not torch.equal(aug[0][0], aug[0][0])
+    assert torch.equal(train_data[0][0], train_data[0][0])
+    image = aug[0][0]
+    assert image.shape == (1, 32, 32) and image.dtype == torch.float32
+    assert image.min() >= -1 and image.max() <= 1
+    torch.manual_seed(0)
+    first = aug[0][0]
+    torch.manual_seed(0)
+    assert torch.equal(first, aug[0][0])                               # global RNG: seedable
+    assert not any(isinstance(t, v2.RandomHorizontalFlip) for t in train_transform.transforms)
+
+
+# --- a lazy Dataset over a CSV of image files -------------------------------------------------
+
+def write_csv(path, rows):
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def val_csv(tree):
+    root = tree[1].parent
+    rows = ["path,label"] + [f"{Path(p).relative_to(root).as_posix()},{y}"
+                             for p, y in datasets.ImageFolder(tree[1]).samples]
+    return write_csv(root / "val.csv", rows)
+
+
+def test_csv_dataset_gives_imagefolders_samples(val_csv, val_data):
+    data = CsvImageDataset(val_csv, transform=val_transform)
+    assert len(data) == len(val_data) == 359
+    for i in (0, 100, 358):
+        image, label = data[i]
+        assert torch.equal(image, val_data[i][0]) and label == val_data[i][1]
+    images, labels = next(iter(DataLoader(data, batch_size=64)))
+    assert images.shape == (64, 1, 32, 32) and labels.dtype == torch.int64
+    raw, _ = CsvImageDataset(val_csv)[0]
+    assert isinstance(raw, Image.Image) and raw.mode == "RGB"
+
+
+def test_csv_dataset_is_lazy(val_csv, monkeypatch):
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    data = CsvImageDataset(val_csv, transform=val_transform)
+    assert opened == []                                                # __init__ reads only the CSV
+    data[5]
+    assert opened == [data.samples[5][0]]
+
+
+@pytest.mark.parametrize("row, error, message", [
+    ("val/0/9999.png,0", FileNotFoundError, r"bad.csv line 3: image .*val/0/9999.png does not exist"),
+    ("val/0/0000.png", ValueError, r"bad.csv line 3: every row needs path,label; got path='val/0/0000.png' label=None"),
+    ("val/0/0000.png,", ValueError, r"line 3: every row needs path,label; .* label=''"),
+    (",3", ValueError, r"line 3: every row needs path,label; got path=''"),
+    ("val/0/0000.png,zero", ValueError, r"line 3: label 'zero' is not a class index \(an integer >= 0\)"),
+    ("val/0/0000.png,-1", ValueError, r"line 3: label '-1' is not a class index"),
+    ("val/0/0000.png,1.5", ValueError, r"line 3: label '1.5' is not a class index"),
+])
+def test_csv_dataset_names_the_bad_row(val_csv, row, error, message):
+    lines = val_csv.read_text().splitlines()[:2]
+    bad = write_csv(val_csv.parent / "bad.csv", [*lines, row])
+    with pytest.raises(error, match=message):
+        CsvImageDataset(bad)
+
+
+def test_csv_dataset_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="CSV file .*missing.csv does not exist"):
+        CsvImageDataset(tmp_path / "missing.csv")
+    with pytest.raises(ValueError, match=r"the first line must name the columns path,label; got \['file', 'y'\]"):
+        CsvImageDataset(write_csv(tmp_path / "a.csv", ["file,y", "x.png,0"]))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="must name the columns path,label; got None"):
+        CsvImageDataset(tmp_path / "empty.csv")
+    with pytest.raises(ValueError, match="lists no images, only a header"):
+        CsvImageDataset(write_csv(tmp_path / "c.csv", ["path,label"]))
+
+
+# --- pin_memory, persistent_workers, prefetch_factor ---------------------------------------------
+
+def test_pin_memory_without_accelerator_warns_and_is_ignored(val_data, monkeypatch):
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    loader = DataLoader(val_data, batch_size=64, pin_memory=True)
+    with pytest.warns(UserWarning, match="'pin_memory' argument is set as true but no accelerator is found, "
+                                         "then device pinned memory won't be used."):
+        images, _ = next(iter(loader))
+    assert not images.is_pinned()
+
+
+def test_pin_memory_only_with_cuda_runs_quietly(val_data):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loader = DataLoader(val_data, batch_size=64, pin_memory=device.type == "cuda")
+        images, labels = next(iter(loader))
+        assert images.to(device, non_blocking=True).device.type == device.type
+
+
+@pytest.mark.cuda
+def test_pinned_batches_copy_to_cuda_without_blocking(val_data):
+    images, labels = next(iter(DataLoader(val_data, batch_size=64, pin_memory=True)))
+    assert images.is_pinned() and labels.is_pinned()
+    on_gpu = images.to("cuda", non_blocking=True)
+    assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), images)         # later ops wait for the copy
+
+
+@pytest.mark.multiprocess
+def test_persistent_workers_keep_their_processes():
+    def processes(persistent):
+        loader = DataLoader(WhichProcess(), batch_size=2, num_workers=2, persistent_workers=persistent)
+        return {int(pid) for _ in range(3) for batch in loader for pid in batch}
+    assert len(processes(False)) == 6 and len(processes(True)) == 2
+    assert os.getpid() not in processes(True)
+
+
+def test_persistent_workers_and_prefetch_need_workers(val_data):
+    with pytest.raises(ValueError, match="^persistent_workers option needs num_workers > 0$"):
+        DataLoader(val_data, persistent_workers=True)
+    with pytest.raises(ValueError) as err:
+        DataLoader(val_data, batch_size=64, prefetch_factor=4)
+    assert str(err.value) == ("prefetch_factor option could only be specified in multiprocessing."
+                              "let num_workers > 0 to enable multiprocessing, otherwise set "
+                              "prefetch_factor to None.")
+    assert DataLoader(val_data).prefetch_factor is None
+    assert DataLoader(val_data, num_workers=2).prefetch_factor == 2  # the default with workers
+    assert DataLoader(val_data, num_workers=2, prefetch_factor=4).prefetch_factor == 4
+
+
 UNGUARDED_SCRIPT = """\
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -402,7 +621,7 @@ print(next(iter(loader)))
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_notes_E19_spawn_without_main_guard_fails(tmp_path):
+def test_notes_E4_spawn_without_main_guard_fails(tmp_path):
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED_SCRIPT)
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
@@ -445,7 +664,7 @@ def test_page_workers_under_spawn_need_the_guard(tmp_path, guarded):
         assert "has finished its bootstrapping phase" in " ".join(run.stderr.split())
 
 
-def test_notes_E24_snippets_are_not_self_contained(tree, monkeypatch):
+def test_notes_E17_snippets_are_not_self_contained(tree, monkeypatch):
     two_cpus(monkeypatch)
     ns: dict = {}
     with pytest.raises(NameError, match="name 'train_path' is not defined"):
@@ -466,7 +685,7 @@ def test_notes_E24_snippets_are_not_self_contained(tree, monkeypatch):
         exec(NOTES_SHOW, ns)
 
 
-def test_notes_E4_transpose_takes_two_dims(val_data):
+def test_notes_E6_transpose_takes_two_dims(val_data):
     ns = {"val_loader": DataLoader(val_data, batch_size=64), "plt": plt}
     with pytest.raises(TypeError) as err:
         exec(NOTES_SHOW, ns)
@@ -535,3 +754,23 @@ def test_save_figures_writes_the_page_picture(tmp_path):
 
 def test_the_tree_is_under_one_megabyte(tree):
     assert sum(p.stat().st_size for p in tree[0].parent.rglob("*.png")) < 1_000_000
+
+
+def cpus(monkeypatch, n: int):
+    """Make DataLoader see an n-core machine, whatever this one has."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: n)
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_notes_E4_four_workers_are_fine_on_four_or_more_cores(monkeypatch, val_data, n):
+    cpus(monkeypatch, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DataLoader(val_data, batch_size=64, num_workers=4)
+
+
+def test_notes_E4_four_workers_warn_on_three_cores(monkeypatch, val_data):
+    cpus(monkeypatch, 3)
+    with pytest.warns(UserWarning, match="Our suggested max number of worker in current system is 3"):
+        DataLoader(val_data, batch_size=64, num_workers=4)

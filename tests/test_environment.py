@@ -1,5 +1,6 @@
 """Each claim of the environment chapter, asserted: install lines, device report,
 pick_device, .cuda() vs .to(device), and the CUDA toolkit switch script."""
+import importlib.metadata
 import json
 import os
 import re
@@ -39,11 +40,25 @@ def bash(script: str, *args: str, env_vars: dict | None = None) -> subprocess.Co
 
 # ---------------------------------------------------------------- install.sh
 
+FAKES = ('pip() { echo "pip $*" >> "$CALLS"; [ "$1" != install ] || printf "%s\\n" "$@"; }; '
+         'python() { echo "python $*" >> "$CALLS"; }; export -f pip python; ')
+
+
+def run_install_calls(*args: str, env_vars: dict | None = None, tmp: Path | None = None):
+    """Run install.sh with `pip` and `python` replaced by functions that record each call."""
+    calls = Path(tmp or "/tmp") / f"install-calls-{os.getpid()}.txt"
+    calls.unlink(missing_ok=True)
+    done = subprocess.run(["bash", "-c", FAKES + 'bash "$0" "$@"', str(INSTALL_SH), *args],
+                          capture_output=True, text=True, timeout=30,
+                          env={"PATH": BASE_PATH, "CALLS": str(calls), **(env_vars or {})})
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    calls.unlink(missing_ok=True)
+    return done, lines
+
+
 def run_install(*args: str, env_vars: dict | None = None):
-    """Run install.sh with `pip` replaced by a function that records its arguments."""
-    script = 'pip() { printf "%s\\n" "$@"; }; export -f pip; bash "$0" "$@"'
-    done = subprocess.run(["bash", "-c", script, str(INSTALL_SH), *args], capture_output=True, text=True,
-                          env={"PATH": BASE_PATH, **(env_vars or {})}, timeout=30)
+    """install.sh's exit status, the arguments of its `pip install` call, its stderr."""
+    done, _ = run_install_calls(*args, env_vars=env_vars)
     return done.returncode, done.stdout.splitlines(), done.stderr
 
 
@@ -74,9 +89,151 @@ def test_install_sh_versions_can_be_overridden():
 
 @pytest.mark.parametrize("bad", ["cuda12", "cu12.6", "gpu", "cpu "])
 def test_install_sh_rejects_an_unknown_build_before_calling_pip(bad):
-    rc, pip_args, err = run_install(bad)
-    assert rc == 2 and pip_args == []
-    assert "unknown build" in err and "use cpu or a CUDA tag such as cu126 or cu130" in err
+    done, calls = run_install_calls(bad)
+    assert done.returncode == 2 and calls == []
+    assert "unknown build" in done.stderr and "use cpu or a CUDA tag such as cu126 or cu130" in done.stderr
+
+
+@pytest.mark.parametrize("tag", ["cpu", "cu130"])
+def test_install_sh_removes_the_old_pair_installs_both_from_one_index_then_imports(tag):
+    done, calls = run_install_calls(tag)
+    assert done.returncode == 0, done.stderr
+    assert calls == ["pip uninstall -y torch torchvision",
+                     f"pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/{tag}",
+                     "python -c import torch, torchvision; print(torch.__version__, torchvision.__version__)"]
+
+
+def test_install_sh_stops_when_the_import_check_fails():
+    fail = 'python() { echo "RuntimeError: operator torchvision::nms does not exist" >&2; return 1; }'
+    done = subprocess.run(["bash", "-c", f'pip() {{ :; }}; {fail}; export -f pip python; bash "$0"',
+                           str(INSTALL_SH)], capture_output=True, text=True, timeout=30,
+                          env={"PATH": BASE_PATH})
+    assert done.returncode == 1 and "torchvision::nms does not exist" in done.stderr
+
+
+# ---------------------------------------------------------------- torch + torchvision: one pair, one build
+
+def test_torchvision_requirement_carries_no_build_tag_so_pip_accepts_any_torch_build():
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    needs = [Requirement(r) for r in importlib.metadata.requires("torchvision") if r.startswith("torch ")]
+    assert len(needs) == 1 and needs[0].specifier == Requirement("torch>=2.14.0").specifier
+    for build in ("2.14.1+cpu", "2.14.1+cu126", "2.14.1+cu130"):  # PEP 440: the tag is ignored
+        assert needs[0].specifier.contains(build)
+    # and an installed torchvision of another build satisfies install.sh's pin: pip keeps it
+    assert Requirement("torchvision==0.29.1").specifier.contains(Version("0.29.1+cu130"))
+
+
+def test_this_pair_is_one_release_pair_and_one_build():
+    import torchvision
+    assert torch.__version__.split("+")[0] == "2.14.1" and torchvision.__version__.split("+")[0] == "0.29.1"
+    assert torch.__version__.partition("+")[2] == torchvision.__version__.partition("+")[2]
+
+
+MIXED_PAIR = textwrap.dedent("""\
+    import torch
+    load = torch.ops.load_library
+    def load_as_on_a_cpu_torch(path):  # what a CUDA torchvision meets next to a +cpu torch
+        if "torchvision" in str(path):
+            raise OSError("libc10_cuda.so: cannot open shared object file: No such file or directory")
+        return load(path)
+    torch.ops.load_library = load_as_on_a_cpu_torch
+    import torchvision
+""")
+
+
+@pytest.mark.slow  # starts a Python that imports torch (about 3 s)
+def test_a_torchvision_whose_operators_cannot_load_fails_at_import_with_nms():
+    # torchvision's compiled ops link against the CUDA libraries of a CUDA torch (libc10_cuda.so,
+    # libcudart); a +cpu torch has none, so loading them raises OSError, which torchvision swallows,
+    # and `import torchvision` then fails on the first operator it registers
+    done = subprocess.run([sys.executable, "-c", MIXED_PAIR], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "RuntimeError: operator torchvision::nms does not exist"
+
+
+# ---------------------------------------------------------------- nvidia-smi's CUDA Version
+
+class FakeLibcuda:
+    def __init__(self, version: int, status: int = 0):
+        self.version, self.status = version, status
+
+    def cuDriverGetVersion(self, out):  # noqa: N802 (the driver API's name)
+        out._obj.value = self.version
+        return self.status
+
+
+@pytest.mark.parametrize("raw, shown", [(13000, "13.0"), (12080, "12.8"), (12020, "12.2")])
+def test_driver_cuda_version_reads_the_driver_library_as_nvidia_smi_does(monkeypatch, raw, shown):
+    opened = []
+    monkeypatch.setattr(env.ctypes, "CDLL", lambda name: opened.append(name) or FakeLibcuda(raw))
+    assert env.driver_cuda_version() == shown
+    assert opened == ["libcuda.so.1"]  # the driver's library, not a toolkit's libcudart
+
+
+def test_driver_cuda_version_is_none_without_a_driver(monkeypatch):
+    def no_driver(name):
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+    monkeypatch.setattr(env.ctypes, "CDLL", no_driver)
+    assert env.driver_cuda_version() is None
+    monkeypatch.setattr(env.ctypes, "CDLL", lambda name: FakeLibcuda(0, status=100))
+    assert env.driver_cuda_version() is None  # the driver answered with an error
+
+
+@pytest.mark.cuda
+def test_driver_cuda_version_is_nvidia_smis_and_at_least_torchs():
+    smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=60).stdout
+    shown = re.search(r"CUDA Version:\s*([\d.]+)", smi).group(1)
+    assert env.driver_cuda_version() == shown
+    if torch.version.cuda:  # the driver must support the CUDA torch ships
+        assert tuple(map(int, shown.split("."))) >= tuple(map(int, torch.version.cuda.split(".")[:2]))
+
+
+# ---------------------------------------------------------------- CUDA_VISIBLE_DEVICES
+
+@pytest.mark.slow  # starts a Python that imports torch (about 3 s)
+def test_an_empty_cuda_visible_devices_hides_every_gpu():
+    assert env.gpus_seen_with("") == 0
+
+
+def test_gpus_seen_with_rejects_a_non_string():
+    with pytest.raises(TypeError, match=r"^visible must be a string such as '0,2' or '' \(no GPU\), got int$"):
+        env.gpus_seen_with(0)
+
+
+VISIBLE_PROBE = textwrap.dedent("""\
+    import json, os, sys, torch
+    if sys.argv[1] == "late":
+        torch.cuda.init()
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # too late: CUDA has read it already
+    n = torch.cuda.device_count()
+    print(json.dumps([n, [str(torch.cuda.get_device_properties(i).uuid) for i in range(n)]]))
+""")
+
+
+def visible_probe(mode: str, visible: str | None) -> list:
+    child_env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    if visible is not None:
+        child_env["CUDA_VISIBLE_DEVICES"] = visible
+    done = subprocess.run([sys.executable, "-c", VISIBLE_PROBE, mode], capture_output=True, text=True,
+                          env=child_env, timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.cuda
+def test_cuda_visible_devices_set_after_cuda_initialises_changes_nothing():
+    count, _ = visible_probe("late", None)
+    assert count == torch.cuda.device_count() >= 1
+    assert env.gpus_seen_with("") == 0 and env.gpus_seen_with("0") == 1
+
+
+@pytest.mark.cuda
+def test_cuda_visible_devices_renumbers_from_zero():
+    _, uuids = visible_probe("early", None)
+    if len(uuids) < 2:
+        pytest.skip("renumbering needs 2 GPUs: with CUDA_VISIBLE_DEVICES=1 the second one becomes cuda:0")
+    count, seen = visible_probe("early", "1")
+    assert count == 1 and seen == [uuids[1]]
 
 
 # ---------------------------------------------------------------- device report
@@ -144,12 +301,14 @@ def test_cuda_runtime_wheel_finds_the_nvidia_runtime_package(monkeypatch):
 def two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
 
 
 @pytest.fixture
 def no_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
 def test_pick_device_defaults_to_cpu_without_a_gpu(no_gpu):
@@ -197,9 +356,53 @@ def test_pick_device_cuda_99_with_gpus_names_the_valid_indices(two_gpus):
         env.pick_device("cuda:99")
 
 
-def test_pick_device_rejects_a_wrong_name():
-    with pytest.raises(ValueError, match=r"^'gpu' is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'mps'$"):
-        env.pick_device("gpu")
+@pytest.mark.parametrize("name", ["gpu", "rocm", "cuda0"])
+def test_pick_device_rejects_a_wrong_name(name):
+    with pytest.raises(ValueError, match=rf"^'{name}' is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'mps' "
+                                         r"\(ROCm GPUs are 'cuda' too\)$"):
+        env.pick_device(name)
+
+
+@pytest.mark.parametrize("name", ["hip", "xpu", "meta", "hip:0"])
+def test_pick_device_rejects_a_device_type_it_does_not_handle(name):
+    kind = name.split(":")[0]
+    with pytest.raises(ValueError, match=rf"^pick_device does not handle '{kind}' devices; use 'cpu', 'cuda'"):
+        env.pick_device(name)
+
+
+@pytest.fixture
+def rocm_gpus(monkeypatch):
+    """A ROCm build with 2 AMD GPUs: torch.version.hip is set, torch.cuda answers."""
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", "6.4.43484", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_pick_device_uses_cuda_names_for_rocm_gpus(rocm_gpus):
+    assert env.pick_device() == torch.device("cuda")
+    assert env.pick_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(RuntimeError, match=r"only 2 ROCm device\(s\) are visible \(cuda:0 to cuda:1\)"):
+        env.pick_device("cuda:2")
+
+
+def test_pick_device_chooses_mps_on_apple_silicon(no_gpu, monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert env.pick_device() == torch.device("mps")
+    assert env.pick_device("mps") == torch.device("mps")
+    assert env.pick_device("cpu") == torch.device("cpu")
+
+
+def test_pick_device_prefers_a_cuda_gpu_over_mps(two_gpus, monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert env.pick_device() == torch.device("cuda")
+
+
+def test_pick_device_falls_back_to_cpu_without_cuda_rocm_or_mps(no_gpu, monkeypatch):
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert env.pick_device() == torch.device("cpu")
 
 
 def test_pick_device_rejects_a_non_string():
@@ -229,7 +432,7 @@ def test_to_the_same_device_returns_the_tensor_itself():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine .cuda() works")
-def test_notes_E14_cuda_call_fails_without_a_gpu():
+def test_notes_E15_cuda_call_fails_without_a_gpu():
     data, label = torch.ones(2, 3), torch.zeros(2)
     if torch.version.cuda is None:  # a CPU-only build
         with pytest.raises(AssertionError, match="^Torch not compiled with CUDA enabled$"):
@@ -480,8 +683,11 @@ def test_check_cuda_home_rejects_a_folder_without_nvcc(tmp_path):
 
 def test_the_pages_examples_run_in_order_in_an_empty_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    # the child process is tested on its own (test_an_empty_cuda_visible_devices_hides_every_gpu)
+    monkeypatch.setattr(env, "gpus_seen_with", lambda visible: 0)
     env.tour()
     out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{torch.__version__} {__import__('torchvision').__version__}"
     assert out[-5:] == ["True", "True", "torch.float32 torch.float64", "torch.float64",
                         "cuda-11.0/bin/nvcc"]
     assert (tmp_path / "cuda-11.0" / "bin" / "nvcc").is_file()

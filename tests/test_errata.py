@@ -14,19 +14,34 @@ TESTS = re.compile(r"`((?:tests/test_\w+\.py )+)-k (notes_E\d+_)`")
 WITHOUT_TESTS = {"E3"}
 
 
-def rows(lang: str) -> dict[str, dict]:
+NOTES = ROOT / "tests" / "fixtures" / "notes.txt"  # a copy of the notes; see tests/fixtures/README.md
+KINDS = {"en": ["wrong", "outdated", "misleading", "omission", "portability", "style"],
+         "zh": ["错误", "过时", "误导", "遗漏", "可移植性", "风格"]}
+
+
+def cells(lang: str) -> dict[str, list[str]]:
+    """E<n> -> the row's cells after the number, in table order."""
     text = PAGES[lang].read_text(encoding="utf-8")
+    return {ident: [c.strip() for c in rest.split(" | ")] for ident, rest in ROW.findall(text)}
+
+
+def rows(lang: str) -> dict[str, dict]:
     out = {}
-    for ident, rest in ROW.findall(text):
-        cells = [c.strip() for c in rest.split(" | ")]
-        spec = TESTS.search(cells[-1])
-        link = re.search(r"\]\(([\w-]+\.md)#", cells[-2])
+    for ident, row in cells(lang).items():
+        spec = TESTS.search(row[-1])
+        pages = re.findall(r"\]\(([\w-]+\.md)(?:#[^)]*)?\)", row[-2])
         out[ident] = {
             "files": spec.group(1).split() if spec else [],
             "key": spec.group(2) if spec else None,
-            "page": link.group(1) if link else None,
+            "page": pages[0] if pages else None,
+            "pages": pages,
         }
     return out
+
+
+def quotes(lang: str) -> dict[str, list[str]]:
+    """E<n> -> the code spans of its "The notes say" column: the notes' exact words."""
+    return {ident: re.findall(r"`([^`]+)`", row[0]) for ident, row in cells(lang).items()}
 
 
 def notes_tests() -> dict[str, list[str]]:
@@ -69,3 +84,48 @@ def test_every_test_of_the_notes_code_has_a_row():
             if not ident or (file, f"notes_{ident.group(1)}_") not in listed:
                 missing.append(f"{file}::{name}")
     assert missing == [], "name these tests test_notes_E<n>_... and list them on the errata page"
+
+
+def test_rows_are_numbered_in_table_order():
+    for lang in PAGES:
+        idents = list(cells(lang))
+        assert idents == [f"E{i}" for i in range(1, len(idents) + 1)], lang
+
+
+def test_fixture_is_a_copy_of_the_shared_notes():
+    shared = ROOT.parent / "shared" / "notes" / "000_47689c7703e8d658.txt"
+    if not shared.exists():
+        pytest.skip(f"{shared} is not next to this checkout; the fixture stands alone")
+    assert NOTES.read_bytes() == shared.read_bytes()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_quote_occurs_in_the_notes(lang):
+    notes = NOTES.read_text(encoding="utf-8")
+    missing = {ident: [q for q in qs if q not in notes] for ident, qs in quotes(lang).items()}
+    assert {k: v for k, v in missing.items() if v} == {}
+    assert all(quotes(lang).values()), "every row quotes the notes at least once"
+
+
+def test_both_languages_quote_the_same_words():
+    assert quotes("en") == quotes("zh")
+
+
+def test_every_row_has_a_known_kind_the_same_in_both_languages():
+    en, zh = cells("en"), cells("zh")
+    for ident in en:
+        kind_en, kind_zh = en[ident][2], zh[ident][2]
+        assert kind_en in KINDS["en"], (ident, kind_en)
+        assert KINDS["zh"][KINDS["en"].index(kind_en)] == kind_zh, (ident, kind_zh)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_each_row_links_the_chapters_whose_tests_it_names(lang):
+    """tests/test_<chapter>.py belongs to <chapter>.md (multi-gpu.md -> test_multi_gpu.py)."""
+    for ident, row in rows(lang).items():
+        linked = {page.removesuffix(".md").replace("-", "_") for page in row["pages"]}
+        named = {Path(file).stem.removeprefix("test_") for file in row["files"]}
+        if ident in WITHOUT_TESTS:
+            assert not named and linked
+            continue
+        assert linked == named, (ident, sorted(linked), sorted(named))

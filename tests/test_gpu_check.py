@@ -108,7 +108,6 @@ def test_finds_missing_packages_and_says_how_to_get_them():
     assert "  - Markdown (import markdown): expands the pages' includes" in message
     assert "torchvision (import torchvision)" in message and "this command never installs it" in message
     assert "python -m tools.gpu_check --download-wheels .whl --python-version " in message
-    assert gpu_check.find_missing() == []  # this venv has everything
 
 
 def test_page_blocks_expand_without_mkdocs():

@@ -1,5 +1,5 @@
 """Each claim of the init chapter, asserted: statistics of the initialised weights,
-autograd still sees every parameter, and the notes' three mistakes (E5, E6, E7)."""
+autograd still sees every parameter, and the notes' three mistakes (E12, E13, E14)."""
 import math
 
 import pytest
@@ -126,7 +126,7 @@ def test_demo_apply_prints_what_the_page_shows(capsys):
 
 # ---------------------------------------------------------------- the notes' mistakes
 
-def test_notes_E5_zeros_underscore_is_not_a_tensor_method():
+def test_notes_E12_zeros_underscore_is_not_a_tensor_method():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 2))
     with pytest.raises(AttributeError, match=r"^'Tensor' object has no attribute 'zeros_'$"):
@@ -135,13 +135,13 @@ def test_notes_E5_zeros_underscore_is_not_a_tensor_method():
     assert hasattr(nn.init, "zeros_")  # the nn.init function does exist
 
 
-def test_notes_E5_without_batchnorm_the_notes_function_runs():
+def test_notes_E12_without_batchnorm_the_notes_function_runs():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
     notes_initialize_weights()(model)  # only the BatchNorm branch is broken
     assert torch.equal(model[0].bias, torch.full((2,), 0.3))
 
 
-def test_notes_E6_second_argument_of_normal_is_the_mean():
+def test_notes_E13_second_argument_of_normal_is_the_mean():
     torch.manual_seed(0)
     w = torch.empty(256, 512)
     nn.init.normal_(w, 0.1)
@@ -151,7 +151,7 @@ def test_notes_E6_second_argument_of_normal_is_the_mean():
     assert abs(w.mean().item()) < 0.001 and w.std().item() == pytest.approx(0.1, rel=0.01)
 
 
-def test_notes_E6_the_notes_linear_weights_are_ten_times_too_spread():
+def test_notes_E13_the_notes_linear_weights_are_ten_times_too_spread():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1000, 1000))
     notes_initialize_weights()(model)
@@ -159,7 +159,7 @@ def test_notes_E6_the_notes_linear_weights_are_ten_times_too_spread():
     assert model[0].weight.mean().item() == pytest.approx(0.1, abs=0.01)
 
 
-def test_notes_E6_std_1_spreads_a_512_input_layer_23_times():
+def test_notes_E13_std_1_spreads_a_512_input_layer_23_times():
     torch.manual_seed(0)
     fc = nn.Linear(512, 256)
     x = torch.randn(1024, 512)
@@ -171,7 +171,7 @@ def test_notes_E6_std_1_spreads_a_512_input_layer_23_times():
         assert fc(x).std().item() == pytest.approx(0.1 * math.sqrt(512), rel=0.1)
 
 
-def test_notes_E7_data_hides_an_in_place_change_from_autograd():
+def test_notes_E14_data_hides_an_in_place_change_from_autograd():
     a = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     out = a.sigmoid()
     out.data.zero_()
@@ -186,7 +186,7 @@ def test_demo_data_hides_change_shows_the_wrong_gradient(capsys):
     assert capsys.readouterr().out.splitlines()[0] == "tensor([0., 0., 0.])"
 
 
-def test_notes_E7_detach_makes_the_same_change_an_error():
+def test_notes_E14_detach_makes_the_same_change_an_error():
     a = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     out = a.sigmoid()
     out.detach().zero_()
@@ -196,7 +196,7 @@ def test_notes_E7_detach_makes_the_same_change_an_error():
         out.sum().backward()
 
 
-def test_notes_E7_nn_init_needs_no_data_because_it_runs_under_no_grad():
+def test_notes_E14_nn_init_needs_no_data_because_it_runs_under_no_grad():
     w = nn.Parameter(torch.empty(3))
     with pytest.raises(RuntimeError, match=r"^a leaf Variable that requires grad is being used in an "
                                            r"in-place operation\.$"):
@@ -238,3 +238,175 @@ def test_make_init_rejects_values_that_are_not_finite_numbers(kwargs, shown):
     name = next(iter(kwargs))
     with pytest.raises(TypeError, match=rf"^{name} must be a finite number, got {shown}$"):
         ini.make_init(**kwargs)
+
+
+# ---------------------------------------------------------------- issue 13: gains, Kaiming, defaults, symmetry
+
+def test_calculate_gain_values():
+    gains = ini.demo_calculate_gain()
+    assert gains["linear"] == 1.0 == nn.init.calculate_gain("conv2d") == nn.init.calculate_gain("sigmoid")
+    assert gains["tanh"] == pytest.approx(5 / 3)
+    assert gains["relu"] == pytest.approx(math.sqrt(2))
+    assert gains["leaky_relu 0.2"] == pytest.approx(math.sqrt(2 / (1 + 0.2 ** 2)))
+    assert gains["leaky_relu sqrt(5)"] == pytest.approx(math.sqrt(1 / 3))
+
+
+@pytest.mark.parametrize("kind", ["normal", "uniform"])
+@pytest.mark.parametrize("gain", [1.0, 5 / 3, math.sqrt(2)])
+def test_xavier_gain_scales_the_std_and_the_bound(kind, gain):
+    torch.manual_seed(0)
+    w = torch.empty(1000, 500)
+    getattr(nn.init, f"xavier_{kind}_")(w, gain=gain)
+    assert w.std().item() == pytest.approx(gain * math.sqrt(2 / 1500), rel=0.01)
+    if kind == "uniform":
+        bound = gain * math.sqrt(6 / 1500)
+        assert w.abs().max().item() <= bound and w.abs().max().item() > 0.99 * bound
+
+
+def test_demo_xavier_gain_std_matches():
+    wanted, got = ini.demo_xavier_gain()
+    assert got == pytest.approx(wanted, rel=0.01)
+
+
+@pytest.mark.parametrize("kind", ["normal", "uniform"])
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+@pytest.mark.parametrize("nonlinearity, a", [("relu", 0), ("leaky_relu", 0.2), ("tanh", 0), ("linear", 0)])
+def test_kaiming_std_is_gain_over_sqrt_fan(kind, mode, nonlinearity, a):
+    torch.manual_seed(0)
+    w = torch.empty(128, 64, 3, 3)  # fan_in 576, fan_out 1152
+    getattr(nn.init, f"kaiming_{kind}_")(w, a=a, mode=mode, nonlinearity=nonlinearity)
+    fan = 64 * 9 if mode == "fan_in" else 128 * 9
+    std = nn.init.calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    assert w.std().item() == pytest.approx(std, rel=0.01)
+    assert abs(w.mean().item()) < 0.02 * std
+    if kind == "uniform":
+        assert w.abs().max().item() <= std * math.sqrt(3) * (1 + 1e-6)
+
+
+def test_kaiming_defaults_are_fan_in_and_gain_sqrt_2():
+    torch.manual_seed(0)
+    a, b = torch.empty(128, 64, 3, 3), torch.empty(128, 64, 3, 3)
+    nn.init.kaiming_normal_(a)
+    torch.manual_seed(0)
+    nn.init.kaiming_normal_(b, mode="fan_in", nonlinearity="relu")
+    assert torch.equal(a, b)
+    assert a.std().item() == pytest.approx(math.sqrt(2) / math.sqrt(576), rel=0.01)
+
+
+def test_demo_kaiming_measured_std_within_one_percent():
+    results = ini.demo_kaiming()
+    assert len(results) == 3
+    for wanted, got in results:
+        assert got == pytest.approx(wanted, rel=0.01)
+    assert results[0][0] / results[1][0] == pytest.approx(math.sqrt(2))  # fan_out = 2 fan_in
+
+
+def test_demo_default_init_reproduces_the_conv_weights_exactly():
+    layer_w, by_hand = ini.demo_default_init()
+    assert torch.equal(layer_w, by_hand)
+
+
+@pytest.mark.parametrize("make, fan_in", [
+    (lambda: nn.Conv2d(16, 32, 3), 144), (lambda: nn.Conv2d(3, 8, 5), 75),
+    (lambda: nn.Linear(400, 50), 400), (lambda: nn.Linear(10, 300), 10)])
+def test_default_weight_and_bias_lie_within_1_over_sqrt_fan_in(make, fan_in):
+    torch.manual_seed(0)
+    layer = make()
+    bound = 1 / math.sqrt(fan_in)
+    assert layer.weight.abs().max().item() <= bound and layer.bias.abs().max().item() <= bound
+    assert layer.weight.abs().max().item() > 0.95 * bound  # uniform: values reach the bound
+
+
+@pytest.mark.parametrize("make, shape", [(lambda: nn.Linear(400, 50), (50, 400)),
+                                         (lambda: nn.Conv2d(16, 32, 3), (32, 16, 3, 3))])
+def test_default_init_is_kaiming_uniform_a_sqrt_5(make, shape):
+    torch.manual_seed(3)
+    layer = make()
+    torch.manual_seed(3)
+    w = torch.empty(shape)
+    nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+    assert torch.equal(layer.weight, w)
+
+
+def test_default_std_is_sqrt_6_times_smaller_than_kaiming_relu():
+    torch.manual_seed(0)
+    fc = nn.Linear(1000, 1000)
+    assert fc.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 1000), rel=0.01)
+    assert (math.sqrt(2) / math.sqrt(1000)) / (1 / math.sqrt(3000)) == pytest.approx(math.sqrt(6))
+
+
+@pytest.fixture(scope="module")
+def symmetric_net():
+    return ini.demo_symmetry()
+
+
+def test_constant_init_hidden_units_stay_identical_after_training(symmetric_net):
+    W1, b1, W2 = symmetric_net[0].weight, symmetric_net[0].bias, symmetric_net[2].weight
+    assert not torch.all(W1 == 0.5)  # training did change the weights
+    assert W1.unique(dim=0).shape[0] == 1  # ... but all 8 rows are equal
+    assert torch.all(b1 == b1[0]) and W2.unique(dim=1).shape[1] == 1  # columns of layer 2 too
+
+
+def test_constant_init_symmetry_holds_up_to_rounding_with_adam_and_tanh():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    for p in net.parameters():
+        nn.init.constant_(p, -0.3)
+    X, y = torch.randn(32, 4), torch.randn(32, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(20):
+        loss = nn.functional.mse_loss(net(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    W1 = net[0].weight
+    assert (W1 - W1[0]).abs().max().item() < 1e-6  # the page: differences in the last bits only
+    assert not torch.all(W1 == -0.3)
+
+
+def test_random_init_hidden_units_differ_after_training():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    ini.train_steps(net, steps=5)
+    assert net[0].weight.unique(dim=0).shape[0] == 8
+
+
+def test_zero_init_relu_mlp_first_layer_gets_no_gradient_and_never_learns():
+    grads, sizes = ini.demo_zero_grads()
+    assert grads["0.weight"] == grads["0.bias"] == grads["2.weight"] == 0.0
+    assert grads["2.bias"] > 0  # only the output bias
+    assert sizes["0.weight"] == sizes["0.bias"] == sizes["2.weight"] == 0.0 and sizes["2.bias"] > 0
+
+
+def test_relu_gradient_at_zero_is_zero():
+    x = torch.zeros(3, requires_grad=True)
+    torch.relu(x).sum().backward()
+    assert torch.equal(x.grad, torch.zeros(3))
+
+
+def test_zero_init_network_output_moves_towards_the_mean_of_the_targets():
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    for p in net.parameters():
+        nn.init.zeros_(p)
+    ini.train_steps(net, steps=50)
+    gen = torch.Generator().manual_seed(0)  # train_steps' data
+    X, y = torch.randn(64, 4, generator=gen), torch.randn(64, 3, generator=gen)
+    out = net(X)
+    assert torch.equal(out, out[:1].expand_as(out))  # the same output for every input
+    assert torch.allclose(out[0], y.mean(0), atol=0.05 * y.mean(0).abs().max().item() + 1e-3)
+    assert (out[0] - y.mean(0)).abs().max() < y.mean(0).abs().max()  # closer than the start (0)
+
+
+def test_zero_biases_are_fine_when_weights_are_random():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    nn.init.zeros_(net[0].bias)
+    nn.init.zeros_(net[2].bias)
+    ini.train_steps(net, steps=5)
+    assert net[0].weight.unique(dim=0).shape[0] == 8
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.5, True, "3"])
+def test_train_steps_rejects_a_bad_step_count(steps):
+    with pytest.raises(ValueError, match=rf"steps must be a positive integer, got {steps!r}"):
+        ini.train_steps(nn.Linear(4, 3), steps=steps)

@@ -229,14 +229,14 @@ def test_bad_input_raises_a_clear_error(call, error, message):
 
 
 # -- the notes' versions ---------------------------------------------------------------------------
-def test_notes_E15_comp_conv2d_keeps_the_shape_only_for_padding_1():
+def test_notes_E7_comp_conv2d_keeps_the_shape_only_for_padding_1():
     X = torch.rand(8, 8)
     assert notes_comp_conv2d(nn.Conv2d(1, 1, 3, padding=1), X).shape == (8, 8)
     assert notes_comp_conv2d(nn.Conv2d(1, 1, 3, padding=0), X).shape == (6, 6)
     assert notes_comp_conv2d(nn.Conv2d(1, 1, 5, padding=2, stride=2), X).shape == (4, 4)
 
 
-def test_notes_E16_corr2d_silently_returns_an_empty_tensor_for_a_batch():
+def test_notes_E8_corr2d_silently_returns_an_empty_tensor_for_a_batch():
     batch, edge = torch.rand(1, 1, 6, 8), torch.tensor([[1.0, -1.0]])
     assert notes_corr2d(batch, edge).shape == (1, 0)  # no error, no values
     with pytest.raises(RuntimeError, match="zeros: Dimension size must be non-negative"):
@@ -245,12 +245,12 @@ def test_notes_E16_corr2d_silently_returns_an_empty_tensor_for_a_batch():
         L.demo_bad_input()
 
 
-def test_notes_E16_conv2d_on_3d_input_gives_a_cryptic_error():
+def test_notes_E8_conv2d_on_3d_input_gives_a_cryptic_error():
     with pytest.raises(RuntimeError, match="must match the size of tensor b"):
         notes_corr2d(torch.rand(3, 8, 8), torch.rand(2, 2))
 
 
-def test_notes_E17_pool2d_stride_differs_from_f_max_pool2d():
+def test_notes_E9_pool2d_stride_differs_from_f_max_pool2d():
     X = torch.arange(16.0).reshape(4, 4)
     assert notes_pool2d(X, (2, 2)).shape == (3, 3)
     assert F.max_pool2d(X[None, None], (2, 2))[0, 0].shape == (2, 2)
@@ -258,23 +258,23 @@ def test_notes_E17_pool2d_stride_differs_from_f_max_pool2d():
         torch.allclose(notes_pool2d(torch.rand(8, 8), (2, 2)), F.max_pool2d(torch.rand(1, 1, 8, 8), 2)[0, 0])
 
 
-def test_notes_E17_pool2d_unknown_mode_returns_zeros():
+def test_notes_E9_pool2d_unknown_mode_returns_zeros():
     X = torch.arange(1.0, 17.0).reshape(4, 4)
     assert torch.equal(notes_pool2d(X, (2, 2), mode="min"), torch.zeros(3, 3))
 
 
-def test_notes_E17_pool2d_avg_on_integers_fails_with_a_dtype_error():
+def test_notes_E9_pool2d_avg_on_integers_fails_with_a_dtype_error():
     with pytest.raises(RuntimeError, match="mean\\(\\): could not infer output dtype"):
         notes_pool2d(torch.arange(16).reshape(4, 4), (2, 2), mode="avg")
 
 
-def test_notes_E18_both_modules_have_conv_and_pool():
+def test_notes_E10_both_modules_have_conv_and_pool():
     assert callable(nn.Conv2d) and callable(F.conv2d) and callable(nn.MaxPool2d) and callable(F.max_pool2d)
     x = torch.rand(1, 1, 4, 4)
     assert F.conv2d(x, torch.ones(1, 1, 3, 3)).shape == nn.Conv2d(1, 1, 3)(x).shape == (1, 1, 2, 2)
 
 
-def test_notes_E22_legacy_super_call_is_equivalent_and_forgetting_it_fails():
+def test_notes_E11_legacy_super_call_is_equivalent_and_forgetting_it_fails():
     class Legacy(nn.Module):
         def __init__(self):
             super(Legacy, self).__init__()
@@ -296,6 +296,7 @@ def test_bench_command_writes_a_table(tmp_path):
     assert bench_layers.main(["--quick", "-o", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     assert "| 8² |" in text and "| 16² |" in text and f"torch {torch.__version__}" in text
+    assert "| Conv2d(8, 16, 3) | 2×8×16×16 |" in text and "channels_last (NHWC)" in text
 
 
 def test_committed_bench_table_has_the_three_sizes():
@@ -305,3 +306,169 @@ def test_committed_bench_table_has_the_three_sizes():
     for n in (32, 64, 128):
         assert f"| {n}² |" in text
     assert "make bench" in text and "torch " in text
+
+
+# -- multiple channels, groups (issue 13) ------------------------------------------------------
+@pytest.mark.parametrize("c_in, c_out, k", [(3, 2, 3), (1, 4, 5), (5, 3, 1)])
+def test_each_output_channel_sums_corr2d_over_all_input_channels_plus_bias(c_in, c_out, k):
+    torch.manual_seed(c_in)
+    x = torch.rand(c_in, 7, 7)
+    conv = nn.Conv2d(c_in, c_out, k)
+    w, b = conv.weight.detach(), conv.bias.detach()
+    assert w.shape == (c_out, c_in, k, k)
+    by_hand = torch.stack([sum(L.corr2d(x[c], w[o, c]) for c in range(c_in)) + b[o]
+                           for o in range(c_out)])
+    assert torch.allclose(conv(x), by_hand, atol=1e-5)
+
+
+def test_demo_multi_channel_matches_the_layer():
+    layer_out, by_hand = L.demo_multi_channel()
+    assert layer_out.shape == by_hand.shape == (2, 3, 3)
+    assert torch.allclose(layer_out, by_hand, atol=1e-6)
+
+
+@pytest.mark.parametrize("c_in, c_out, k, groups, bias", [
+    (3, 2, 3, 1, True), (3, 64, 7, 1, True), (64, 128, 3, 1, True), (64, 64, 3, 4, True),
+    (64, 64, 3, 64, True), (6, 12, 5, 3, False), (64, 128, 1, 1, True)])
+def test_param_count_formula_matches_numel(c_in, c_out, k, groups, bias):
+    conv = nn.Conv2d(c_in, c_out, k, groups=groups, bias=bias)
+    numel = sum(p.numel() for p in conv.parameters())
+    assert L.conv2d_param_count(c_in, c_out, k, groups, bias) == numel
+    assert numel == c_out * (c_in // groups) * k * k + (c_out if bias else 0)
+
+
+def test_demo_param_count_numel_equals_formula():
+    assert L.demo_param_count() == [(56, 56), (9472, 9472), (73856, 73856)]
+
+
+def test_param_count_does_not_depend_on_image_size():
+    conv = nn.Conv2d(3, 8, 3)
+    before = sum(p.numel() for p in conv.parameters())
+    for n in (8, 32):
+        conv(torch.rand(1, 3, n, n))
+    assert sum(p.numel() for p in conv.parameters()) == before == L.conv2d_param_count(3, 8, 3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(c_in=0, c_out=4, k=3), "c_in must be a positive integer, got 0"),
+    (dict(c_in=3, c_out=4, k=2.5), "k must be a positive integer, got 2.5"),
+    (dict(c_in=3, c_out=True, k=3), "c_out must be a positive integer, got True"),
+    (dict(c_in=6, c_out=4, k=3, groups=4), r"groups=4 must divide both c_in=6 and c_out=4"),
+    (dict(c_in=4, c_out=6, k=3, groups=4), r"groups=4 must divide both c_in=4 and c_out=6"),
+])
+def test_param_count_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        L.conv2d_param_count(**kwargs)
+
+
+def test_conv2d_itself_refuses_groups_that_do_not_divide_the_channels():
+    with pytest.raises(ValueError, match="in_channels must be divisible by groups"):
+        nn.Conv2d(6, 4, 3, groups=4)
+
+
+@pytest.mark.parametrize("c", [1, 4, 7])
+def test_depthwise_equals_per_channel_corr2d_plus_bias(c):
+    torch.manual_seed(c)
+    x = torch.rand(c, 6, 6)
+    dw = nn.Conv2d(c, c, 3, groups=c)
+    assert dw.weight.shape == (c, 1, 3, 3)
+    assert sum(p.numel() for p in dw.parameters()) == c * 9 + c
+    w, b = dw.weight.detach(), dw.bias.detach()
+    per_channel = torch.stack([L.corr2d(x[i], w[i, 0]) + b[i] for i in range(c)])
+    assert torch.allclose(dw(x), per_channel, atol=1e-6)
+
+
+def test_demo_depthwise_matches():
+    layer_out, per_channel = L.demo_depthwise()
+    assert torch.allclose(layer_out, per_channel, atol=1e-6)
+
+
+def test_depthwise_does_not_mix_channels():
+    torch.manual_seed(0)
+    dw = nn.Conv2d(3, 3, 3, groups=3)
+    x = torch.rand(3, 6, 6)
+    x2 = x.clone()
+    x2[1] += 1.0  # change channel 1 only
+    changed = (dw(x) - dw(x2)).abs().amax(dim=(-1, -2))
+    assert changed[0] == 0 and changed[2] == 0 and changed[1] > 0
+
+
+def test_groups_divide_the_weights_and_separable_is_about_an_eighth():
+    counts = L.demo_groups_params()
+    assert counts == {"groups=1": 36928, "groups=4": 9280, "groups=64": 640,
+                      "separable 64->128": 8960, "full 64->128": 73856}
+    weights_1 = 64 * 64 * 9
+    assert counts["groups=4"] - 64 == weights_1 // 4 and counts["groups=64"] - 64 == weights_1 // 64
+    assert 7 < counts["full 64->128"] / counts["separable 64->128"] < 9
+
+
+# -- adaptive pooling, channels_last (issue 13) -----------------------------------------------
+@pytest.mark.parametrize("h, w", [(2, 2), (7, 7), (10, 10), (13, 9), (31, 5)])
+@pytest.mark.parametrize("size", [(2, 2), (3, 1), 1])
+def test_adaptive_avg_pool_output_size_is_fixed_whatever_the_input(h, w, size):
+    out = nn.AdaptiveAvgPool2d(size)(torch.rand(2, 8, h, w))
+    expected = size if isinstance(size, tuple) else (size, size)
+    assert out.shape == (2, 8) + expected
+
+
+def test_demo_adaptive_shapes():
+    assert L.demo_adaptive() == [(8, 2, 2)] * 3
+
+
+def test_adaptive_windows_overlap_when_the_size_does_not_divide():
+    x = torch.arange(7.0).reshape(1, 1, 7)  # 7 -> 2: windows [0, 4) and [3, 7) share index 3
+    out = nn.AdaptiveAvgPool1d(2)(x)
+    assert out.flatten().tolist() == [1.5, 4.5]
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 13, 9), (1, 3, 5, 5), (4, 1, 1, 7)])
+def test_global_average_pooling_is_the_mean_over_h_and_w(shape):
+    torch.manual_seed(0)
+    x = torch.rand(shape)
+    out = nn.AdaptiveAvgPool2d(1)(x)
+    assert out.shape == shape[:2] + (1, 1)
+    assert torch.allclose(out[..., 0, 0], x.mean(dim=(-2, -1)))
+    gap, mean = L.demo_global_pool()
+    assert torch.allclose(gap[..., 0, 0], mean)
+
+
+def test_channels_last_gives_the_same_result_and_keeps_the_format():
+    y, y_cl = L.demo_channels_last()
+    assert y.shape == y_cl.shape and torch.allclose(y, y_cl, atol=1e-5)
+    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert not y_cl.is_contiguous()
+
+
+def test_channels_last_keeps_shape_and_indexing_changes_strides():
+    x = torch.rand(2, 8, 16, 16)
+    x_cl = x.to(memory_format=torch.channels_last)
+    assert x_cl.shape == x.shape and torch.equal(x_cl, x) and torch.equal(x_cl[0, 1], x[0, 1])
+    assert x.stride() == (2048, 256, 16, 1) and x_cl.stride() == (2048, 1, 128, 8)
+
+
+@pytest.mark.parametrize("k, groups", [(3, 1), (1, 1), (3, 8)])
+def test_channels_last_model_in_place_and_training_gradients_agree(k, groups):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, k, padding=k // 2, groups=groups)
+    x = torch.rand(2, 8, 12, 12)
+    conv(x).sum().backward()
+    grad = conv.weight.grad.clone()
+    conv.zero_grad()
+    assert conv.to(memory_format=torch.channels_last) is conv  # in place
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    conv(x.to(memory_format=torch.channels_last)).sum().backward()
+    assert torch.allclose(conv.weight.grad, grad, atol=1e-4)
+
+
+def test_committed_bench_table_measures_channels_last_and_it_was_faster_for_every_layer():
+    # the page: "channels_last was faster for all three layers ... largest for the 1x1"
+    from tools.bench_layers import CONV_LAYERS, OUT
+
+    text = OUT.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| Conv2d(")]
+    assert len(rows) == len(CONV_LAYERS) == 3
+    ratios = {row.split("|")[1].strip(): float(row.split("|")[-2].strip().rstrip("×"))
+              for row in rows}
+    assert all(r > 1 for r in ratios.values())
+    assert max(ratios, key=ratios.get) == "Conv2d(64, 128, 1)"
+

@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from snippets.environment import pick_device
-from snippets.losses import (FocalLoss, bce_with_logits_manual, check_class_target, cross_entropy_manual,
+from snippets.losses import (FocalLoss, bce_pos_weight_manual, bce_with_logits_manual, check_class_target, cross_entropy_manual,
                              demo_bce_large, demo_device, demo_double_softmax, fmt, huber_manual, l1_manual,
                              label_smoothing_cross_entropy_manual, mse_manual, per_sample_cross_entropy,
                              smooth_l1_manual, soft_cross_entropy_manual, weighted_cross_entropy_manual)
+from snippets.losses import demo_autocast_bce_cuda, kl_div_manual
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 
@@ -30,7 +31,7 @@ def random_problem(n=16, c=5, extra=(), dtype=torch.float32, scale=3.0, seed=0):
 
 # ---------- the notes ----------
 
-def test_notes_E24_criterion_is_never_defined():
+def test_notes_E17_criterion_is_never_defined():
     """The notes' section 7 calls `criterion(output, label)`; section 6, where it belongs, is empty."""
     output, label = torch.randn(4, 3, generator=gen(0)), torch.tensor([0, 2, 1, 2])
     notes_line = "loss = criterion(output, label)"
@@ -521,3 +522,157 @@ def test_our_check_beats_the_cuda_device_side_assert():
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert child.returncode != 0
     assert "device-side assert" in child.stderr
+
+
+# ---------- pos_weight ----------
+
+@pytest.mark.parametrize("pos_weight", [0.0, 0.5, 3.0, 10.0])
+def test_pos_weight_equals_weighting_the_positive_term(pos_weight):
+    g = gen(4)
+    logits = torch.randn(32, generator=g, dtype=torch.float64) * 4
+    target = (torch.rand(32, generator=g) < 0.25).double()
+    builtin = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(pos_weight,
+                                                 dtype=torch.float64), reduction="none")
+    by_hand = -(pos_weight * target * torch.log(torch.sigmoid(logits))
+                + (1 - target) * torch.log(1 - torch.sigmoid(logits)))
+    assert torch.allclose(builtin, by_hand)
+    assert torch.allclose(builtin, bce_pos_weight_manual(logits, target, pos_weight))
+
+
+def test_pos_weight_one_is_plain_bce_and_mean_is_over_all_elements():
+    logits, target = torch.randn(16, generator=gen(1)), (torch.rand(16, generator=gen(2)) < 0.3).float()
+    plain = F.binary_cross_entropy_with_logits(logits, target)
+    assert torch.allclose(F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(1.0)), plain)
+    per_element = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(3.0), reduction="none")
+    assert torch.allclose(F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(3.0)),
+                          per_element.sum() / 16)
+
+
+def test_pos_weight_demo_numbers():
+    torch.manual_seed(0)
+    logits = torch.randn(8)
+    target = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    pw = (target == 0).sum() / (target == 1).sum()
+    assert pw.item() == 3.0
+    assert fmt(nn.BCEWithLogitsLoss()(logits, target)) == "0.4578"
+    assert fmt(nn.BCEWithLogitsLoss(pos_weight=pw)(logits, target)) == "0.5961"
+
+
+def test_pos_weight_per_label_broadcasts_over_the_last_dim_and_leaves_negatives_alone():
+    logits = torch.randn(4, 3, generator=gen(0))
+    target = (torch.rand(4, 3, generator=gen(1)) < 0.5).float()
+    pw = torch.tensor([1.0, 3.0, 5.0])
+    builtin = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+    plain = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    assert torch.allclose(builtin, bce_pos_weight_manual(logits, target, pw))
+    assert torch.equal(builtin[target == 0], plain[target == 0])
+    assert torch.allclose(builtin[target == 1], (pw.expand(4, 3) * plain)[target == 1])
+
+
+def test_bce_pos_weight_manual_rejects_bad_input():
+    x = torch.zeros(4)
+    with pytest.raises(ValueError, match=r"pos_weight must be >= 0 \(e.g. n_negative / n_positive\), got \[-1.0\]"):
+        bce_pos_weight_manual(x, x, torch.tensor([-1.0]))
+    with pytest.raises(ValueError, match="bce_pos_weight_manual: prediction shape"):
+        bce_pos_weight_manual(torch.zeros(4, 1), x, 1.0)
+
+
+# ---------- BCE under autocast ----------
+
+def test_under_cpu_autocast_both_bce_losses_run_in_float32():
+    layer = nn.Linear(4, 1)
+    x, y = torch.randn(6, 4, generator=gen(0)), (torch.rand(6, 1, generator=gen(1)) < 0.5).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = layer(x)
+        with_logits = nn.BCEWithLogitsLoss()(logits, y)
+        probs = torch.sigmoid(logits)
+        bce = nn.BCELoss()(probs, y)
+    assert logits.dtype == torch.bfloat16 and probs.dtype == torch.bfloat16
+    assert with_logits.dtype == torch.float32 and bce.dtype == torch.float32
+    # autocast casts BCE's bf16 input up to float32: the same as BCE on the float32 copy
+    assert torch.equal(bce, F.binary_cross_entropy(probs.float(), y))
+
+
+def test_float16_sigmoid_saturates_sooner_than_float32():
+    x = torch.tensor(10.0)
+    assert torch.sigmoid(x.half()).item() == 1.0
+    assert torch.sigmoid(x).item() < 1.0
+
+
+@pytest.mark.cuda
+def test_bce_loss_is_refused_under_cuda_autocast():
+    with pytest.raises(RuntimeError, match=r"^torch\.nn\.functional\.binary_cross_entropy and torch\.nn\.BCELoss "
+                                           r"are unsafe to autocast\."):
+        demo_autocast_bce_cuda()
+    with pytest.raises(RuntimeError, match="unsafe to autocast"):
+        with torch.autocast("cuda", dtype=torch.float16):
+            F.binary_cross_entropy(torch.full((3,), 0.5, device="cuda"), torch.ones(3, device="cuda"))
+
+
+@pytest.mark.cuda
+def test_bce_with_logits_is_allowed_under_cuda_autocast():
+    layer = nn.Linear(4, 1).cuda()
+    x, y = torch.randn(6, 4, device="cuda"), torch.ones(6, 1, device="cuda")
+    for dtype in (torch.float16, torch.bfloat16):
+        with torch.autocast("cuda", dtype=dtype):
+            logits = layer(x)
+            loss = nn.BCEWithLogitsLoss()(logits, y)
+        assert logits.dtype == dtype and loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+# ---------- KLDivLoss ----------
+
+def kl_problem(seed=0, n=6, c=5):
+    g = gen(seed)
+    log_q = torch.log_softmax(torch.randn(n, c, generator=g, dtype=torch.float64), dim=1)
+    p = torch.softmax(torch.randn(n, c, generator=g, dtype=torch.float64), dim=1)
+    return log_q, p
+
+
+def test_batchmean_is_the_mathematical_kl_averaged_over_samples():
+    log_q, p = kl_problem()
+    by_hand = (p * (p.log() - log_q)).sum() / p.shape[0]
+    assert torch.allclose(F.kl_div(log_q, p, reduction="batchmean"), by_hand)
+    assert torch.allclose(kl_div_manual(log_q, p).mean(), by_hand)
+    assert (kl_div_manual(log_q, p) >= 0).all()
+
+
+def test_kl_mean_divides_by_all_elements_and_warns():
+    log_q, p = kl_problem(n=6, c=5)
+    with pytest.warns(UserWarning, match="'batchmean' divides only by the batch size"):
+        mean = nn.KLDivLoss()(log_q, p)  # default reduction="mean"
+    batchmean = F.kl_div(log_q, p, reduction="batchmean")
+    assert torch.allclose(mean, batchmean / 5)
+    assert not torch.allclose(mean, batchmean)
+
+
+def test_kl_log_target_equals_exp_target_and_zero_on_itself():
+    log_q, p = kl_problem(seed=3)
+    assert torch.allclose(F.kl_div(log_q, p.log(), reduction="batchmean", log_target=True),
+                          F.kl_div(log_q, p, reduction="batchmean"))
+    assert F.kl_div(log_q, log_q, reduction="batchmean", log_target=True).item() == 0.0
+
+
+def test_kl_log_target_equals_exp_target_even_where_exp_underflows():
+    log_q = torch.log_softmax(torch.tensor([[0.0, 0.0]]), dim=1)
+    log_p = torch.tensor([[0.0, -200.0]])  # exp(-200) underflows to 0 in float32
+    assert log_p.exp()[0, 1].item() == 0.0
+    with_log = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+    with_exp = F.kl_div(log_q, log_p.exp(), reduction="batchmean")
+    assert torch.isfinite(with_log) and torch.isfinite(with_exp)
+    assert torch.allclose(with_log, with_exp)  # the 0 * log 0 term is 0 either way
+
+
+def test_kl_manual_handles_zero_probabilities_and_rejects_bad_shapes():
+    log_q = torch.log_softmax(torch.randn(2, 3, generator=gen(0)), dim=1)
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    assert torch.allclose(kl_div_manual(log_q, p).mean(), F.kl_div(log_q, p, reduction="batchmean"))
+    with pytest.raises(ValueError, match="kl_div_manual: prediction shape"):
+        kl_div_manual(log_q, p[:, :2])
+
+
+def test_kl_demo_numbers():
+    torch.manual_seed(0)
+    log_q = torch.log_softmax(torch.randn(4, 5), dim=1)
+    p = torch.softmax(torch.randn(4, 5), dim=1)
+    assert fmt(F.kl_div(log_q, p, reduction="batchmean")) == "0.5777"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import io
 import os
 import pickle
@@ -91,13 +92,13 @@ def test_dp_without_gpus_just_calls_the_module(seeded_net):
 
 
 @cpu_only
-def test_notes_E14_dp_then_cuda_fails_without_a_gpu(seeded_net):
+def test_notes_E15_dp_then_cuda_fails_without_a_gpu(seeded_net):
     # the notes: wrap in nn.DataParallel, then .cuda(); the message depends on the torch build
     with pytest.raises((RuntimeError, AssertionError)):
         nn.DataParallel(seeded_net).cuda()
 
 
-def test_notes_E11_module_call_runs_forward_without_input(seeded_net):
+def test_notes_E22_module_call_runs_forward_without_input(seeded_net):
     dp = nn.DataParallel(seeded_net)
     with pytest.raises(TypeError) as info:
         dp.module()
@@ -206,7 +207,7 @@ def test_removeprefix_keeps_submodule_names(seeded_net):
     assert str(Net().load_state_dict(clean)) == "<All keys matched successfully>"
 
 
-def test_notes_E12_replace_corrupts_submodule_keys():
+def test_notes_E23_replace_corrupts_submodule_keys():
     # the GPU fixture's Net has an attribute named `submodule`
     sd = torch.load(FIXTURES / "sd_dp_cuda.pt", map_location="cpu", weights_only=True)
     broken = {k.replace("module.", ""): v for k, v in sd.items()}  # the notes' code
@@ -359,7 +360,7 @@ def test_saved_devices_reads_the_tags():
 
 
 @cpu_only
-def test_notes_E10_a_state_dict_carries_the_gpu_device_too(main_with_net):
+def test_notes_E24_a_state_dict_carries_the_gpu_device_too(main_with_net):
     # the notes: only a whole model stores the GPU id. Both files fail alike without map_location.
     with pytest.raises(RuntimeError) as from_state_dict:
         torch.load(FIXTURES / "sd_cuda.pt", weights_only=True)
@@ -380,7 +381,7 @@ def test_cuda1_file_loads_on_cpu():
     assert str(Net().load_state_dict(sd)) == "<All keys matched successfully>"
 
 
-def test_notes_E13_whole_model_fails_with_the_default_weights_only(main_with_net):
+def test_notes_E20_whole_model_fails_with_the_default_weights_only(main_with_net):
     with pytest.raises(pickle.UnpicklingError) as info:
         torch.load(FIXTURES / "whole_cuda.pt", map_location="cpu", weights_only=True)
     message = str(info.value)
@@ -422,6 +423,11 @@ GPU_FILE_DEMOS = {
 }
 DDP_SECTIONS = ["imports", "helpers", "setup", "train", "finish", "main"]
 DDP_TEST = "tests/test_multi_gpu.py::test_ddp_run_sh_trains_on_two_cpu_processes"
+# the sections shown in skipped blocks that run in spawned processes; the runs' outputs
+SPAWN_SECTIONS = ["check_sync_batchnorm", "check_no_sync", "launch", "run_ddp_checks",
+                  "imports_workers", "fsdp_model", "fsdp_checks", "dcp_checks", "run_fsdp_checks"]
+SPAWN_TEST = "tests/test_multi_gpu.py::test_spawned_checks_print_what_the_page_shows"
+SPAWN_OUTPUTS = {"ddp": "snippets/multi_gpu.py:run_ddp_checks", "fsdp": "snippets/multi_gpu.py:run_fsdp_checks"}
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -489,8 +495,9 @@ def test_every_skipped_block_names_the_test_that_runs_its_code():
                 skipped[include] = block.mark("skip").reason
         gpu = {f"snippets/multi_gpu.py:{s}": gpu_file_test(s) for s in GPU_FILE_DEMOS}
         ddp = {f"snippets/ddp_train.py:{s}": DDP_TEST for s in DDP_SECTIONS}
-        assert list(skipped) == list(gpu) + list(ddp)
-        assert all(test in skipped[include] for include, test in {**gpu, **ddp}.items())
+        spawn = {f"snippets/multi_gpu.py:{s}": SPAWN_TEST for s in SPAWN_SECTIONS}
+        assert list(skipped) == list(gpu) + list(ddp) + list(spawn)
+        assert all(test in skipped[include] for include, test in {**gpu, **ddp, **spawn}.items())
 
 
 def test_no_runnable_block_uses_a_name_a_skipped_block_defines():
@@ -605,6 +612,219 @@ def test_ddp_run_sh_trains_on_two_cpu_processes(tmp_path):
             "(`python -m tests.test_multi_gpu` rewrites this fence)"
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_ddp_run_sh_lines_never_interleave_unbuffered(tmp_path):
+    """Regression: with PYTHONUNBUFFERED=1 every write reaches the terminal at once; only
+    rank 0 prints, so the output is still exactly the page's, line by line."""
+    out = run_torchrun(tmp_path, None, {"CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"})
+    for lang, block in ddp_run_output_blocks().items():
+        assert not differs(block.expected, out), f"{lang}:\n{out}"
+
+
+# ---- batch size, DistributedSampler, padding, SyncBatchNorm, CUDA_VISIBLE_DEVICES ----
+
+def test_global_batch_is_per_process_batch_times_world_size():
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+
+    data = TensorDataset(torch.arange(1500))
+    steps = {}
+    for world in (1, 2, 4):
+        shares = [list(DistributedSampler(data, num_replicas=world, rank=r)) for r in range(world)]
+        assert all(len(share) == -(-1500 // world) for share in shares)
+        steps[world] = len(DataLoader(data, batch_size=32, sampler=DistributedSampler(data, world, 0)))
+    assert steps == {1: 47, 2: 24, 4: 12}
+
+
+def test_scale_lr_is_the_linear_rule():
+    assert mg.scale_lr(0.1, 32, 32, 1) == pytest.approx(0.1)
+    assert mg.scale_lr(0.1, 32, 32, 4) == pytest.approx(0.4)
+    assert mg.scale_lr(0.1, 256, 64, 8) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0.1, 32, 0, 2), "batch_per_process must be a positive int, got 0"),
+    ((0.1, 32, 32, 1.5), "processes must be a positive int, got 1.5"),
+    ((0.1, True, 32, 2), "base_batch must be a positive int, got True"),
+    ((0.0, 32, 32, 2), "base_lr must be positive, got 0.0"),
+])
+def test_scale_lr_rejects_bad_input(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        mg.scale_lr(*args)
+
+
+def test_without_set_epoch_every_epoch_repeats_the_order():
+    from torch.utils.data.distributed import DistributedSampler
+
+    samplers = [DistributedSampler(range(8), num_replicas=2, rank=r, seed=0) for r in (0, 1)]
+    first = [list(s) for s in samplers]
+    assert all([list(s) for s in samplers] == first for _ in range(3))
+    orders = []
+    for epoch in range(3):
+        for s in samplers:
+            s.set_epoch(epoch)
+        shares = [list(s) for s in samplers]
+        assert sorted(shares[0] + shares[1]) == list(range(8))  # disjoint, complete
+        orders.append(shares)
+    assert orders[0] == first and orders[1] != orders[0] and orders[2] != orders[1]
+
+
+def test_padding_10_samples_on_3_ranks_repeats_2():
+    from torch.utils.data.distributed import DistributedSampler
+
+    shares = [list(DistributedSampler(range(10), num_replicas=3, rank=r, shuffle=False)) for r in range(3)]
+    assert shares == [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]
+    gathered = [i for share in shares for i in share]
+    assert len(gathered) == 12 and sorted(set(gathered)) == list(range(10))
+    dropped = [list(DistributedSampler(range(10), 3, r, shuffle=False, drop_last=True)) for r in range(3)]
+    assert sorted(i for share in dropped for i in share) == list(range(9))  # 9 never seen
+
+
+def test_padding_inflates_a_gathered_metric_and_gathered_mean_fixes_it():
+    correct = torch.tensor([1, 1, 0, 0, 0, 1, 0, 1, 0, 0])
+    indices = torch.tensor([0, 3, 6, 9, 1, 4, 7, 0, 2, 5, 8, 1])
+    assert correct.float().mean().item() == pytest.approx(0.4)
+    assert correct[indices].float().mean().item() == pytest.approx(0.5)
+    assert mg.gathered_mean(indices, correct[indices], num_samples=10) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("indices, values, n, message", [
+    (torch.tensor([0, 1]), torch.tensor([1]), 2, "indices (2,) and values (1,) must have the same shape"),
+    (torch.tensor([0, 0]), torch.tensor([1, 1]), 2, "expected each index 0..1, missing [1]"),
+    (torch.tensor([0, 1, 2]), torch.tensor([1, 1, 1]), 2, "expected each index 0..1, missing []"),
+])
+def test_gathered_mean_rejects_incomplete_input(indices, values, n, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        mg.gathered_mean(indices, values, n)
+
+
+def test_sync_batchnorm_conversion_and_no_group_fallback():
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(cnn))
+    assert [type(m).__name__ for m in synced] == ["Conv2d", "SyncBatchNorm", "ReLU"]
+    assert isinstance(cnn[1], nn.BatchNorm2d)  # the original is unchanged
+    x = torch.randn(8, 1, 6, 6)
+    assert not torch.distributed.is_initialized()
+    assert torch.equal(synced(x), cnn(x))
+    assert torch.equal(synced[1].running_mean, cnn[1].running_mean)
+
+
+def test_batchnorm_per_rank_statistics_differ_from_the_whole_batch():
+    bn = nn.BatchNorm2d(4)
+    features = torch.randn(8, 4, 5, 5)
+    per_rank = torch.cat([bn(features[:4]), bn(features[4:])])
+    assert not torch.allclose(per_rank, bn(features))
+
+
+def test_cuda_visible_devices_empty_hides_every_gpu():
+    code = ("import torch; from torch import nn; print(torch.cuda.device_count(), "
+            "nn.DataParallel(nn.Linear(2, 2)).device_ids)")
+    assert mg.in_child(code, CUDA_VISIBLE_DEVICES="") == "0 []"
+
+
+def test_in_child_validates_and_reports_the_childs_error():
+    with pytest.raises(TypeError, match="code must be a string of Python, got int"):
+        mg.in_child(42)
+    with pytest.raises(RuntimeError, match=r"the child process failed:\n(.|\n)*ZeroDivisionError"):
+        mg.in_child("1 / 0")
+
+
+# ---- no_sync, SyncBatchNorm in a group, FSDP2 and DCP: 2 spawned processes ----
+
+def run_spawned(folder: Path) -> dict[str, str]:
+    """`python -m snippets.multi_gpu --spawn ddp fsdp` in folder, unbuffered: output per run."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "snippets.multi_gpu", "--spawn", *SPAWN_OUTPUTS],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    parts = done.stdout.split(mg.SPAWN_SEPARATOR + "\n")
+    assert len(parts) == len(SPAWN_OUTPUTS), done.stdout
+    return dict(zip(SPAWN_OUTPUTS, parts))
+
+
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("spawned")
+    return run_spawned(folder), folder
+
+
+@pytest.mark.multiprocess
+def test_spawned_checks_print_what_the_page_shows(spawned):
+    outputs, _ = spawned
+    for name, include in SPAWN_OUTPUTS.items():
+        for lang in PAGES:
+            block = shown_block(lang, include)
+            assert block.mark("skip") and SPAWN_TEST in block.mark("skip").reason
+            assert block.expected is not None and not differs(block.expected, outputs[name]), \
+                f"{lang}: the page shows\n{block.expected}\nbut it printed\n{outputs[name]}\n" \
+                "(`python -m tests.test_multi_gpu` rewrites these fences)"
+
+
+@pytest.mark.multiprocess
+def test_no_sync_accumulation_equals_the_unaccumulated_gradient_with_one_allreduce(spawned):
+    out = spawned[0]["ddp"]
+    assert "no_sync=True: 2 micro-batches per rank, 1 all-reduce(s), same gradient as one step: True" in out
+    assert "no_sync=False: 2 micro-batches per rank, 2 all-reduce(s), same gradient as one step: True" in out
+
+
+@pytest.mark.multiprocess
+def test_sync_batchnorm_in_a_group_needs_gpu_tensors(spawned):
+    assert ("SyncBatchNorm on CPU tensors: ValueError: SyncBatchNorm expected input tensor to be on GPU "
+            "or XPU or privateuseone") in spawned[0]["ddp"]
+
+
+@pytest.mark.multiprocess
+def test_fsdp2_shards_each_parameter_and_steps_like_one_process(spawned):
+    out = spawned[0]["fsdp"]
+    assert "parameters held per rank: [106, 106] of 212" in out
+    assert "0.weight: global (16, 8), local (8, 8), Shard(dim=0)" in out
+    assert "one step on 2 ranks equals one on the whole batch: True" in out
+
+
+@pytest.mark.multiprocess
+def test_dcp_writes_one_file_per_rank_and_loads_back(spawned):
+    out, folder = spawned[0]["fsdp"], spawned[1]
+    assert "dcp.save wrote ['.metadata', '__0_0.distcp', '__1_0.distcp']" in out
+    assert "loaded equals saved: True" in out
+    assert "model.pt into a plain model: <All keys matched successfully>" in out
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    dcp_to_torch_save(folder / "checkpoint", folder / "converted.pt")  # offline, one process
+    converted = torch.load(folder / "converted.pt", weights_only=True)["model"]
+    plain = torch.load(folder / "model.pt", weights_only=True)
+    assert list(converted) == list(plain) and all(torch.equal(converted[k], plain[k]) for k in plain)
+
+
+@pytest.mark.multiprocess
+def test_spawned_lines_are_whole_lines_from_rank_0(spawned):
+    # only rank 0 prints: with PYTHONUNBUFFERED=1 no line is split or doubled
+    lines = [line for out in spawned[0].values() for line in out.splitlines()]
+    assert len(lines) == len(set(lines)) == 9
+    assert all(re.match(r"^(SyncBatchNorm|no_sync|parameters|0\.weight|one step|dcp|loaded|model\.pt)", line)
+               for line in lines)
+
+
+def test_accumulate_step_divides_by_the_number_of_micro_batches():
+    torch.manual_seed(0)
+    X, y = torch.randn(8, 4), torch.randn(8, 1)
+    reference, model = nn.Linear(4, 1), nn.Linear(4, 1)
+    model.load_state_dict(reference.state_dict())
+    nn.functional.mse_loss(reference(X), y).backward()
+    model.no_sync = contextlib.nullcontext  # a plain model: no DDP, same arithmetic
+    mg.accumulate_step(model, list(zip(X.split(4), y.split(4))), nn.functional.mse_loss)
+    assert torch.allclose(model.weight.grad, reference.weight.grad)
+
+
+@pytest.mark.cuda
+def test_cuda_visible_devices_renumbers_the_visible_gpus():
+    code = ("import torch; from torch import nn; print(torch.cuda.device_count(), "
+            "nn.DataParallel(nn.Linear(2, 2)).device_ids)")
+    assert mg.in_child(code, CUDA_VISIBLE_DEVICES="0") == "1 [0]"
+
+
 # ---- on a GPU machine ----
 
 @pytest.mark.cuda
@@ -677,6 +897,9 @@ def write_outputs() -> None:
         out = run_torchrun(Path(tmp), None, {"CUDA_VISIBLE_DEVICES": ""})
         check_ddp_run(out, Path(tmp), world=2, backend="gloo")
         outputs["snippets/ddp_run.sh"] = out
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, out in run_spawned(Path(tmp)).items():
+            outputs[SPAWN_OUTPUTS[name]] = out
     for lang, page in PAGES.items():
         lines = page.read_text(encoding="utf-8").split("\n")
         edits = []

@@ -134,7 +134,8 @@ def _code_only(script: str) -> str:
 
 
 @pytest.mark.parametrize("page", CHAPTERS)
-def test_downloads_hold_the_page_and_link_to_the_hosted_site(built_site, page):
+def test_downloads_hold_the_page_and_link_to_the_hosted_site(served_site, page):
+    built_site = served_site.root
     stem = Path(page).stem
     scripts, notebooks = {}, {}
     for lang in LANGS:
@@ -145,7 +146,8 @@ def test_downloads_hold_the_page_and_link_to_the_hosted_site(built_site, page):
         prose = "\n".join(c.source for c in notebooks[lang].cells if c.cell_type == "markdown")
         assert "](../" not in prose and "](#" not in prose and ".md)" not in prose
         assert "<!--pytest" not in prose and "--8<--" not in prose and "!!! " not in prose
-        assert "https://" in scripts[lang].split("\n", 3)[2]
+        assert served_site.base in scripts[lang].split("\n", 3)[2]  # the site's address (SITE_URL)
+        assert served_site.base in prose
     assert _code_only(scripts["zh"]) == _code_only(scripts["en"])
     code = {lang: [c.source for c in nb.cells if c.cell_type == "code"] for lang, nb in notebooks.items()}
     assert code["zh"] == code["en"]

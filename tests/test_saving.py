@@ -178,9 +178,9 @@ def test_page_no_longer_sells_a_whole_model_as_a_way_to_hide_code(lang):
     assert "torch.export.save" in page and "torch.export.load" in page and "ONNX" in page
 
 
-# --- E9: the extension -------------------------------------------------------------------
+# --- E19: the extension -------------------------------------------------------------------
 
-def test_notes_E9_extension_changes_nothing_in_the_file(in_tmp):
+def test_notes_E19_extension_changes_nothing_in_the_file(in_tmp):
     state = {"w": torch.arange(6.0).reshape(2, 3)}
     names = ["weights.pt", "weights.pth", "weights.pkl"]
     for name in names:
@@ -192,7 +192,7 @@ def test_notes_E9_extension_changes_nothing_in_the_file(in_tmp):
         assert torch.equal(torch.load(name, weights_only=True)["w"], state["w"])
 
 
-def test_notes_E9_the_file_stem_names_the_folder_inside_the_zip(in_tmp):
+def test_notes_E19_the_file_stem_names_the_folder_inside_the_zip(in_tmp):
     state = {"w": torch.arange(6.0)}
     torch.save(state, "weights.pt")
     torch.save(state, "other.pt")
@@ -209,7 +209,7 @@ def test_extension_page_demo_output(in_tmp, capsys):
     assert "identical bytes: True" in out and "same bytes: False | same members: True" in out
 
 
-def test_notes_E9_pkl_is_not_a_plain_pickle(in_tmp):
+def test_notes_E19_pkl_is_not_a_plain_pickle(in_tmp):
     torch.save({"w": torch.ones(2)}, "weights.pkl")
     assert Path("weights.pkl").read_bytes()[:1] == b"P"  # zip's 'PK' starts with pickle's PERSID opcode
     with open("weights.pkl", "rb") as f, pytest.raises(pickle.UnpicklingError) as err:
@@ -226,9 +226,9 @@ def test_legacy_format_is_not_a_plain_pickle_either(in_tmp):
     assert torch.equal(torch.load("legacy.pkl", weights_only=True)["w"], torch.ones(2))
 
 
-# --- E13: weights_only -------------------------------------------------------------------
+# --- E20: weights_only -------------------------------------------------------------------
 
-def test_notes_E13_default_load_refuses_code_and_runs_nothing(in_tmp):
+def test_notes_E20_default_load_refuses_code_and_runs_nothing(in_tmp):
     torch.save({"weight": torch.zeros(2), "extra": S.Payload()}, "evil.pt")
     with pytest.raises(pickle.UnpicklingError) as err:
         torch.load("evil.pt")  # the default: weights_only=True since torch 2.6, no warning
@@ -255,7 +255,7 @@ def test_refuse_payload_page_demo(in_tmp, capsys):
     ]
 
 
-def test_notes_E13_whole_model_refused_by_default(in_tmp):
+def test_notes_E20_whole_model_refused_by_default(in_tmp):
     torch.save(S.Net(), "net_whole.pt")
     with pytest.raises(pickle.UnpicklingError) as err:
         torch.load("net_whole.pt")
@@ -292,12 +292,12 @@ def test_full_checkpoint_loads_with_weights_only(in_tmp):
     opt = torch.optim.Adam(model.parameters())
     S.save_checkpoint("c.pt", model, opt, epoch=3, loader_generator=torch.Generator())
     ckpt = torch.load("c.pt", weights_only=True)  # only tensors, numbers, strings, dicts
-    assert ckpt["epoch"] == 3 and set(ckpt) == {"epoch", "model", "optimizer", "torch_rng", "cuda_rng", "loader_rng"}
+    assert ckpt["epoch"] == 3 and set(ckpt) == {"epoch", "model", "optimizer", "scheduler", "scaler", "rng"}
 
 
-# --- E8: assigning is not loading -----------------------------------------------------
+# --- E25: assigning is not loading -----------------------------------------------------
 
-def test_notes_E8_assigning_state_dict_loads_nothing():
+def test_notes_E25_assigning_state_dict_loads_nothing():
     torch.manual_seed(0)
     model, trained = S.Net(), S.Net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -335,43 +335,89 @@ def resumed(tmp_path_factory):
 
 
 def test_resume_gives_bit_identical_weights(resumed):
-    model_a, _, model_c, _ = resumed
-    for (name, a), (_, c) in zip(model_a.state_dict().items(), model_c.state_dict().items()):
-        assert torch.equal(a, c), name
+    a, c = resumed
+    for (name, x), (_, y) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
+        assert torch.equal(x, y), name
 
 
 def test_resume_gives_bit_identical_optimizer_state(resumed):
-    _, opt_a, _, opt_c = resumed
-    a, c = opt_a.state_dict(), opt_c.state_dict()
-    assert a["param_groups"] == c["param_groups"]
-    assert a["state"].keys() == c["state"].keys()
-    for i in a["state"]:
+    a, c = resumed
+    x, y = a.optimizer.state_dict(), c.optimizer.state_dict()
+    assert x["param_groups"] == y["param_groups"]
+    assert x["state"].keys() == y["state"].keys()
+    for i in x["state"]:
         for key in ("step", "exp_avg", "exp_avg_sq"):
-            assert torch.equal(a["state"][i][key], c["state"][i][key]), (i, key)
-    assert a["state"][0]["step"].item() == 4 * 4  # 256 samples / 64 per batch, 4 epochs
+            assert torch.equal(x["state"][i][key], y["state"][i][key]), (i, key)
+    assert x["state"][0]["step"].item() == 4 * 4  # 256 samples / 64 per batch, 4 epochs
+
+
+def test_resume_restores_the_scheduler_and_the_scaler(resumed):
+    a, c = resumed
+    assert a.scheduler.state_dict() == c.scheduler.state_dict()
+    assert c.scheduler.last_epoch == 4 and c.scheduler.get_last_lr() == a.scheduler.get_last_lr()
+    assert a.scaler.state_dict() == c.scaler.state_dict()
+    assert c.scaler.state_dict()["_growth_tracker"] == 16  # steps since the scale last changed
+
+
+def test_cpu_grad_scaler_is_enabled_and_warns_nothing():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaler = torch.amp.GradScaler("cpu")
+    assert scaler.is_enabled() and scaler.get_scale() == 65536.0
 
 
 def test_training_really_changed_the_weights(resumed):
-    model_a, _, _, _ = resumed
-    fresh, _, _, _ = S.build(seed=0, dataset=S.synthetic_data())
-    assert not torch.equal(model_a.hidden.weight, fresh.hidden.weight)
+    a, _ = resumed
+    fresh = S.build(seed=0, dataset=S.synthetic_data())
+    assert not torch.equal(a.model.hidden.weight, fresh.model.hidden.weight)
 
 
-@pytest.mark.parametrize("skip", ["torch_rng", "loader_rng"])
-def test_resume_without_an_rng_state_is_not_identical(in_tmp, resumed, skip):
-    model_a = resumed[0]
+def test_checkpoint_holds_every_part_and_loads_with_weights_only(in_tmp):
+    run = S.build(seed=0, dataset=S.synthetic_data(64))
+    S.train(run, epochs=2)
+    S.save_checkpoint("c.pt", run.model, run.optimizer, epoch=2, scheduler=run.scheduler,
+                      scaler=run.scaler, loader_generator=run.generator)
+    ckpt = torch.load("c.pt", weights_only=True)
+    assert set(ckpt) == {"epoch", "model", "optimizer", "scheduler", "scaler", "rng"}
+    assert set(ckpt["rng"]) == {"torch", "cuda", "numpy", "python", "loader"}
+    assert ckpt["epoch"] == 2 and ckpt["scheduler"]["last_epoch"] == 2
+
+
+@pytest.mark.parametrize("part", ["scheduler", "scaler", "torch", "numpy", "python", "loader"])
+def test_resume_without_a_part_is_not_identical(in_tmp, resumed, part):
+    a, _ = resumed
     data = S.synthetic_data()
-    model_b, opt_b, gen_b, loader_b = S.build(seed=0, dataset=data)
-    S.train(model_b, opt_b, loader_b, epochs=2)
-    S.save_checkpoint("c.pt", model_b, opt_b, epoch=2, loader_generator=gen_b)
-    model_c, opt_c, gen_c, loader_c = S.build(seed=1, dataset=data)
-    ckpt = S.load_checkpoint("c.pt", model_c, opt_c)
-    if skip == "torch_rng":      # dropout masks differ
-        gen_c.set_state(ckpt["loader_rng"])
-    else:                        # the shuffle order differs
-        torch.set_rng_state(ckpt["torch_rng"])
-    S.train(model_c, opt_c, loader_c, epochs=2)
-    assert not torch.equal(model_a.hidden.weight, model_c.hidden.weight)
+    b = S.build(seed=0, dataset=data)
+    S.train(b, epochs=2)
+    S.save_checkpoint("c.pt", b.model, b.optimizer, epoch=2, scheduler=b.scheduler,
+                      scaler=b.scaler, loader_generator=b.generator)
+    c = S.build(seed=1, dataset=data)
+    ckpt = S.load_checkpoint("c.pt", c.model, c.optimizer,
+                             None if part == "scheduler" else c.scheduler,
+                             None if part == "scaler" else c.scaler)
+    if part in ("torch", "numpy", "python", "loader"):
+        fresh = S.rng_states(c.generator)  # what a fresh start (seed=1) would use
+        ckpt["rng"][part] = fresh[part]
+    S.restore_rng(ckpt, c.generator)
+    S.train(c, epochs=2)
+    if part == "scaler":  # the loss scale is a power of two: only its bookkeeping differs
+        assert a.scaler.state_dict()["_growth_tracker"] == 16
+        assert c.scaler.state_dict()["_growth_tracker"] == 8
+    else:
+        assert not torch.equal(a.model.hidden.weight, c.model.hidden.weight)
+
+
+def test_numpy_rng_state_round_trips_as_plain_types(in_tmp):
+    import numpy as np
+    np.random.seed(3)
+    states = S.rng_states()
+    torch.save(states, "rng.pt")
+    expected = np.random.rand(3)
+    np.random.seed(99)
+    S.restore_rng({"rng": torch.load("rng.pt", weights_only=True)})
+    assert (np.random.rand(3) == expected).all()
+    assert isinstance(states["numpy"][1], list) and len(states["numpy"][1]) == 624
 
 
 def test_restore_rng_rejects_what_it_cannot_restore(in_tmp):
@@ -381,8 +427,166 @@ def test_restore_rng_rejects_what_it_cannot_restore(in_tmp):
     ckpt = torch.load("c.pt", weights_only=True)
     with pytest.raises(ValueError, match="holds no DataLoader generator state; pass loader_generator="):
         S.restore_rng(ckpt, torch.Generator())
-    with pytest.raises(ValueError, match="has no RNG state; it was not written by save_checkpoint"):
+    with pytest.raises(ValueError, match="has no 'rng' entry, which resuming needs"):
         S.restore_rng({"model": {}})
+
+
+@pytest.mark.parametrize("key", ["optimizer", "scheduler", "scaler"])
+def test_load_checkpoint_names_the_missing_entry_the_resume_needs(in_tmp, key):
+    model = S.Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    S.save_checkpoint("no_parts.pt", model, opt, epoch=1)  # saved without scheduler/scaler
+    torch.save(model.state_dict(), "bare.pt")
+    parts = {"optimizer": opt,
+             "scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=1),
+             "scaler": torch.amp.GradScaler("cpu")}
+    for path in (["bare.pt"] if key == "optimizer" else ["bare.pt", "no_parts.pt"]):
+        with pytest.raises(ValueError, match=rf"^'{path}' has no '{key}' entry .* "
+                                             rf"call load_checkpoint without {key}=$"):
+            S.load_checkpoint(path, S.Net(), **{key: parts[key]})
+    assert S.load_checkpoint("no_parts.pt", S.Net(), opt)["epoch"] == 1
+
+
+# --- weights_only refuses what people commonly save -----------------------------------
+
+def test_common_refusals_page_demo(in_tmp, capsys):
+    S.demo_common_refusals()
+    assert capsys.readouterr().out.splitlines() == [
+        "Namespace: WeightsUnpickler error: Unsupported global: GLOBAL argparse.Namespace "
+        "was not an allowed global by default.",
+        "float64: WeightsUnpickler error: Unsupported global: GLOBAL "
+        "numpy._core.multiarray.scalar was not an allowed global by default.",
+        "Namespace(lr=0.01, epochs=4)",
+        "{'lr': 0.01, 'epochs': 4} 0.92",
+        "Namespace(lr=0.01, epochs=4)",
+    ]
+
+
+def test_namespace_and_numpy_scalar_are_refused_and_the_message_names_the_fix(in_tmp):
+    import argparse
+
+    import numpy as np
+    torch.save({"args": argparse.Namespace(lr=0.1)}, "a.pt")
+    torch.save({"best": np.float64(0.5)}, "b.pt")
+    for path, name in [("a.pt", "argparse.Namespace"), ("b.pt", "numpy._core.multiarray.scalar")]:
+        with pytest.raises(pickle.UnpicklingError) as err:
+            torch.load(path, weights_only=True)
+        message = str(err.value)
+        assert message.startswith("Weights only load failed.")
+        assert f"torch.serialization.add_safe_globals([{name}])" in message
+        assert f"torch.serialization.safe_globals([{name}])" in message
+    torch.serialization.add_safe_globals([argparse.Namespace])  # the process-wide fix
+    try:
+        assert torch.load("a.pt", weights_only=True)["args"].lr == 0.1
+    finally:
+        torch.serialization.clear_safe_globals()
+
+
+def test_numpy_scalar_needs_three_globals(in_tmp):
+    import numpy as np
+    torch.save({"best": np.float64(0.5)}, "b.pt")
+    allowed = [np._core.multiarray.scalar]
+    with pytest.raises(pickle.UnpicklingError, match="Unsupported global: GLOBAL numpy.dtype was"):
+        with torch.serialization.safe_globals(allowed):
+            torch.load("b.pt", weights_only=True)
+    allowed.append(np.dtype)
+    with pytest.raises(pickle.UnpicklingError, match="numpy.dtypes.Float64DType"):
+        with torch.serialization.safe_globals(allowed):
+            torch.load("b.pt", weights_only=True)
+    allowed.append(np.dtypes.Float64DType)
+    with torch.serialization.safe_globals(allowed):
+        assert torch.load("b.pt", weights_only=True)["best"] == np.float64(0.5)
+
+
+def test_plain_types_load_with_weights_only(in_tmp):
+    import argparse
+
+    import numpy as np
+    args, best = argparse.Namespace(lr=0.01, epochs=4), np.mean([0.91, 0.93])
+    torch.save({"args": vars(args), "best": float(best)}, "plain.pt")
+    loaded = torch.load("plain.pt", weights_only=True)
+    assert argparse.Namespace(**loaded["args"]) == args
+    assert type(loaded["best"]) is float and loaded["best"] == best
+
+
+# --- safetensors ----------------------------------------------------------------------
+
+def test_safetensors_round_trip_and_no_pickle(in_tmp, capsys, monkeypatch):
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("safetensors must not unpickle")
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    monkeypatch.setattr(pickle, "Unpickler", no_pickle)
+    state = S.demo_safetensors()
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["<All keys matched successfully>", "True",
+                   '{"hidden.bias":{"dtype":"F32","shape":[32],"data_offsets":[0,128]}',
+                   "Key `epoch` is invalid, expected torch.Tensor but received <class 'int'>"]
+    assert set(state) == set(S.Net().state_dict())
+    assert not zipfile.is_zipfile("net.safetensors")  # not a torch.save archive
+
+
+def test_safetensors_metadata_is_strings_only(in_tmp):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(2)}, "m.safetensors", metadata={"epoch": "3"})
+    with safe_open("m.safetensors", framework="pt") as f:
+        assert f.metadata() == {"epoch": "3"}
+    with pytest.raises(Exception, match="expected str|str"):  # the Rust side rejects non-str values
+        save_file({"w": torch.zeros(2)}, "n.safetensors", metadata={"epoch": 3})
+
+
+def test_safetensors_refuses_shared_tensors_save_model_keeps_them_tied(in_tmp, capsys):
+    S.demo_safetensors_shared()
+    assert capsys.readouterr().out.splitlines() == [
+        "Some tensors share memory, this will lead to duplicate memory on disk and potential "
+        "differences when loading them again",
+        "(set(), [])",
+        "True True",
+    ]
+
+
+def test_safetensors_is_pinned():
+    req = (Path(__file__).resolve().parents[1] / "requirements.txt").read_text()
+    import safetensors
+    assert f"safetensors=={safetensors.__version__}" in req
+
+
+# --- torch.compile's _orig_mod. prefix --------------------------------------------------
+
+def test_compiled_model_keys_have_the_orig_mod_prefix_before_the_first_call():
+    compiled = torch.compile(S.Net())
+    assert type(compiled).__name__ == "OptimizedModule"
+    assert list(compiled.state_dict()) == ["_orig_mod." + k for k in S.Net().state_dict()]
+
+
+def test_load_checkpoint_explains_the_orig_mod_prefix(in_tmp, capsys):
+    S.demo_compiled_prefix()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "OptimizedModule ['_orig_mod.hidden.weight', '_orig_mod.hidden.bias']"
+    assert out[1] == ("  hint: every key in the file starts with '_orig_mod.', so it was saved from "
+                      "torch.compile (an OptimizedModule); strip the prefix with "
+                      "torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, "
+                      "'_orig_mod.') or save model._orig_mod.state_dict() next time")
+
+
+def test_orig_mod_prefix_the_fixes_work(in_tmp):
+    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+    compiled = torch.compile(S.Net())
+    state = compiled.state_dict()
+    with pytest.raises(ValueError, match=r"unexpected .*\['_orig_mod.hidden.weight'"):
+        torch.save(state, "compiled.pt")
+        S.load_checkpoint("compiled.pt", S.Net())
+    consume_prefix_in_state_dict_if_present(state, "_orig_mod.")
+    torch.save(state, "stripped.pt")
+    plain = S.Net()
+    S.load_checkpoint("stripped.pt", plain)
+    assert torch.equal(plain.out.weight, compiled._orig_mod.out.weight)
+    torch.save(compiled._orig_mod.state_dict(), "inner.pt")
+    S.load_checkpoint("inner.pt", S.Net())
+    with pytest.raises(ValueError, match=r"load into the wrapped model instead: "
+                                         r"load_checkpoint\(path, model._orig_mod\)"):
+        S.load_checkpoint("inner.pt", torch.compile(S.Net()))
 
 
 # --- load_checkpoint -------------------------------------------------------------------
@@ -504,16 +708,9 @@ def test_helpers_reject_wrong_argument_types(in_tmp):
         S.save_checkpoint("c.pt", S.Net(), [], epoch=0)
 
 
-def test_load_checkpoint_optimizer_needs_an_optimizer_entry(in_tmp):
-    torch.save(S.Net().state_dict(), "bare.pt")
-    model = S.Net()
-    with pytest.raises(ValueError, match="has no 'optimizer' entry .* call load_checkpoint without optimizer="):
-        S.load_checkpoint("bare.pt", model, torch.optim.SGD(model.parameters(), lr=0.1))
+# --- E15: .to() and .cuda() ------------------------------------------------------
 
-
-# --- E14 / V11: .to() and .cuda() ------------------------------------------------------
-
-def test_notes_E14_tensor_to_is_not_in_place_module_to_is(capsys):
+def test_notes_E15_tensor_to_is_not_in_place_module_to_is(capsys):
     S.demo_to_tensor_vs_module()
     assert capsys.readouterr().out.splitlines() == [
         "tensor after t.to(): torch.float32",
@@ -534,7 +731,7 @@ def test_device_agnostic_code_runs_here(capsys):
 
 
 @CPU_ONLY
-def test_notes_E14_cuda_call_fails_without_a_gpu():
+def test_notes_E15_cuda_call_fails_without_a_gpu():
     # CPU builds raise AssertionError ("Torch not compiled with CUDA enabled"),
     # CUDA builds on a machine without a driver raise RuntimeError
     with pytest.raises((AssertionError, RuntimeError)):
@@ -543,7 +740,7 @@ def test_notes_E14_cuda_call_fails_without_a_gpu():
         nn.Linear(2, 2).cuda()
 
 
-# --- E10: map_location ----------------------------------------------------------------
+# --- E24: map_location ----------------------------------------------------------------
 
 def test_map_location_page_demo(in_tmp, capsys):
     S.demo_map_location()
@@ -553,7 +750,7 @@ def test_map_location_page_demo(in_tmp, capsys):
 
 
 @CPU_ONLY
-def test_notes_E10_a_gpu_saved_state_dict_carries_its_device(in_tmp):
+def test_notes_E24_a_gpu_saved_state_dict_carries_its_device(in_tmp):
     torch.save(S.Net().state_dict(), "cpu.pt")
     with_device_tag(Path("cpu.pt"), Path("gpu.pt"), "cuda:0")
     seen = []
@@ -598,7 +795,16 @@ def test_a_whole_dataparallel_model_pickles_its_device_ids(in_tmp):
 # --- GPU machines ---------------------------------------------------------------------
 
 @pytest.mark.cuda
-def test_notes_E14_cuda_tensor_is_not_moved_in_place_module_is():
+def test_notes_E15_the_notes_line_assigns_the_moved_tensors_on_a_gpu():
+    data, label = torch.ones(2, 64), torch.zeros(2, dtype=torch.long)
+    scope = {"data": data, "label": label}
+    exec("data, label = data.cuda(), label.cuda()", scope)  # the notes' line, verbatim
+    assert scope["data"].is_cuda and scope["label"].is_cuda
+    assert not data.is_cuda  # the originals stay put: the assignment is what moves them
+
+
+@pytest.mark.cuda
+def test_notes_E15_cuda_tensor_is_not_moved_in_place_module_is():
     t = torch.ones(2)
     t.cuda()
     assert t.device.type == "cpu"
@@ -610,7 +816,7 @@ def test_notes_E14_cuda_tensor_is_not_moved_in_place_module_is():
 
 
 @pytest.mark.cuda
-def test_notes_E10_cuda_state_dict_is_tagged_and_map_location_moves_it(in_tmp):
+def test_notes_E24_cuda_state_dict_is_tagged_and_map_location_moves_it(in_tmp):
     model = S.Net().to("cuda")
     torch.save(model.state_dict(), "gpu.pt")
     seen = []

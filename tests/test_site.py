@@ -149,6 +149,21 @@ def test_search_index_holds_jieba_segmented_chinese(built_site):
     assert "\\u200b" in index["config"]["separator"]
 
 
+def test_each_language_has_its_own_clean_search_index(built_site):
+    """hooks/search_lang.py: one index per language; hooks/search_index.py: no page furniture in it."""
+    zh = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    en = json.loads((built_site / "en" / "search" / "search_index.json").read_text(encoding="utf-8"))
+    assert zh["config"]["lang"] == ["zh"] and en["config"]["lang"] == ["en"]
+    assert zh["docs"] and en["docs"]
+    assert not any(d["location"].startswith("en/") for d in zh["docs"] + en["docs"])
+    assert "layers/" in {d["location"] for d in en["docs"]}
+    for doc in zh["docs"] + en["docs"]:
+        for furniture in ("¶", "In\xa0[", "In [", "Copied!", ">Output<", ">输出<", "How to run this chapter", "怎样运行本章"):
+            assert furniture not in doc["title"] + doc["text"], (doc["location"], furniture)
+    worker = (built_site / "assets" / "javascripts" / "workers" / "search-i18n.js").read_text(encoding="utf-8")
+    assert "lunr.stemmer" in worker and "importScripts" in worker
+
+
 def test_search_index_leaves_code_blocks_out_and_pages_keep_them(built_site):
     """hooks/search_index.py: prose and inline code are indexed, code blocks are not, and each
     page still shows every code block (the placeholders the index saw are gone)."""
@@ -174,7 +189,7 @@ def test_chinese_headings_get_readable_anchors(built_site):
 def project_copy(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("copy")
     for name in ("docs", "snippets", "generated", "overrides", "hooks", "tools", "mkdocs.yml",
-                 "conftest.py", "pyproject.toml"):
+                 "conftest.py", "pyproject.toml", "requirements.txt"):  # hooks/verified_line.py reads the pins
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -215,3 +230,32 @@ def test_quickstart_commands_exist(tmp_path):
     for target in targets:
         dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
         assert dry.returncode == 0, dry.stderr
+
+
+def _nav_entries(node, titles=()):
+    """(title path, page) for every page in mkdocs.yml's nav."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _nav_entries(item, titles)
+    elif isinstance(node, dict):
+        for title, value in node.items():
+            yield from _nav_entries(value, (*titles, title))
+    else:
+        yield titles, node
+
+
+def test_every_nav_title_has_its_english_translation():
+    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    i18n = next(p["i18n"] for p in cfg["plugins"] if isinstance(p, dict) and "i18n" in p)
+    en = next(lang for lang in i18n["languages"] if lang["locale"] == "en")
+    titles = {t for path, _ in _nav_entries(cfg["nav"]) for t in path}
+    assert titles - set(en["nav_translations"]) == set()
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_chapter_is_in_the_home_pages_table(lang):
+    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    pages = {page for path, page in _nav_entries(cfg["nav"]) if page.endswith(".md") and page != "index.md"}
+    table = "\n".join(line for line in (DOCS / lang / "index.md").read_text(encoding="utf-8").split("\n")
+                      if line.startswith("|"))
+    assert {p for p in pages if f"]({p})" not in table} == set()

@@ -35,7 +35,7 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 # --- the notes' own code -------------------------------------------------------------------------
 
 @needs_no_gpu
-def test_notes_E14_data_cuda_fails_without_a_gpu():
+def test_notes_E15_data_cuda_fails_without_a_gpu():
     data, label = torch.ones(2, 1, 8, 8), torch.zeros(2, dtype=torch.long)
     # CPU-only builds: AssertionError "Torch not compiled with CUDA enabled";
     # CUDA builds on a machine without a GPU: RuntimeError "Found no NVIDIA driver ..."
@@ -43,7 +43,7 @@ def test_notes_E14_data_cuda_fails_without_a_gpu():
         data, label = data.cuda(), label.cuda()
 
 
-def test_notes_E14_tensor_to_returns_a_new_tensor_module_to_moves_in_place():
+def test_notes_E15_tensor_to_returns_a_new_tensor_module_to_moves_in_place():
     x = torch.ones(3)
     y = x.to(torch.float64)
     assert x.dtype == torch.float32 and y.dtype == torch.float64  # x untouched: reassign
@@ -51,14 +51,14 @@ def test_notes_E14_tensor_to_returns_a_new_tensor_module_to_moves_in_place():
     assert layer.to(torch.float64) is layer and layer.weight.dtype == torch.float64
 
 
-def test_notes_E14_portable_form_runs_on_any_machine():
+def test_notes_E15_portable_form_runs_on_any_machine():
     device = tr.pick_device()
     data = torch.ones(2, 1, 8, 8).to(device)
     model = tr.DigitCNN().to(device)
     assert model(data).device.type == device.type
 
 
-def test_notes_E25_zero_grad_sets_grads_to_none_not_zero():
+def test_notes_E16_zero_grad_sets_grads_to_none_not_zero():
     model = tr.DigitCNN()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     nn.CrossEntropyLoss()(model(torch.rand(4, 1, 8, 8)), torch.tensor([0, 1, 2, 3])).backward()
@@ -70,7 +70,7 @@ def test_notes_E25_zero_grad_sets_grads_to_none_not_zero():
     assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters())
 
 
-def test_notes_E25_step_order_trains(loaders):
+def test_notes_E16_step_order_trains(loaders):
     """The notes' five steps, in their order, with .to(device) for .cuda(): the loss goes down."""
     train_loader, _ = loaders
     tr.seed_everything(0)
@@ -87,7 +87,7 @@ def test_notes_E25_step_order_trains(loaders):
     assert sum(losses[-5:]) < 0.75 * sum(losses[:5])  # one epoch: clearly lower
 
 
-def test_notes_E25_no_eval_mode_leaves_dropout_on():
+def test_notes_E16_no_eval_mode_leaves_dropout_on():
     """The notes never call model.eval(): predictions then change from call to call."""
     torch.manual_seed(0)
     model, x = tr.DigitCNN(), torch.rand(16, 1, 8, 8)
@@ -356,6 +356,224 @@ def test_the_page_picture_is_generated():
         assert "](../assets/img/training-curves.png)" in (ROOT / "docs" / lang / "training.md").read_text("utf-8")
 
 
+# --- learning-rate scheduler ---------------------------------------------------------------------
+
+def tiny_loaders(n=64):
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return (DataLoader(TensorDataset(X, y), batch_size=32, shuffle=True, generator=g),
+            DataLoader(TensorDataset(X, y), batch_size=64))
+
+
+def test_step_lr_follows_its_schedule_and_writes_it_into_the_optimizer(capsys):
+    scheduler = tr.demo_scheduler()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["[0.1, 0.1, 0.05, 0.05, 0.025]", "0.025 5"]
+    assert scheduler.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert scheduler.state_dict()["last_epoch"] == 5
+
+
+def test_fit_scheduled_lr_follows_the_cosine_schedule_once_per_epoch():
+    train, val = tiny_loaders()
+    history = tr.fit_scheduled(tr.DigitCNN(), train, val, epochs=4, lr=0.01, device=CPU)
+    expected = [0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert history["lr"] == pytest.approx(expected)
+    assert len(history["train_loss"]) == len(history["val_acc"]) == 4
+
+
+def test_scheduler_step_before_optimizer_step_is_warned_about():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    with pytest.warns(UserWarning, match=r"lr_scheduler\.step\(\)` before `optimizer\.step\(\)"):
+        scheduler.step()
+
+
+def test_scheduler_state_resumes_the_schedule_and_is_needed(capsys):
+    scheduler = tr.demo_scheduler()
+    tr.demo_scheduler_state(scheduler)
+    assert capsys.readouterr().out.splitlines()[-1] == "5 [0.025] 0.025"
+    # a fresh scheduler without the saved state starts its schedule again
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    fresh = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    assert fresh.last_epoch == 0 and fresh.get_last_lr() == [0.1]
+
+
+# --- gradient clipping ----------------------------------------------------------------------------
+
+def grads_of(seed: int, scale: float) -> nn.Module:
+    torch.manual_seed(seed)
+    layer = nn.Linear(4, 3)
+    (layer(torch.randn(8, 4)) * scale).pow(2).mean().backward()
+    return layer
+
+
+def total_norm(model: nn.Module) -> float:
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
+
+
+@pytest.mark.parametrize("max_norm", [0.1, 1.0, 5.0])
+def test_clip_returns_the_norm_before_and_leaves_at_most_max_norm(max_norm):
+    layer = grads_of(0, 10.0)
+    before, direction = total_norm(layer), layer.weight.grad / layer.weight.grad.norm()
+    returned = tr.clip_gradients(layer, max_norm)
+    assert returned == pytest.approx(before) and before > max_norm
+    assert total_norm(layer) <= max_norm * (1 + 1e-5)
+    assert total_norm(layer) == pytest.approx(max_norm, rel=1e-4)
+    assert torch.allclose(layer.weight.grad / layer.weight.grad.norm(), direction)  # same direction
+
+
+def test_clip_leaves_small_gradients_unchanged():
+    layer = grads_of(1, 0.01)
+    grad = layer.weight.grad.clone()
+    assert tr.clip_gradients(layer, 100.0) < 100.0
+    assert torch.equal(layer.weight.grad, grad)
+
+
+def test_clip_demo_numbers(capsys):
+    tr.demo_clip()
+    assert capsys.readouterr().out.strip() == "74.9828 74.9828 1.0000"
+
+
+def test_raw_clip_grad_norm_flips_the_sign_for_a_negative_max_norm_and_zeroes_for_zero():
+    layer = grads_of(0, 1.0)
+    grad = layer.weight.grad.clone()
+    nn.utils.clip_grad_norm_(layer.parameters(), -1.0)      # no error, no warning
+    assert (torch.sign(layer.weight.grad) == -torch.sign(grad))[grad != 0].all()
+    layer = grads_of(0, 1.0)
+    nn.utils.clip_grad_norm_(layer.parameters(), 0.0)
+    assert all(torch.count_nonzero(p.grad) == 0 for p in layer.parameters())
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0, float("nan"), float("inf"), "1.0", True, None])
+def test_clip_gradients_rejects_a_bad_max_norm(bad):
+    layer = grads_of(0, 1.0)
+    with pytest.raises(ValueError, match=r"max_norm must be a positive number such as 1\.0, got .*"
+                                         r"flip the gradients' sign for a negative one"):
+        tr.clip_gradients(layer, bad)
+
+
+def test_fit_scheduled_rejects_a_negative_max_norm_before_training():
+    train, val = tiny_loaders()
+    model = tr.DigitCNN()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="max_norm must be a positive number such as 1.0, got -2"):
+        tr.fit_scheduled(model, train, val, epochs=1, lr=1e-3, device=CPU, max_norm=-2)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# --- mixed precision --------------------------------------------------------------------------------
+
+def test_cpu_autocast_bf16_activations_float32_loss_and_parameters(loaders, capsys):
+    tr.demo_autocast(loaders[0])
+    assert capsys.readouterr().out.splitlines() == ["torch.bfloat16 torch.bfloat16 torch.float32",
+                                                    "torch.float32 torch.float32"]
+
+
+def test_float16_underflows_small_gradients_bfloat16_does_not():
+    tiny = torch.tensor(1e-8)
+    assert tiny.half().item() == 0.0                     # why float16 needs a GradScaler
+    assert tiny.bfloat16().item() != 0.0                 # bfloat16 has float32's range
+    assert torch.finfo(torch.bfloat16).max > 1e38 > torch.finfo(torch.float16).max
+
+
+def test_train_epoch_amp_clips_every_step(monkeypatch):
+    train, _ = tiny_loaders()
+    norms = []
+    real = tr.clip_gradients
+    monkeypatch.setattr(tr, "clip_gradients", lambda m, n: norms.append(real(m, n)) or norms[-1])
+    model = tr.DigitCNN()
+    tr.train_epoch_amp(model, train, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                       CPU, amp_dtype=torch.bfloat16, max_norm=0.5)
+    assert len(norms) == len(train) == 2
+
+
+@pytest.mark.slow
+def test_bf16_scheduled_clipped_training_reaches_95_percent(capsys):
+    history = tr.demo_fit_scheduled()
+    assert max(history["val_acc"]) >= 0.95
+    assert history["lr"] == pytest.approx([3e-3 * (1 + math.cos(math.pi * e / 8)) / 2 for e in range(8)])
+
+
+# --- torch.compile ---------------------------------------------------------------------------------
+
+def test_a_cpp_compiler_is_installed_for_inductor():
+    import shutil
+    assert any(shutil.which(cc) for cc in ("g++", "c++", "clang++")), "torch.compile on CPU needs a C++ compiler"
+
+
+def test_compile_wrapper_shares_parameters_and_prefixes_state_dict_keys():
+    model = tr.DigitCNN()
+    compiled = torch.compile(model)              # lazy: nothing is compiled until the first call
+    assert type(compiled).__name__ == "OptimizedModule" and compiled._orig_mod is model
+    keys = list(compiled.state_dict())
+    assert keys == ["_orig_mod." + k for k in model.state_dict()]
+    assert all(p is q for p, q in zip(compiled.parameters(), model.parameters()))
+
+
+def test_compiled_state_dict_needs_orig_mod_or_stripping(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo writes digits.pt
+    _, compiled = tr.demo_compile_wrap()
+    tr.demo_compile_save(compiled)
+    out = capsys.readouterr().out.splitlines()[-3:]
+    assert out == ["<All keys matched successfully>", "8 _orig_mod.features.0.weight",
+                   "<All keys matched successfully>"]
+    with pytest.raises(RuntimeError, match="Missing key"):
+        tr.DigitCNN().load_state_dict(compiled.state_dict())
+    restored = tr.DigitCNN()
+    restored.load_state_dict(tr.strip_compile_prefix(compiled.state_dict()))
+    assert same_weights(restored, compiled._orig_mod)
+
+
+def test_strip_compile_prefix_rejects_a_non_dict_and_leaves_plain_keys():
+    with pytest.raises(TypeError, match="state must be a state_dict \\(a dict\\), got DigitCNN"):
+        tr.strip_compile_prefix(tr.DigitCNN())
+    plain = tr.DigitCNN().state_dict()
+    assert list(tr.strip_compile_prefix(plain)) == list(plain)
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager(capsys):
+    model, compiled = tr.demo_compile_wrap()
+    tr.demo_compile_run(model, compiled)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("first call: ") and out[-1] == "True"
+    # gradients through the compiled model (eval mode: no dropout randomness) match too
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    nn.CrossEntropyLoss()(compiled(x), y).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    nn.CrossEntropyLoss()(model(x), y).backward()
+    assert all(torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6) for g, p in zip(grads, model.parameters()))
+
+
+def test_the_compile_table_is_generated_by_the_bench_command():
+    table = (ROOT / "generated" / "training-compile.md").read_text(encoding="utf-8")
+    assert "| eager |" in table and "| torch.compile |" in table
+    assert "`python -m tools.bench_training --compile-table`" in table
+    for lang in ("zh", "en"):
+        assert '--8<-- "generated/training-compile.md"' in (ROOT / "docs" / lang / "training.md").read_text("utf-8")
+
+
+
+def test_compile_table_renders_both_modes_and_names_its_command(monkeypatch):
+    from tools import bench_training
+    times = iter([(0.008, 0.002), (10.0, 0.004)])
+    monkeypatch.setattr(bench_training, "time_steps", lambda model, steps: next(times))
+    monkeypatch.setattr(torch, "compile", lambda model: model)  # no compiling in this test
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unchanged")
+    table = bench_training.compile_table()
+    assert "| eager | 8.0 ms | 2.0 ms | 1.00× |" in table
+    assert "| torch.compile | 10.0 s | 4.0 ms | 0.50× |" in table
+    assert table.rstrip().endswith("`python -m tools.bench_training --compile-table`</small>")
+
+
+@pytest.mark.slow
+def test_bench_command_reports_95_percent_on_the_cpu(capsys):
+    from tools import bench_training
+    assert bench_training.main(["--device", "cpu"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("seed 0: 8 epochs in ") and "first >= 95 % at epoch" in line
+
 # --- GPU --------------------------------------------------------------------------------------------
 
 @pytest.mark.cuda
@@ -404,3 +622,55 @@ def test_cuda_label_out_of_range_is_a_device_side_assert_that_breaks_the_context
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "first:" in result.stdout and "device-side assert" in result.stdout
     assert "after:" in result.stdout.split("first:", 1)[1]  # the context stays broken
+
+
+def test_notes_E16_zero_grad_to_none_or_to_zero_trains_the_same():
+    """zero_grad() sets the gradients to None (PyTorch 2.0+), not to zero: in the notes' loop
+    the next backward() writes fresh gradients either way, so training is bit-identical."""
+    x, y = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(32) % 10
+
+    def run(set_to_none: bool) -> nn.Module:
+        torch.manual_seed(0)
+        model = tr.DigitCNN()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for xb, yb in zip(x.split(8), y.split(8)):
+            optimizer.zero_grad(set_to_none=set_to_none)
+            loss = nn.CrossEntropyLoss()(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+        return model
+
+    assert same_weights(run(True), run(False))
+
+
+@pytest.mark.cuda
+def test_fp16_with_grad_scaler_reaches_95_percent_on_cuda(capsys):
+    history = tr.demo_fp16_cuda()
+    assert max(history["val_acc"]) >= 0.95
+    assert capsys.readouterr().out.startswith("best val acc ")
+
+
+@pytest.mark.cuda
+def test_cuda_autocast_fp16_activations_float32_loss():
+    model = tr.DigitCNN().cuda()
+    data, label = torch.rand(8, 1, 8, 8, device="cuda"), torch.randint(0, 10, (8,), device="cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        output = model(data)
+        loss = nn.CrossEntropyLoss()(output, label)
+    loss.backward()
+    assert output.dtype == torch.float16 and loss.dtype == torch.float32
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.cuda
+def test_grad_scaler_skips_a_step_with_inf_gradients():
+    weight = nn.Parameter(torch.ones(2, device="cuda"))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scaler = torch.amp.GradScaler("cuda")
+    scale = scaler.get_scale()
+    loss = (weight * torch.tensor([float("inf"), 1.0], device="cuda")).sum()
+    scaler.scale(loss).backward()  # a gradient of inf
+    scaler.step(optimizer)
+    scaler.update()
+    assert torch.equal(weight.detach(), torch.ones(2, device="cuda"))  # step skipped
+    assert scaler.get_scale() < scale                                # and the scale lowered

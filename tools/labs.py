@@ -154,7 +154,7 @@ TASK3 = [
 # Task3 实验：容器、DataParallel、保存与加载
 
 这个 notebook 把 Task3 各章连成一条线：用两种容器写同一个模型，在真实手写数字上训练，
-包进 `nn.DataParallel`，保存，再在 CPU 上把权重载入一个从未包装过的普通模型，确认预测完全相同。
+包进 `nn.DataParallel`，保存，再在 CPU 上把权重加载一个从未包装过的普通模型，确认预测完全相同。
 
 每个代码单元都来自对应章节展示并测试过的代码。网站每次构建都会把它从上到下执行一遍，单元格下面的输出都是真实结果。
 装好项目的 `requirements.txt` 即可运行（有没有 GPU 都行），它会在当前目录写入两个 `.pt` 文件。
@@ -174,7 +174,7 @@ installed, with or without a GPU, and writes two `.pt` files into the working fo
 
 来自[模型容器](../../containers/)一章：`make_sequential_named` 用带名字的 `nn.Sequential`，
 `MLP` 是 `nn.Module` 子类。state_dict 的键来自子模块的名字，与用哪种容器无关，所以两者的键完全相同，
-权重可以直接互相载入。
+权重可以直接互相加载。
 """, "en": """
 ## 1. One model, written two ways
 
@@ -214,7 +214,7 @@ every key of the wrapper's state_dict starts with `module.` (see [Multi-GPU](../
     {"zh": """
 ## 4. 保存
 
-推荐保存 `dp.module.state_dict()`：文件里的键没有前缀，任何模型都能直接载入。为了对比，也保存一份包装器自己的 state_dict。
+推荐保存 `dp.module.state_dict()`：文件里的键没有前缀，任何模型都能直接加载。为了对比，也保存一份包装器自己的 state_dict。
 """, "en": """
 ## 4. Saving
 
@@ -223,10 +223,10 @@ comparison, the wrapper's own state_dict is saved too.
 """},
     ["snippets/labs.py:task3_save"],
     {"zh": """
-## 5. 在 CPU 上载入一个普通模型
+## 5. 在 CPU 上加载一个普通模型
 
 `map_location="cpu"` 让 GPU 上保存的张量也直接读到 CPU 上（见[保存与加载](../../saving/)），
-`weights_only=True` 只接受张量之类的数据，不执行文件里的代码。载入的是 `MLP`，一个从未包装过的子类写法，
+`weights_only=True` 只接受张量之类的数据，不执行文件里的代码。加载的是 `MLP`，一个从未包装过的子类写法，
 预测与包装后的模型完全一致。
 """, "en": """
 ## 5. Loaded into a plain model on the CPU
@@ -238,7 +238,7 @@ exactly those of the wrapped model.
 """},
     ["snippets/labs.py:task3_load"],
     {"zh": """
-包装器自己的文件带着 `module.` 前缀，直接载入普通模型会报 `Missing key(s)`。[多卡训练](../../multi-gpu/)一章的
+包装器自己的文件带着 `module.` 前缀，直接加载普通模型会报 `Missing key(s)`。[多卡训练](../../multi-gpu/)一章的
 `load_state_dict_flexible` 会在需要时去掉前缀（只去掉开头的 `module.`，不会误伤名字里含 module 的子模块）。
 """, "en": """
 The wrapper's own file has the `module.` prefix, and a plain model refuses it with `Missing key(s)`.
@@ -249,8 +249,8 @@ leading `module.`, so a submodule whose name contains "module" keeps its name).
     {"zh": """
 ## 接下来可以试试
 
-- 把 `MLP` 的某个属性改名（例如 `hidden` 改成 `fc1`），看载入时报出的键；
-- 在有多块 GPU 的机器上运行，看 `dp` 如何拆分批量，而保存和载入的代码一行都不用改。
+- 把 `MLP` 的某个属性改名（例如 `hidden` 改成 `fc1`），看加载时报出的键；
+- 在有多块 GPU 的机器上运行，看 `dp` 如何拆分批量，而保存和加载的代码一行都不用改。
 """, "en": """
 ## Things to try
 

@@ -1,0 +1,109 @@
+"""Each language searches only its own pages, and English finds inflected words.
+
+1. One index per language. mkdocs-static-i18n merges every language's entries into one
+   search/search_index.json, which every page loads: English readers got Chinese pages first
+   and the English stemmer ran over both languages. After the last language is built, the
+   merged index is split: search/search_index.json keeps the default language's pages (lunr
+   language `zh`), <lang>/search/search_index.json each other language's (lunr `en`, its
+   locations made relative to /<lang>/). Material loads the index from its `base`, so a
+   non-default language's pages get `base` = that language's folder (its own URL prefix).
+
+2. Inflections. Material adds `*` to every query term ("training" -> "training*") and lunr
+   skips the stemmer for a term with a wildcard, while the index holds stems ("train"): so
+   "training", "losses" or "checkpoints" found nothing. search-i18n.js, written next to
+   Material's worker, starts that worker and stems each plain query word with lunr's own
+   stemmer first ("training" -> "train*"), and drops English stop words ("a*" matched nearly
+   every word), for an index whose language is English. The pages' `search` worker address
+   points at it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from mkdocs.plugins import event_priority
+
+WORKER = "search-i18n.js"
+_CONFIG_BASE = re.compile(r'(<script id="__config" type="application/json">[^<]*?"base": ")([^"]*)(")')
+_WORKER_URL = re.compile(r'("search": "[^"]*/workers/)search\.[0-9a-f]+\.min\.js(")')
+
+_SHIM = """/* Written by hooks/search_lang.py: Material's search worker, with each plain word of an English
+   query stemmed by lunr's stemmer before Material adds its wildcard ("training" -> "train*"),
+   since lunr does not stem a term that has a wildcard and the index holds stems; English stop
+   words ("a", "the", "with") are left out of the query, since "a*" matches nearly everything. */
+(function () {
+  var english = false, listen = self.addEventListener;
+  function stem(query) {
+    if (!english || !self.lunr) return query;
+    var words = query.split(/\\s+/).filter(Boolean).map(function (word) {
+      if (/[^A-Za-z0-9_.]/.test(word)) return word;  // lunr syntax (+word, title:word, "..."): as typed
+      var token = new lunr.Token(word.toLowerCase());
+      if (!lunr.stopWordFilter(token)) return "";      // "a*" would match every word starting with a
+      return /[A-Za-z]{3}/.test(word) ? lunr.stemmer(token).toString() : word;
+    }).filter(Boolean);
+    return words.length ? words.join(" ") : query;
+  }
+  self.addEventListener = function (type, listener, options) {
+    if (type !== "message") return listen.call(self, type, listener, options);
+    return listen.call(self, type, function (event) {
+      var message = event.data;
+      if (message && message.type === 0 && message.data && message.data.config)
+        english = message.data.config.lang.indexOf("en") !== -1;
+      if (message && message.type === 2 && typeof message.data === "string")
+        return listener.call(this, {data: {type: 2, data: stem(message.data)}});
+      return listener.call(this, event);
+    }, options);
+  };
+})();
+importScripts("%s");
+"""
+
+
+def _i18n(config):
+    return config.plugins.get("i18n")
+
+
+def on_post_page(output, page, config):
+    return _own_search(output, config)
+
+
+def on_post_template(output, template_name, config):
+    return _own_search(output, config) if template_name == "404.html" else output
+
+
+def _own_search(output, config):
+    i18n = _i18n(config)
+    output = _WORKER_URL.sub(lambda m: m[1] + WORKER + m[2], output, count=1)
+    if i18n is not None and i18n.current_language != i18n.default_language:
+        # Material fetches base + "search/search_index.json": this language's own index
+        output = _CONFIG_BASE.sub(lambda m: f"{m[1]}{m[2].rstrip('/')}/{i18n.current_language}/{m[3]}",
+                                  output, count=1)
+    return output
+
+
+@event_priority(-200)  # after mkdocs-static-i18n has built every language and merged the index
+def on_post_build(config):
+    i18n = _i18n(config)
+    if i18n is None or i18n.building:  # a language built inside the first one's build
+        return
+    site = Path(config.site_dir)
+    workers = sorted((site / "assets" / "javascripts" / "workers").glob("search.*.min.js"))
+    if workers:
+        (workers[0].parent / WORKER).write_text(_SHIM % workers[0].name, encoding="utf-8")
+    merged_path = site / "search" / "search_index.json"
+    if not merged_path.exists():
+        return
+    merged = json.loads(merged_path.read_text(encoding="utf-8"))
+    others = [lang for lang in i18n.build_languages if lang != i18n.default_language]
+    for lang in [i18n.default_language, *others]:
+        prefix = "" if lang == i18n.default_language else f"{lang}/"
+        if prefix:
+            docs = [{**d, "location": d["location"][len(prefix):]} for d in merged["docs"]
+                    if d["location"].startswith(prefix)]
+        else:
+            docs = [d for d in merged["docs"] if not d["location"].startswith(tuple(f"{o}/" for o in others))]
+        index = {**merged, "config": {**merged["config"], "lang": [lang]}, "docs": docs}
+        target = site / prefix / "search" / "search_index.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(index, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")

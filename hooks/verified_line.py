@@ -1,0 +1,58 @@
+"""Under each chapter's title, one line in the page's language: where the page last ran.
+
+From the same data as the home page's table (tools/verified.py): the torch version pinned in
+requirements.txt, which CI runs every block on (CPU), or, when generated/gpu-report.json holds a
+`make gpu-check` run, that run's torch and GPU too; and the date of the page's last commit.
+Runs after hooks/pages.py, so the line sits right under the H1, above the "how to run" box.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mkdocs.plugins import event_priority
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mkdocs loads hooks by path
+from tools import verified  # noqa: E402
+from tools.shown_code import ROOT, parse_page  # noqa: E402
+
+_TITLE = re.compile(r"^# .*$", re.M)
+WORDS = {
+    "zh": {"cpu": "最近一次运行：CPU（CI）· torch {torch}", "gpu": "；GPU · {gpu} · torch {torch} · {date}",
+           "date": "；本页最后提交于 {date}", "none": "；尚未在 GPU 上运行"},
+    "en": {"cpu": "Last ran on: CPU (CI) · torch {torch}", "gpu": "; GPU · {gpu} · torch {torch} · {date}",
+           "date": "; page last committed {date}", "none": "; not yet run on a GPU"},
+}
+
+
+def _commit_date(path: Path) -> str:
+    done = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "—"  # a page not committed yet
+
+
+def line(lang: str, source: Path) -> str:
+    words = WORDS.get(lang, WORDS["en"])
+    pinned = verified.pins((ROOT / "requirements.txt").read_text(encoding="utf-8"))
+    report = verified.load_report()
+    text = words["cpu"].format(torch=pinned.get("torch", "?"))
+    if report.get("status") == "ran":
+        text += words["gpu"].format(gpu=verified.gpu_label(report), torch=report["torch"], date=report["date"])
+    else:
+        text += words["none"]
+    return text + words["date"].format(date=_commit_date(source))
+
+
+@event_priority(-50)  # after hooks/pages.py has put its box under the title
+def on_page_markdown(markdown, page, config, files):
+    src = Path(page.file.abs_src_path or "")
+    if src.suffix != ".md" or not any(b.is_python for b in parse_page(markdown)):
+        return markdown
+    title = _TITLE.search(markdown)
+    if not title:
+        return markdown
+    lang = config.theme["language"]
+    note = f'<p class="tpn-verified" markdown>{line(lang, src)}</p>'
+    return markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]

@@ -1,0 +1,72 @@
+"""The glossary (docs/{zh,en}/glossary.md): one Chinese term per concept, used on every Chinese page.
+
+Each entry lists variants that would mean the same thing and are unambiguous to detect; a Chinese
+page (prose, generated tables and the lab notebooks' text) must not use them. What cannot be told
+apart mechanically (小批量 written where a micro-batch is meant) is left to review.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ZH = ROOT / "docs" / "zh"
+
+# English term: (the chosen Chinese term, a pattern of rejected variants)
+GLOSSARY = {
+    "batch": ("批量", r"批次"),
+    "micro-batch": ("微批量", r"微批(?!量)"),
+    "checkpoint": ("检查点", r"存档点|检测点"),
+    "DataParallel": ("数据并行", r"数据平行|资料并行"),
+    "DDP (DistributedDataParallel)": ("分布式数据并行", r"分布式并行(?!训练)|分散式"),
+    "gradient accumulation": ("梯度累加", r"梯度累积"),
+    "gradient clipping": ("梯度裁剪", r"梯度截断|梯度剪裁|梯度修剪"),
+    "leaf tensor": ("叶子张量", r"叶节点|叶张量"),
+    "learning-rate scheduler": ("学习率调度器", r"学习率调整器|学习率计划器|学习率调度程序"),
+    "load": ("加载", r"载入|装载"),
+    "mixed precision": ("混合精度", r"混精度|混合精确度"),
+    "named tuple": ("具名元组", r"命名元组"),
+    "state_dict": ("state_dict", r"状态字典"),
+    "stride": ("步幅", r"步长"),
+}
+
+
+def chinese_texts() -> dict[str, str]:
+    """Every text a reader of the Chinese site reads: pages, generated fragments, lab notebooks' prose."""
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in sorted(ZH.rglob("*.md"))}
+    for nb in sorted(ZH.rglob("*.ipynb")):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        texts[str(nb.relative_to(ROOT))] = "\n".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    for fragment in sorted((ROOT / "generated").glob("*zh*.md")):
+        texts[str(fragment.relative_to(ROOT))] = fragment.read_text(encoding="utf-8")
+    return texts
+
+
+def glossary_rows(lang: str) -> dict[str, str]:
+    text = (ROOT / "docs" / lang / "glossary.md").read_text(encoding="utf-8")
+    return {m[1].strip(): m[2].strip() for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \|", text, re.M)}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_glossary_page_lists_each_chosen_term(lang):
+    rows = glossary_rows(lang)
+    for english, (chinese, _) in GLOSSARY.items():
+        assert rows.get(english) == chinese, f"docs/{lang}/glossary.md: {english} should be {chinese}"
+
+
+@pytest.mark.parametrize("english", GLOSSARY)
+def test_chinese_pages_use_only_the_chosen_term(english):
+    chosen, rejected = GLOSSARY[english]
+    found = [f"{where}: {m[0]!r} in …{text[max(m.start() - 12, 0):m.end() + 12]}…"
+             for where, text in chinese_texts().items() for m in re.finditer(rejected, text)]
+    assert found == [], f"{english} is {chosen} on Chinese pages; found:\n  " + "\n  ".join(found)
+
+
+def test_rejected_variants_are_caught():
+    assert re.search(GLOSSARY["micro-batch"][1], "切成微批再累加")
+    assert not re.search(GLOSSARY["micro-batch"][1], "切成微批量再累加")
+    assert re.search(GLOSSARY["load"][1], "把权重载入模型")
