@@ -33,11 +33,11 @@ outputs: $(STAMP)  ## rewrite the pages' expected outputs from a real run
 timings: $(STAMP)  ## the four budget figures: build warm/cold, make test warm/fresh clone
 	$(BIN)/python -m tools.timings $(TIMINGS_ARGS)
 
-bench: $(STAMP)  ## the layers chapter's speed table -> generated/layers-bench.md
+bench: $(STAMP)  ## the layers chapter's speed tables -> generated/layers-bench.{json,zh.md,en.md}
 	$(BIN)/python -m tools.bench_layers
 
-tables: $(STAMP)  ## the multi-gpu chapter's load table -> generated/multi-gpu-table.md
-	$(BIN)/python -m snippets.multi_gpu --table > generated/multi-gpu-table.md
+tables: $(STAMP)  ## the multi-gpu chapter's load table -> generated/multi-gpu-table.{zh,en}.md
+	$(BIN)/python -m snippets.multi_gpu --table
 
 figures: $(STAMP)  ## every picture shown on a page -> docs/assets/img/
 	$(BIN)/python -m tools.figures
@@ -46,7 +46,7 @@ notebooks: $(STAMP)  ## the lab notebooks (tools/labs.py) -> docs/{zh,en}/labs/*
 	$(BIN)/python -m tools.make_notebooks
 
 # On a CUDA machine, with that machine's own python3 and torch (not .venv, not requirements.txt's pin):
-# every `cuda` test and every block shown on the site -> generated/gpu-report.{json,md}, generated/verified.md.
+# every `cuda` test and every block shown on the site -> generated/gpu-report.{json,md}, generated/verified.{zh,en}.md.
 # Missing test/docs packages come from WHEELS (default .whl/): python -m tools.gpu_check --download-wheels .whl
 GPU_PYTHON ?= python3
 WHEELS     ?=

@@ -2,9 +2,10 @@
 
 mkdocs-static-i18n builds every language into the same site_dir, so each language
 build rewrites /404.html and the last one (English) wins. Keep the default
-language's page at the root (GitHub Pages serves it for every missing path; its
-text is bilingual, see overrides/404.html) and move the others into their language
-folder (hosts such as Cloudflare Pages serve the nearest 404.html). Also point
+language's page at the root (GitHub Pages serves it for every missing path; it
+links the other languages' home pages too, see overrides/404.html) and move the
+others into their language folder (hosts such as Cloudflare Pages serve the
+nearest 404.html). Each page is in its own language only. Also point
 the 404's language switcher at each language's home page: by default it keeps
 the links of whichever page was built last.
 """

@@ -27,6 +27,7 @@ test compares each code cell, as built, with the converter's own under the full 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -266,11 +267,27 @@ def on_page_content(content, page, config, files):
     return _STYLE.sub("", content)
 
 
+# A lab page's result, kept by the digest of all its inputs: parsing JupyterLab's and Material's
+# stylesheets was a tenth of a warm build, for the same pages every time. `make clean` empties it.
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "notebook-css"
+
+
 def on_post_page(output, page, config):
     css = getattr(page, "notebook_css", None)
     if css is None:
         return output
     linked = tuple(linked_stylesheets(output, page.url, config.site_dir))
+    digest = hashlib.sha256("\0".join((Path(__file__).read_text(encoding="utf-8"), css, output, *linked))
+                            .encode()).hexdigest()
+    name = page.url.strip("/").replace("/", "_") or "index"
+    cached = CACHE / f"{name}-{digest}.html"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8")
     output, _ = unwrap_plain_spans(output, [css, *linked])
     style = f'<style id="notebook-css">{prune(css, output, linked)}</style>\n'
-    return output.replace("</head>", style + "</head>", 1)
+    result = output.replace("</head>", style + "</head>", 1)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for stale in CACHE.glob(f"{name}-*.html"):  # this page's results from other inputs
+        stale.unlink()
+    cached.write_text(result, encoding="utf-8")
+    return result

@@ -10,6 +10,7 @@ overrides/main.html links them with words.
 """
 from __future__ import annotations
 
+import html
 import re
 import sys
 from pathlib import Path
@@ -19,9 +20,8 @@ from mkdocs.plugins import event_priority
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mkdocs loads hooks by path
 from tools import chapter_export  # noqa: E402
-from tools.shown_code import ROOT, parse_page  # noqa: E402
+from tools.shown_code import ROOT, expand, parse_page  # noqa: E402
 
-_OUTPUT_FENCE = re.compile(r"^(<!--pytest-codeblocks:expected-output-->\n)```text$", re.M)
 _TITLE = re.compile(r"^# .*$", re.M)
 
 RUN_NOTE = {
@@ -49,6 +49,10 @@ def _default_lang(config) -> str:
     return next((lang.locale for lang in langs if getattr(lang, "default", False)), "zh")
 
 
+def on_pre_build(config):
+    expand.cache_clear()  # `mkdocs serve` rebuilds in one process after a snippet changed
+
+
 def is_chapter(markdown: str) -> bool:
     return any(b.is_python for b in parse_page(markdown))
 
@@ -74,9 +78,7 @@ def on_page_markdown(markdown, page, config, files):
     page.chapter_downloads += [(name, name) for name in list(page.chapter_files)[2:]]
     links = "、".join if lang == "zh" else ", ".join
     note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
-    markdown = _OUTPUT_FENCE.sub(
-        lambda m: m[1] + '```{.text .tpn-output title="' + ("输出" if lang == "zh" else "Output") + '"}',
-        markdown)
+    markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output")
     title = _TITLE.search(markdown)
     if title:
         markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]
@@ -84,6 +86,20 @@ def on_page_markdown(markdown, page, config, files):
 
 
 @event_priority(-100)  # after mkdocs-jupyter has copied a lab's .ipynb next to its page
+def labelled_outputs(markdown: str, label: str) -> str:
+    """Each expected-output fence as the HTML Material gives a titled text fence, plus the class
+    tpn-output; written here, not by Pygments, which has nothing to colour in program output."""
+    lines = markdown.split("\n")
+    for block in reversed(parse_page(markdown)):
+        if block.expected_span is None or lines[block.expected_span[0]].startswith((" ", "\t")):
+            continue
+        first, last = block.expected_span
+        text = html.escape(block.expected.rstrip("\n"), quote=False)
+        lines[first:last] = [f'<div class="language-text highlight tpn-output"><span class="filename">{label}</span>'
+                             f"<pre><span></span><code>{text}\n</code></pre></div>"]
+    return "\n".join(lines)
+
+
 def on_post_page(output, page, config):
     if page.file.src_uri.endswith(".ipynb"):
         _hosted_links_in_lab(page, config)

@@ -3,11 +3,12 @@ combinations, removing the prefix safely, strict=False, checkpoints saved on a G
 whole pickled models. DDP lives in snippets/ddp_train.py (run with snippets/ddp_run.sh).
 
 Run it as `python -m snippets.multi_gpu` (the page's runnable demos, in page order), or
-`python -m snippets.multi_gpu --table > generated/multi-gpu-table.md` (the table on the
-pages). Sections marked `--8<-- [start:name]` are shown on docs/{zh,en}/multi-gpu.md,
-which is one program: the demo sections of `tour()` use what earlier ones defined. The
-demos of the GPU-saved checkpoints (tests/fixtures/gpu-checkpoints/) are functions of
-their own, run by tests/test_multi_gpu.py in a folder holding those files.
+`python -m snippets.multi_gpu --table` (writes the table on the pages, one file per
+language: generated/multi-gpu-table.zh.md and .en.md). Sections marked
+`--8<-- [start:name]` are shown on docs/{zh,en}/multi-gpu.md, which is one program: the
+demo sections of `tour()` use what earlier ones defined. The demos of the GPU-saved
+checkpoints (tests/fixtures/gpu-checkpoints/) are functions of their own, run by
+tests/test_multi_gpu.py in a folder holding those files.
 """
 import contextlib  # for the module's own runner, not shown
 
@@ -659,7 +660,7 @@ def run_fsdp_checks() -> None:
 SPAWN_DEMOS = {"ddp": run_ddp_checks, "fsdp": run_fsdp_checks}
 SPAWN_SEPARATOR = "\f"  # between the runs' outputs, for tests/test_multi_gpu.py
 
-# ---- the table of the four combinations (generated/multi-gpu-table.md) ----
+# ---- the table of the four combinations (generated/multi-gpu-table.{zh,en}.md) ----
 
 # (saved from, loaded into) -> expressions that load `sd` into `target` correctly
 FIXES = {
@@ -670,7 +671,12 @@ FIXES = {
     ],
 }
 CONSTRUCTORS = {"single": "Net()", "DataParallel": "nn.DataParallel(Net())"}
-TABLE_COMMAND = "python -m snippets.multi_gpu --table > generated/multi-gpu-table.md"
+TABLE_COMMAND = "python -m snippets.multi_gpu --table"
+TABLE_DIR = Path(__file__).resolve().parents[1] / "generated"
+TABLE_FILE = "multi-gpu-table.{lang}.md"  # one per language, each page includes its own
+# the table's corner, per language; everything else in it is code, the same in both
+TABLE_CORNER = {"zh": "`sd` 来自 ↓ · 加载进 `target` →",
+                "en": "`sd` from ↓ · loaded into `target` →"}
 
 
 def short_error(text: str) -> str:
@@ -700,16 +706,18 @@ def combination_rows() -> list[dict]:
     return rows
 
 
-def combination_table() -> str:
-    """The Markdown table on the pages, made by really loading each combination.
+def combination_table(lang: str = "en") -> str:
+    """The Markdown table on the `lang` page, made by really loading each combination.
 
     Rows: what `sd` was saved from; columns: what `target` is. Each ✗ is numbered; the
     list under the table gives its error and its fixes, ✓ when a fix loads every key."""
+    if lang not in TABLE_CORNER:
+        raise ValueError(f"lang must be one of {list(TABLE_CORNER)}, got {lang!r}")
     rows = combination_rows()
     kinds = list(CONSTRUCTORS)
     ok = "<All keys matched successfully>"
     head = " | ".join(f"`{CONSTRUCTORS[k]}`" for k in kinds)
-    lines = [f"| `sd` ↓ · `target` → | {head} |", "| --- |" + " :-: |" * len(kinds)]
+    lines = [f"| {TABLE_CORNER[lang]} | {head} |", "| --- |" + " :-: |" * len(kinds)]
     notes = []
     for saved_from in kinds:
         cells = []
@@ -729,9 +737,19 @@ def combination_table() -> str:
     return "\n".join(lines)
 
 
+def write_tables(folder: Path = TABLE_DIR) -> list[Path]:
+    """Write each language's table into folder (generated/ by default)."""
+    paths = []
+    for lang in TABLE_CORNER:
+        paths.append(Path(folder) / TABLE_FILE.format(lang=lang))
+        paths[-1].write_text(combination_table(lang), encoding="utf-8")
+    return paths
+
+
 def main(argv: list[str]) -> None:
-    if argv == ["--table"]:
-        print(combination_table(), end="")
+    if argv[:1] == ["--table"] and len(argv) <= 2:
+        for path in write_tables(*argv[1:]):
+            print(f"wrote {path}")
         return
     if argv[:1] == ["--spawn"] and set(argv[1:]) <= set(SPAWN_DEMOS) and argv[1:]:
         for n, name in enumerate(argv[1:]):  # in the current folder
@@ -740,8 +758,9 @@ def main(argv: list[str]) -> None:
             SPAWN_DEMOS[name]()
         return
     if argv:
-        raise SystemExit(f"unknown arguments {argv}; use none (demos), --table, "
-                         f"or --spawn with some of {list(SPAWN_DEMOS)}")
+        raise SystemExit(f"unknown arguments {argv}; use none (demos), "
+                         f"--table [FOLDER], or --spawn with some of "
+                         f"{list(SPAWN_DEMOS)}")
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         tour()
 

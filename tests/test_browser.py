@@ -510,22 +510,34 @@ def test_lab_code_looks_the_same_as_the_converters(tab, page: Page):
 # ---------------------------------------------------------------- 404
 
 @pytest.mark.parametrize("lang,prefix", languages(), ids=[lang for lang, _ in languages()])
-def test_missing_page_shows_the_404_in_both_languages(tab, lang, prefix):
+def test_missing_page_shows_the_404_in_its_language(tab, lang, prefix):
+    """A missing page under a language's folder gets that language's 404 (the nearest 404.html):
+    all in that language, linking its home, and the other languages' homes by their own names."""
     tab.reset()
     missing = f"/{prefix}no-such-page/"
     tab.goto(missing, status=404)
     tab.assert_clean(f"the 404 page at {missing}", allow=(f"HTTP 404: {tab.site.url(missing)}",
                                                           "status of 404 (Not Found)"))
-    assert tab.page.evaluate("document.documentElement.lang") == lang
-    homes = tab.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('article section[lang]')]
-        .map(s => [s.lang, [s.querySelector('h1, h2')?.textContent.trim(), s.querySelector('a')?.href]]))""")
-    assert set(homes) == {code for code, _ in languages()}
-    first = tab.page.evaluate("document.querySelector('article section[lang]').lang")
-    assert first == lang, "the page's own language comes first"
-    for code, home_prefix in languages():
-        title, link = homes[code]
-        assert title, f"no {code} title"
-        assert link == tab.site.url(f"/{home_prefix}"), f"{code} home link is {link}"
+    facts = tab.page.evaluate("""() => ({
+        lang: document.documentElement.lang,
+        sections: [...document.querySelectorAll('article section[lang]')].map(s => s.lang),
+        title: document.querySelector('article h1')?.textContent.trim(),
+        home: document.querySelector('article a.tpn-home')?.href,
+        others: Object.fromEntries([...document.querySelectorAll('article a[lang]')].map(a => [a.lang, a.href])),
+        text: [...document.querySelectorAll('article p')].map(p => p.textContent).join(' '),
+    })""")
+    assert facts["lang"] == lang and facts["sections"] == [lang]
+    assert facts["title"] == {"zh": "404：页面不存在", "en": "404: page not found"}[lang]
+    assert facts["home"] == tab.site.url(f"/{prefix}")
+    assert facts["others"] == {code: tab.site.url(f"/{p}") for code, p in languages() if code != lang}
+    names = {"zh": "中文", "en": "English"}
+    words = facts["text"]
+    for code in facts["others"]:
+        words = words.replace(names[code], "")
+    if lang == "zh":
+        assert not re.search(r"[A-Za-z]{3,}", words), words
+    else:
+        assert not re.search(r"[\u4e00-\u9fff]", words), words
 
 
 # ---------------------------------------------------------------- layout, math
@@ -582,3 +594,49 @@ def test_formulas_render_as_math(tab, lang, source):
     assert facts["formulas"] > 0 and facts["typeset"] == facts["formulas"], facts
     assert facts["errors"] == [] and facts["raw"] == [], facts
     tab.assert_clean(page.path)
+
+
+# ---------------------------------------------------------------- dark scheme
+
+_CONTRAST_JS = """() => {
+    const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+        .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const background = (el) => {
+        for (; el; el = el.parentElement) {
+            const c = rgb(getComputedStyle(el).backgroundColor);
+            if (c.length === 3 || c[3] > 0) return c;
+        }
+        return [255, 255, 255];
+    };
+    const low = {};
+    for (const el of document.querySelectorAll('article pre span, article pre code, article .tpn-downloads a, article a:not(.headerlink)')) {  // ¶ shows on hover only
+        if (!el.textContent.trim() || !el.getClientRects().length) continue;
+        const style = getComputedStyle(el), fg = rgb(style.color), bg = background(el);
+        const alpha = fg.length > 3 ? fg[3] : 1;
+        const mixed = fg.slice(0, 3).map((v, i) => v * alpha + bg[i] * (1 - alpha));
+        const [a, b] = [lum(mixed), lum(bg)].sort((x, y) => y - x);
+        const ratio = (a + 0.05) / (b + 0.05);
+        if (ratio < 4.5) low[`${el.className || el.tagName} ${style.color} on rgb(${bg})`] = ratio.toFixed(2);
+    }
+    return {scheme: document.body.dataset.mdColorScheme, low};
+}"""
+
+
+@pytest.mark.parametrize("lang", [lang for lang, _ in languages()])
+@pytest.mark.parametrize("source", ["index.md", "layers.md", "training.md", "multi-gpu.md", "labs/task1.ipynb"])
+def test_code_and_links_keep_their_contrast_in_the_dark_scheme(tab, lang, source):
+    """With the OS in dark mode the site is dark (Material's slate) and every code colour, link and
+    download button keeps WCAG AA contrast (4.5:1) on its own background (extra.css)."""
+    page = page_of(lang, source)
+    tab.page.emulate_media(color_scheme="dark")
+    try:
+        tab.reset()
+        tab.goto(page.path)
+        facts = tab.page.evaluate(_CONTRAST_JS)
+        tab.assert_clean(page.path)
+    finally:
+        tab.page.emulate_media(color_scheme="light")
+    assert facts["scheme"] == "slate", f"{page.path}: the OS asks for dark, the page is {facts['scheme']}"
+    assert facts["low"] == {}, f"{page.path}: under 4.5:1 in the dark scheme: {facts['low']}"

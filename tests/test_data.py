@@ -752,6 +752,15 @@ def test_save_figures_writes_the_page_picture(tmp_path):
         assert png.size == (8 * 1.1 * 80, 4 * 1.25 * 80)
 
 
+def test_each_page_shows_its_own_languages_batch_picture():
+    """`make figures` draws data-batch.<lang>.png (digits only: the same in both); each page links its own."""
+    root = Path(__file__).resolve().parents[1]
+    for lang in ("zh", "en"):
+        assert (root / "docs" / "assets" / "img" / f"data-batch.{lang}.png").exists(), "run `make figures`"
+        page = (root / "docs" / lang / "data.md").read_text("utf-8")
+        assert f"](../assets/img/data-batch.{lang}.png)" in page and "data-batch.png" not in page
+
+
 def test_the_tree_is_under_one_megabyte(tree):
     assert sum(p.stat().st_size for p in tree[0].parent.rglob("*.png")) < 1_000_000
 

@@ -1,6 +1,7 @@
 """`make gpu-check` (tools/gpu_check.py, tools/gpu_results.py) and the home page's "verified" table
 (tools/verified.py), tested on the CPU: the GPU run itself happens on a CUDA machine."""
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -47,24 +48,44 @@ def test_report_says_what_ran_where_and_each_outcome(sample_report):
     assert "needs 2 GPUs" in rows[1]
     two = dict(sample_report, gpus=sample_report["gpus"] * 2)
     assert "| GPU | 2 × NVIDIA H200 (compute capability 9.0, 139.8 GiB) |" in verified.render_report_md(two)
-    assert "| GPU · 2 × NVIDIA H200 |" in verified.render_fragment(two, {"torch": "1", "torchvision": "1"})
+    assert "| GPU · 2 × NVIDIA H200 |" in verified.render_fragment(two, {"torch": "1", "torchvision": "1"}, "en")
 
 
 def test_fragment_shows_the_gpu_result_and_the_pinned_cpu_versions(sample_report):
-    text = verified.render_fragment(sample_report, {"torch": "2.14.1", "torchvision": "0.29.1"})
-    assert "| CPU · CI | torch 2.14.1 · torchvision 0.29.1 | `make test` |" in text
-    assert "| GPU · 1 × NVIDIA H200 | torch 2.11.0+cu130 · CUDA 13.0 |" in text
-    assert f"3 通过 passed · 1 失败 failed · 1 跳过 skipped · {sample_report['date']}" in text
+    pinned = {"torch": "2.14.1", "torchvision": "0.29.1"}
+    for lang, counts in (("zh", "3 通过 · 1 失败 · 1 跳过"), ("en", "3 passed · 1 failed · 1 skipped")):
+        text = verified.render_fragment(sample_report, pinned, lang)
+        assert "| CPU · CI | torch 2.14.1 · torchvision 0.29.1 | `make test` |" in text
+        assert "| GPU · 1 × NVIDIA H200 | torch 2.11.0+cu130 · CUDA 13.0 |" in text
+        assert f"{counts} · {sample_report['date']}" in text
 
 
 def test_fragment_before_any_gpu_run_says_so():
-    text = verified.render_fragment(verified.NOT_RUN, {"torch": "9.9.9", "torchvision": "8.8.8"})
-    assert "torch 9.9.9 · torchvision 8.8.8" in text
-    assert "| GPU | — | 尚未在 GPU 上运行 · not yet run on a GPU (`make gpu-check`) |" in text
+    pinned = {"torch": "9.9.9", "torchvision": "8.8.8"}
+    zh, en = (verified.render_fragment(verified.NOT_RUN, pinned, lang) for lang in ("zh", "en"))
+    assert "torch 9.9.9 · torchvision 8.8.8" in zh and "torch 9.9.9 · torchvision 8.8.8" in en
+    assert "| GPU | — | 尚未在 GPU 上运行（`make gpu-check`） |" in zh
+    assert "| GPU | — | not yet run on a GPU (`make gpu-check`) |" in en
     with pytest.raises(ValueError, match="requirements.txt pins no torchvision"):
-        verified.render_fragment(verified.NOT_RUN, {"torch": "9.9.9"})
+        verified.render_fragment(verified.NOT_RUN, {"torch": "9.9.9"}, "en")
     with pytest.raises(ValueError, match="status must be 'ran' or 'not-run'"):
-        verified.render_fragment({"status": "maybe"}, {"torch": "1", "torchvision": "1"})
+        verified.render_fragment({"status": "maybe"}, {"torch": "1", "torchvision": "1"}, "en")
+    with pytest.raises(ValueError, match="lang must be one of"):
+        verified.render_fragment(verified.NOT_RUN, pinned, "fr")
+
+
+def test_each_language_has_its_own_table_in_its_own_words(sample_report):
+    """The Chinese table has no English word outside names, versions and commands; and the reverse."""
+    pinned = {"torch": "2.14.1", "torchvision": "0.29.1"}
+    for report in (sample_report, verified.NOT_RUN):
+        zh, en = (verified.render_fragment(report, pinned, lang) for lang in ("zh", "en"))
+        names = r"`[^`]*`|torch(vision)?|CUDA|GPU|CPU|CI|NVIDIA|[\w.+-]*\d[\w.+-]*"  # names, versions
+        zh_words = re.findall(r"[A-Za-z]{2,}", re.sub(names, "", zh.split("-->", 1)[1]))
+        assert zh_words == [], f"English words in the Chinese table: {zh_words}"
+        assert not re.search(r"[\u4e00-\u9fff]", en), "Chinese in the English table"
+    for lang in ("zh", "en"):
+        home = (ROOT / "docs" / lang / "index.md").read_text(encoding="utf-8")
+        assert re.findall(r'--8<-- "generated/verified[^"]*"', home) == [f'--8<-- "generated/verified.{lang}.md"']
 
 
 def test_committed_reports_are_what_the_renderer_makes():
@@ -72,7 +93,10 @@ def test_committed_reports_are_what_the_renderer_makes():
     report = verified.load_report()
     pinned = verified.pins((ROOT / "requirements.txt").read_text(encoding="utf-8"))
     generated = ROOT / "generated"
-    assert (generated / "verified.md").read_text(encoding="utf-8") == verified.render_fragment(report, pinned)
+    for lang in verified.LANGS:
+        table = (generated / f"verified.{lang}.md").read_text(encoding="utf-8")
+        assert table == verified.render_fragment(report, pinned, lang)
+    assert not (generated / "verified.md").exists(), "the bilingual table is gone: one per language"
     assert (generated / "gpu-report.md").read_text(encoding="utf-8") == verified.render_report_md(report)
 
 

@@ -289,23 +289,33 @@ def test_notes_E11_legacy_super_call_is_equivalent_and_forgetting_it_fails():
         Forgot()
 
 
-def test_bench_command_writes_a_table(tmp_path):
+def test_bench_command_writes_the_measurement_and_a_table_per_language(tmp_path):
     from tools import bench_layers
 
-    out = tmp_path / "bench.md"
-    assert bench_layers.main(["--quick", "-o", str(out)]) == 0
-    text = out.read_text(encoding="utf-8")
+    assert bench_layers.main(["--quick", "-o", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "layers-bench.en.md", "layers-bench.json", "layers-bench.zh.md"]
+    text = (tmp_path / "layers-bench.en.md").read_text(encoding="utf-8")
     assert "| 8² |" in text and "| 16² |" in text and f"torch {torch.__version__}" in text
     assert "| Conv2d(8, 16, 3) | 2×8×16×16 |" in text and "channels_last (NHWC)" in text
+    zh = (tmp_path / "layers-bench.zh.md").read_text(encoding="utf-8")
+    assert "| `Conv2d(8, 16, 3)` | 2×8×16×16 |" in zh and "连续存放（NCHW）" in zh
+    # --render rewrites the tables from the .json without measuring: the same files again
+    (tmp_path / "layers-bench.zh.md").unlink()
+    assert bench_layers.main(["--render", "-o", str(tmp_path)]) == 0
+    assert (tmp_path / "layers-bench.zh.md").read_text(encoding="utf-8") == zh
 
 
-def test_committed_bench_table_has_the_three_sizes():
-    from tools.bench_layers import OUT
+def test_committed_bench_tables_have_the_three_sizes_and_come_from_the_measurement():
+    from tools import bench_layers
 
-    text = OUT.read_text(encoding="utf-8")
-    for n in (32, 64, 128):
-        assert f"| {n}² |" in text
-    assert "make bench" in text and "torch " in text
+    data = bench_layers.load()
+    for lang in bench_layers.LANGS:
+        text = (bench_layers.GENERATED / bench_layers.FRAGMENT.format(lang=lang)).read_text(encoding="utf-8")
+        assert text == bench_layers.render(data, lang), "rerun `python -m tools.bench_layers --render`"
+        for n in (32, 64, 128):
+            assert f"| {n}² |" in text
+        assert "make bench" in text and "torch " in text
 
 
 # -- multiple channels, groups (issue 13) ------------------------------------------------------
@@ -462,13 +472,14 @@ def test_channels_last_model_in_place_and_training_gradients_agree(k, groups):
 
 def test_committed_bench_table_measures_channels_last_and_it_was_faster_for_every_layer():
     # the page: "channels_last was faster for all three layers ... largest for the 1x1"
-    from tools.bench_layers import CONV_LAYERS, OUT
+    from tools.bench_layers import CONV_LAYERS, FRAGMENT, GENERATED, LANGS
 
-    text = OUT.read_text(encoding="utf-8")
-    rows = [line for line in text.splitlines() if line.startswith("| Conv2d(")]
-    assert len(rows) == len(CONV_LAYERS) == 3
-    ratios = {row.split("|")[1].strip(): float(row.split("|")[-2].strip().rstrip("×"))
-              for row in rows}
-    assert all(r > 1 for r in ratios.values())
-    assert max(ratios, key=ratios.get) == "Conv2d(64, 128, 1)"
+    for lang in LANGS:
+        text = (GENERATED / FRAGMENT.format(lang=lang)).read_text(encoding="utf-8")
+        rows = [line for line in text.splitlines() if line.lstrip("| `").startswith("Conv2d(")]
+        assert len(rows) == len(CONV_LAYERS) == 3
+        ratios = {row.split("|")[1].strip(" `"): float(row.split("|")[-2].strip().rstrip("×"))
+                  for row in rows}
+        assert all(r > 1 for r in ratios.values())
+        assert max(ratios, key=ratios.get) == "Conv2d(64, 128, 1)"
 

@@ -167,16 +167,23 @@ def test_combination_rows_are_the_four_cells_with_working_fixes():
         assert rows[pair]["fixes"] and all(out == "<All keys matched successfully>" for _, out in rows[pair]["fixes"])
 
 
-def test_generated_table_is_what_the_command_writes_now():
-    committed = (ROOT / "generated" / "multi-gpu-table.md").read_text(encoding="utf-8")
-    assert mg.combination_table() == committed, f"torch changed a result; rerun `{mg.TABLE_COMMAND}`"
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_generated_table_is_what_the_command_writes_now(lang):
+    committed = (ROOT / "generated" / f"multi-gpu-table.{lang}.md").read_text(encoding="utf-8")
+    assert mg.combination_table(lang) == committed, f"torch changed a result; rerun `{mg.TABLE_COMMAND}`"
 
 
-def test_table_command_prints_the_table():
+def test_table_command_writes_the_table_in_each_language(tmp_path):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        mg.main(["--table"])
-    assert out.getvalue() == mg.combination_table()
+        mg.main(["--table", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi-gpu-table.en.md", "multi-gpu-table.zh.md"]
+    for lang in ("zh", "en"):
+        assert (tmp_path / f"multi-gpu-table.{lang}.md").read_text(encoding="utf-8") == mg.combination_table(lang)
+    assert out.getvalue().count("wrote ") == 2
+    assert mg.combination_table("zh").splitlines()[2:] == mg.combination_table("en").splitlines()[2:]
+    with pytest.raises(ValueError, match="lang must be one of"):
+        mg.combination_table("fr")
     with pytest.raises(SystemExit, match="unknown arguments"):
         mg.main(["--tabel"])
 

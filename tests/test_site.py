@@ -68,8 +68,37 @@ def test_language_pair_includes_the_same_sections_in_order(page):
     for lang in LANGS:
         text = (DOCS / lang / page).read_text(encoding="utf-8")
         shown[lang] = [(b.lang, includes(b.source)) for b in parse_page(text)]
-        shown[lang] += [("page", [m]) for m in re.findall(r'^--8<-- "([^"]+)"$', text, re.M)]
+        # a generated fragment in the page's own language (generated/verified.zh.md) counts as the same
+        shown[lang] += [("page", [m.replace(f".{lang}.", ".<lang>.")])
+                        for m in re.findall(r'^--8<-- "([^"]+)"$', text, re.M)]
     assert shown["zh"] == shown["en"]
+
+
+# generated table (generated/<name>.<lang>.md) -> the page that includes it
+GENERATED_TABLES = {"layers-bench": "layers.md", "training-compile": "training.md", "multi-gpu-table": "multi-gpu.md"}
+# Latin letters allowed outside code spans in a Chinese table: units and memory-format names
+LATIN_IN_ZH = {"ms", "NCHW", "NHWC"}
+
+
+@pytest.mark.parametrize("name", GENERATED_TABLES)
+def test_generated_tables_are_in_the_pages_language_with_the_same_numbers(name):
+    """Each page includes its own language's table (issue 12): the Chinese one has no English words
+    outside code spans and a Chinese word in every header row, the English one no Chinese, and both
+    hold the same numbers in the same order (one measurement, rendered twice)."""
+    texts = {lang: (ROOT / "generated" / f"{name}.{lang}.md").read_text(encoding="utf-8") for lang in LANGS}
+    assert not (ROOT / "generated" / f"{name}.md").exists(), "the one-language table is gone"
+    for lang in LANGS:
+        page = (DOCS / lang / GENERATED_TABLES[name]).read_text(encoding="utf-8")
+        assert re.findall(r'^--8<-- "generated/' + re.escape(name) + r'[^"]*"$', page, re.M) == [
+            f'--8<-- "generated/{name}.{lang}.md"']
+    assert not _HAN.search(texts["en"]) and not re.search(r"[\u3000-\u303f\uff00-\uffef]", texts["en"])
+    zh_lines = texts["zh"].splitlines()
+    headers = [line for line, below in zip(zh_lines, zh_lines[1:]) if re.fullmatch(r"\|( :?-+:? \|)+", below)]
+    assert headers and all(_HAN.search(h) for h in headers), headers
+    prose = re.sub(r"`[^`]*`|<[^>]*>", " ", texts["zh"])
+    assert set(re.findall(r"[A-Za-z]{2,}", prose)) <= LATIN_IN_ZH, prose
+    numbers = {lang: re.findall(r"\d+(?:\.\d+)?", text) for lang, text in texts.items()}
+    assert numbers["zh"] == numbers["en"] and numbers["en"]
 
 
 @pytest.mark.parametrize("page", md_pages(), ids=lambda p: str(p.relative_to(DOCS)))
@@ -259,3 +288,80 @@ def test_every_chapter_is_in_the_home_pages_table(lang):
     table = "\n".join(line for line in (DOCS / lang / "index.md").read_text(encoding="utf-8").split("\n")
                       if line.startswith("|"))
     assert {p for p in pages if f"]({p})" not in table} == set()
+
+
+# ---------------------------------------------------------------- everything in the page's language
+
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _article(page_html: str) -> str:
+    """The page's own text: the <article>, tags and code removed."""
+    found = re.search(r"<article\b.*?</article>", page_html, re.S)
+    text = re.sub(r"<(pre|code|script)\b.*?</\1>", " ", found[0] if found else "", flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", text))
+
+
+def test_language_menu_links_are_relative(built_site):
+    """The header's language menu links each page's counterpart relatively (hooks/hreflang.py), the
+    home pages included, so the site works in a local preview and under any path. Only the 404
+    pages, served at any address, link the homes from the site's root."""
+    checked = 0
+    for built in built_site.rglob("*.html"):
+        rel = built.relative_to(built_site).as_posix()
+        if rel.startswith(("assets/", "search/")) or built.name == "404.html":
+            continue
+        links = re.findall(r'<a href="([^"]*)" hreflang="([^"]*)" class="md-select__link"', built.read_text("utf-8"))
+        assert {lang for _, lang in links} == set(LANGS), rel
+        absolute = [href for href, _ in links if href.startswith(("/", "http:", "https:"))]
+        assert absolute == [], f"{rel}: absolute language links {absolute}"
+        checked += 1
+    home = (built_site / "index.html").read_text("utf-8")
+    assert '<a href="en/" hreflang="en" class="md-select__link"' in home
+    assert '<a href="../" hreflang="zh" class="md-select__link"' in (built_site / "en" / "index.html").read_text("utf-8")
+    assert checked == 2 * len(pages("zh"))
+
+
+@pytest.mark.parametrize("lang,path", [("zh", "404.html"), ("en", "en/404.html")])
+def test_each_404_page_is_in_its_own_language(built_site, lang, path):
+    """hooks/not_found.py + overrides/404.html: /404.html all Chinese, /en/404.html all English,
+    each linking its own home and the other language's home (named in that language)."""
+    page = (built_site / path).read_text("utf-8")
+    assert f'<html lang="{lang}"' in page
+    sections = re.findall(r'<section lang="([^"]*)" class="tpn-not-found">(.*?)</section>', page, re.S)
+    assert [s_lang for s_lang, _ in sections] == [lang]
+    body = sections[0][1]
+    other = re.findall(r'<a href="([^"]*)" hreflang="([^"]*)" lang="([^"]*)">([^<]*)</a>', body)
+    assert [(href, hreflang) for href, hreflang, _, _ in other] == (
+        [("/en/", "en")] if lang == "zh" else [("/", "zh")])
+    # outside the other language's name, the page's words are in its language only
+    words = _article(re.sub(r'<a href="[^"]*" hreflang="[^"]*" lang="[^"]*">[^<]*</a>', " ", page))
+    if lang == "zh":
+        assert "404：页面不存在" in words and not re.search(r"[A-Za-z]{3,}", words), words
+    else:
+        assert "404: page not found" in words and not _HAN.search(words), words
+    home = re.search(r'<a href="([^"]*)" hreflang="([^"]*)" class="tpn-home">', body)
+    assert home and home.groups() == (("/", "zh") if lang == "zh" else ("/en/", "en"))
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_home_page_table_and_figures_are_in_the_pages_language(built_site, lang):
+    """The home page includes its own language's 'verified' table; each chapter shows its own
+    language's pictures (`make figures`: <name>.<lang>.png) with alt text in that language."""
+    prefix = "" if lang == "zh" else "en/"
+    home = (built_site / prefix / "index.html").read_text("utf-8")
+    heads = {"zh": "<th>验证环境</th>", "en": "<th>Verified on</th>"}
+    assert heads[lang] in home and heads["en" if lang == "zh" else "zh"] not in home
+    images = []
+    for built in built_site.rglob("index.html"):
+        rel = built.relative_to(built_site).as_posix()
+        if rel.startswith("en/") != (lang == "en"):
+            continue
+        for tag in re.findall(r"<img\b[^>]*>", built.read_text("utf-8")):
+            src = re.search(r'src="([^"]*)"', tag)[1]
+            if "assets/img/" in src:
+                images.append((rel, src, html.unescape(re.search(r'alt="([^"]*)"', tag)[1])))
+    assert len(images) >= 2, images
+    for rel, src, alt in images:
+        assert src.endswith(f".{lang}.png"), f"{rel}: {src} is not the {lang} picture"
+        assert bool(_HAN.search(alt)) == (lang == "zh"), f"{rel}: alt text {alt!r}"

@@ -349,11 +349,38 @@ def test_save_figures_names_its_picture(trained, tmp_path, monkeypatch):
     assert calls[0]["device"] == CPU                  # the picture does not depend on the machine
 
 
-def test_the_page_picture_is_generated():
-    picture = ROOT / "docs" / "assets" / "img" / "training-curves.png"
-    assert picture.exists(), "run `make figures` (python -m tools.figures training)"
-    for lang in ("zh", "en"):
-        assert "](../assets/img/training-curves.png)" in (ROOT / "docs" / lang / "training.md").read_text("utf-8")
+def test_the_page_picture_is_generated_in_each_language():
+    """`make figures`: training-curves.<lang>.png, each page links its own language's picture."""
+    pictures = {lang: ROOT / "docs" / "assets" / "img" / f"training-curves.{lang}.png" for lang in ("zh", "en")}
+    for lang, picture in pictures.items():
+        assert picture.exists(), "run `make figures` (python -m tools.figures training)"
+        page = (ROOT / "docs" / lang / "training.md").read_text("utf-8")
+        assert f"](../assets/img/training-curves.{lang}.png)" in page
+        assert "training-curves.png" not in page
+    assert pictures["zh"].read_bytes() != pictures["en"].read_bytes()  # the words differ
+    assert not (ROOT / "docs" / "assets" / "img" / "training-curves.png").exists()
+
+
+def test_the_chinese_curves_have_chinese_words(tmp_path):
+    """tools/figures.py: every word plot_history draws has a Chinese label, in a CJK font."""
+    from tools import figures
+
+    if not figures.CJK_FONT.is_file():
+        pytest.skip(f"{figures.CJK_FONT} missing (make browser-deps installs fonts-wqy-microhei)")
+    history = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "val_acc": [0.5, 0.96]}
+    with figures.every_language() as variants:
+        path = tr.plot_history(history, tmp_path / "curves.png")
+        pngs = variants(path)
+    assert set(pngs) == {"zh", "en"} and pngs["en"] == path.read_bytes() and pngs["zh"] != pngs["en"]
+    fig, ax = figures.matplotlib.pyplot.subplots()
+    ax.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    shown = figures.translate(fig, "zh")
+    assert {"轮", "准确率", "验证准确率"} <= set(shown)
+    assert [t for t in shown if figures._LETTERS.search(t)] == []
+    ax.set_title("learning rate")
+    with pytest.raises(ValueError, match="no zh words for the figure text 'learning rate'"):
+        figures.translate(fig, "zh")
+    figures.matplotlib.pyplot.close(fig)
 
 
 # --- learning-rate scheduler ---------------------------------------------------------------------
@@ -546,12 +573,21 @@ def test_compiled_model_matches_eager(capsys):
     assert all(torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6) for g, p in zip(grads, model.parameters()))
 
 
-def test_the_compile_table_is_generated_by_the_bench_command():
-    table = (ROOT / "generated" / "training-compile.md").read_text(encoding="utf-8")
-    assert "| eager |" in table and "| torch.compile |" in table
-    assert "`python -m tools.bench_training --compile-table`" in table
+def test_the_compile_table_is_generated_by_the_bench_command_in_each_language():
+    from tools import bench_training
+
+    data = bench_training.load_compile_data()
+    assert [r["mode"] for r in data["rows"]] == ["eager", "torch.compile"]
+    modes = {"zh": ("| 普通执行 |", "| `torch.compile` |"), "en": ("| eager |", "| torch.compile |")}
     for lang in ("zh", "en"):
-        assert '--8<-- "generated/training-compile.md"' in (ROOT / "docs" / lang / "training.md").read_text("utf-8")
+        table = (ROOT / "generated" / f"training-compile.{lang}.md").read_text(encoding="utf-8")
+        assert table == bench_training.render_compile_table(data, lang), \
+            "rerun `python -m tools.bench_training --compile-table --render`"
+        assert all(mode in table for mode in modes[lang])
+        assert "`python -m tools.bench_training --compile-table`" in table
+        page = (ROOT / "docs" / lang / "training.md").read_text("utf-8")
+        assert f'--8<-- "generated/training-compile.{lang}.md"' in page
+    assert not (ROOT / "generated" / "training-compile.md").exists()
 
 
 
@@ -561,10 +597,36 @@ def test_compile_table_renders_both_modes_and_names_its_command(monkeypatch):
     monkeypatch.setattr(bench_training, "time_steps", lambda model, steps: next(times))
     monkeypatch.setattr(torch, "compile", lambda model: model)  # no compiling in this test
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unchanged")
-    table = bench_training.compile_table()
+    data = bench_training.measure_compile()
+    assert [r["speed"] for r in data["rows"]] == [1.0, 0.5]
+    table = bench_training.render_compile_table(data, "en")
     assert "| eager | 8.0 ms | 2.0 ms | 1.00× |" in table
     assert "| torch.compile | 10.0 s | 4.0 ms | 0.50× |" in table
     assert table.rstrip().endswith("`python -m tools.bench_training --compile-table`</small>")
+    zh = bench_training.render_compile_table(data, "zh")
+    assert "| 普通执行 | 8.0 ms | 2.0 ms | 1.00× |" in zh and "| `torch.compile` | 10.0 s | 4.0 ms | 0.50× |" in zh
+    with pytest.raises(ValueError, match="lang must be one of"):
+        bench_training.render_compile_table(data, "fr")
+
+
+def test_compile_table_command_writes_the_measurement_and_both_tables(monkeypatch, tmp_path, capsys):
+    from tools import bench_training
+    data = {"machine": {"cpu": "CPU", "cores": 4, "torch": "2.0", "threads": 4, "python": "3.11.0",
+                        "date": "2026-01-01"},
+            "command": bench_training.COMPILE_COMMAND,
+            "rows": [{"mode": "eager", "first": 0.01, "steady": 0.002, "speed": 1.0},
+                     {"mode": "torch.compile", "first": 9.0, "steady": 0.001, "speed": 2.0}]}
+    monkeypatch.setattr(bench_training, "measure_compile", lambda: data)
+    assert bench_training.main(["--compile-table", "-o", str(tmp_path)]) == 0
+    names = ["training-compile.en.md", "training-compile.json", "training-compile.zh.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert bench_training.load_compile_data(tmp_path) == data
+    (tmp_path / "training-compile.zh.md").unlink()
+    monkeypatch.setattr(bench_training, "measure_compile", lambda: pytest.fail("--render measured"))
+    assert bench_training.main(["--compile-table", "--render", "-o", str(tmp_path)]) == 0
+    zh = (tmp_path / "training-compile.zh.md").read_text(encoding="utf-8")
+    assert zh == bench_training.render_compile_table(data, "zh") and "| 普通执行 | 10.0 ms |" in zh
+    assert "| torch.compile | 9.0 s | 1.0 ms | 2.00× |" in capsys.readouterr().out
 
 
 @pytest.mark.slow

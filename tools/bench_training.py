@@ -2,7 +2,9 @@
 
     python -m tools.bench_training                 # seed 0, 8 epochs, the device pick_device() chooses
     python -m tools.bench_training --device cpu --seeds 0 1 2 --epochs 10 --threads 1
-    python -m tools.bench_training --compile-table  # writes generated/training-compile.md
+    python -m tools.bench_training --compile-table  # measures; writes generated/training-compile.json,
+                                                    # generated/training-compile.zh.md and .en.md
+    python -m tools.bench_training --compile-table --render  # no measuring: the .md files again
 
 For each seed it prints the wall time of the whole run (loading the data, building the
 model, training and evaluating every epoch), the best validation accuracy, and the epoch
@@ -10,13 +12,15 @@ and time at which the accuracy first reached 95 %. Imports are timed separately.
 
 --compile-table times one training step (forward, backward, Adam step) of DigitCNN on a
 batch of 64 on the CPU, eager and under torch.compile: the first call (for compile: the
-compilation, with an empty inductor cache) and the median of the following calls, and
-writes the table the training pages include.
+compilation, with an empty inductor cache) and the median of the following calls. It keeps
+the measurement in generated/training-compile.json and renders from it the table each
+training page includes in its own language (generated/training-compile.<lang>.md).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -33,18 +37,26 @@ from snippets.training import DigitCNN, seed_everything, train_digits  # noqa: E
 
 IMPORT_SECONDS = time.perf_counter() - T0
 TARGET = 0.95
-COMPILE_TABLE = Path(__file__).resolve().parents[1] / "generated" / "training-compile.md"
+GENERATED = Path(__file__).resolve().parents[1] / "generated"
+LANGS = ("zh", "en")
+COMPILE_DATA = "training-compile.json"  # the measurement; both languages' tables come from it
+COMPILE_FRAGMENT = "training-compile.{lang}.md"  # one table per language, each page includes its own
+COMPILE_COMMAND = "python -m tools.bench_training --compile-table"
 
 
-def machine() -> str:
+def machine_info() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def machine() -> str:
+    return "{cpu}, {cores} cores, torch {torch}, {threads} threads".format(**machine_info())
 
 
 def bench(seed: int, epochs: int, device: torch.device) -> dict:
@@ -80,8 +92,8 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1e3:.1f} ms"
 
 
-def compile_table(steps: int = 50) -> str:
-    """Eager vs torch.compile on the CPU, as a Markdown table."""
+def measure_compile(steps: int = 50) -> dict:
+    """Eager vs torch.compile on the CPU: what generated/training-compile.json holds."""
     with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # a cold cache: the real first compile
         seed_everything(0)
@@ -90,16 +102,59 @@ def compile_table(steps: int = 50) -> str:
         compiled = torch.compile(DigitCNN())
         e_first, e_steady = time_steps(eager, steps)
         c_first, c_steady = time_steps(compiled, steps)
-    rows = [("eager", e_first, e_steady), ("torch.compile", c_first, c_steady)]
-    lines = ["| mode | first step | steady step (median) | steady speed vs eager |",
-             "| --- | --: | --: | --: |"]
-    for name, first, steady in rows:
-        lines.append(f"| {name} | {fmt_seconds(first)} | {fmt_seconds(steady)} | "
-                     f"{e_steady / steady:.2f}× |")
-    stamp = (f"{machine()}, Python {platform.python_version()}, "
-             f"{datetime.date.today().isoformat()}")
-    cmd = "python -m tools.bench_training --compile-table"
-    return "\n".join(lines) + f"\n\n<small>`{stamp}` · `{cmd}`</small>\n"
+    rows = [{"mode": mode, "first": first, "steady": steady, "speed": e_steady / steady}
+            for mode, first, steady in [("eager", e_first, e_steady), ("torch.compile", c_first, c_steady)]]
+    info = machine_info() | {"python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    return {"machine": info, "command": COMPILE_COMMAND, "rows": rows}
+
+
+# The table's words, per language (the numbers are the same in both; code names stay as they are).
+COMPILE_WORDS = {
+    "en": {"head": ("mode", "first step", "steady step (median)", "steady speed vs eager"),
+           "modes": {"eager": "eager", "torch.compile": "torch.compile"},
+           "machine": "`{cpu}, {cores} cores, torch {torch}, {threads} threads, Python {python}, {date}` "
+                      "· `{command}`"},
+    "zh": {"head": ("执行方式", "第一步", "稳定后每步（中位数）", "稳定后的速度（相对普通执行）"),
+           "modes": {"eager": "普通执行", "torch.compile": "`torch.compile`"},
+           "machine": "测量环境：`{cpu}`，{cores} 个核心，`torch {torch}`，{threads} 个线程，"
+                      "`Python {python}`，{date} · 命令 `{command}`"},
+}
+
+
+def render_compile_table(data: dict, lang: str) -> str:
+    """One language's table, from the measurement `data` (generated/training-compile.json)."""
+    if lang not in COMPILE_WORDS:
+        raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
+    words = COMPILE_WORDS[lang]
+    lines = ["| " + " | ".join(words["head"]) + " |", "| --- | --: | --: | --: |"]
+    for r in data["rows"]:
+        lines.append(f"| {words['modes'][r['mode']]} | {fmt_seconds(r['first'])} | "
+                     f"{fmt_seconds(r['steady'])} | {r['speed']:.2f}× |")
+    stamp = words["machine"].format(command=data["command"], **data["machine"])
+    return "\n".join(lines) + f"\n\n<small>{stamp}</small>\n"
+
+
+def compile_table(steps: int = 50, lang: str = "en") -> str:
+    """Eager vs torch.compile on the CPU, measured now, as a Markdown table."""
+    return render_compile_table(measure_compile(steps), lang)
+
+
+def write_compile_tables(data: dict, out_dir: Path = GENERATED) -> list[Path]:
+    """Write the measurement and each language's table into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [(out_dir / COMPILE_DATA, json.dumps(data, ensure_ascii=False, indent=1) + "\n")]
+    files += [(out_dir / COMPILE_FRAGMENT.format(lang=lang), render_compile_table(data, lang))
+              for lang in LANGS]
+    for path, text in files:
+        path.write_text(text, encoding="utf-8")
+    return [p for p, _ in files]
+
+
+def load_compile_data(out_dir: Path = GENERATED) -> dict:
+    path = out_dir / COMPILE_DATA
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `{COMPILE_COMMAND}` to measure")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,20 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: pick_device())")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--compile-table", action="store_true",
-                        help=f"time eager vs torch.compile on the CPU, write {COMPILE_TABLE.name}")
-    parser.add_argument("-o", "--output", default=str(COMPILE_TABLE),
-                        help="where --compile-table writes ('-' for stdout)")
+                        help=f"time eager vs torch.compile on the CPU, write {COMPILE_DATA} and "
+                             f"the {COMPILE_FRAGMENT} tables")
+    parser.add_argument("--render", action="store_true",
+                        help=f"with --compile-table: measure nothing, render the tables from {COMPILE_DATA}")
+    parser.add_argument("-o", "--output", default=str(GENERATED),
+                        help="the folder --compile-table writes into ('-' for stdout)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.render and not (args.compile_table and args.output != "-"):
+        parser.error("--render goes with --compile-table and rewrites the tables in a folder (not -o -)")
     if args.compile_table:
-        table = compile_table()
-        if args.output == "-":
-            print(table, end="")
-        else:
-            Path(args.output).write_text(table, encoding="utf-8")
-            print(table, end="")
-            print(f"wrote {args.output}")
+        data = load_compile_data(Path(args.output)) if args.render else measure_compile()
+        print(render_compile_table(data, "en"), end="")
+        if args.output != "-":
+            for path in write_compile_tables(data, Path(args.output)):
+                print(f"wrote {os.path.relpath(path)}")
         return 0
     device = pick_device(args.device)
     print(f"{machine()}; device {device}; imports {IMPORT_SECONDS:.1f} s")

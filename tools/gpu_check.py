@@ -9,7 +9,7 @@ It uses the machine's own python3 and torch (any recent torch 2.x, not requireme
    nothing of the system's Python changes, torch least of all (exit 3 if something is still missing);
 3. runs, in one pytest session, every test marked `cuda` under tests/ and every block shown
    on the site (docs/), each block as a reader runs it;
-4. writes generated/gpu-report.json, then generated/gpu-report.md and generated/verified.md
+4. writes generated/gpu-report.json, then generated/gpu-report.md and generated/verified.{zh,en}.md
    (tools/verified.py); exits 1 if any test failed.
 
     python3 -m tools.gpu_check [--wheels DIR]    # DIR defaults to .whl/ when it exists

@@ -1,8 +1,13 @@
 // Lighthouse audit of the built site: one page of each kind (home, chapter, lab, errata)
-// in every language, served the way a static host serves it (gzip, 404.html).
+// in every language and in both colour schemes, served the way a static host serves it
+// (gzip, 404.html).
 //
 //   node tools/lighthouse.mjs SITE_DIR [--port 8765] [--runs 1] [--min 0.95] [--out build/lighthouse]
-//                                      [--kinds home,chapter,lab,errata]
+//                                      [--kinds home,chapter,lab,errata] [--schemes light,dark]
+//
+// The scheme is the reader's OS preference (prefers-color-scheme), which the site follows:
+// Chromium is started with --blink-settings=preferredColorScheme=0 (dark) or =1 (light), and
+// before auditing, the script checks that the page really rendered in that scheme.
 //
 // Build SITE_DIR with SITE_URL=http://127.0.0.1:PORT/ first (`make lighthouse` does both).
 // Prints the four category scores per page (the median of --runs runs) and exits 1 when a
@@ -14,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import * as chromeLauncher from "chrome-launcher";
 import lighthouse from "lighthouse";
+import puppeteer from "puppeteer-core"; // lighthouse's own dependency
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CATEGORIES = ["performance", "accessibility", "best-practices", "seo"];
@@ -26,7 +32,8 @@ const TYPES = { ".html": "text/html; charset=utf-8", ".css": "text/css", ".js": 
 const COMPRESS = new Set([".html", ".css", ".js", ".json", ".xml", ".svg", ".ipynb"]);
 
 function options(argv) {
-  const opts = { port: 8765, runs: 1, min: 0.95, out: "build/lighthouse", site: null, kinds: null };
+  const opts = { port: 8765, runs: 1, min: 0.95, out: "build/lighthouse", site: null, kinds: null,
+    schemes: "light,dark" };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (!flag.startsWith("--")) { opts.site = flag; continue; }
@@ -80,43 +87,71 @@ function pages(site) {
   return languages.flatMap((lang) => kinds.map(([kind, slug]) => ({ kind, lang, path: `/${prefix(lang)}${slug}` })));
 }
 
+// Blink's PreferredColorScheme: 0 dark, 1 light. Material's palette follows it: "slate" / "default".
+const SCHEMES = { light: { blink: 1, material: "default" }, dark: { blink: 0, material: "slate" } };
+
+async function checkScheme(chrome, url, scheme) {
+  const browser = await puppeteer.connect({ browserURL: `http://127.0.0.1:${chrome.port}` });
+  try {
+    const tab = await browser.newPage();
+    await tab.goto(url, { waitUntil: "load" });
+    const seen = await tab.evaluate(() => ({
+      dark: matchMedia("(prefers-color-scheme: dark)").matches,
+      material: document.body.getAttribute("data-md-color-scheme") }));
+    await tab.close();
+    if (seen.dark !== (scheme === "dark") || seen.material !== SCHEMES[scheme].material) {
+      throw new Error(`asked Chromium for the ${scheme} scheme, the page rendered ${JSON.stringify(seen)}`);
+    }
+  } finally {
+    browser.disconnect();
+  }
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 async function main() {
   const opts = options(process.argv.slice(2));
   const server = await serve(path.resolve(opts.site), opts.port);
-  const chrome = await chromeLauncher.launch({ chromePath: process.env.CHROME_PATH || "/usr/bin/chromium",
-    chromeFlags: CHROME_FLAGS });
   mkdirSync(opts.out, { recursive: true });
   const rows = [];
+  const wanted = opts.kinds ? new Set(opts.kinds.split(",")) : null;
+  const audited = pages(opts.site).filter((p) => !wanted || wanted.has(p.kind));
   try {
-    const wanted = opts.kinds ? new Set(opts.kinds.split(",")) : null;
-    for (const page of pages(opts.site).filter((p) => !wanted || wanted.has(p.kind))) {
-      const url = `http://127.0.0.1:${opts.port}${page.path}`;
-      const runs = [];
-      for (let i = 0; i < opts.runs; i++) {
-        const result = await lighthouse(url, { port: chrome.port, output: "html", logLevel: "error",
-          onlyCategories: CATEGORIES });
-        runs.push(result.lhr);
-        const name = `${page.lang}-${page.kind}${opts.runs > 1 ? `-${i + 1}` : ""}`;
-        writeFileSync(path.join(opts.out, `${name}.html`), result.report);
-        writeFileSync(path.join(opts.out, `${name}.json`), JSON.stringify(result.lhr));
+    for (const scheme of opts.schemes.split(",")) {
+      if (!SCHEMES[scheme]) throw new Error(`--schemes: ${scheme} is not one of ${Object.keys(SCHEMES)}`);
+      const chrome = await chromeLauncher.launch({ chromePath: process.env.CHROME_PATH || "/usr/bin/chromium",
+        chromeFlags: [...CHROME_FLAGS, `--blink-settings=preferredColorScheme=${SCHEMES[scheme].blink}`] });
+      try {
+        await checkScheme(chrome, `http://127.0.0.1:${opts.port}${audited[0].path}`, scheme);
+        for (const page of audited) {
+          const url = `http://127.0.0.1:${opts.port}${page.path}`;
+          const runs = [];
+          for (let i = 0; i < opts.runs; i++) {
+            const result = await lighthouse(url, { port: chrome.port, output: "html", logLevel: "error",
+              onlyCategories: CATEGORIES });
+            runs.push(result.lhr);
+            const name = `${page.lang}-${page.kind}-${scheme}${opts.runs > 1 ? `-${i + 1}` : ""}`;
+            writeFileSync(path.join(opts.out, `${name}.html`), result.report);
+            writeFileSync(path.join(opts.out, `${name}.json`), JSON.stringify(result.lhr));
+          }
+          const scores = Object.fromEntries(CATEGORIES.map((c) => [c, median(runs.map((r) => r.categories[c].score))]));
+          const failing = [...new Set(runs.flatMap((r) => Object.values(r.audits)
+            .filter((a) => a.score !== null && a.score < 0.9 && a.scoreDisplayMode !== "informative"
+              && a.scoreDisplayMode !== "manual" && isWeighted(r, a.id))
+            .map((a) => a.id)))];
+          rows.push({ ...page, scheme, url, scores, failing });
+          console.log(`${page.path.padEnd(22)} ${scheme.padEnd(5)} ${CATEGORIES.map((c) => `${c} ${scores[c].toFixed(2)}`).join("  ")}`
+            + (failing.length ? `   audits below 0.9 in a run: ${failing.join(", ")}` : ""));
+        }
+      } finally {
+        await chrome.kill();
       }
-      const scores = Object.fromEntries(CATEGORIES.map((c) => [c, median(runs.map((r) => r.categories[c].score))]));
-      const failing = [...new Set(runs.flatMap((r) => Object.values(r.audits)
-        .filter((a) => a.score !== null && a.score < 0.9 && a.scoreDisplayMode !== "informative"
-          && a.scoreDisplayMode !== "manual" && isWeighted(r, a.id))
-        .map((a) => a.id)))];
-      rows.push({ ...page, url, scores, failing });
-      console.log(`${page.path.padEnd(22)} ${CATEGORIES.map((c) => `${c} ${scores[c].toFixed(2)}`).join("  ")}`
-        + (failing.length ? `   audits below 0.9 in a run: ${failing.join(", ")}` : ""));
     }
   } finally {
-    await chrome.kill();
     server.close();
   }
   writeFileSync(path.join(opts.out, "summary.json"), JSON.stringify(rows, null, 1));
-  const low = rows.flatMap((r) => CATEGORIES.filter((c) => r.scores[c] < opts.min).map((c) => `${r.path} ${c} ${r.scores[c]}`));
+  const low = rows.flatMap((r) => CATEGORIES.filter((c) => r.scores[c] < opts.min).map((c) => `${r.path} (${r.scheme}) ${c} ${r.scores[c]}`));
   console.log(`reports: ${opts.out}/*.html`);
   if (low.length) {
     console.log(`below ${opts.min}:\n  ${low.join("\n  ")}`);

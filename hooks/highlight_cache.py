@@ -1,0 +1,55 @@
+"""Pygments' work, remembered: a code block's highlighted HTML is kept in .cache/highlight.json.
+
+Highlighting the site's code blocks was a fifth of a warm build, and every Python block is
+highlighted twice per build (zh and en) and again at every build. pymdownx.highlight's
+`Highlight.highlight` is wrapped: the same arguments and the same highlighter settings (with
+the Pygments and pymdown-extensions versions) give the same HTML, so a block seen before is
+not highlighted again. The file is rewritten after each build with only the blocks that build
+used; `make clean` removes it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+import pymdownx.highlight
+from mkdocs.plugins import event_priority
+
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "highlight.json"
+_VERSIONS = f"pygments {version('pygments')} pymdown-extensions {version('pymdown-extensions')}"
+_original = pymdownx.highlight.Highlight.highlight
+_seen: dict[str, str] = {}
+_used: dict[str, str] = {}
+
+
+def _key(highlighter, args: tuple, kwargs: dict) -> str:
+    settings = {k: v for k, v in vars(highlighter).items() if isinstance(v, (str, int, float, bool, type(None)))}
+    text = json.dumps([_VERSIONS, sorted(settings.items()), repr(args), sorted((k, repr(v)) for k, v in kwargs.items())])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _highlight(self, *args, **kwargs):
+    key = _key(self, args, kwargs)
+    if key not in _seen:
+        _seen[key] = _original(self, *args, **kwargs)
+    _used[key] = _seen[key]
+    return _seen[key]
+
+
+pymdownx.highlight.Highlight.highlight = _highlight
+
+
+def on_pre_build(config):
+    if not _seen and CACHE.is_file():
+        try:
+            _seen.update(json.loads(CACHE.read_text(encoding="utf-8")))
+        except ValueError:  # a damaged file: start again
+            pass
+
+
+@event_priority(-100)
+def on_post_build(config):
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps(_used), encoding="utf-8")
