@@ -8,6 +8,7 @@ model copies in step. Start it with snippets/ddp_run.sh:
 """
 # --8<-- [start:imports]
 import argparse
+import gc
 import hashlib
 import os
 import sys
@@ -139,7 +140,9 @@ def main() -> None:
                   f"{len(loader)} steps per epoch")
         train(model, loader, sampler, args.epochs, device)
         finish(model, Path(args.out), device)
+        del model  # the DDP wrapper holds the group: free it before the group goes
     finally:
+        gc.collect()  # now, not at exit: gloo's threads must end while Python is alive
         dist.destroy_process_group()
 
 

@@ -37,6 +37,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 # isort: split
 # --8<-- [start:imports_workers]
+import gc
 import tempfile
 
 import torch.distributed.checkpoint as dcp
@@ -286,13 +287,22 @@ def join(rank: int, world_size: int, init_file: str) -> None:
                             rank=rank, world_size=world_size)
 
 
+def leave() -> None:
+    """Leave the group while Python is fully alive: free the wrapped models first (they
+    sit in reference cycles that only the garbage collector frees), then destroy the
+    group, so that gloo's threads end now, not while the interpreter shuts down (a rare
+    'terminate called without an active exception' at exit)."""
+    gc.collect()
+    dist.destroy_process_group()
+
+
 def ddp_checks(rank: int, world_size: int, init_file: str) -> None:
     join(rank, world_size, init_file)
     try:
         check_sync_batchnorm(rank)
         check_no_sync(rank, world_size)
     finally:
-        dist.destroy_process_group()
+        leave()
 
 
 def launch(worker, world_size: int = 2) -> None:
@@ -378,7 +388,7 @@ def fsdp_worker(rank: int, world_size: int, init_file: str) -> None:
     try:
         check_dcp(check_fsdp(rank, world_size), rank)
     finally:
-        dist.destroy_process_group()
+        leave()
 
 # --8<-- [end:dcp_checks]
 
