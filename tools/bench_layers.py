@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -28,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from snippets.layers import corr2d, corr2d_unfold
+from tools import measured
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated"
-LANGS = ("zh", "en")
+LANGS = measured.LANGS
 DATA = "layers-bench.json"  # the measurement; both languages' tables are rendered from it
 FRAGMENT = "layers-bench.{lang}.md"  # one table per language, each page includes its own
 COMMAND = "make bench"
@@ -168,19 +168,11 @@ def render(data: dict, lang: str) -> str:
 
 def write(data: dict, out_dir: Path = GENERATED) -> list[Path]:
     """Write the measurement and each language's tables into out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = [(out_dir / DATA, json.dumps(data, ensure_ascii=False, indent=1) + "\n")]
-    files += [(out_dir / FRAGMENT.format(lang=lang), render(data, lang)) for lang in LANGS]
-    for path, text in files:
-        path.write_text(text, encoding="utf-8")
-    return [p for p, _ in files]
+    return measured.write(data, out_dir, DATA, FRAGMENT, render)
 
 
 def load(out_dir: Path = GENERATED) -> dict:
-    path = out_dir / DATA
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `{COMMAND}` to measure")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return measured.load(out_dir, DATA, COMMAND)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -34,11 +33,12 @@ import torch  # noqa: E402
 
 from snippets.environment import pick_device  # noqa: E402
 from snippets.training import DigitCNN, seed_everything, train_digits  # noqa: E402
+from tools import measured  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - T0
 TARGET = 0.95
 GENERATED = Path(__file__).resolve().parents[1] / "generated"
-LANGS = ("zh", "en")
+LANGS = measured.LANGS
 COMPILE_DATA = "training-compile.json"  # the measurement; both languages' tables come from it
 COMPILE_FRAGMENT = "training-compile.{lang}.md"  # one table per language, each page includes its own
 COMPILE_COMMAND = "python -m tools.bench_training --compile-table"
@@ -141,20 +141,11 @@ def compile_table(steps: int = 50, lang: str = "en") -> str:
 
 def write_compile_tables(data: dict, out_dir: Path = GENERATED) -> list[Path]:
     """Write the measurement and each language's table into out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = [(out_dir / COMPILE_DATA, json.dumps(data, ensure_ascii=False, indent=1) + "\n")]
-    files += [(out_dir / COMPILE_FRAGMENT.format(lang=lang), render_compile_table(data, lang))
-              for lang in LANGS]
-    for path, text in files:
-        path.write_text(text, encoding="utf-8")
-    return [p for p, _ in files]
+    return measured.write(data, out_dir, COMPILE_DATA, COMPILE_FRAGMENT, render_compile_table)
 
 
 def load_compile_data(out_dir: Path = GENERATED) -> dict:
-    path = out_dir / COMPILE_DATA
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `{COMPILE_COMMAND}` to measure")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return measured.load(out_dir, COMPILE_DATA, COMPILE_COMMAND)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools.shown_code import ROOT, Block, Result, parse_page, python_blocks, run_program
+from tools.shown_code import ROOT, Result, parse_page, python_blocks, run_program
 
 DOCS = ROOT / "docs"
 LANGS = ("zh", "en")

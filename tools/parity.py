@@ -14,7 +14,6 @@ import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tools.shown_code import MARKER, ROOT
 
