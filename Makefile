@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve build test lint outputs timings bench tables figures notebooks gpu-check lighthouse browser-deps katex clean
+.PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks gpu-check lighthouse browser-deps katex clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,8 +19,11 @@ serve: $(STAMP)  ## zh at http://127.0.0.1:8000/ , en at /en/
 build: $(STAMP)  ## static site in site/
 	$(BIN)/mkdocs build --strict
 
+# Bytecode is cached (__pycache__/, ignored by git) even where the shell sets PYTHONDONTWRITEBYTECODE:
+# without it every process of the run (pytest's assertion rewriting, the builds, the page runs)
+# compiles the same sources again.
 test: $(STAMP) lint  ## every test, every block shown on the site
-	$(BIN)/python -m pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 
 lint: $(STAMP)   ## ruff (pinned) over snippets/, the code readers copy
 	$(BIN)/ruff check snippets
@@ -32,6 +35,9 @@ outputs: $(STAMP)  ## rewrite the pages' expected outputs from a real run
 
 timings: $(STAMP)  ## the four budget figures: build warm/cold, make test warm/fresh clone
 	$(BIN)/python -m tools.timings $(TIMINGS_ARGS)
+
+reproducible: $(STAMP)  ## two cold builds and a warm one, byte for byte; lists every file that differs
+	$(BIN)/python -m tools.reproducible $(REPRODUCIBLE_ARGS)
 
 bench: $(STAMP)  ## the layers chapter's speed tables -> generated/layers-bench.{json,zh.md,en.md}
 	$(BIN)/python -m tools.bench_layers

@@ -2,14 +2,21 @@
 
 Each docs/**/*.md page with Python blocks is one test item. Its blocks, with their `--8<--`
 includes expanded by the same pymdownx.snippets settings as mkdocs.yml, run in order in one
-namespace, as a fresh `__main__`, in an empty temporary folder (tools/shown_code.py). Each
-block's output is compared with the fence the page shows under it (tools/outputs.py: exact on
-the pinned CPU versions, `...` only where VOLATILE allows it). A block marked to fail must raise
-that error, and the page goes on after it. Marks such as `multiprocess` on a block select the
-page's item; `skip` and `cuda` (on CPU) leave that one block out, with the reason reported.
+namespace, as a fresh `__main__`, in an empty temporary folder, in a new interpreter without
+the repository on its path (tests/plain_run.py): the code of the page's downloadable script,
+block by block (a block that must fail inside the script's try/except).
+All collected pages run there one after the other, in the background from the end of
+collection, while the other tests run; a page whose program is the same as another's (the
+zh and en pages of a chapter) shares its run. Each block's output is compared with the fence
+the page shows under it (tools/outputs.py: exact on the pinned CPU versions, `...` only where
+VOLATILE allows it). A block marked to fail must raise that error, and the page goes on after
+it. Marks such as `multiprocess` on a block select the page's item; `skip` and `cuda` (on CPU)
+leave that one block out, with the reason reported.
 """
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from tools.outputs import problem  # noqa: E402
-from tools.shown_code import SELECTING_MARKS, Block, parse_page, python_blocks, run_program  # noqa: E402
+from tools.chapter_export import script_program  # noqa: E402
+from tools.shown_code import SELECTING_MARKS, Block, CleanRun, parse_page, python_blocks, results_from  # noqa: E402
 
 DOCS = ROOT / "docs"
 
@@ -32,12 +40,10 @@ class ShownPage(pytest.Item):
             self.add_marker(name)
 
     def runtest(self):
-        with tempfile.TemporaryDirectory(prefix=f"page-{self.path.stem}-") as workdir:
-            self._run(Path(workdir))
-
-    def _run(self, workdir: Path):
+        records, error = self.config.stash[PAGE_RUNS].outcome(self)
+        results = results_from(records, self.blocks)
         problems, skipped = [], []
-        for result in run_program(self.blocks, workdir, name=self.path.with_suffix(".py").name):
+        for result in results:
             if result.skipped:
                 skipped.append(f"line {result.block.lineno}: {result.skipped}")
                 continue
@@ -46,8 +52,9 @@ class ShownPage(pytest.Item):
                 problems.append(found)
             if result.error is not None and not result.failed_as_it_must:
                 raise AssertionError(f"{self.path.name} line {result.block.lineno} "
-                                     f"({result.block.section}) raised:\n{result.output}") from result.error
+                                     f"({result.block.section}) raised:\n{result.output}\n{result.error}")
         self.user_properties.append(("blocks_skipped", skipped))
+        assert len(results) == len(self.blocks), f"the run stopped after {len(results)} blocks:\n{error}"
         assert not problems, f"{self.path.relative_to(ROOT)}:\n" + "\n".join(problems)
 
     def reportinfo(self):
@@ -66,7 +73,77 @@ def pytest_collect_file(file_path: Path, parent):
         return ShownCodePage.from_parent(parent, path=file_path)
 
 
+class PageRuns:
+    """The collected pages' programs, each run once by tests/plain_run.py in the background."""
+
+    def __init__(self, pages: list[ShownPage]):
+        self.folder = Path(tempfile.mkdtemp(prefix="page-runs-"))
+        self.files: dict[tuple, Path] = {}
+        self.broken: dict[tuple, Exception] = {}
+        for page in pages:
+            key = self.key(page)
+            if key in self.files or key in self.broken:
+                continue
+            folder = self.folder / f"{len(self.files) + len(self.broken)}-{page.path.parent.name}"
+            folder.mkdir()
+            try:
+                self.files[key] = script_program(page.blocks, folder / f"{page.path.stem}.json")
+            except Exception as exc:  # noqa: BLE001  (a broken include: that page's test reports it)
+                self.broken[key] = exc
+        self.run = CleanRun(list(self.files.values()), self.folder) if self.files else None
+
+    @staticmethod
+    def key(page: ShownPage) -> tuple:
+        return tuple((b.source, b.must_fail, bool(b.mark("skip")), bool(b.mark("cuda"))) for b in page.blocks)
+
+    def outcome(self, page: ShownPage) -> tuple[list[dict], str]:
+        """The page's block results, and what its run wrote to stderr."""
+        key = self.key(page)
+        if key in self.broken:
+            raise self.broken[key]
+        path = self.files[key]
+        status = self.run.results()[str(path)]
+        results = path.with_name(path.stem + ".results.json")
+        err = path.with_name(path.name + ".err").read_text(errors="replace")
+        if not results.is_file():
+            raise AssertionError(f"{page.path.name}: the run exited {status['returncode']}:\n{err[-3000:]}")
+        return json.loads(results.read_text()), err[-3000:]
+
+    def close(self):
+        if self.run:
+            self.run.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+PAGE_RUNS = pytest.StashKey[PageRuns]()
+
+
+def pytest_collection_finish(session):
+    pages = [item for item in session.items if isinstance(item, ShownPage)]
+    if pages:
+        session.config.stash[PAGE_RUNS] = PageRuns(pages)
+
+
+def pytest_sessionfinish(session):
+    if PAGE_RUNS in session.config.stash:
+        session.config.stash[PAGE_RUNS].close()
+
+
 def pytest_collection_modifyitems(config, items):
+    # Order: tests that need no build, then those that read the built site, then the pages and the
+    # downloaded labs, then the tests that start several processes. The build (tests/conftest.py), the downloads after it
+    # and the pages' runs start at the end of collection and go on in the background, on the other
+    # core, while the first three groups run; the last group needs both cores, and has them.
+    reads_site = {"served_site", "built_site"}
+
+    def group(item) -> int:
+        if isinstance(item, ShownPage) or "downloads" in getattr(item, "fixturenames", ()):
+            return 2
+        if reads_site & set(getattr(item, "fixturenames", ())):
+            return 1
+        return 3 if item.get_closest_marker("multiprocess") else 0
+
+    items.sort(key=group)
     # CUDA tests: skipped with a visible reason where no GPU is present
     import torch
 

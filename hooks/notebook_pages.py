@@ -15,6 +15,11 @@ that imports from cdnjs into every notebook page. The site loads nothing from ot
 hosts (and has no math), so those scripts are removed from notebook pages. (The template's
 CSS is cut down by hooks/notebook_css.py.)
 
+mkdocs-jupyter keeps each rendered page in .cache/mkdocs-jupyter/ under a key made of the
+notebook and the plugin's options only; the key here also holds this file (how notebooks run
+and render) and requirements.txt (the versions that make the outputs), so that a warm build
+gives the same pages as a cold one after either changes.
+
 Figures a notebook draws are written into its page as base64 PNGs (69 of the Task1 lab's
 98 kB, gzipped): the page's first paint waited for them. Each goes into a file next to the
 page instead (figure-<hash>.png), with its width and height, loaded lazily.
@@ -30,7 +35,10 @@ import tempfile
 from pathlib import Path
 
 import mkdocs_jupyter.convert
+import mkdocs_jupyter.plugin
 import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
 
 _original_nb2html = getattr(mkdocs_jupyter.convert.nb2html, "__wrapped__", mkdocs_jupyter.convert.nb2html)
 _outputs: dict[str, list[tuple[list, int | None]]] = {}  # code-cells key -> (outputs, execution_count) per code cell
@@ -97,6 +105,21 @@ def with_image_alts(body: str, nb: nbformat.NotebookNode) -> str:
 
 nb2html.__wrapped__ = _original_nb2html
 mkdocs_jupyter.convert.nb2html = nb2html  # the plugin calls convert.nb2html(...) at render time
+
+_original_cache_key = getattr(mkdocs_jupyter.plugin._compute_cache_key, "__wrapped__",
+                              mkdocs_jupyter.plugin._compute_cache_key)
+
+
+def cache_key(nb_path, config, exec_nb) -> str:
+    """The plugin's key for a rendered notebook, with this file and the pinned versions in it."""
+    h = hashlib.sha256(_original_cache_key(nb_path, config, exec_nb).encode())
+    for path in (Path(__file__), ROOT / "requirements.txt"):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+cache_key.__wrapped__ = _original_cache_key
+mkdocs_jupyter.plugin._compute_cache_key = cache_key
 
 
 _EXTERNAL_SCRIPTS = [

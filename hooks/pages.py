@@ -25,15 +25,17 @@ from tools.shown_code import ROOT, expand, parse_page  # noqa: E402
 _TITLE = re.compile(r"^# .*$", re.M)
 
 RUN_NOTE = {
-    "zh": ('!!! tip "怎样运行本章"\n'
-           "    本页的代码块是一个完整的程序：在一个空文件夹里按顺序运行（像 notebook 的单元格一样），"
+    "zh": ('<div class="admonition tip" data-search-exclude="1" markdown>\n'
+           '<p class="admonition-title">怎样运行本章</p>\n\n'
+           "本页的代码块是一个完整的程序：在一个空文件夹里按顺序运行（像 notebook 的单元格一样），"
            "后面的代码块会用到前面定义的函数和变量。每个代码块下面标着“输出”的是它真实的运行结果。"
-           "也可以下载整章：{links}。装好项目 `requirements.txt` 里的包就能从头运行到尾。"),
-    "en": ('!!! tip "How to run this chapter"\n'
-           "    The blocks on this page are one program: run them in order in an empty folder, as "
+           "也可以下载整章：{links}。装好项目 `requirements.txt` 里的包就能从头运行到尾。\n</div>"),
+    "en": ('<div class="admonition tip" data-search-exclude="1" markdown>\n'
+           '<p class="admonition-title">How to run this chapter</p>\n\n'
+           "The blocks on this page are one program: run them in order in an empty folder, as "
            "a notebook's cells, since later blocks use what earlier ones define. Under each block, "
            "\"Output\" is what it really printed. Or download the whole chapter: {links}. With the "
-           "project's `requirements.txt` installed, either runs top to bottom."),
+           "project's `requirements.txt` installed, either runs top to bottom.\n</div>"),
 }
 LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
 
@@ -95,7 +97,7 @@ def labelled_outputs(markdown: str, label: str) -> str:
             continue
         first, last = block.expected_span
         text = html.escape(block.expected.rstrip("\n"), quote=False)
-        lines[first:last] = [f'<div class="language-text highlight tpn-output"><span class="filename">{label}</span>'
+        lines[first:last] = [f'<div class="language-text highlight tpn-output" data-search-exclude="1"><span class="filename">{label}</span>'
                              f"<pre><span></span><code>{text}\n</code></pre></div>"]
     return "\n".join(lines)
 

@@ -4,9 +4,14 @@ From the same data as the home page's table (tools/verified.py): the torch versi
 requirements.txt, which CI runs every block on (CPU), or, when generated/gpu-report.json holds a
 `make gpu-check` run, that run's torch and GPU too; and the date of the page's last commit.
 Runs after hooks/pages.py, so the line sits right under the H1, above the "how to run" box.
+
+The site's own date is a commit's too: SOURCE_DATE_EPOCH, which MkDocs reads for the sitemap's
+<lastmod> dates and the sitemap.xml.gz header, is set to the last commit's time when not set
+already, so that two builds of one commit are byte-identical on different days.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -31,6 +36,14 @@ def _commit_date(path: Path) -> str:
     done = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path)], cwd=ROOT,
                           capture_output=True, text=True)
     return done.stdout.strip() or "—"  # a page not committed yet
+
+
+def on_config(config):
+    if "SOURCE_DATE_EPOCH" not in os.environ:
+        done = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True)
+        if done.stdout.strip():  # not in a git checkout: MkDocs takes today's date
+            os.environ["SOURCE_DATE_EPOCH"] = done.stdout.strip()
+    return config
 
 
 def line(lang: str, source: Path) -> str:

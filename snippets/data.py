@@ -721,40 +721,41 @@ def save_figures(out_dir) -> list[Path]:
 
 
 def run_demos() -> None:
-    """`python -m snippets.data`: every demo in order, in a temporary folder."""
+    """Every demo in order (they write files: `python -m snippets.data` runs them in a
+    temporary folder)."""
+    for demo in (demo_dataset, demo_dataset_errors, demo_endless):
+        print(f"--- {demo.__name__}")
+        demo()
+    print("--- demo_write")
+    train_path, val_path = demo_write()
+    print("--- demo_image_folder")
+    train_data, val_data = demo_image_folder(train_path, val_path)
+    print("--- demo_augment")
+    aug_data = demo_augment(train_path)
+    print("--- demo_class_order")
+    demo_class_order()
+    print("--- demo_folder_errors")
+    demo_folder_errors()
+    print("--- demo_csv")
+    demo_csv(val_data)
+    demo_csv_errors()
+    print("--- demo_loader")
+    train_loader, val_loader = demo_loader(train_data, val_data)
+    print("--- demo_next_iter")
+    demo_next_iter(val_loader, val_data)
+    print("--- demo_show")
+    demo_show(train_loader)
+    print("--- demo_guard (worker processes)")
+    demo_guard()
+    print("--- random transforms in workers")
+    demo_random_workers(aug_data)
+    demo_seed_worker()
+    print("--- pin_memory, persistent_workers, prefetch_factor")
+    demo_pin_memory(val_data)
+    demo_persistent()
+    demo_prefetch(val_data)
+
+
+if __name__ == "__main__":  # in a temporary folder: the demos write images, CSV files
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        for demo in (demo_dataset, demo_dataset_errors, demo_endless):
-            print(f"--- {demo.__name__}")
-            demo()
-        print("--- demo_write")
-        train_path, val_path = demo_write()
-        print("--- demo_image_folder")
-        train_data, val_data = demo_image_folder(train_path, val_path)
-        print("--- demo_augment")
-        aug_data = demo_augment(train_path)
-        print("--- demo_class_order")
-        demo_class_order()
-        print("--- demo_folder_errors")
-        demo_folder_errors()
-        print("--- demo_csv")
-        demo_csv(val_data)
-        demo_csv_errors()
-        print("--- demo_loader")
-        train_loader, val_loader = demo_loader(train_data, val_data)
-        print("--- demo_next_iter")
-        demo_next_iter(val_loader, val_data)
-        print("--- demo_show")
-        demo_show(train_loader)
-        print("--- demo_guard (worker processes)")
-        demo_guard()
-        print("--- random transforms in workers")
-        demo_random_workers(aug_data)
-        demo_seed_worker()
-        print("--- pin_memory, persistent_workers, prefetch_factor")
-        demo_pin_memory(val_data)
-        demo_persistent()
-        demo_prefetch(val_data)
-
-
-if __name__ == "__main__":
-    run_demos()
+        run_demos()

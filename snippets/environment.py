@@ -5,6 +5,10 @@ runs the page's examples). Sections marked `--8<-- [start:name]` are shown, in t
 order, on docs/{zh,en}/environment.md. The shell parts of the chapter are
 snippets/install.sh and snippets/cuda_env.sh.
 """
+import contextlib  # for the module's own runner (__main__), not shown
+import tempfile
+
+# isort: split
 # --8<-- [start:imports]
 import ctypes
 import importlib.metadata
@@ -237,5 +241,6 @@ def demo_notes_cuda_home() -> None:
     # --8<-- [end:demo_notes_cuda_home]
 
 
-if __name__ == "__main__":
-    tour()
+if __name__ == "__main__":  # in a temporary folder: the tour makes a stand-in CUDA dir
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        tour()

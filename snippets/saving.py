@@ -6,6 +6,10 @@ Run it as `python -m snippets.saving` (or `python snippets/saving.py`); it write
 files into the current folder. Sections marked `--8<-- [start:name]` are shown, in
 this order, on the pages docs/{zh,en}/saving.md.
 """
+import contextlib  # for the module's own runner (__main__), not shown
+import tempfile
+
+# isort: split
 # --8<-- [start:imports]
 import argparse
 import pickle
@@ -647,7 +651,8 @@ def demo_map_location() -> None:
     # --8<-- [end:demo_map_location_forms]
 
 
-if __name__ == "__main__":
+def tour() -> None:
+    """The page's demos in order (they write checkpoints: run it in an empty folder)."""
     print("--- demo_state_dict, demo_whole_model, demo_export")
     model, x = demo_state_dict()
     demo_whole_model(model, x)
@@ -663,3 +668,8 @@ if __name__ == "__main__":
                  demo_map_location):
         print(f"--- {demo.__name__}")
         demo()
+
+
+if __name__ == "__main__":  # in a temporary folder: the demos write checkpoints
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        tour()

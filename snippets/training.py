@@ -7,6 +7,10 @@ picture.
 Run it as `python -m snippets.training` (or `python snippets/training.py`).
 Sections marked `--8<-- [start:name]` are shown on docs/{zh,en}/training.md.
 """
+import contextlib  # for the module's own runner (__main__), not shown
+import tempfile
+
+# isort: split
 # --8<-- [start:imports]
 import copy
 import math
@@ -565,7 +569,8 @@ def demo_compile_run(model, compiled) -> None:
     # --8<-- [end:demo_compile_run]
 
 
-if __name__ == "__main__":
+def tour() -> None:
+    """The page's demos in order (they write files: run it in an empty folder)."""
     train_loader, val_loader = demo_data()
     device = demo_device()
     data, label = next(iter(train_loader))
@@ -582,3 +587,8 @@ if __name__ == "__main__":
     model, compiled = demo_compile_wrap()
     demo_compile_save(compiled)
     demo_compile_run(model, compiled)
+
+
+if __name__ == "__main__":  # in a temporary folder: the demos save files (digits.pt)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        tour()

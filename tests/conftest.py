@@ -2,14 +2,19 @@
 
 The site is built once, with SITE_URL set to a loopback address where a static server serves
 it the way a static host does (404.html for a missing path). The page tests, the lab tests and
-the browser tests all read this one build.
+the browser tests all read this one build. As soon as it is built, the lab notebooks a reader
+downloads start running in the background, in a fresh interpreter without the repository
+(tests/plain_run.py); `downloads` waits for them. (A chapter's script is what its page's run
+runs, conftest.py; tests/test_pages.py checks that the file on the site holds that code.)
 """
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+
+from tools.shown_code import CleanRun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,24 +67,170 @@ class Site:
         return urljoin(self.base, path.lstrip("/"))
 
 
+@dataclass
+class Downloads:
+    """Files copied from the built site, each alone in an empty folder, run as a reader runs them."""
+
+    files: dict[str, Path]  # e.g. "task1.ipynb" -> its copy
+    run: CleanRun
+    LABS = {"task1": "zh", "task3": "en"}  # the other language of each holds the same code (tested)
+
+    @classmethod
+    def start(cls, site: Path, base: Path) -> Downloads:
+        found = [site / (f"{lang}/" if lang != "zh" else "") / f"labs/{lab}/{lab}.ipynb"
+                 for lab, lang in cls.LABS.items()]
+        files = {}
+        for path in sorted(found, key=lambda f: -f.stat().st_size):  # the longest first
+            folder = base / path.name.replace(".", "-")
+            folder.mkdir()
+            files[path.name] = Path(shutil.copy(path, folder))
+        return cls(files, CleanRun(list(files.values()), base, parallel=1))
+
+    def result(self, name: str) -> tuple[int, str, str, Path]:
+        """(exit status, stdout, stderr, the file) of one download's run."""
+        path = self.files[name]
+        status = self.run.results()[str(path)]["returncode"]
+        return (status, Path(f"{path}.out").read_text(errors="replace"),
+                Path(f"{path}.err").read_text(errors="replace"), path)
+
+
+class SiteBuild:
+    """`mkdocs build --strict` into a temporary folder, SITE_URL the loopback address of a server
+    bound now; started in the background at the end of collection, while the first tests run.
+    When it is done: with `downloads`, the downloads start running; with `again`, a second build
+    at the same address starts (tests/test_site.py compares the two)."""
+
+    def __init__(self, downloads: bool, again: bool):
+        self.folder = Path(tempfile.mkdtemp(prefix="tpn-site-"))
+        self.root = self.folder / "site"
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticHost, directory=str(self.root)))
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.process = self._build(self.root)
+        self.downloads: Downloads | None = None
+        self.second: subprocess.Popen | None = None
+        self.then = threading.Thread(target=self._then, args=(downloads, again), daemon=True)
+        self.then.start()
+
+    def _build(self, root: Path) -> subprocess.Popen:
+        env = {**os.environ, "SITE_URL": self.base, "NO_MKDOCS_2_WARNING": "1"}
+        with open(root.with_suffix(".log"), "w") as log:
+            return subprocess.Popen([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(root)],
+                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _then(self, downloads: bool, again: bool):
+        if self.process.wait() != 0:
+            return
+        if again:
+            self.second = self._build(self.folder / "again")
+        if downloads:
+            (self.folder / "downloads").mkdir()
+            self.downloads = Downloads.start(self.root, self.folder / "downloads")
+
+    def log(self, timeout: float = 600) -> tuple[int, str]:
+        """Wait for the build: (exit status, what it printed)."""
+        status = self.process.wait(timeout)
+        self.then.join()
+        return status, self.root.with_suffix(".log").read_text(errors="replace")
+
+    def again(self, timeout: float = 600) -> tuple[int, str, Path]:
+        """Wait for the second build: (exit status, what it printed, the site it wrote)."""
+        self.log(timeout)
+        assert self.second is not None, "no second build was started (collected tests asked for none?)"
+        root = self.folder / "again"
+        return self.second.wait(timeout), root.with_suffix(".log").read_text(errors="replace"), root
+
+    def close(self):
+        for process in (self.process, self.second, self.downloads and self.downloads.run.process):
+            if process and process.poll() is None:
+                process.kill()
+                process.wait()
+        self.server.server_close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+BUILD = pytest.StashKey[SiteBuild]()
+
+
+def _uses(item, *fixtures: str) -> bool:
+    return bool(set(fixtures) & set(getattr(item, "fixturenames", ())))
+
+
+class Early:
+    """Subprocess work a test module's fixtures need, started at the end of collection, in the
+    background: the module lists `EARLY = {fixture name: start(folder)}` (start returns a handle
+    whose `result()` waits); each one a collected test uses starts then, and the fixture returns
+    `early.result(name, start)` (which starts it there if nothing did)."""
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="tpn-early-"))
+        self.handles: dict = {}
+
+    def start(self, name: str, start) -> None:
+        if name not in self.handles:
+            (self.folder / name).mkdir()
+            self.handles[name] = start(self.folder / name)
+
+    def result(self, name: str, start):
+        self.start(name, start)
+        return self.handles[name].result()
+
+    def close(self):
+        for handle in self.handles.values():
+            handle.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+EARLY = pytest.StashKey[Early]()
+
+
 @pytest.fixture(scope="session")
-def served_site(tmp_path_factory) -> Site:
+def early(request) -> Early:
+    return request.config.stash.setdefault(EARLY, Early())
+
+
+def pytest_collection_finish(session):
+    for item in session.items:
+        for name, start in getattr(getattr(item, "module", None), "EARLY", {}).items():
+            if _uses(item, name):
+                session.config.stash.setdefault(EARLY, Early()).start(name, start)
+    if any(_uses(item, "served_site", "built_site") for item in session.items):
+        session.config.stash[BUILD] = SiteBuild(downloads=any(_uses(item, "downloads") for item in session.items),
+                                                again=any(_uses(item, "second_build") for item in session.items))
+
+
+def pytest_sessionfinish(session):
+    for key in (BUILD, EARLY):
+        if key in session.config.stash:
+            session.config.stash[key].close()
+
+
+@pytest.fixture(scope="session")
+def served_site(request) -> Site:
     """One strict build of the whole site (both languages, labs executed or cached), served."""
-    root = tmp_path_factory.mktemp("site")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticHost, directory=str(root)))
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    env = {**os.environ, "SITE_URL": base, "NO_MKDOCS_2_WARNING": "1"}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(root)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        server.server_close()
-        pytest.fail(f"mkdocs build --strict failed:\n{result.stderr[-4000:]}", pytrace=False)
-    assert [line for line in result.stderr.splitlines() if line.startswith("WARNING")] == []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    if BUILD not in request.config.stash:
+        request.config.stash[BUILD] = SiteBuild(downloads=False, again=False)
+    build = request.config.stash[BUILD]
+    status, log = build.log()
+    if status != 0:
+        pytest.fail(f"mkdocs build --strict failed:\n{log[-4000:]}", pytrace=False)
+    assert [line for line in log.splitlines() if line.startswith("WARNING")] == []
+    thread = threading.Thread(target=build.server.serve_forever, daemon=True)
     thread.start()
-    yield Site(root, base)
-    server.shutdown()
-    server.server_close()
+    yield Site(build.root, build.base)
+    build.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def downloads(served_site, request) -> Downloads:
+    found = request.config.stash[BUILD].downloads
+    assert found is not None, "the downloads did not start (collected tests asked for none?)"
+    return found
+
+
+@pytest.fixture(scope="session")
+def second_build(served_site, request) -> tuple[int, str, Path]:
+    """A second build of the same sources at the same address, started when the first was done."""
+    return request.config.stash[BUILD].again()
 
 
 @pytest.fixture(scope="session")

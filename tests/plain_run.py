@@ -1,24 +1,29 @@
-"""Run downloads as a reader runs them, several at a time, paying for `import torch` once.
+"""Run files as a reader runs them, in a fresh interpreter, paying for `import torch` once.
 
-    python tests/plain_run.py RESULTS.json FILE [FILE ...]
+    python tests/plain_run.py RESULTS.json [--parallel N] FILE [FILE ...]
 
 A FILE.py runs as `python FILE` does; a FILE.ipynb runs its code cells in order in one
 namespace, as Jupyter's "Run all" does (a cell tagged `raises-exception` may fail and the
-run goes on), with tools.shown_code.run_program, the runner of the pages' blocks.
+run goes on); a FILE.json is a page's program (tools.chapter_export.script_program: its
+blocks as its script holds them) and runs the same way in the empty folder FILE.run/, each block's result
+going to FILE.results.json. Notebooks and pages run with tools.shown_code.run_program, the
+runner of the pages' blocks.
+
 Each FILE should sit alone in its own empty folder. This process imports the heavy
-libraries the files import anyway (torch, torchvision, scikit-learn, matplotlib), then
-forks one child per file, two at a time. A child works as a fresh `python FILE` would:
-the file's folder is the working directory and sys.path[0], the file runs as __main__,
-argv is [FILE], and stdout/stderr go to FILE.out / FILE.err. Nothing else is on sys.path
-(run this with the project's interpreter, cwd outside the repository, and no PYTHONPATH;
-the repository is on the path only while this process imports the runner), so a file that
-imports the project's `snippets` package fails as it would for a reader.
+libraries the files import (torch, torchvision, scikit-learn, matplotlib: those a file
+names), then forks one child per file, N at a time (default 2). A child works as a fresh
+`python FILE` would: the file's folder is the working directory and sys.path[0], the file
+runs as __main__, argv is [FILE], and stdout/stderr go to FILE.out / FILE.err. Nothing else
+is on sys.path (run this with the project's interpreter, cwd outside the repository, and no
+PYTHONPATH; the repository is on the path only while this process imports the runner), so
+a file that imports the project's `snippets` package fails as it would for a reader.
 Results: {file: {"returncode": int, "seconds": float}}.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 import signal
 import sys
@@ -27,18 +32,8 @@ import traceback
 from pathlib import Path
 
 _REPO = str(Path(__file__).resolve().parents[1])
-sys.path.insert(0, _REPO)
-import nbformat  # noqa: E402
-
-from tools.chapter_export import notebook_blocks  # noqa: E402
-from tools.shown_code import run_program  # noqa: E402
-
-sys.path.remove(_REPO)
-for _name in [m for m in sys.modules if m == "tools" or m.startswith("tools.")]:
-    del sys.modules[_name]  # the runner stays loaded; a file cannot import the repo's tools
-
-PARALLEL = 2
 TIMEOUT_S = 240
+PRELOAD = ("numpy", "torch", "torchvision", "sklearn.datasets", "matplotlib.pyplot")
 
 
 def _child(path: str) -> None:
@@ -53,6 +48,8 @@ def _child(path: str) -> None:
         sys.path[0] = folder
         if path.endswith(".ipynb"):
             _run_notebook(path)
+        elif path.endswith(".json"):
+            _run_program(path)
         else:
             runpy.run_path(path, run_name="__main__")
     except SystemExit as done:
@@ -69,6 +66,8 @@ def _child(path: str) -> None:
 
 
 def _run_notebook(path: str) -> None:
+    import nbformat
+
     nb = nbformat.read(path, as_version=4)
     for result in run_program(notebook_blocks(nb), Path(path).parent, name=Path(path).name):
         sys.stdout.write(result.output)
@@ -78,19 +77,41 @@ def _run_notebook(path: str) -> None:
             raise result.error
 
 
-def run_all(paths: list[str]) -> dict[str, dict]:
-    import matplotlib
-    import numpy  # noqa: F401
-    import sklearn.datasets  # noqa: F401
-    import torch  # noqa: F401  (imported, not used: no thread pool or CUDA before fork)
-    import torchvision  # noqa: F401
+def _run_program(path: str) -> None:
+    """A page's blocks in the empty folder FILE.run/; each block's result to FILE.results.json."""
+    folder = Path(path[: -len(".json")] + ".run")
+    folder.mkdir()
+    os.chdir(folder)
+    sys.path[0] = str(folder)
+    records = []
+    try:
+        for result in run_program(program_blocks(Path(path)), folder, name=f"{folder.stem}.py"):
+            records.append(record(result))
+            sys.stdout.write(result.output)
+    finally:
+        Path(path[: -len(".json")] + ".results.json").write_text(json.dumps(records, ensure_ascii=False))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
 
+def _preload(paths: list[str]) -> None:
+    """Import, before forking, the heavy libraries the files import (not used: no thread pool
+    or CUDA before fork), so each child starts with them loaded."""
+    text = "\n".join(Path(p).read_text(encoding="utf-8", errors="replace") for p in paths)
+    if any(p.endswith(".ipynb") for p in paths):
+        import nbformat  # noqa: F401
+    for name in PRELOAD:
+        top = name.split(".")[0]
+        if re.search(rf"\b(import|from) {top}\b", text):
+            __import__(name)
+            if top == "matplotlib":
+                import matplotlib
+                matplotlib.use("Agg")
+
+
+def run_all(paths: list[str], parallel: int = 2) -> dict[str, dict]:
+    _preload(paths)
     results, running, waiting = {}, {}, list(paths)
     while waiting or running:
-        while waiting and len(running) < PARALLEL:
+        while waiting and len(running) < parallel:
             path = waiting.pop(0)
             pid = os.fork()
             if pid == 0:
@@ -111,5 +132,16 @@ def run_all(paths: list[str]) -> dict[str, dict]:
 
 if __name__ == "__main__":
     target, *files = sys.argv[1:]
+    parallel = 2
+    if files[:1] == ["--parallel"]:
+        parallel, files = int(files[1]), files[2:]
+    sys.path.insert(0, _REPO)  # the runner is loaded while the repository is on the path, then it goes
+    from tools.chapter_export import notebook_blocks
+    from tools.shown_code import program_blocks, record, run_program
+
+    sys.path.remove(_REPO)
+    for _name in [m for m in sys.modules if m == "tools" or m.startswith("tools.")]:
+        del sys.modules[_name]  # the runner stays loaded; a file cannot import the repo's tools
+    results = run_all(files, parallel)
     with open(target, "w") as f:
-        json.dump(run_all(files), f, indent=1)
+        json.dump(results, f, indent=1)

@@ -5,8 +5,16 @@ static host does (the nearest 404.html for a missing path). Pages are discovered
 docs/ and mkdocs.yml's i18n languages, never listed by hand, and the discovered set
 must equal what the build produced. For every page in every language: it loads with
 no console error, no failed request and no third-party request; its language switcher
-lands on the same page in the other language and back; its code blocks have copy
-buttons; a notebook page offers its download. Search finds Chinese and English terms.
+lands on the same page in the other language and leads back; its code blocks have copy
+buttons; a notebook page offers its download; at a desktop and at a phone width it fits
+(no sideways scrolling, wide tables scroll in their own box). Search finds Chinese and
+English terms.
+
+Loading a page is what takes the time, so a page is loaded once for what is checked on
+it: its layout is measured at one width, then at the other after a resize; the formula
+and notebook-download tests read what the page check read; a lab page is read with its
+own notebook CSS and then, in place, with the template's full CSS; and the searches run
+one after another in one page per language, opened once.
 
 Without Chromium these tests are skipped with the reason; with REQUIRE_BROWSER=1 (CI)
 they fail instead.
@@ -181,13 +189,22 @@ def site(served_site):
 
 
 @dataclass
+class Seen:
+    """A page as read once loaded (_page_facts), and what went wrong while it loaded."""
+
+    facts: dict
+    problems: list[str]
+
+
+@dataclass
 class Tab:
-    """One browser page, reused by every test, with what went wrong since `reset`."""
+    """One browser page, reused test after test, with what went wrong since `reset`."""
 
     page: object
     site: object  # tests/conftest.py Site
     problems: list[str] = field(default_factory=list)
     pending: set = field(default_factory=set)
+    seen: dict[str, Seen] = field(default_factory=dict)  # by path: each page as last read here
 
     def reset(self):
         self.problems.clear()
@@ -205,49 +222,64 @@ class Tab:
             self.page.wait_for_timeout(20)
 
     def assert_clean(self, what: str, allow: tuple[str, ...] = ()):
-        problems = [p for p in self.problems if not any(a in p for a in allow)]
-        assert not problems, f"{what}:\n  " + "\n  ".join(problems)
+        _assert_clean(self.problems, what, allow)
+
+
+def _assert_clean(problems: list[str], what: str, allow: tuple[str, ...] = ()):
+    problems = [p for p in problems if not any(a in p for a in allow)]
+    assert not problems, f"{what}:\n  " + "\n  ".join(problems)
 
 
 @pytest.fixture(scope="session")
-def tab(chromium_path, site):
+def browser_context(chromium_path):
+    """One Chromium for the session; its pages share one context (and so its HTTP cache)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        tab = Tab(page, site)
-        own = site.base  # "http://127.0.0.1:PORT/"
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        chromium.close()
 
-        def on_request(request):
-            if request.resource_type in ("xhr", "fetch"):
-                tab.pending.add(request)
-            if request.url.startswith(("http:", "https:")) and not request.url.startswith(own):
-                tab.problems.append(f"third-party request: {request.url}")
 
-        def on_done(request):
-            tab.pending.discard(request)
+def _open_tab(browser_context, site) -> Tab:
+    """A new browser page, watched for what goes wrong."""
+    page = browser_context.new_page()
+    page.set_default_timeout(15_000)
+    tab = Tab(page, site)
+    own = site.base  # "http://127.0.0.1:PORT/"
 
-        def on_failed(request):
-            tab.pending.discard(request)
-            if request.failure != "net::ERR_ABORTED":  # cancelled by the next navigation
-                tab.problems.append(f"failed request: {request.url} ({request.failure})")
+    def on_request(request):
+        if request.resource_type in ("xhr", "fetch"):
+            tab.pending.add(request)
+        if request.url.startswith(("http:", "https:")) and not request.url.startswith(own):
+            tab.problems.append(f"third-party request: {request.url}")
 
-        def on_response(response):
-            if response.status >= 400:
-                tab.problems.append(f"HTTP {response.status}: {response.url}")
+    def on_done(request):
+        tab.pending.discard(request)
 
-        page.on("request", on_request)
-        page.on("requestfinished", on_done)
-        page.on("requestfailed", on_failed)
-        page.on("response", on_response)
-        page.on("console", lambda m: m.type in ("error", "assert") and tab.problems.append(
-            f"console.{m.type}: {m.text} ({m.location.get('url', '')})"))
-        page.on("pageerror", lambda e: tab.problems.append(f"page error: {e}"))
-        yield tab
-        browser.close()
+    def on_failed(request):
+        tab.pending.discard(request)
+        if request.failure != "net::ERR_ABORTED":  # cancelled by the next navigation
+            tab.problems.append(f"failed request: {request.url} ({request.failure})")
+
+    def on_response(response):
+        if response.status >= 400:
+            tab.problems.append(f"HTTP {response.status}: {response.url}")
+
+    page.on("request", on_request)
+    page.on("requestfinished", on_done)
+    page.on("requestfailed", on_failed)
+    page.on("response", on_response)
+    page.on("console", lambda m: m.type in ("error", "assert") and tab.problems.append(
+        f"console.{m.type}: {m.text} ({m.location.get('url', '')})"))
+    page.on("pageerror", lambda e: tab.problems.append(f"page error: {e}"))
+    return tab
+
+
+@pytest.fixture(scope="session")
+def tab(browser_context, site) -> Tab:
+    """The browser page that every test but the searches uses, one after another."""
+    return _open_tab(browser_context, site)
 
 
 # ---------------------------------------------------------------- the site holds what we test
@@ -267,7 +299,13 @@ def test_every_built_page_is_covered(site):
 # ---------------------------------------------------------------- every page, every language
 
 def _page_facts(tab) -> dict:
-    return tab.page.evaluate("""async () => ({
+    return tab.page.evaluate("""async () => {
+    // KaTeX typesets the formulas (pymdownx.arithmatex) from a deferred script: wait for it
+    for (const start = Date.now(); document.querySelector('.arithmatex')
+         && !document.querySelector('.arithmatex .katex') && Date.now() - start < 15000;)
+        await new Promise(done => setTimeout(done, 20));
+    return {
+        type: document.contentType,
         lang: document.documentElement.lang,
         h1: [...document.querySelectorAll('article h1')].map(h => h.textContent.trim()),
         description: document.querySelector('meta[name=description]')?.content ?? '',
@@ -280,6 +318,7 @@ def _page_facts(tab) -> dict:
                 ?.querySelector('button.md-code__button[data-md-type=copy], clipboard-copy'))
             .map(pre => pre.textContent.trim().slice(0, 60)),
         downloads: [...document.querySelectorAll('a[download]')].map(a => a.href),
+        notebooks: [...document.querySelectorAll('a[download][href$=".ipynb"]')].map(a => a.href),
         images: [...document.querySelectorAll('article img')].map(i => i.src).filter(s => !s.startsWith('data:')),
         // every picture, lazy ones loaded now, decodes at the size its width/height attributes promise
         brokenImages: (await Promise.all([...document.querySelectorAll('article img')].map(async (i) => {
@@ -289,12 +328,35 @@ def _page_facts(tab) -> dict:
                 && (!i.hasAttribute('height') || +i.getAttribute('height') === i.naturalHeight), () => false);
             return ok ? null : (i.alt || i.src.slice(0, 40));
         }))).filter(Boolean),
-    })""")
+        math: {
+            formulas: document.querySelectorAll('.arithmatex').length,
+            typeset: document.querySelectorAll('.arithmatex .katex').length,
+            errors: [...document.querySelectorAll('.katex-error')].map(e => e.textContent),
+            raw: [...document.querySelectorAll('.arithmatex')].filter(e => !e.querySelector('.katex'))
+                .map(e => e.textContent),
+        },
+    };
+}""")
+
+
+def _read(tab, page: Page) -> Seen:
+    """Read the page loaded in the tab, and keep what was read for the other tests of the page."""
+    tab.seen[page.path] = Seen(_page_facts(tab), list(tab.problems))
+    return tab.seen[page.path]
+
+
+def _seen(tab, page: Page) -> Seen:
+    """The page as test_page_in_every_language read it; or, where that did not run, loaded now."""
+    if page.path not in tab.seen:
+        tab.reset()
+        tab.goto(page.path)
+        _read(tab, page)
+    return tab.seen[page.path]
 
 
 def _check_page(tab, page: Page):
     tab.assert_clean(f"{page.path} (from docs/{page.lang}/{page.source})")
-    facts = _page_facts(tab)
+    facts = _read(tab, page).facts
     assert facts["lang"] == page.lang
     assert len(facts["h1"]) == 1 and facts["h1"][0], f"{page.path}: expected one titled h1, got {facts['h1']}"
     assert facts["description"].strip(), f"{page.path}: empty meta description"
@@ -308,48 +370,158 @@ def _check_page(tab, page: Page):
         assert tab.page.request.get(src).status == 200, f"{page.path}: broken image or download {src}"
 
 
+def _language_link(tab, lang: str):
+    return tab.page.locator(f".md-header__option .md-select a.md-select__link[hreflang={lang}]").first
+
+
 def _switch_language(tab, target: Page):
     """Pick `target`'s language in the header's language menu, as a reader does."""
-    menu = tab.page.locator(".md-header__option .md-select").first
-    menu.hover()
+    tab.page.locator(".md-header__option .md-select").first.hover(force=True)
+    # The menu slides open in 250 ms, and a reader waits for it: end the slide at once. Then
+    # nothing moves, and Playwright need not wait for that, nor look at what is on top where
+    # it clicks (force): a click that missed the link would not lead to its page (asserted).
+    tab.page.evaluate("() => document.querySelectorAll('.md-select__inner')"
+                      ".forEach(menu => menu.getAnimations().forEach(a => a.finish()))")
+    link = _language_link(tab, target.lang)
+    href = link.evaluate("a => a.href")
     with tab.page.expect_navigation(wait_until="load"):
-        menu.locator(f"a.md-select__link[hreflang={target.lang}]").click()
+        link.click(force=True)
     tab.settle()
     assert tab.page.url == tab.site.url(target.path), f"the language menu led to {tab.page.url}"
+    assert tab.page.url == href, f"the language menu's link to {href} led to {tab.page.url}"
+
+
+WIDTHS = (1280, 390)  # a desktop and a phone; the first is the tab's own
+
+_LAYOUT_JS = """() => {
+    const article = document.querySelector('article');
+    const width = article.getBoundingClientRect().width;
+    const wide = [...article.querySelectorAll('table')].map(t => t.closest('.md-typeset__scrollwrap') || t)
+        .filter(box => box.getBoundingClientRect().width > width + 1).map(box => box.textContent.slice(0, 40));
+    // an identifier in a table is one line: never broken mid-word
+    const broken = [...article.querySelectorAll('table code')]
+        .filter(c => getComputedStyle(c).whiteSpace !== 'nowrap' || c.getClientRects().length > 1)
+        .map(c => c.textContent);
+    return {wide, broken, overflow: document.documentElement.scrollWidth - window.innerWidth};
+}"""
+
+
+def _set_width(tab, width: int):
+    if tab.page.viewport_size["width"] != width:
+        tab.page.set_viewport_size({"width": width, "height": 900})
+        # let what watches the width see the new one: media query and resize listeners run
+        # before the next frame's animation callbacks, resize observers after them
+        tab.page.evaluate("() => new Promise(done => requestAnimationFrame(() => setTimeout(done)))")
+
+
+def _check_layout(tab, page: Page):
+    """The loaded page at each width, the one it is at first (one resize, not a reload: the
+    same CSS lays it out again): no console error, no table wider than its column (a wide
+    table scrolls in its own box), no identifier in a table broken across lines, no
+    sideways page. It is left at the last width."""
+    for width in sorted(WIDTHS, key=lambda w: w != tab.page.viewport_size["width"]):
+        _set_width(tab, width)
+        facts = tab.page.evaluate(_LAYOUT_JS)
+        tab.settle()
+        tab.assert_clean(f"{page.path} at {width} px")
+        assert not (facts["wide"] or facts["broken"] or facts["overflow"] > 0), \
+            f"{page.path} does not fit {width} px: {facts}"
 
 
 @pytest.mark.parametrize("source", sorted({p.source for p in all_pages()}))
 def test_page_in_every_language(tab, source: str):
-    """Open the page, check it, switch to each other language with the menu, check that, switch back."""
-    pages = [p for p in all_pages() if p.source == source]
-    tab.reset()
-    tab.goto(pages[0].path)
-    _check_page(tab, pages[0])
-    for page in pages[1:]:
+    """Open the page, check it and its layout at each width; switch to each other language with
+    the menu (at the phone width, where the first page was left), check that page and its
+    layout, and see that its menu leads back to the first page."""
+    first, *others = [p for p in all_pages() if p.source == source]
+    try:
         tab.reset()
-        _switch_language(tab, page)
-        _check_page(tab, page)
-        tab.reset()
-        _switch_language(tab, pages[0])
-        tab.assert_clean(f"back to {pages[0].path}")
+        tab.goto(first.path)
+        _check_page(tab, first)
+        _check_layout(tab, first)
+        for page in others:
+            if tab.page.url != tab.site.url(first.path):
+                tab.reset()
+                tab.goto(first.path)  # with a third language: back to the page the menu starts from
+            tab.reset()
+            _switch_language(tab, page)
+            _check_page(tab, page)
+            _check_layout(tab, page)
+            # where a link of the menu leads is its address (the switch above checks that)
+            back = _language_link(tab, first.lang).evaluate("a => a.href")
+            assert back == tab.site.url(first.path), f"{page.path}: the language menu leads back to {back}"
+    finally:
+        _set_width(tab, WIDTHS[0])
 
 
 # ---------------------------------------------------------------- search
 
-@pytest.mark.parametrize("lang,query,source", SEARCHES, ids=[f"{lang}-{q}" for lang, q, _ in SEARCHES])
-def test_search_puts_the_page_first_in_the_readers_language(tab, lang, query, source):
-    """Searching from a page in one language: the first result is the expected page in that language,
-    and no result is the other language's (each language has its own index, hooks/search_lang.py)."""
-    tab.reset()
-    tab.goto(page_of(lang, "training.md").path)
+def _open_search(tab, path: str):
+    """Load the page at `path` in the search tab and click into its search box, unless done."""
+    if tab.page.url != tab.site.url(path):
+        tab.reset()
+        tab.goto(path)
+        tab.page.locator("input.md-search__input").click()
+        # Once its index is built, Material searches what the box holds (nothing) and shows the
+        # placeholder. Its answers show with the query last typed: one to an earlier query, shown
+        # with this one's, would read "no matching documents". Type once that is answered.
+        tab.page.wait_for_function("""() => document.querySelector('.md-search-result__meta').textContent.trim()
+            === JSON.parse(document.getElementById('__config').textContent).translations['search.result.placeholder']""")
+        tab.assert_clean(f"{path}, opened to search from")
+
+
+def _search(tab, query: str) -> list[str]:
+    """Type `query` into the open search box, as a reader does; the paths of the results, in order."""
     box = tab.page.locator("input.md-search__input")
-    box.click()
+    # Material shows each answer of its search worker in place of the one before: empty the
+    # results, so that the wait below sees the answer to this query.
+    last = tab.page.evaluate("""() => {
+        document.querySelectorAll('.md-search-result__list, .md-search-result__meta').forEach(el => el.replaceChildren());
+        return document.querySelector('input.md-search__input').value;
+    }""")
+    if last == query:  # the same query again would not be searched again: clear it first
+        box.fill("")
+        box.press("End")
     box.fill(query)
     box.press("End")  # Material searches on key events; fill() sends none
-    tab.page.wait_for_function("""() => document.querySelector('.md-search-result__item')
-        || /没有找到|No matching/.test(document.querySelector('.md-search-result__meta')?.textContent)""")
-    found = tab.page.eval_on_selector_all(".md-search-result__item a.md-search-result__link",
-                                          "links => links.map(a => new URL(a.href).pathname)")
+    return tab.page.evaluate(_RESULTS_JS)
+
+
+# Once the results show the answer (a result, or "no matching documents"): their paths, in order.
+_RESULTS_JS = """() => new Promise((done, fail) => {
+    const results = document.querySelector('.md-search-result');
+    const answered = () => results.querySelector('.md-search-result__item')
+        || /没有找到|No matching/.test(results.querySelector('.md-search-result__meta')?.textContent);
+    const paths = () => [...results.querySelectorAll('.md-search-result__item a.md-search-result__link')]
+        .map(a => new URL(a.href).pathname);
+    if (answered()) return done(paths());
+    const watch = new MutationObserver(() => answered() && (watch.disconnect(), done(paths())));
+    watch.observe(results, {childList: true, subtree: true, characterData: true});
+    setTimeout(() => fail(new Error('no answer from the search in 15 s')), 15000);
+})"""
+
+
+@pytest.fixture(scope="session")
+def search_tabs(browser_context, site):
+    """A tab of its own per language, opened once and kept on its search page: a search does not
+    need a fresh page, only an empty box."""
+    tabs = {}
+
+    def get(lang: str) -> Tab:
+        if lang not in tabs:
+            tabs[lang] = _open_tab(browser_context, site)
+        return tabs[lang]
+    return get
+
+
+@pytest.mark.parametrize("lang,query,source", SEARCHES, ids=[f"{lang}-{q}" for lang, q, _ in SEARCHES])
+def test_search_puts_the_page_first_in_the_readers_language(search_tabs, lang, query, source):
+    """Searching from a page in one language: the first result is the expected page in that language,
+    and no result is the other language's (each language has its own index, hooks/search_lang.py)."""
+    tab = search_tabs(lang)
+    _open_search(tab, page_of(lang, "training.md").path)
+    tab.reset()
+    found = _search(tab, query)
     expected = page_of(lang, source).path
     prefix = dict(languages())[lang]
     others = [f"/{p}" for code, p in languages() if p and code != lang]
@@ -357,7 +529,6 @@ def test_search_puts_the_page_first_in_the_readers_language(tab, lang, query, so
     assert found[0] == expected, f"searching {query!r}: first result {found[0]}, expected {expected} (all: {found[:5]})"
     assert all(path.startswith(f"/{prefix}") and not path.startswith(tuple(others)) for path in found), \
         f"searching {query!r} in {lang} found pages of another language: {found}"
-    tab.page.keyboard.press("Escape")
     tab.assert_clean(f"searching {query!r}")
 
 
@@ -373,16 +544,14 @@ def _notebook_pages():
 
 @pytest.mark.parametrize("page", _notebook_pages())
 def test_lab_page_offers_its_notebook(tab, page: Page):
-    tab.reset()
-    response = tab.goto(page.path)
-    assert response.headers["content-type"].startswith("text/html"), f"{page.path} is not a rendered page"
-    links = tab.page.eval_on_selector_all('a[download][href$=".ipynb"]', "links => links.map(a => a.href)")
+    seen = _seen(tab, page)
+    assert seen.facts["type"] == "text/html", f"{page.path} is not a rendered page"
+    links = seen.facts["notebooks"]
     assert links, f"{page.path}: no notebook download link"
     notebook = tab.page.request.get(links[0])
     assert notebook.status == 200, f"{links[0]}: HTTP {notebook.status}"
     assert "cells" in json.loads(notebook.body()), f"{links[0]} is not a notebook"
-    tab.assert_clean(page.path)
-
+    _assert_clean(seen.problems, page.path)
 
 
 # The computed style (all properties but custom ones, whose effect shows in the properties that
@@ -425,45 +594,46 @@ def _full_notebook_css() -> str:
     return "\n".join(re.findall(r"<style[^>]*>(.*?)</style>", _template_page(first.lang, first.source), re.S))
 
 
-def _evaluate_on(tab, page: Page, script: str, arg, full_css: bool):
-    """Load the page, with the template's full notebook CSS in place of its own when full_css,
-    and evaluate script(arg) there."""
-    def swap(route):
-        html = route.fetch().text()
-        html, n = re.subn(r'(<style id="notebook-css">).*?(</style>)',
-                          lambda m: m.group(1) + _full_notebook_css() + m.group(2), html, flags=re.S)
-        assert n == 1, f"{page.path}: no <style id=notebook-css> in the page"
-        route.fulfill(body=html, content_type="text/html; charset=utf-8")
-    if full_css:
-        tab.page.route(tab.site.url(page.path), swap)
-    try:
-        tab.goto(page.path)
-        return tab.page.evaluate(script, arg)
-    finally:
-        tab.page.unroute_all()
+# Put the template's full notebook CSS in place of the page's own (hooks/notebook_css.py's part
+# of it): the same elements, styled again. A style change starts the transitions of the changed
+# properties; end them, so that each property reads at its new value.
+_FULL_CSS_JS = """(css) => {
+    const styles = document.querySelectorAll('style#notebook-css');
+    if (styles.length !== 1) return false;
+    styles[0].textContent = css;
+    document.getAnimations().forEach(a => a.finish());
+    return true;
+}"""
+
+
+def _read_both_ways(tab, page: Page, script: str, pruned_arg, full_arg) -> tuple:
+    """Load the page and evaluate script with its own notebook CSS, then, in the same page, with
+    the template's full CSS: (script(pruned_arg), script(full_arg))."""
+    tab.goto(page.path)
+    pruned = tab.page.evaluate(script, pruned_arg)
+    swapped = tab.page.evaluate(_FULL_CSS_JS, _full_notebook_css())
+    assert swapped, f"{page.path}: no <style id=notebook-css> in the page"
+    return pruned, tab.page.evaluate(script, full_arg)
 
 
 @pytest.mark.parametrize("page", _notebook_pages())
-def test_lab_page_looks_the_same_with_the_full_notebook_css(tab, page: Page):
+def test_lab_page_looks_the_same_with_the_full_notebook_css(tab, lab_view, page: Page):
     """hooks/notebook_css.py keeps about 3% of the template's CSS: the article must have the same
     computed style as with all of it, element for element."""
-    def load(full: bool, detail=None):
-        return _evaluate_on(tab, page, _STYLES_JS, detail, full)
-
-    tab.reset()
-    pruned, full = load(False), load(True)
+    view = lab_view(page)
+    _assert_clean(view.problems, page.path)
+    pruned, full = view.styles
     assert len(pruned) == len(full) > 50, f"{page.path}: {len(pruned)} vs {len(full)} kinds of element"
     differ = [i for i, (a, b) in enumerate(zip(pruned, full)) if a != b][:3]
     if differ:
+        tab.reset()
         shown = []
-        for (where, with_full), (_, with_pruned) in zip(load(True, differ), load(False, differ)):
+        for (_, with_pruned), (where, with_full) in zip(*_read_both_ways(tab, page, _STYLES_JS, differ, differ)):
             full_only, pruned_only = (set(a.splitlines()) - set(b.splitlines()) for a, b in
                                       ((with_full, with_pruned), (with_pruned, with_full)))
             lines = [f"full:   {line}" for line in sorted(full_only)] + [f"pruned: {line}" for line in sorted(pruned_only)]
             shown.append(f"{where}:\n    " + "\n    ".join(lines[:10]))
         pytest.fail(f"{page.path}: pruned notebook CSS changes {len(differ)}+ elements\n" + "\n".join(shown))
-    tab.assert_clean(page.path)
-
 
 
 # Each code cell as runs of text in one look (colour, font, background, decoration), and its
@@ -487,24 +657,55 @@ _CODE_LOOK_JS = """(originals) => [...document.querySelectorAll('article .highli
 })"""
 
 
+def _converter_cells(page: Page) -> list[str]:
+    """The HTML of each code cell as the converter writes it (every token in its span)."""
+    return re.findall(r'<div class="highlight-ipynb[^"]*"><pre>(.*?)</pre>', _template_page(page.lang, page.source), re.S)
+
+
+@dataclass
+class LabView:
+    """A lab page as the two lab look tests read it, with its own notebook CSS and with the
+    template's full CSS (and then the converter's code cells): one load, read both ways."""
+
+    styles: tuple[list, list]  # _STYLES_JS's hashes: pruned, full
+    code: tuple[list, list]  # _CODE_LOOK_JS's cells: built, converter's
+    problems: list[str]  # what went wrong while it loaded
+
+
+# Both readings at once; the style first, since the code's with the converter's cells puts
+# those cells in the page.
+_LAB_VIEW_JS = f"(originals) => [({_STYLES_JS})(null), ({_CODE_LOOK_JS})(originals)]"
+
+
+@pytest.fixture(scope="session")
+def lab_view(tab):
+    """lab_view(page): the LabView of a lab page, read once for both tests below (loading the
+    page and reading its style take longer than either comparison)."""
+    @functools.cache
+    def view(page: Page) -> LabView:
+        tab.reset()
+        (pruned_styles, built), (full_styles, converted) = _read_both_ways(
+            tab, page, _LAB_VIEW_JS, None, _converter_cells(page))
+        return LabView((pruned_styles, full_styles), (built, converted), list(tab.problems))
+    return view
+
+
 @pytest.mark.parametrize("page", _notebook_pages())
-def test_lab_code_looks_the_same_as_the_converters(tab, page: Page):
+def test_lab_code_looks_the_same_as_the_converters(lab_view, page: Page):
     """hooks/notebook_css.py replaces code spans no stylesheet styles by their text: every code
     cell must show the same text in the same colours and fonts, in a box of the same size, as
     the converter's own cell (every token in its span) under the template's full CSS."""
-    originals = re.findall(r'<div class="highlight-ipynb[^"]*"><pre>(.*?)</pre>', _template_page(page.lang, page.source),
-                           re.S)
-    tab.reset()
-    built = _evaluate_on(tab, page, _CODE_LOOK_JS, None, full_css=False)
+    originals = _converter_cells(page)
+    view = lab_view(page)
+    _assert_clean(view.problems, page.path)
+    built, converted = view.code
     assert len(built) == len(originals) > 0, f"{page.path}: {len(built)} code cells, the converter wrote {len(originals)}"
-    converted = _evaluate_on(tab, page, _CODE_LOOK_JS, originals, full_css=True)
     for i, (ours, theirs) in enumerate(zip(built, converted), 1):
         assert "error" not in theirs, theirs.get("error")
         assert ours["box"] == theirs["box"], f"{page.path} code cell {i}: box {ours['box']} != {theirs['box']}"
         first = next((a, b) for a, b in zip(ours["runs"] + [None], theirs["runs"] + [None]) if a != b) \
             if ours["runs"] != theirs["runs"] else None
         assert first is None, f"{page.path} code cell {i}: first different run:\n  built:     {first[0]}\n  converter: {first[1]}"
-    tab.assert_clean(page.path)
 
 
 # ---------------------------------------------------------------- 404
@@ -540,39 +741,7 @@ def test_missing_page_shows_the_404_in_its_language(tab, lang, prefix):
         assert not re.search(r"[\u4e00-\u9fff]", words), words
 
 
-# ---------------------------------------------------------------- layout, math
-
-_LAYOUT_JS = """() => {
-    const article = document.querySelector('article');
-    const width = article.getBoundingClientRect().width;
-    const wide = [...article.querySelectorAll('table')].map(t => t.closest('.md-typeset__scrollwrap') || t)
-        .filter(box => box.getBoundingClientRect().width > width + 1).map(box => box.textContent.slice(0, 40));
-    // an identifier in a table is one line: never broken mid-word
-    const broken = [...article.querySelectorAll('table code')]
-        .filter(c => getComputedStyle(c).whiteSpace !== 'nowrap' || c.getClientRects().length > 1)
-        .map(c => c.textContent);
-    return {wide, broken, overflow: document.documentElement.scrollWidth - window.innerWidth};
-}"""
-
-
-@pytest.mark.parametrize("width", [1280, 390])
-def test_every_page_fits_its_width(tab, width):
-    """At a desktop and a phone width: no console error, no table wider than its column (a wide
-    table scrolls in its own box), no identifier in a table broken across lines, no sideways page."""
-    tab.page.set_viewport_size({"width": width, "height": 900})
-    try:
-        problems = []
-        for page in all_pages():
-            tab.reset()
-            tab.goto(page.path)
-            tab.assert_clean(f"{page.path} at {width} px")
-            facts = tab.page.evaluate(_LAYOUT_JS)
-            if facts["wide"] or facts["broken"] or facts["overflow"] > 0:
-                problems.append(f"{page.path}: {facts}")
-        assert problems == [], f"at {width} px:\n  " + "\n  ".join(problems)
-    finally:
-        tab.page.set_viewport_size({"width": 1280, "height": 900})
-
+# ---------------------------------------------------------------- math
 
 MATH_PAGES = ["layers.md", "init.md", "losses.md"]
 
@@ -582,18 +751,11 @@ MATH_PAGES = ["layers.md", "init.md", "losses.md"]
 def test_formulas_render_as_math(tab, lang, source):
     """pymdownx.arithmatex + the site's own KaTeX (overrides/main.html): every formula typeset."""
     page = page_of(lang, source)
-    tab.reset()
-    tab.goto(page.path)
-    tab.page.wait_for_function("() => document.querySelectorAll('.arithmatex .katex').length > 0")
-    facts = tab.page.evaluate("""() => ({
-        formulas: document.querySelectorAll('.arithmatex').length,
-        typeset: document.querySelectorAll('.arithmatex .katex').length,
-        errors: [...document.querySelectorAll('.katex-error')].map(e => e.textContent),
-        raw: [...document.querySelectorAll('.arithmatex')].filter(e => !e.querySelector('.katex'))
-            .map(e => e.textContent)})""")
+    seen = _seen(tab, page)
+    facts = seen.facts["math"]
     assert facts["formulas"] > 0 and facts["typeset"] == facts["formulas"], facts
     assert facts["errors"] == [] and facts["raw"] == [], facts
-    tab.assert_clean(page.path)
+    _assert_clean(seen.problems, page.path)
 
 
 # ---------------------------------------------------------------- dark scheme
@@ -624,19 +786,23 @@ _CONTRAST_JS = """() => {
 }"""
 
 
+@pytest.fixture(scope="session")
+def dark_tab(browser_context, site) -> Tab:
+    """A tab of its own with the OS in dark mode (switching one tab back and forth costs a restyle)."""
+    dark = _open_tab(browser_context, site)
+    dark.page.emulate_media(color_scheme="dark")
+    return dark
+
+
 @pytest.mark.parametrize("lang", [lang for lang, _ in languages()])
 @pytest.mark.parametrize("source", ["index.md", "layers.md", "training.md", "multi-gpu.md", "labs/task1.ipynb"])
-def test_code_and_links_keep_their_contrast_in_the_dark_scheme(tab, lang, source):
+def test_code_and_links_keep_their_contrast_in_the_dark_scheme(dark_tab, lang, source):
     """With the OS in dark mode the site is dark (Material's slate) and every code colour, link and
     download button keeps WCAG AA contrast (4.5:1) on its own background (extra.css)."""
     page = page_of(lang, source)
-    tab.page.emulate_media(color_scheme="dark")
-    try:
-        tab.reset()
-        tab.goto(page.path)
-        facts = tab.page.evaluate(_CONTRAST_JS)
-        tab.assert_clean(page.path)
-    finally:
-        tab.page.emulate_media(color_scheme="light")
+    dark_tab.reset()
+    dark_tab.goto(page.path)
+    facts = dark_tab.page.evaluate(_CONTRAST_JS)
+    dark_tab.assert_clean(page.path)
     assert facts["scheme"] == "slate", f"{page.path}: the OS asks for dark, the page is {facts['scheme']}"
     assert facts["low"] == {}, f"{page.path}: under 4.5:1 in the dark scheme: {facts['low']}"

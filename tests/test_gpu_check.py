@@ -178,15 +178,14 @@ def test_cudnn_version(code, text):
     assert gpu_check.cudnn_version(code) == text
 
 
-def test_selection_keeps_shown_blocks_and_cuda_tests_only(tmp_path):
-    assert gpu_results.keep(ROOT / "docs" / "zh" / "saving.md", {})
-    assert gpu_results.keep(ROOT / "tests" / "test_saving.py", {"cuda": 1})
-    assert not gpu_results.keep(ROOT / "tests" / "test_saving.py", {"slow": 1})
-    marked, plain = tmp_path / "test_a.py", tmp_path / "test_b.py"
-    marked.write_text("import pytest\n@pytest.mark." + "cuda\ndef test_x(): pass\n")
-    plain.write_text("def test_y(): pass  # cuda in a comment\n")
-    assert gpu_check.cuda_test_files(tmp_path) == [marked]
-    assert ROOT / "tests" / "test_cuda_smoke.py" in gpu_check.cuda_test_files()
+def test_runs_the_tests_marked_cuda_then_every_page(tmp_path):
+    (tests_json, tests), (docs_json, docs) = gpu_check.pytest_commands(tmp_path).items()
+    assert tests[3:6] == ["tests", "-m", "cuda"] and docs[3:5] == ["docs", "-p"] and "cuda" not in docs
+    for cmd, path in ((tests, tests_json), (docs, docs_json)):
+        assert cmd[:3] == [sys.executable, "-m", "pytest"] and "tools.gpu_results" in cmd
+        assert cmd[cmd.index("--gpu-results") + 1] == str(path) and path.parent == tmp_path
+    left_out = [tests[i + 1] for i, arg in enumerate(tests) if arg == "--ignore"]
+    assert left_out == list(gpu_check.SITE_BUILD_TESTS) and all((ROOT / p).is_file() for p in left_out)
 
 
 def _report(nodeid, when, outcome, longrepr=None, **extra):
@@ -215,18 +214,51 @@ def test_recorder_folds_setup_call_teardown_into_one_outcome(tmp_path):
     assert data["tests"][0]["duration"] == 0.75
 
 
+def test_one_report_from_both_sessions(monkeypatch, tmp_path):
+    """The `-m cuda` session and the pages' session end in one report; a failure in either fails the check."""
+    outcomes = {"tests.json": ("tests/test_saving.py::test_gpu_checkpoint", "failed", 1),
+                "docs.json": ("docs/zh/saving.md::blocks in order", "passed", 0)}
+
+    def fake_pytest(cmd, **kwargs):
+        path = Path(cmd[cmd.index("--gpu-results") + 1])
+        nodeid, outcome, status = outcomes[path.name]
+        path.write_text(json.dumps({"exitstatus": status, "tests": [
+            {"id": nodeid, "outcome": outcome, "duration": 1.0, "message": ""}]}), encoding="utf-8")
+        return SimpleNamespace(returncode=status)
+    monkeypatch.setattr(gpu_check, "gpu_facts", lambda: FACTS)
+    monkeypatch.setattr(gpu_check, "find_missing", lambda: [])
+    monkeypatch.setattr(gpu_check, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_pytest)
+    assert gpu_check.run_check(None, tmp_path / "out", "python3 -m tools.gpu_check", "abc1234") == 1
+    report = json.loads((tmp_path / "out" / verified.REPORT_JSON).read_text(encoding="utf-8"))
+    assert [t["id"] for t in report["tests"]] == sorted(o[0] for o in outcomes.values())
+    assert report["exitstatus"] == 1 and report["counts"]["failed"] == 1 and report["counts"]["passed"] == 1
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine `make gpu-check` runs these tests")
-def test_cuda_tests_are_each_skipped_with_a_reason_on_cpu(tmp_path):
-    """gpu-check's own pytest command, on the CPU, over every test file that marks `cuda`."""
+def test_cuda_tests_are_each_skipped_with_a_reason_on_cpu(tmp_path, request):
+    """gpu-check's `-m cuda` session on the CPU, over the smoke tests (its whole selection would take
+    as long as collecting every test module): each is skipped with the reason. And so is every `cuda`
+    test this session collected (all of them, in `make test`)."""
     results = tmp_path / "results.json"
-    cmd = gpu_check.pytest_command(gpu_check.cuda_test_files(), results, ["-m", "cuda", "-q"])
-    done = subprocess.run(cmd, cwd=ROOT, env=gpu_check.pytest_env(tmp_path / "none"),
+    args = ["tests/test_cuda_smoke.py", "-m", "cuda", "-q"]
+    done = subprocess.run(gpu_check.pytest_command(args, results), cwd=ROOT, env=gpu_check.pytest_env(tmp_path / "none"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     tests = json.loads(results.read_text(encoding="utf-8"))["tests"]
-    assert len(tests) >= 8 and {t["outcome"] for t in tests} == {"skipped"}
-    assert {t["message"] for t in tests} == {NO_GPU_REASON}
-    smoke = [t for t in tests if t["id"].startswith("tests/test_cuda_smoke.py::")]
-    assert len(smoke) == 8
-    assert f"SKIPPED [8] tests/test_cuda_smoke.py: {NO_GPU_REASON}" in done.stdout
-    assert " failed" not in done.stdout.splitlines()[-1]
+    assert len(tests) == 8 and all(t["id"].startswith("tests/test_cuda_smoke.py::") for t in tests), tests
+    assert {(t["outcome"], t["message"]) for t in tests} == {("skipped", NO_GPU_REASON)}
+    marked = [item for item in request.session.items if item.get_closest_marker("cuda")]
+    assert [item.nodeid for item in marked
+            if [m.kwargs.get("reason") for m in item.iter_markers("skip")] != [NO_GPU_REASON]] == []
+
+
+def test_the_modules_gpu_check_leaves_out_mark_nothing_cuda(request):
+    """gpu-check does not import the site-build test modules (their packages are not on the GPU
+    machine): a `cuda` test put there would never run. Read from this session's items."""
+    left_out = {ROOT / path for path in gpu_check.SITE_BUILD_TESTS}
+    items = [item for item in request.session.items if item.path in left_out]
+    if not items:
+        pytest.skip("reads this session's items: run with the modules gpu-check leaves out (`make test`)")
+    assert [item.nodeid for item in items if item.get_closest_marker("cuda")] == []

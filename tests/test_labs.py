@@ -5,12 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -204,29 +199,23 @@ def test_png_size_refuses_what_is_not_a_png():
         notebook_pages.png_size(b"GIF89a" + bytes(30))
 
 
-def test_downloaded_notebooks_run_top_to_bottom(built_site, tmp_path):
+def test_downloaded_notebooks_run_top_to_bottom(built_site, downloads):
     """The .ipynb files as a reader downloads them, each alone in an empty folder, run cell by cell
-    by the pages' runner (tests/plain_run.py); zh task1 and en task3 run, the other language of
-    each holds the same code. (The build itself runs every lab in a Jupyter kernel.)"""
-    files = {}
-    for lab, lang in (("task1", "zh"), ("task3", "en")):
+    by the pages' runner (tests/plain_run.py, started after the build by tests/conftest.py); zh task1
+    and en task3 run, the other language of each holds the same code. (The build itself runs every
+    lab in a Jupyter kernel.)"""
+    for lab, lang in downloads.LABS.items():
         other = "en" if lang == "zh" else "zh"
         downloaded = site_path(built_site, lang, f"labs/{lab}/{lab}.ipynb")
         twin = site_path(built_site, other, f"labs/{lab}/{lab}.ipynb")
         assert code_cells(nbformat.read(downloaded, as_version=4)) == code_cells(nbformat.read(twin, as_version=4))
-        (tmp_path / lab).mkdir()
-        files[lab] = shutil.copy(downloaded, tmp_path / lab)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", *files.values()],
-                   cwd=tmp_path, env=env, check=True, timeout=600)
-    results = json.loads((tmp_path / "results.json").read_text())
-    for lab, path in files.items():
-        assert results[str(path)]["returncode"] == 0, Path(f"{path}.err").read_text()[-3000:]
-        text = Path(f"{path}.out").read_text()
+    for lab in downloads.LABS:
+        status, text, err, path = downloads.result(f"{lab}.ipynb")
+        assert status == 0, err[-3000:]
         for line in PRINTED[lab]:
             assert line in text
-    assert {p.name for p in (tmp_path / "task1").iterdir()} >= {"digits", "curves.png", "predictions.png"}
-    assert {p.name for p in (tmp_path / "task3").iterdir()} >= {"mlp.pt", "mlp_wrapped.pt"}
+    assert {p.name for p in downloads.files["task1.ipynb"].parent.iterdir()} >= {"digits", "curves.png", "predictions.png"}
+    assert {p.name for p in downloads.files["task3.ipynb"].parent.iterdir()} >= {"mlp.pt", "mlp_wrapped.pt"}
 
 
 # --- the labs' own helpers (snippets/labs.py) ------------------------------------------------------

@@ -7,7 +7,6 @@ import html
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -158,38 +157,17 @@ def test_downloads_hold_the_page_and_link_to_the_hosted_site(served_site, page):
     assert tagged == [bool(b.must_fail) for b in blocks]
 
 
-@pytest.fixture(scope="session")
-def downloaded_runs(built_site, tmp_path_factory) -> dict[tuple[str, str], tuple[dict, Path]]:
-    """Each chapter's English script and Chinese notebook, copied from the built site alone into an
-    empty folder and run as a reader runs them (tests/plain_run.py), without the repository."""
-    base = tmp_path_factory.mktemp("downloads")
-    files = {}
-    for page in CHAPTERS:
-        stem = Path(page).stem
-        for lang, name in (("en", f"{stem}.py"), ("zh", f"{stem}.ipynb")):
-            folder = base / f"{lang}-{name}"
-            folder.mkdir()
-            files[(page, name)] = Path(shutil.copy(site_folder(built_site, lang, page) / name, folder))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    order = sorted(files.values(), key=lambda f: -f.stat().st_size)
-    subprocess.run([sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", *map(str, order)],
-                   cwd=base, env=env, check=True, timeout=900)
-    results = json.loads((base / "results.json").read_text())
-    return {key: (results[str(path)], path) for key, path in files.items()}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["script", "notebook"])
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("page", CHAPTERS)
-def test_downloads_run_top_to_bottom_in_an_empty_folder(downloaded_runs, page, kind):
-    name = f"{Path(page).stem}.{'py' if kind == 'script' else 'ipynb'}"
-    result, path = downloaded_runs[(page, name)]
-    err = Path(f"{path}.err").read_text(errors="replace")
-    assert result["returncode"] == 0, f"{name}: exit {result['returncode']}\n{err[-3000:]}"
-    printed = Path(f"{path}.out").read_text(errors="replace")
-    shown = [b.expected for b in page_blocks(page) if b.expected and not b.mark("skip")]
-    first = next((line for text in shown for line in text.split("\n") if line.strip() and "..." not in line), None)
-    assert first is None or first.strip() in printed  # it printed what the page shows
+def test_downloaded_script_is_the_program_the_page_run_ran(built_site, page, lang):
+    """The page's run (conftest.py) runs its script's code block by block, in a fresh interpreter
+    without the repository, in an empty folder: the script on the site holds exactly that code, in
+    that order, between its comments, and compiles as one file."""
+    name = f"{Path(page).stem}.py"
+    script = (site_folder(built_site, lang, page) / name).read_text(encoding="utf-8")
+    compile(script, name, "exec")  # a SyntaxError here would stop `python FILE` before its first line
+    ran = [chapter_export.script_code(b) for b in page_blocks(page)]
+    assert _code_only(script) == _code_only('"""\n"""\n' + "\n".join(code for code in ran if code is not None))
 
 
 def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tools.reproducible import differences
 from tools.shown_code import ROOT, MarkerError, expand, includes, parse_page
 
 DOCS = ROOT / "docs"
@@ -179,7 +180,8 @@ def test_search_index_holds_jieba_segmented_chinese(built_site):
 
 
 def test_each_language_has_its_own_clean_search_index(built_site):
-    """hooks/search_lang.py: one index per language; hooks/search_index.py: no page furniture in it."""
+    """hooks/search_lang.py: one index per language; no page furniture in it (data-search-exclude,
+    put on by hooks/pages.py and hooks/search_index.py)."""
     zh = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
     en = json.loads((built_site / "en" / "search" / "search_index.json").read_text(encoding="utf-8"))
     assert zh["config"]["lang"] == ["zh"] and en["config"]["lang"] == ["en"]
@@ -195,7 +197,8 @@ def test_each_language_has_its_own_clean_search_index(built_site):
 
 def test_search_index_leaves_code_blocks_out_and_pages_keep_them(built_site):
     """hooks/search_index.py: prose and inline code are indexed, code blocks are not, and each
-    page still shows every code block (the placeholders the index saw are gone)."""
+    page still shows every code block (neither the placeholders nor the attributes the search
+    plugin saw are left on a page)."""
     index = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
     indexed = " ".join(d["text"] for d in index["docs"] if d["location"].startswith("layers/"))
     assert "<pre" not in indexed and "<code>nn.Conv2d</code>" in indexed
@@ -206,7 +209,32 @@ def test_search_index_leaves_code_blocks_out_and_pages_keep_them(built_site):
     assert len(lines) >= 10
     assert [line for line in lines if line in html.unescape(indexed)] == []
     for built in built_site.rglob("*.html"):
-        assert "search-index-code" not in built.read_text(encoding="utf-8"), built
+        text = built.read_text(encoding="utf-8")
+        assert "<!--code-block-->" not in text and "data-search-exclude" not in text, built
+
+
+def test_a_second_build_is_byte_identical(served_site, second_build):
+    """Two builds at the same SITE_URL give the same bytes. In a fresh clone the session's build is
+    cold and the second (started by tests/conftest.py when the first was done) warm, so the caches
+    change nothing either. (`make reproducible` compares two cold builds and a warm one.)"""
+    status, log, root = second_build
+    assert status == 0, log[-3000:]
+    found = differences(served_site.root, root)
+    assert found == [], f"{len(found)} files differ between two builds:\n" + "\n".join(found)
+
+
+def test_the_build_date_is_the_last_commits(monkeypatch):
+    """hooks/verified_line.py: SOURCE_DATE_EPOCH (the sitemap's dates) is the last commit's time, so two
+    builds a day apart are byte-identical too; one set from outside is kept."""
+    from hooks import verified_line
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # so that monkeypatch restores the environment after
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    verified_line.on_config(None)
+    head = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True)
+    assert os.environ["SOURCE_DATE_EPOCH"] == head.stdout.strip() != ""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    verified_line.on_config(None)
+    assert os.environ["SOURCE_DATE_EPOCH"] == "86400"
 
 
 def test_chinese_headings_get_readable_anchors(built_site):
@@ -279,6 +307,33 @@ def test_every_nav_title_has_its_english_translation():
     en = next(lang for lang in i18n["languages"] if lang["locale"] == "en")
     titles = {t for path, _ in _nav_entries(cfg["nav"]) for t in path}
     assert titles - set(en["nav_translations"]) == set()
+
+
+def test_each_chapter_has_its_snippet_module_and_test_file():
+    """A chapter (a page under the nav's Task1/Task3 sections) <slug>.md has snippets/<module>.py, which
+    it includes, and tests/test_<module>.py; <module> is the slug with - as _ (multi-gpu -> multi_gpu)."""
+    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    chapters = [page for path, page in _nav_entries(cfg["nav"]) if path[0] in ("Task1 基础", "Task3 进阶")]
+    assert len(chapters) >= 10
+    problems = []
+    for page in chapters:
+        module = Path(page).stem.replace("-", "_")
+        for need in (f"snippets/{module}.py", f"tests/test_{module}.py"):
+            if not (ROOT / need).is_file():
+                problems.append(f"{page}: no {need}")
+        for lang in LANGS:
+            if f'--8<-- "snippets/{module}.py:' not in (DOCS / lang / page).read_text(encoding="utf-8"):
+                problems.append(f"{lang}/{page}: includes nothing from snippets/{module}.py")
+    assert problems == []
+
+
+def test_the_tests_contributing_names_exist():
+    """CONTRIBUTING.md names the test behind each rule (`test_site.py::test_...`): each exists."""
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8"))
+    assert len(named) >= 10
+    missing = [f"{file}::{name}" for file, name in named
+               if not re.search(rf"^def {name}\(", (ROOT / "tests" / file).read_text(encoding="utf-8"), re.M)]
+    assert missing == []
 
 
 @pytest.mark.parametrize("lang", LANGS)

@@ -10,14 +10,16 @@ torchrun) is kept as a comment / Markdown, with the page's reason.
 """
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urljoin
 
 import nbformat
 
-from tools.shown_code import MARKER, Block, Mark, expand, parse_page
+from tools.shown_code import MARKER, Block, Mark, expand, parse_page, python_blocks
 
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
@@ -143,6 +145,21 @@ def _comment(text: str) -> str:
     return "\n".join(f"# {line}".rstrip() for line in text.strip("\n").split("\n"))
 
 
+def script_code(block: Block) -> str | None:
+    """A block's code as the chapter's script runs it: a block that must fail inside try/except
+    that prints `Type: message` (as its output fence shows it); None for a skipped block (the
+    script keeps it as a comment)."""
+    if _skip_reason(block):
+        return None
+    code = block_code(block)
+    if not block.must_fail:
+        return code
+    error = block.must_fail
+    head = [f"import {error.rsplit('.', 1)[0]}"] if "." in error else []
+    return "\n".join(head + ["try:", _indent(code), f"except {error} as error:",
+                              '    print(f"{type(error).__name__}: {error}")'])
+
+
 def script(chapter: Chapter, lang: str, filename: str) -> str:
     """The chapter's blocks in order, as one file that `python FILE` runs top to bottom."""
     w = WORDS[lang]
@@ -156,17 +173,11 @@ def script(chapter: Chapter, lang: str, filename: str) -> str:
         if part.section != section:
             section = part.section
             body += ["", f"# ## {section}", ""]
-        code = block_code(part)
-        reason = _skip_reason(part)
-        if reason:
-            body += ["", f"# --- {w['skipped']}: {reason}", _comment(code), ""]
+        code = script_code(part)
+        if code is None:
+            body += ["", f"# --- {w['skipped']}: {_skip_reason(part)}", _comment(block_code(part)), ""]
         elif part.must_fail:
-            error = part.must_fail
-            body += ["", f"# --- {w['fails']} ({error.rsplit('.', 1)[-1]})"]
-            if "." in error:
-                body.append(f"import {error.rsplit('.', 1)[0]}")
-            body += ["try:", _indent(code), f"except {error} as error:",
-                     '    print(f"{type(error).__name__}: {error}")', ""]
+            body += ["", f"# --- {w['fails']} ({part.must_fail.rsplit('.', 1)[-1]})", code, ""]
         else:
             body += [code, ""]
     text = "\n".join(head + body).rstrip("\n") + "\n"
@@ -215,3 +226,15 @@ def notebook_blocks(nb: nbformat.NotebookNode) -> list[Block]:
         found.append(Block("python", "python", cell.source, n + 1, n + 1, marks,
                            section=f"cell {n}", expanded=True))
     return found
+
+
+def script_program(blocks: list[Block], path: Path) -> Path:
+    """Write a page's Python blocks as its script runs them (`script_code`), one entry per block,
+    for tests/plain_run.py: the page's run is its script's run, block by block."""
+    spec = []
+    for b in python_blocks(blocks):
+        code = script_code(b)
+        spec.append({"source": block_code(b) if code is None else code, "lineno": b.lineno, "section": b.section,
+                     "marks": [vars(m) for m in b.marks if m.name != "xfail"]})
+    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    return path

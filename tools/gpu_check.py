@@ -7,8 +7,8 @@ It uses the machine's own python3 and torch (any recent torch 2.x, not requireme
 2. installs the test and docs packages that python3 lacks (pytest, mkdocs, pymdown-extensions…)
    from a folder of wheels, with `pip install --no-index --target .cache/gpu-check/site-packages`:
    nothing of the system's Python changes, torch least of all (exit 3 if something is still missing);
-3. runs, in one pytest session, every test marked `cuda` under tests/ and every block shown
-   on the site (docs/), each block as a reader runs it;
+3. runs every test marked `cuda` under tests/ (`pytest tests -m cuda`), then every block shown
+   on the site (`pytest docs`), each block as a reader runs it;
 4. writes generated/gpu-report.json, then generated/gpu-report.md and generated/verified.{zh,en}.md
    (tools/verified.py); exits 1 if any test failed.
 
@@ -26,7 +26,6 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import subprocess
@@ -37,10 +36,12 @@ from pathlib import Path
 from tools import verified
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
 DEFAULT_WHEELS = ROOT / ".whl"
 TARGET = ROOT / ".cache" / "gpu-check" / "site-packages"
-RESULTS = ROOT / ".cache" / "gpu-check" / "results.json"
+RESULTS = ROOT / ".cache" / "gpu-check"   # <session>.json: each pytest session's outcomes
+# Test modules that test the site build, not torch: they import what the build needs (nbformat,
+# mkdocs-jupyter, tinycss2), which the GPU machine lacks, and mark nothing `cuda` (tested).
+SITE_BUILD_TESTS = ("tests/test_labs.py", "tests/test_notebook_css.py", "tests/test_pages.py")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux1_x86_64")
 NEVER_INSTALLED = ("torch", "torchvision", "triton", "nvidia")  # must stay the system's own
@@ -67,6 +68,7 @@ NEEDS = (
     Need("pymdown-extensions", "pymdownx", "pymdownx.snippets expands the pages' includes", "pure"),
     Need("numpy", "numpy", "page blocks and tests use NumPy arrays", "compiled"),
     Need("pillow", "PIL", "the data chapter writes and reads PNG files", "compiled"),
+    Need("safetensors", "safetensors", "the saving chapter saves and loads .safetensors files", "compiled"),
     Need("matplotlib", "matplotlib", "page blocks draw figures", "compiled"),
     Need("scikit-learn", "sklearn", "the real digits data set (load_digits)", "compiled"),
     Need("torchvision", "torchvision", "datasets and transforms", "torch-matched"),
@@ -208,19 +210,18 @@ def git_commit() -> str | None:
     return head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
-CUDA_MARK = re.compile(r"\bmark\.cuda\b")
-
-
-def cuda_test_files(tests: Path = TESTS) -> list[Path]:
-    """Test modules that mark anything `cuda` (the others are not even imported)."""
-    return sorted(p for p in tests.glob("test_*.py") if CUDA_MARK.search(p.read_text(encoding="utf-8")))
-
-
-def pytest_command(paths: list[Path], results: Path, extra: list[str] = ()) -> list[str]:
+def pytest_command(args: list[str], results: Path) -> list[str]:
     """One pytest session; system plugins stay off (only pytest-timeout, which pyproject needs)."""
-    rel = [str(p.relative_to(ROOT)) if p.is_absolute() else str(p) for p in paths]
-    return [sys.executable, "-m", "pytest", *rel, "-p", "pytest_timeout", "-p", "tools.gpu_results",
-            "--gpu-results", str(results), "-rfEs", *extra]
+    return [sys.executable, "-m", "pytest", *args, "-p", "pytest_timeout", "-p", "tools.gpu_results",
+            "--gpu-results", str(results), "-rfEs"]
+
+
+def pytest_commands(results: Path) -> dict[Path, list[str]]:
+    """gpu-check's pytest sessions, by the file each writes: the tests marked `cuda`, then every
+    page's blocks (two sessions: `-m` applies to a whole session)."""
+    leave_out = [arg for path in SITE_BUILD_TESTS for arg in ("--ignore", path)]
+    sessions = {"tests": ["tests", "-m", "cuda", *leave_out], "docs": ["docs"]}
+    return {results / f"{name}.json": pytest_command(args, results / f"{name}.json") for name, args in sessions.items()}
 
 
 def pytest_env(target: Path = TARGET) -> dict[str, str]:
@@ -286,14 +287,16 @@ def run_check(wheels: Path | None, gen_dir: Path, command: str, commit: str | No
     if missing:
         print("gpu-check: " + missing_message(missing, sys.executable, wheels), file=sys.stderr)
         return 3
-    RESULTS.unlink(missing_ok=True)
-    cmd = pytest_command([*cuda_test_files(), ROOT / "docs"], RESULTS)
-    print("+", shlex.join(cmd), flush=True)
-    rc = subprocess.run(cmd, cwd=ROOT, env=pytest_env()).returncode
-    if not RESULTS.exists():
-        print(f"gpu-check: pytest exited {rc} without writing {RESULTS}; no report written", file=sys.stderr)
-        return rc or 1
-    results = json.loads(RESULTS.read_text(encoding="utf-8"))
+    sessions, rc = [], 0
+    for path, cmd in pytest_commands(RESULTS).items():
+        path.unlink(missing_ok=True)
+        print("+", shlex.join(cmd), flush=True)
+        rc = max(rc, subprocess.run(cmd, cwd=ROOT, env=pytest_env()).returncode)
+        if not path.exists():
+            print(f"gpu-check: pytest exited {rc} without writing {path}; no report written", file=sys.stderr)
+            return rc or 1
+        sessions.append(json.loads(path.read_text(encoding="utf-8")))
+    results = {"exitstatus": max(s["exitstatus"] for s in sessions), "tests": [t for s in sessions for t in s["tests"]]}
     report = build_report(facts, results, command, target_dists(), commit)
     for path in write_report(report, gen_dir):
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

@@ -1,7 +1,7 @@
 """pytest plugin used by `make gpu-check` (tools/gpu_check.py loads it with `-p tools.gpu_results`).
 
-It keeps every block shown on the site (items under docs/) and, elsewhere, only the items
-marked `cuda`; with `--gpu-results FILE` it writes each item's outcome to FILE as JSON:
+With `--gpu-results FILE` it writes each item's outcome to FILE as JSON (tools/gpu_check.py
+picks the items: `pytest tests -m cuda`, then `pytest docs`):
 
     {"exitstatus": 0, "tests": [{"id": ..., "outcome": ..., "duration": ..., "message": ...}]}
 
@@ -15,27 +15,12 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 MESSAGE_CHARS = 300
-
-
-def keep(path: Path, keywords) -> bool:
-    """Every shown block runs; a test under tests/ runs only if it is marked `cuda`."""
-    return DOCS in Path(path).resolve().parents or "cuda" in keywords
 
 
 def pytest_addoption(parser):
     parser.addoption("--gpu-results", metavar="FILE", default=None,
                      help="write each test's outcome to FILE as JSON (make gpu-check)")
-
-
-def pytest_collection_modifyitems(config, items):
-    kept, dropped = [], []
-    for item in items:
-        (kept if keep(item.path, item.keywords) else dropped).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
 
 
 def pytest_configure(config):

@@ -27,9 +27,12 @@ import ast
 import contextlib
 import importlib
 import io
+import json
 import os
 import re
+import subprocess
 import sys
+import traceback
 import types
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -248,11 +251,11 @@ class Result:
     output: str = ""                      # what the block printed (and, if it failed, `Type: message`)
     error: BaseException | None = None    # the exception it raised, if any
     skipped: str | None = None            # why it did not run
+    failed_as_it_must: bool = False       # it raised the error it is marked to raise
 
-    @property
-    def failed_as_it_must(self) -> bool:
-        return bool(self.block.must_fail and self.error is not None
-                    and isinstance(self.error, exception_type(self.block.must_fail)))
+
+class ProgramError(Exception):
+    """An error a page raised in the process that ran it: its `Type: message` and traceback."""
 
 
 def skip_reason(block: Block, *, cuda: bool) -> str | None:
@@ -309,9 +312,73 @@ def run_program(blocks: list[Block], workdir: Path, *, name: str = "page.py",
                     exec(compile(code, f"{name}:{block.lineno}", "exec"), main.__dict__)
             except Exception as exc:  # noqa: BLE001  (reported to the caller with its real type)
                 result.error = exc
+                result.failed_as_it_must = bool(block.must_fail
+                                                and isinstance(exc, exception_type(block.must_fail)))
                 out.write(("" if out.getvalue().endswith("\n") or not out.getvalue() else "\n")
                           + error_line(exc) + "\n")
             result.output = out.getvalue()
             yield result
             if result.error is not None and not result.failed_as_it_must:
                 return
+
+
+# --- a page's program in a fresh interpreter ---------------------------------------------------
+# tests/plain_run.py runs a page's blocks, as its script holds them (written as JSON by
+# tools.chapter_export.script_program), in a new process whose path holds neither the repository
+# nor the tests; it writes each block's result as JSON (`record`), read back by `results_from`.
+
+def program_blocks(path: Path) -> list[Block]:
+    return [Block("python", "python", b["source"], b["lineno"], b["lineno"],
+                  [Mark(**m) for m in b["marks"]], section=b["section"], expanded=True)
+            for b in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def record(result: Result) -> dict:
+    error = result.error
+    return {"output": result.output, "skipped": result.skipped, "failed_as_it_must": result.failed_as_it_must,
+            "error": None if error is None else error_line(error),
+            "traceback": None if error is None else "".join(traceback.format_exception(error))}
+
+
+def results_from(records: list[dict], blocks: list[Block]) -> list[Result]:
+    """A page's results as run elsewhere, for its own blocks (same code, its own output fences)."""
+    blocks = python_blocks(blocks)
+    if len(records) > len(blocks):
+        raise ValueError(f"{len(records)} results for {len(blocks)} blocks")
+    found = []
+    for r, block in zip(records, blocks):
+        error = None if r["error"] is None else ProgramError(f"{r['error']}\n{r['traceback']}")
+        skipped = r["skipped"] and (block.mark("skip").reason if block.mark("skip") else r["skipped"])
+        result = Result(block, r["output"], error, skipped or None, r["failed_as_it_must"])
+        caught = block.must_fail and error is None and next(
+            (line for line in r["output"].split("\n") if line.startswith(f"{block.must_fail.rsplit('.', 1)[-1]}: ")), None)
+        if caught:  # the script's try/except caught the error this block must raise, and printed it
+            result.error, result.failed_as_it_must = ProgramError(caught), True
+        found.append(result)
+    return found
+
+
+class CleanRun:
+    """tests/plain_run.py over `files`, started now in the background (cwd `folder`, no PYTHONPATH,
+    a lower CPU priority than the tests that wait for it); `results()` waits for it and returns
+    {file: {"returncode", "seconds"}}."""
+
+    def __init__(self, files: list[Path], folder: Path, parallel: int = 1):
+        self.folder = Path(folder)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        with open(self.folder / "plain_run.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", "--parallel", str(parallel),
+                 *map(str, files)], cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=lambda: os.nice(5))
+
+    def results(self, timeout: float = 900) -> dict[str, dict]:
+        if self.process.wait(timeout) != 0:
+            log = (self.folder / "plain_run.log").read_text(errors="replace")
+            raise RuntimeError(f"tests/plain_run.py exited {self.process.returncode}:\n{log[-3000:]}")
+        return json.loads((self.folder / "results.json").read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
