@@ -129,6 +129,15 @@ def pytest_sessionfinish(session):
         session.config.stash[PAGE_RUNS].close()
 
 
+def pytest_configure(config):
+    # This process runs on one core: the other is busy with the build, the pages' runs and the
+    # browser meanwhile, and two torch threads on a shared core spin-wait on each other. Processes
+    # the tests start (the pages' runs among them) keep torch's default, as a reader has it.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config, items):
     # Order: tests that need no build, then those that read the built site, then the pages and the
     # downloaded labs, then the tests that start several processes. The build (tests/conftest.py), the downloads after it

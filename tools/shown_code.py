@@ -18,8 +18,9 @@ fence, read with `ast` (never evaluated):
                                                           that must fail: what it printed,
                                                           then `Type: message`)
 
-The same `run_program()` runs a page in the tests (conftest.py), rewrites its
-expected outputs (tools/outputs.py) and checks the notebooks (tests/test_downloads.py).
+The same `run_program()` runs a page in the tests (conftest.py, inside tests/plain_run.py: a
+fresh interpreter, the page's script code block by block), rewrites its expected outputs
+(tools/outputs.py, in-process) and runs the downloaded lab notebooks (tests/test_labs.py).
 """
 from __future__ import annotations
 
