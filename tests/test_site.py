@@ -237,6 +237,17 @@ def test_the_build_date_is_the_last_commits(monkeypatch):
     assert os.environ["SOURCE_DATE_EPOCH"] == "86400"
 
 
+def test_no_list_is_left_inside_a_paragraph(built_site):
+    """Python-Markdown starts a list only after a blank line: a list typed right under a sentence
+    (in an admonition too) renders as one paragraph with " - " in it."""
+    found = []
+    for page in built_site.rglob("index.html"):
+        for paragraph in re.findall(r"<p>((?:(?!</p>).)*)</p>", page.read_text(encoding="utf-8"), re.S):
+            if re.search(r"\n\s*(?:[-*]|\d+\.) \S", paragraph):
+                found.append(f"{page.relative_to(built_site)}: {paragraph[:80]!r}")
+    assert found == []
+
+
 def test_chinese_headings_get_readable_anchors(built_site):
     html = (built_site / "autograd" / "index.html").read_text(encoding="utf-8")
     assert 'id="梯度累加"' in html
