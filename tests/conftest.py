@@ -86,12 +86,11 @@ class Downloads:
             files[path.name] = Path(shutil.copy(path, folder))
         return cls(files, CleanRun(list(files.values()), base, parallel=1))
 
-    def result(self, name: str) -> tuple[int, str, str, Path]:
-        """(exit status, stdout, stderr, the file) of one download's run."""
+    def result(self, name: str) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr) of one download's run."""
         path = self.files[name]
         status = self.run.results()[str(path)]["returncode"]
-        return (status, Path(f"{path}.out").read_text(errors="replace"),
-                Path(f"{path}.err").read_text(errors="replace"), path)
+        return status, Path(f"{path}.out").read_text(errors="replace"), Path(f"{path}.err").read_text(errors="replace")
 
 
 class SiteBuild:

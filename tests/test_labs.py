@@ -210,7 +210,7 @@ def test_downloaded_notebooks_run_top_to_bottom(built_site, downloads):
         twin = site_path(built_site, other, f"labs/{lab}/{lab}.ipynb")
         assert code_cells(nbformat.read(downloaded, as_version=4)) == code_cells(nbformat.read(twin, as_version=4))
     for lab in downloads.LABS:
-        status, text, err, path = downloads.result(f"{lab}.ipynb")
+        status, text, err = downloads.result(f"{lab}.ipynb")
         assert status == 0, err[-3000:]
         for line in PRINTED[lab]:
             assert line in text
