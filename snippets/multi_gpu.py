@@ -507,7 +507,7 @@ def tour() -> None:
     # --8<-- [end:demo_helper_errors]
 
     # --8<-- [start:demo_saved_devices_cpu]
-    print(saved_devices("net.pt"))  # saved from the CPU above
+    print(saved_devices("net.pt"))  # saved from dp.module, on `device`
     # --8<-- [end:demo_saved_devices_cpu]
 
     # --8<-- [start:demo_global_batch]
