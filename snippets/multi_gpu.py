@@ -488,7 +488,7 @@ def tour() -> None:
     dp_from_net = load_state_dict_flexible(nn.DataParallel(Net()), "net.pt")
     weight = model.submodule.weight.cpu()
     print(torch.equal(net_from_dp.submodule.weight, weight))
-    print(torch.equal(dp_from_net.module.submodule.weight, weight))
+    print(torch.equal(dp_from_net.module.submodule.weight.cpu(), weight))
     # --8<-- [end:demo_helper]
 
     # --8<-- [start:demo_helper_errors]
