@@ -25,9 +25,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from tools.outputs import own_messages, problem  # noqa: E402
+from tools.outputs import code_sha, own_messages, problem  # noqa: E402
 from tools.chapter_export import block_code, script_program  # noqa: E402
-from tools.shown_code import SELECTING_MARKS, Block, CleanRun, parse_page, python_blocks, results_from  # noqa: E402
+from tools.shown_code import (SELECTING_MARKS, Block, CleanRun, includes, parse_page,  # noqa: E402
+                              python_blocks, results_from)
 
 DOCS = ROOT / "docs"
 
@@ -44,7 +45,9 @@ class ShownPage(pytest.Item):
         results = results_from(records, self.blocks)
         own = own_messages("\n".join(block_code(b) for b in self.blocks))  # the project's error messages
         self.user_properties.append(("block_results", [  # what each block printed here (make gpu-check keeps it)
-            {"line": r.block.lineno, "section": r.block.section, "output": r.output, "warnings": r.warnings,
+            {"line": r.block.lineno, "section": r.block.section, "includes": includes(r.block.source),
+             "code_sha": code_sha(block_code(r.block)),
+             "output": r.output, "warnings": r.warnings,
              "holds": r.holds, "error": None if r.error is None else str(r.error).split("\n")[0]}
             for r in results if not r.skipped]))
         problems, skipped = [], []

@@ -19,7 +19,8 @@ import nbformat
 from mkdocs.plugins import event_priority
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mkdocs loads hooks by path
-from tools import chapter_export  # noqa: E402
+from tools import chapter_export, verified  # noqa: E402
+from tools.outputs import code_sha, mask  # noqa: E402
 from tools.shown_code import ROOT, expand, parse_page  # noqa: E402
 
 _TITLE = re.compile(r"^# .*$", re.M)
@@ -51,6 +52,33 @@ SPAWN_NOTE = {
            "set `num_workers` to 0."),
 }
 VARIES = {"zh": "这段输出因机器而异：", "en": "This output differs between machines: "}
+GPU_LABEL = {"zh": "在 {gpu} 上的输出 · torch {torch} · {date}", "en": "Output on {gpu} · torch {torch} · {date}"}
+
+
+def gpu_outputs(report: dict) -> dict[tuple[str, str], str]:
+    """What each block printed in the committed `make gpu-check` run, by page and the block's
+    code (its fingerprint: a block whose code changed since that run shows no GPU output)."""
+    found = {}
+    for test in report.get("tests", []):
+        page = test["id"].split("::")[0]
+        for block in test.get("blocks", []):
+            if block.get("code_sha"):
+                found[(Path(page).name, block["code_sha"])] = block["output"]
+    return found
+
+
+def _gpu_box(block, lang: str, page: str) -> str:
+    """The GPU run's output of this block, in a box of its own, where it differs from the CPU's."""
+    report = verified.load_report()
+    if report.get("status") != "ran" or block.expected is None:
+        return ""
+    got = gpu_outputs(report).get((page, code_sha(chapter_export.block_code(block))))
+    if got is None or mask(got) == mask(block.expected):
+        return ""
+    label = GPU_LABEL[lang].format(gpu=verified.gpu_label(report), torch=report["torch"], date=report["date"])
+    text = html.escape(mask(got).rstrip("\n"), quote=False)
+    return (f'\n\n<div class="language-text highlight tpn-output tpn-gpu" data-search-exclude="1">'
+            f'<span class="filename">{html.escape(label)}</span><pre><span></span><code>{text}\n</code></pre></div>')
 LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
 
 
@@ -96,7 +124,8 @@ def on_page_markdown(markdown, page, config, files):
     note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
     if chapter_export.starts_processes([part for kind, part in chapter.parts if kind == "code"]):
         note = note.replace("\n</div>", SPAWN_NOTE[lang] + "\n</div>")
-    markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang])
+    markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang],
+                                lambda block: _gpu_box(block, lang, src.name))
     title = _TITLE.search(markdown)
     if title:
         markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]
@@ -104,7 +133,7 @@ def on_page_markdown(markdown, page, config, files):
 
 
 @event_priority(-100)  # after mkdocs-jupyter has copied a lab's .ipynb next to its page
-def labelled_outputs(markdown: str, label: str, varies_label: str = "") -> str:
+def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=lambda block: "") -> str:
     """Each expected-output fence as the HTML Material gives a titled text fence, plus the class
     tpn-output; written here, not by Pygments, which has nothing to colour in program output.
     Under the output of a block marked `varies`, its reason, in words."""
@@ -118,7 +147,7 @@ def labelled_outputs(markdown: str, label: str, varies_label: str = "") -> str:
         note = (f'\n\n<p class="tpn-varies"><em>{varies_label}{html.escape(varies.reason, quote=False)}</em></p>'
                 if varies else "")
         lines[first:last] = [f'<div class="language-text highlight tpn-output" data-search-exclude="1"><span class="filename">{label}</span>'
-                             f"<pre><span></span><code>{text}\n</code></pre></div>{note}"]
+                             f"<pre><span></span><code>{text}\n</code></pre></div>{extra(block)}{note}"]
     return "\n".join(lines)
 
 

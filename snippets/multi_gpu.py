@@ -507,7 +507,8 @@ def tour() -> None:
     # --8<-- [end:demo_helper_errors]
 
     # --8<-- [start:demo_saved_devices_cpu]
-    print(saved_devices("net.pt"))  # saved from dp.module, on `device`
+    torch.save(Net().state_dict(), "cpu_net.pt")  # a model on the CPU
+    print(saved_devices("cpu_net.pt"))
     # --8<-- [end:demo_saved_devices_cpu]
 
     # --8<-- [start:demo_global_batch]

@@ -157,17 +157,46 @@ def _wheel(folder: Path, name: str, requires: str = ""):
 
 
 def test_installs_from_wheels_into_a_private_folder_but_never_torch(tmp_path):
+    """Each wheel as it is (--no-deps): the folder's torch, and what this interpreter already has
+    (pytest here), stay out; the private folder gets only what is missing."""
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     wheels.mkdir()
     _wheel(wheels, "probe", "Requires-Dist: torch\n")
     _wheel(wheels, "torch")
+    _wheel(wheels, "pytest")
     need = gpu_check.Need("probe", "probe", "a test", "pure")
-    with pytest.raises(RuntimeError, match="pulled in torch"):
-        gpu_check.install([need], wheels, target)
-    assert (target / "probe").is_dir() and not (target / "torch").exists()
+    assert [w.name for w in gpu_check.wheels_to_install(wheels)] == ["probe-0.1-py3-none-any.whl"]
+    assert gpu_check.install([need], wheels, target) == ["probe"]
+    assert (target / "probe").is_dir() and not (target / "torch").exists() and not (target / "pytest").exists()
     assert gpu_check.target_dists(target) == ["probe 0.1"]
     with pytest.raises(FileNotFoundError, match="wheels folder .* does not exist"):
         gpu_check.install([need], tmp_path / "nowhere", target)
+    (wheels / "probe-0.1-py3-none-any.whl").unlink()
+    with pytest.raises(RuntimeError, match="holds no wheel for a package this interpreter lacks"):
+        gpu_check.install([need], wheels, target)
+
+
+def test_a_page_shows_the_gpu_runs_output_only_for_the_code_that_printed_it(monkeypatch):
+    """Under a block whose output differs on the GPU, the committed run's output in a box of its
+    own, labelled with the GPU, torch and date; none once the block's code has changed."""
+    from hooks import pages
+    from tools.chapter_export import block_code
+    from tools.outputs import code_sha
+    from tools.shown_code import parse_page
+
+    block = parse_page('```python\n--8<-- "snippets/environment.py:demo_pair"\n```\n'
+                       "<!--pytest-codeblocks:expected-output-->\n```text\n2.14.1 0.29.1\n```\n")[0]
+    run = {"output": "2.11.0+cu130 0.26.0+cu130\n", "code_sha": code_sha(block_code(block))}
+    report = dict(FACTS, status="ran", date="2026-12-04",
+                  tests=[{"id": "docs/en/environment.md::blocks in order", "blocks": [run]}])
+    monkeypatch.setattr(verified, "load_report", lambda: report)
+    box = pages._gpu_box(block, "en", "environment.md")
+    assert "Output on 1 × NVIDIA H200 · torch 2.11.0+cu130 · 2026-12-04" in box and "2.11.0+cu130 0.26.0" in box
+    assert "在 1 × NVIDIA H200 上的输出 · torch 2.11.0+cu130 · 2026-12-04" in pages._gpu_box(block, "zh", "environment.md")
+    run["code_sha"] = code_sha("some other code")
+    assert pages._gpu_box(block, "en", "environment.md") == ""
+    run.update(code_sha=code_sha(block_code(block)), output="2.14.1 0.29.1\n")
+    assert pages._gpu_box(block, "en", "environment.md") == ""  # the same output: shown once
 
 
 def test_download_refuses_torch():

@@ -65,7 +65,7 @@ class Recorder:
             self._set(report.nodeid, "failed" if report.when == "call" else "error", _message(report), report.duration)
         else:
             self._set(report.nodeid, "passed", "", report.duration)
-        blocks = dict(report.user_properties).get("block_results")
+        blocks = dict(getattr(report, "user_properties", ())).get("block_results")
         if report.when == "call" and blocks is not None:  # a page: what each of its blocks printed
             self.tests[report.nodeid]["blocks"] = blocks
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import re
 import sys
 import tempfile
@@ -44,6 +45,11 @@ def mask(text: str) -> str:
     """The output as a page shows it: volatile parts as `...`, no trailing spaces or blank edges."""
     lines = [_VOLATILE.sub("...", line).rstrip() for line in text.strip("\n").split("\n")]
     return "\n".join(lines) + "\n" if any(lines) else ""
+
+
+def code_sha(code: str) -> str:
+    """A block's code, fingerprinted: a stored run's output is shown only for the code that made it."""
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()[:16]
 
 
 def pinned(name: str) -> str:
