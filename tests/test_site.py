@@ -431,3 +431,13 @@ def test_home_page_table_and_figures_are_in_the_pages_language(built_site, lang)
     for rel, src, alt in images:
         assert src.endswith(f".{lang}.png"), f"{rel}: {src} is not the {lang} picture"
         assert bool(_HAN.search(alt)) == (lang == "zh"), f"{rel}: alt text {alt!r}"
+
+
+@pytest.mark.parametrize("page", md_pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_pages_front_matter_parses(page):
+    """An unquoted `: ` in a description makes the YAML invalid, and MkDocs then shows the front
+    matter as text: "description: ..." rendered as the page's first heading."""
+    found = re.match(r"\A---\n(.*?)\n---\n", page.read_text(encoding="utf-8"), re.S)
+    assert found, "a page starts with front matter (its description)"
+    meta = yaml.safe_load(found.group(1))
+    assert isinstance(meta, dict) and isinstance(meta.get("description"), str) and meta["description"]
