@@ -37,6 +37,7 @@ from pathlib import Path
 import mkdocs_jupyter.convert
 import mkdocs_jupyter.plugin
 import nbformat
+from pymdownx.slugs import slugify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,8 +160,29 @@ def with_image_files(content: str, folder: Path) -> str:
     return _INLINE_PNG.sub(move, content)
 
 
+_SLUG = slugify(case="lower")
+
+
+def with_heading_ids(content: str, toc) -> str:
+    """nbconvert gives a heading with no Latin letters an empty id (`<h2 id="">接下来可以试试`), while
+    the table of contents links it as `#_1`: such a heading gets the id the site's Markdown pages
+    would give it, and its table-of-contents entry follows."""
+    def walk(items):
+        for item in items:
+            yield item
+            yield from walk(item.children)
+
+    for item in walk(toc):
+        empty = f'<h{item.level} id="">{html.escape(item.title, quote=False)}<a class="anchor-link" href="#">'
+        if f'id="{item.id}"' in content or empty not in content:
+            continue
+        item.id = _SLUG(item.title, "-")
+        content = content.replace(empty, empty.replace('id=""', f'id="{item.id}"').replace('href="#"', f'href="#{item.id}"'), 1)
+    return content
+
+
 def on_page_content(content, page, config, files):
     if not page.file.src_uri.endswith(".ipynb"):
         return content
     folder = Path(config.site_dir) / Path(page.file.dest_uri).parent
-    return with_image_files(without_external_scripts(content), folder)
+    return with_image_files(without_external_scripts(with_heading_ids(content, page.toc)), folder)

@@ -441,3 +441,32 @@ def test_every_pages_front_matter_parses(page):
     assert found, "a page starts with front matter (its description)"
     meta = yaml.safe_load(found.group(1))
     assert isinstance(meta, dict) and isinstance(meta.get("description"), str) and meta["description"]
+
+
+def test_every_internal_link_and_anchor_of_the_built_site_resolves(served_site):
+    """Every href on every built page (labs included) that stays on the site names a file that
+    exists and, with a #fragment, an id on that page: a TOC entry such as `#_1` whose heading
+    nbconvert left without an id fails here."""
+    from urllib.parse import unquote, urlsplit
+
+    site, base = served_site.root.resolve(), urlsplit(served_site.base).path
+    pages = {p: p.read_text(encoding="utf-8", errors="replace") for p in site.rglob("*.html")}
+    ids = {p: set(re.findall(r'\b(?:id|name)="([^"]*)"', text)) for p, text in pages.items()}
+    broken = []
+    for page, text in pages.items():
+        for href in map(html.unescape, re.findall(r'\bhref="([^"]*)"', text)):
+            parts = urlsplit(href)
+            if parts.scheme or href.startswith("//") or not href:
+                continue
+            path = unquote(parts.path)
+            if path.startswith("/"):  # the not-found pages link from the site's root
+                assert path.startswith(base), f"{page}: {href} is outside the site ({base})"
+                target = site / path[len(base):]
+            else:
+                target = (page.parent / path).resolve() if path else page
+            target = target / "index.html" if target.is_dir() else target
+            if not target.exists():
+                broken.append(f"{page.relative_to(site)}: {href} (no such file)")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids[target]:
+                broken.append(f"{page.relative_to(site)}: {href} (no id {unquote(parts.fragment)!r} there)")
+    assert not broken, "\n".join(broken)
