@@ -151,7 +151,21 @@ def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=la
     return "\n".join(lines)
 
 
+# Words in the page chrome that come from a library in English only: the heading permalink's
+# tooltip (Python-Markdown's toc) and the lab cells' copy button (mkdocs-jupyter).
+CHROME = {"zh": {'title="Permanent link"': 'title="永久链接"',
+                 'aria-label="Copy to Clipboard"': 'aria-label="复制到剪贴板"',
+                 '<span class="notice" hidden="">Copied!</span>': '<span class="notice" hidden="">已复制</span>'}}
+
+
+def in_page_language(output: str, lang: str) -> str:
+    for english, own in CHROME.get(lang, {}).items():
+        output = output.replace(english, own)
+    return output
+
+
 def on_post_page(output, page, config):
+    output = in_page_language(output, _lang(config))
     if page.file.src_uri.endswith(".ipynb"):
         _hosted_links_in_lab(page, config)
     files = getattr(page, "chapter_files", {})

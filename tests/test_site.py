@@ -470,3 +470,15 @@ def test_every_internal_link_and_anchor_of_the_built_site_resolves(served_site):
             elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids[target]:
                 broken.append(f"{page.relative_to(site)}: {href} (no id {unquote(parts.fragment)!r} there)")
     assert not broken, "\n".join(broken)
+
+
+def test_the_chinese_pages_chrome_is_chinese(built_site):
+    """Tooltips and labels that libraries write in English only are translated on zh pages
+    (hooks/pages.py CHROME); the English pages keep them."""
+    from hooks.pages import CHROME
+
+    for english, own in CHROME["zh"].items():
+        zh = [p for p in built_site.rglob("*.html") if not p.relative_to(built_site).parts[0] == "en"]
+        assert not [p for p in zh if english in p.read_text(encoding="utf-8")], english
+        assert any(own in p.read_text(encoding="utf-8") for p in zh), own
+        assert any(english in p.read_text(encoding="utf-8") for p in (built_site / "en").rglob("*.html")), english
