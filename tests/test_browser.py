@@ -454,6 +454,35 @@ def test_page_in_every_language(tab, source: str):
         _set_width(tab, WIDTHS[0])
 
 
+@pytest.mark.parametrize("start, target, heading", [
+    ("/en/training/#mixed-precision", "/training/", "混合精度"),                   # a ## section
+    ("/data/#子进程里的随机变换", "/en/data/", "Random transforms in workers"),  # a ### section
+])
+def test_switching_language_keeps_the_readers_section(tab, start, target, heading):
+    """The sections' ids are in each language's words; the switch carries the section's position
+    (overrides/assets/javascripts/section.js) and the other page opens at the same section."""
+    from urllib.parse import unquote
+
+    tab.reset()
+    tab.page.goto("about:blank")  # a fresh load, not a jump within the page the last test left
+    tab.goto(start)
+    lang = "zh" if target.startswith("/") and not target.startswith("/en/") else "en"
+    tab.page.locator(".md-header__option .md-select").first.hover(force=True)
+    tab.page.evaluate("() => document.querySelectorAll('.md-select__inner')"
+                      ".forEach(menu => menu.getAnimations().forEach(a => a.finish()))")
+    with tab.page.expect_navigation(wait_until="load"):
+        _language_link(tab, lang).click(force=True)
+    tab.settle()
+    url = unquote(tab.page.url)
+    assert url.split("#")[0] == tab.site.url(target), url
+    facts = tab.page.evaluate("""() => {
+        const h = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+        return h && {text: h.textContent.replace('¶', '').trim(), top: h.getBoundingClientRect().top};
+    }""")
+    assert facts and facts["text"] == heading and 0 <= facts["top"] < 200, (url, facts)
+    tab.assert_clean(f"{start} -> {target}")
+
+
 # ---------------------------------------------------------------- search
 
 def _open_search(tab, path: str):
