@@ -736,3 +736,26 @@ def test_grad_scaler_skips_a_step_with_inf_gradients():
     scaler.update()
     assert torch.equal(weight.detach(), torch.ones(2, device="cuda"))  # step skipped
     assert scaler.get_scale() < scale                                # and the scale lowered
+
+
+# --- bfloat16 on a GPU: native, or only emulated -------------------------------------------
+
+def test_is_bf16_supported_counts_emulation_unless_told_not_to(monkeypatch):
+    """The page asks is_bf16_supported(including_emulation=False): by default a GPU that can
+    only emulate bfloat16 (compute capability below 8, e.g. a V100 or T4) answers True too."""
+    import inspect
+    assert inspect.signature(torch.cuda.is_bf16_supported).parameters["including_emulation"].default is True
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: type("P", (), {"major": 7})())
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda d: True)  # a bf16 tensor can be made
+    assert torch.cuda.is_bf16_supported() is True
+    assert torch.cuda.is_bf16_supported(including_emulation=False) is False
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_asks_for_native_bf16(lang):
+    text = (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
+    assert "is_bf16_supported(including_emulation=False)" in text
+    assert "is_bf16_supported()" not in text
