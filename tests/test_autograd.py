@@ -1,4 +1,6 @@
 """Each claim of the autograd chapter, asserted."""
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -264,3 +266,26 @@ def test_the_pages_freeze_example_prints_none_true_false_9(capsys):
     i = out.index("9 trainable")
     assert out[i - 2:i] == ["None", "True False"]
     assert "UserWarning: The .grad attribute of a Tensor that is not a leaf Tensor is being accessed" in out
+
+
+# --- a gradient penalty needs create_graph=True ----------------------------------------------
+
+def test_gradient_penalty_needs_create_graph():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    (plain,) = torch.autograd.grad((w**3).sum(), w)
+    assert not plain.requires_grad and plain.grad_fn is None  # a constant
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (plain**2).sum().backward()  # a penalty alone on it cannot even be differentiated
+    loss = (w**3).sum()
+    (g,) = torch.autograd.grad(loss, w, create_graph=True)
+    assert g.grad_fn is not None
+    (loss + (g**2).sum()).backward()
+    expected = 3 * w.detach() ** 2 + 36 * w.detach() ** 3  # d/dw [Σw³ + 9Σw⁴]
+    assert torch.equal(w.grad, expected) and w.grad.tolist() == [39.0, 300.0]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_shows_create_graph_for_a_gradient_penalty(lang):
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "autograd.md").read_text(encoding="utf-8")
+    assert "create_graph=True" in text
+    assert '--8<-- "snippets/autograd.py:demo_gradient_penalty"' in text
