@@ -567,7 +567,9 @@ def test_load_checkpoint_explains_the_orig_mod_prefix(in_tmp, capsys):
     assert out[1] == ("  hint: every key in the file starts with '_orig_mod.', so it was saved from "
                       "torch.compile (an OptimizedModule); strip the prefix with "
                       "torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, "
-                      "'_orig_mod.') or save model._orig_mod.state_dict() next time")
+                      "'_orig_mod.'), or next time save the module you compiled, or compile in "
+                      "place with model.compile() (its keys stay plain)")
+    assert "_orig_mod.state_dict" not in "\n".join(out)  # _orig_mod is private: only a diagnosis
 
 
 def test_orig_mod_prefix_the_fixes_work(in_tmp):
@@ -582,11 +584,24 @@ def test_orig_mod_prefix_the_fixes_work(in_tmp):
     plain = S.Net()
     S.load_checkpoint("stripped.pt", plain)
     assert torch.equal(plain.out.weight, compiled._orig_mod.out.weight)
-    torch.save(compiled._orig_mod.state_dict(), "inner.pt")
+    model = S.Net()
+    compiled = torch.compile(model)
+    torch.save(model.state_dict(), "inner.pt")  # the module that was compiled: plain keys
     S.load_checkpoint("inner.pt", S.Net())
     with pytest.raises(ValueError, match=r"load into the wrapped model instead: "
-                                         r"load_checkpoint\(path, model._orig_mod\)"):
+                                         r"the module you passed to torch.compile"):
         S.load_checkpoint("inner.pt", torch.compile(S.Net()))
+    S.load_checkpoint("inner.pt", model)  # and the compiled wrapper sees the loaded weights
+    assert compiled.out.weight is model.out.weight
+
+
+def test_model_compile_compiles_in_place_and_keeps_plain_keys(in_tmp):
+    model = S.Net()
+    keys = list(model.state_dict())
+    assert model.compile() is None  # in place: the module itself is compiled
+    assert type(model) is S.Net and list(model.state_dict()) == keys
+    torch.save(model.state_dict(), "plain.pt")
+    S.load_checkpoint("plain.pt", S.Net())
 
 
 # --- load_checkpoint -------------------------------------------------------------------

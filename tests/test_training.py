@@ -537,18 +537,30 @@ def test_compile_wrapper_shares_parameters_and_prefixes_state_dict_keys():
     assert all(p is q for p, q in zip(compiled.parameters(), model.parameters()))
 
 
-def test_compiled_state_dict_needs_orig_mod_or_stripping(tmp_path, capsys, monkeypatch):
+def test_compiled_model_saved_from_the_original_module_compile_in_place_or_stripping(
+        tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo writes digits.pt
-    _, compiled = tr.demo_compile_wrap()
-    tr.demo_compile_save(compiled)
-    out = capsys.readouterr().out.splitlines()[-3:]
-    assert out == ["<All keys matched successfully>", "8 _orig_mod.features.0.weight",
-                   "<All keys matched successfully>"]
+    model, compiled = tr.demo_compile_wrap()
+    tr.demo_compile_save(model, compiled)
+    out = capsys.readouterr().out.splitlines()[-4:]
+    assert out == ["<All keys matched successfully>", "DigitCNN features.0.weight",
+                   "8 _orig_mod.features.0.weight", "<All keys matched successfully>"]
     with pytest.raises(RuntimeError, match="Missing key"):
         tr.DigitCNN().load_state_dict(compiled.state_dict())
     restored = tr.DigitCNN()
     restored.load_state_dict(tr.strip_compile_prefix(compiled.state_dict()))
-    assert same_weights(restored, compiled._orig_mod)
+    assert same_weights(restored, model)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_pages_teach_no_private_orig_mod_for_saving(lang):
+    """_orig_mod is private: the pages save the module that was compiled, or use model.compile()."""
+    for page in ("training.md", "saving.md"):
+        text = (ROOT / "docs" / lang / page).read_text(encoding="utf-8")
+        assert "_orig_mod.state_dict()" not in text, page
+    code = Path(tr.__file__).read_text(encoding="utf-8")
+    assert "_orig_mod" not in code.split("def demo_compile_wrap")[1].split("def demo_compile_run")[0]
+    assert "model.compile()" in (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
 
 
 def test_strip_compile_prefix_rejects_a_non_dict_and_leaves_plain_keys():
