@@ -289,3 +289,25 @@ def test_page_shows_create_graph_for_a_gradient_penalty(lang):
     text = (Path(__file__).resolve().parents[1] / "docs" / lang / "autograd.md").read_text(encoding="utf-8")
     assert "create_graph=True" in text
     assert '--8<-- "snippets/autograd.py:demo_gradient_penalty"' in text
+
+
+# --- what a leaf is: no grad_fn ------------------------------------------------------------------
+
+def test_a_leaf_is_a_tensor_without_grad_fn_whoever_made_it():
+    made_by_an_op = torch.ones(2) * 2
+    assert made_by_an_op.is_leaf and made_by_an_op.grad_fn is None  # requires no grad: a leaf
+    a = torch.ones(2, requires_grad=True)
+    assert a.is_leaf and a.grad_fn is None                          # created by the user
+    b = a * 2
+    assert not b.is_leaf and b.grad_fn is not None                  # an op on a tensor that requires grad
+    assert b.detach().is_leaf                                       # detach: a new leaf
+    with torch.no_grad():
+        assert (a * 2).is_leaf                                      # no graph recorded: a leaf
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_glossary_defines_a_leaf_by_its_missing_grad_fn(lang):
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "glossary.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| leaf tensor |"))
+    assert "`grad_fn`" in row
+    assert "not produced by an operation" not in row and "不由运算产生" not in row
