@@ -919,3 +919,70 @@ def write_outputs() -> None:
 
 if __name__ == "__main__":
     write_outputs()
+
+
+# --- uneven inputs: an unmatched all-reduce fails at the group's timeout; Join handles them ------
+
+UNEVEN = '''
+import datetime, os, time
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.algorithms import Join
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+rank = int(os.environ["RANK"])
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=3))
+torch.manual_seed(0)
+model = DDP(nn.Linear(2, 1))
+steps = 3 if rank == 0 else 2  # uneven inputs
+with Join([model]):
+    for _ in range(steps):
+        model(torch.ones(4, 2)).sum().backward()
+print(f"rank {rank}: Join finished {steps} steps", flush=True)
+dist.barrier()
+if rank == 0:  # an all-reduce that rank 1 never joins
+    start = time.monotonic()
+    try:
+        dist.all_reduce(torch.ones(1))
+    except RuntimeError:
+        print(f"rank 0: RuntimeError after {time.monotonic() - start:.0f} s", flush=True)
+else:
+    time.sleep(8)
+'''
+
+
+@pytest.mark.multiprocess
+def test_uneven_steps_fail_at_the_timeout_and_join_handles_them(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "uneven.py"
+    script.write_text(UNEVEN, encoding="utf-8")
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, str(script)], env={**env, "RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in (0, 1)]
+    out = [p.communicate(timeout=60)[0] for p in procs]
+    assert "rank 0: Join finished 3 steps" in out[0] and "rank 1: Join finished 2 steps" in out[1]
+    assert "rank 0: RuntimeError after 3 s" in out[0]  # not forever: the group's timeout
+
+
+def test_default_timeouts_and_syncbatchnorm_communicates_both_ways():
+    import datetime
+    import inspect
+
+    from torch.distributed import constants
+    from torch.nn.modules._functions import SyncBatchNorm as SyncBatchNormFunction
+    assert constants.default_pg_nccl_timeout == datetime.timedelta(minutes=10)
+    assert constants.default_pg_timeout == datetime.timedelta(minutes=30)
+    assert "all_gather" in inspect.getsource(SyncBatchNormFunction.forward)
+    assert "all_reduce" in inspect.getsource(SyncBatchNormFunction.backward)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_says_timeout_and_join_not_forever(lang):
+    text = (ROOT / "docs" / lang / "multi-gpu.md").read_text(encoding="utf-8")
+    assert "forever" not in text and "永远等下去" not in text
+    assert "`Join`" in text and "all-gather" in text and text.count("all-reduce") > 5
