@@ -771,3 +771,15 @@ def test_page_asks_for_native_bf16(lang):
     text = (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
     assert "is_bf16_supported(including_emulation=False)" in text
     assert "is_bf16_supported()" not in text
+
+
+@pytest.mark.parametrize("lang, nothing", [("en", "changes nothing"), ("zh", "没有任何")])
+def test_notes_E16_training_page_and_errata_agree_that_set_to_none_changes_nothing(lang, nothing):
+    """The notes' zero_grad step is right (errata E16: an omission); the chapter must not call it wrong."""
+    page = (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
+    errata = (ROOT / "docs" / lang / "errata.md").read_text(encoding="utf-8")
+    e16 = next(line for line in errata.splitlines() if line.startswith("| E16 |"))
+    warning = page.split("\n## ")[0]
+    zero_grad_line = next(line for line in warning.splitlines() if "zero_grad()" in line and "set_to_none" in line)
+    assert nothing in e16 and nothing in zero_grad_line
+    assert "What needs correcting is" not in page and "需要更正的是" not in page
