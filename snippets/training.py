@@ -33,15 +33,19 @@ from snippets.environment import pick_device
 
 
 # --8<-- [start:seed_everything]
-def seed_everything(seed: int) -> None:
-    """Seed every random number generator a training run touches."""
+def seed_everything(seed: int, deterministic_cudnn: bool = False) -> None:
+    """Seed every random number generator a training run touches.
+
+    deterministic_cudnn=True also makes cuDNN repeat itself (slower convolutions).
+    """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # CPU and every CUDA device
-    torch.backends.cudnn.deterministic = True  # no run-to-run choice of conv algorithm
-    torch.backends.cudnn.benchmark = False
+    if deterministic_cudnn:  # no run-to-run choice of conv algorithm, at a cost
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 # --8<-- [end:seed_everything]
 
 

@@ -311,3 +311,13 @@ def test_glossary_defines_a_leaf_by_its_missing_grad_fn(lang):
     row = next(line for line in text.splitlines() if line.startswith("| leaf tensor |"))
     assert "`grad_fn`" in row
     assert "not produced by an operation" not in row and "不由运算产生" not in row
+
+
+def test_notes_E18_detach_does_not_stop_tracking_the_tensor_it_is_called_on():
+    """Errata E18: "要阻止一个张量被跟踪历史，可以调用.detach()": only the returned tensor is untracked."""
+    x = torch.ones(2, requires_grad=True)
+    y = x * 2
+    z = y.detach()
+    assert y.requires_grad and y.grad_fn is not None      # y is still tracked
+    assert not z.requires_grad and z.grad_fn is None      # the new tensor is not
+    assert z.data_ptr() == y.data_ptr()                    # and shares y's memory

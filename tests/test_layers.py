@@ -507,3 +507,10 @@ def test_speed_prose_matches_the_committed_measurement():
         assert all(w in text for w in words), lang
         assert "orders of magnitude" not in text and "数量级" not in text
         assert "one measurement on one machine" in text or "一次测量" in text
+
+
+def test_layers_code_reads_weights_with_detach_not_data():
+    """The init chapter warns against .data; this chapter's shown code does not use it."""
+    source = (ROOT / "snippets" / "layers.py").read_text(encoding="utf-8")
+    assert ".data." not in source and ".data\n" not in source
+    assert "layer.weight.detach()" in source

@@ -98,7 +98,7 @@ def test_notes_E15_dp_then_cuda_fails_without_a_gpu(seeded_net):
         nn.DataParallel(seeded_net).cuda()
 
 
-def test_notes_E22_module_call_runs_forward_without_input(seeded_net):
+def test_notes_E23_module_call_runs_forward_without_input(seeded_net):
     dp = nn.DataParallel(seeded_net)
     with pytest.raises(TypeError) as info:
         dp.module()
@@ -117,7 +117,7 @@ def test_saving_dp_module_gives_a_file_without_prefix(tmp_path, seeded_net):
     assert torch.equal(plain.submodule.weight, seeded_net.submodule.weight)
 
 
-def test_notes_E21_dataparallel_docstring_recommends_ddp(seeded_net):
+def test_notes_E22_dataparallel_docstring_recommends_ddp(seeded_net):
     doc = " ".join(nn.DataParallel.__doc__.split())
     assert ("It is recommended to use :class:`~torch.nn.parallel.DistributedDataParallel`, instead of this "
             "class, to do multi-GPU training, even if there is only a single node.") in doc
@@ -214,7 +214,7 @@ def test_removeprefix_keeps_submodule_names(seeded_net):
     assert str(Net().load_state_dict(clean)) == "<All keys matched successfully>"
 
 
-def test_notes_E23_replace_corrupts_submodule_keys():
+def test_notes_E24_replace_corrupts_submodule_keys():
     # the GPU fixture's Net has an attribute named `submodule`
     sd = torch.load(FIXTURES / "sd_dp_cuda.pt", map_location="cpu", weights_only=True)
     broken = {k.replace("module.", ""): v for k, v in sd.items()}  # the notes' code
@@ -367,7 +367,7 @@ def test_saved_devices_reads_the_tags():
 
 
 @cpu_only
-def test_notes_E24_a_state_dict_carries_the_gpu_device_too(main_with_net):
+def test_notes_E25_a_state_dict_carries_the_gpu_device_too(main_with_net):
     # the notes: only a whole model stores the GPU id. Both files fail alike without map_location.
     with pytest.raises(RuntimeError) as from_state_dict:
         torch.load(FIXTURES / "sd_cuda.pt", weights_only=True)
@@ -388,7 +388,7 @@ def test_cuda1_file_loads_on_cpu():
     assert str(Net().load_state_dict(sd)) == "<All keys matched successfully>"
 
 
-def test_notes_E20_whole_model_fails_with_the_default_weights_only(main_with_net):
+def test_notes_E21_whole_model_fails_with_the_default_weights_only(main_with_net):
     with pytest.raises(pickle.UnpicklingError) as info:
         torch.load(FIXTURES / "whole_cuda.pt", map_location="cpu", weights_only=True)
     message = str(info.value)

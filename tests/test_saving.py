@@ -178,9 +178,9 @@ def test_page_no_longer_sells_a_whole_model_as_a_way_to_hide_code(lang):
     assert "torch.export.save" in page and "torch.export.load" in page and "ONNX" in page
 
 
-# --- E19: the extension -------------------------------------------------------------------
+# --- E20: the extension -------------------------------------------------------------------
 
-def test_notes_E19_extension_changes_nothing_in_the_file(in_tmp):
+def test_notes_E20_extension_changes_nothing_in_the_file(in_tmp):
     state = {"w": torch.arange(6.0).reshape(2, 3)}
     names = ["weights.pt", "weights.pth", "weights.pkl"]
     for name in names:
@@ -192,7 +192,7 @@ def test_notes_E19_extension_changes_nothing_in_the_file(in_tmp):
         assert torch.equal(torch.load(name, weights_only=True)["w"], state["w"])
 
 
-def test_notes_E19_the_file_stem_names_the_folder_inside_the_zip(in_tmp):
+def test_notes_E20_the_file_stem_names_the_folder_inside_the_zip(in_tmp):
     state = {"w": torch.arange(6.0)}
     torch.save(state, "weights.pt")
     torch.save(state, "other.pt")
@@ -209,7 +209,7 @@ def test_extension_page_demo_output(in_tmp, capsys):
     assert "identical bytes: True" in out and "same bytes: False | same members: True" in out
 
 
-def test_notes_E19_pkl_is_not_a_plain_pickle(in_tmp):
+def test_notes_E20_pkl_is_not_a_plain_pickle(in_tmp):
     torch.save({"w": torch.ones(2)}, "weights.pkl")
     assert Path("weights.pkl").read_bytes()[:1] == b"P"  # zip's 'PK' starts with pickle's PERSID opcode
     with open("weights.pkl", "rb") as f, pytest.raises(pickle.UnpicklingError) as err:
@@ -226,9 +226,9 @@ def test_legacy_format_is_not_a_plain_pickle_either(in_tmp):
     assert torch.equal(torch.load("legacy.pkl", weights_only=True)["w"], torch.ones(2))
 
 
-# --- E20: weights_only -------------------------------------------------------------------
+# --- E21: weights_only -------------------------------------------------------------------
 
-def test_notes_E20_default_load_refuses_code_and_runs_nothing(in_tmp):
+def test_notes_E21_default_load_refuses_code_and_runs_nothing(in_tmp):
     torch.save({"weight": torch.zeros(2), "extra": S.Payload()}, "evil.pt")
     with pytest.raises(pickle.UnpicklingError) as err:
         torch.load("evil.pt")  # the default: weights_only=True since torch 2.6, no warning
@@ -255,7 +255,7 @@ def test_refuse_payload_page_demo(in_tmp, capsys):
     ]
 
 
-def test_notes_E20_whole_model_refused_by_default(in_tmp):
+def test_notes_E21_whole_model_refused_by_default(in_tmp):
     torch.save(S.Net(), "net_whole.pt")
     with pytest.raises(pickle.UnpicklingError) as err:
         torch.load("net_whole.pt")
@@ -295,9 +295,9 @@ def test_full_checkpoint_loads_with_weights_only(in_tmp):
     assert ckpt["epoch"] == 3 and set(ckpt) == {"epoch", "model", "optimizer", "scheduler", "scaler", "rng"}
 
 
-# --- E25: assigning is not loading -----------------------------------------------------
+# --- E26: assigning is not loading -----------------------------------------------------
 
-def test_notes_E25_assigning_state_dict_loads_nothing():
+def test_notes_E26_assigning_state_dict_loads_nothing():
     torch.manual_seed(0)
     model, trained = S.Net(), S.Net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -755,7 +755,7 @@ def test_notes_E15_cuda_call_fails_without_a_gpu():
         nn.Linear(2, 2).cuda()
 
 
-# --- E24: map_location ----------------------------------------------------------------
+# --- E25: map_location ----------------------------------------------------------------
 
 def test_map_location_page_demo(in_tmp, capsys):
     S.demo_map_location()
@@ -765,7 +765,7 @@ def test_map_location_page_demo(in_tmp, capsys):
 
 
 @CPU_ONLY
-def test_notes_E24_a_gpu_saved_state_dict_carries_its_device(in_tmp):
+def test_notes_E25_a_gpu_saved_state_dict_carries_its_device(in_tmp):
     torch.save(S.Net().state_dict(), "cpu.pt")
     with_device_tag(Path("cpu.pt"), Path("gpu.pt"), "cuda:0")
     seen = []
@@ -831,7 +831,7 @@ def test_notes_E15_cuda_tensor_is_not_moved_in_place_module_is():
 
 
 @pytest.mark.cuda
-def test_notes_E24_cuda_state_dict_is_tagged_and_map_location_moves_it(in_tmp):
+def test_notes_E25_cuda_state_dict_is_tagged_and_map_location_moves_it(in_tmp):
     model = S.Net().to("cuda")
     torch.save(model.state_dict(), "gpu.pt")
     seen = []

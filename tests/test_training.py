@@ -783,3 +783,17 @@ def test_notes_E16_training_page_and_errata_agree_that_set_to_none_changes_nothi
     zero_grad_line = next(line for line in warning.splitlines() if "zero_grad()" in line and "set_to_none" in line)
     assert nothing in e16 and nothing in zero_grad_line
     assert "What needs correcting is" not in page and "需要更正的是" not in page
+
+
+# --- seed_everything leaves cuDNN's speed settings alone unless asked -----------------------------
+
+def test_seed_everything_sets_cudnn_determinism_only_when_asked(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    tr.seed_everything(0)
+    assert torch.backends.cudnn.deterministic is False and torch.backends.cudnn.benchmark is True
+    tr.seed_everything(0, deterministic_cudnn=True)
+    assert torch.backends.cudnn.deterministic is True and torch.backends.cudnn.benchmark is False
+    a = torch.rand(3)
+    tr.seed_everything(0)
+    assert torch.equal(a, torch.rand(3))  # the seeding is the same either way
