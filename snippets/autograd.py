@@ -143,6 +143,16 @@ def tour() -> None:
     print(w.grad)  # nothing was written into .grad
     # --8<-- [end:demo_autograd_grad]
 
+    # --8<-- [start:demo_gradient_penalty]
+    (plain,) = torch.autograd.grad((w**3).sum(), w)
+    print(plain.requires_grad)  # a constant: a penalty on it would train nothing
+    loss = (w**3).sum()
+    (g,) = torch.autograd.grad(loss, w, create_graph=True)  # g = 3w², with its graph
+    penalty = (g**2).sum()  # 9 * sum(w**4)
+    (loss + penalty).backward()  # d/dw = 3w² + 36w³
+    print(g.requires_grad, w.grad)
+    # --8<-- [end:demo_gradient_penalty]
+
     # --8<-- [start:demo_freeze]
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))

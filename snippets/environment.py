@@ -90,43 +90,49 @@ def gpus_seen_with(visible: str) -> int:
 
 
 # --8<-- [start:pick_device]
+def accelerator() -> str | None:
+    """The type of this machine's accelerator ('cuda', 'mps', 'xpu', ...) or None."""
+    if hasattr(torch, "accelerator"):  # torch 2.6+: one API for every backend
+        if not torch.accelerator.is_available():
+            return None
+        return torch.accelerator.current_accelerator().type
+    if torch.cuda.is_available():  # older torch: ask CUDA (and ROCm), then MPS
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else None
+
+
 def pick_device(prefer: str | torch.device | None = None) -> torch.device:
-    """A GPU when there is one (CUDA or ROCm, then Apple's MPS), else the CPU.
+    """The accelerator when there is one (CUDA, ROCm, MPS, XPU...), else the CPU.
 
     `prefer` forces a device ("cpu", "cuda:1", "mps") after checking it is usable.
     """
+    found = accelerator()
     if prefer is None:
-        if torch.cuda.is_available():  # NVIDIA (CUDA) and AMD (ROCm) GPUs alike
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():  # Apple silicon
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device(found or "cpu")
     if not isinstance(prefer, (str, torch.device)):
         raise TypeError("prefer must be a device name such as 'cuda:0' or a "
                         f"torch.device, got {type(prefer).__name__}")
-    names = "use 'cpu', 'cuda', 'cuda:N' or 'mps' (ROCm GPUs are 'cuda' too)"
     try:
         device = torch.device(prefer)
     except RuntimeError as err:
-        raise ValueError(f"{prefer!r} is not a device name; {names}") from err
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"pick_device does not handle {device.type!r} devices; "
-                         f"{names}")
+        raise ValueError(f"{prefer!r} is not a device name; use 'cpu', 'cuda', "
+                         "'cuda:N', 'mps' or 'xpu'") from err
+    if device.type == "hip":
+        raise ValueError("a ROCm GPU is 'cuda' in torch; ask for 'cuda' or 'cuda:N'")
+    if device.type == "cpu":
+        return device
     asked = f"{prefer!r} was asked for, but"
-    fall_back = "use pick_device() to fall back to the CPU"
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"{asked} torch.cuda.is_available() is False (a "
-                               f"CPU-only torch build, or no GPU/driver); {fall_back}")
-        count = torch.cuda.device_count()
-        gpus = "ROCm" if torch.version.hip else "CUDA"
-        if device.index is not None and device.index >= count:
-            raise RuntimeError(f"{asked} only {count} {gpus} device(s) are visible "
-                               f"(cuda:0 to cuda:{count - 1}); use a lower index "
-                               "or check CUDA_VISIBLE_DEVICES")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"{asked} torch.backends.mps.is_available() is False "
-                           f"(MPS needs Apple silicon and macOS); {fall_back}")
+    if device.type != found:
+        have = (f"this machine's accelerator is {found!r}" if found else
+                "torch finds no accelerator (a CPU-only build, or no GPU/driver)")
+        raise RuntimeError(f"{asked} {have}; use pick_device() to take what "
+                           "there is, the CPU included")
+    count = (torch.accelerator.device_count() if hasattr(torch, "accelerator")
+             else torch.cuda.device_count() if found == "cuda" else 1)
+    if device.index is not None and device.index >= count:
+        raise RuntimeError(f"{asked} only {count} {found} device(s) are visible "
+                           f"({found}:0 to {found}:{count - 1}); use a lower index "
+                           "or check CUDA_VISIBLE_DEVICES")
     return device
 # --8<-- [end:pick_device]
 
@@ -185,7 +191,8 @@ def tour() -> None:
 
     # --8<-- [start:demo_backends]
     print("CUDA:", torch.version.cuda, "| ROCm (HIP):", torch.version.hip)
-    print("MPS:", torch.backends.mps.is_available())
+    found = torch.accelerator.current_accelerator()  # the build's, even with no GPU
+    print("accelerator:", found, "| usable:", torch.accelerator.is_available())
     # --8<-- [end:demo_backends]
 
     # --8<-- [start:demo_device_refused]

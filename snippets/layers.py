@@ -156,7 +156,7 @@ def demo_learn_edge() -> torch.Tensor:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    kernel = layer.weight.data.round(decimals=2).tolist()
+    kernel = layer.weight.detach().round(decimals=2).tolist()
     print(f"loss {loss.item():.6f}, kernel {kernel}")
     # --8<-- [end:demo_learn_edge]
     return layer.weight.detach()

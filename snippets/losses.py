@@ -392,7 +392,7 @@ def demo_focal() -> None:
 
 def demo_device(pick_device) -> torch.Tensor:
     # --8<-- [start:demo_device]
-    device = pick_device()                      # CUDA when present, else CPU
+    device = pick_device()                      # a GPU when present, else CPU
     g = torch.Generator().manual_seed(0)        # make the data on the CPU, then move it
     logits = torch.randn(8, 5, generator=g).to(device)
     target = torch.randint(0, 5, (8,), generator=g).to(device)

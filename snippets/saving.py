@@ -401,10 +401,16 @@ def _read_checkpoint(path: Path, map_location) -> tuple[object, dict]:
 
 
 # --8<-- [start:key_mismatch_message]
-# prefixes that a wrapper puts in front of every key, and what each one means
+# prefixes that a wrapper puts in front of every key: where each comes from, how to
+# save without it, and where to load a plain file instead
 WRAPPERS = {
-    "module.": ("a DataParallel/DistributedDataParallel wrapper", "model.module"),
-    "_orig_mod.": ("torch.compile (an OptimizedModule)", "model._orig_mod"),
+    "module.": ("a DataParallel/DistributedDataParallel wrapper",
+                "save model.module.state_dict() next time",
+                "load_checkpoint(path, model.module)"),
+    "_orig_mod.": ("torch.compile (an OptimizedModule)",
+                   "next time save the module you compiled, or compile in place "
+                   "with model.compile() (its keys stay plain)",
+                   "the module you passed to torch.compile"),
 }
 
 
@@ -420,16 +426,15 @@ def _key_mismatch_message(model_keys: list[str], file_keys: list[str]) -> str:
              f"  missing (the model has them, the file does not): {preview(missing)}",
              "  unexpected (the file has them, the model does not): "
              f"{preview(unexpected)}"]
-    for prefix, (source, inner) in WRAPPERS.items():
+    for prefix, (source, save, inner) in WRAPPERS.items():
         if file_keys and all(k.startswith(prefix) for k in file_keys):
             strip = "torch.nn.modules.utils.consume_prefix_in_state_dict_if_present"
             lines.append(f"  hint: every key in the file starts with '{prefix}', so it "
                          f"was saved from {source}; strip the prefix with {strip}"
-                         f"(state, '{prefix}') or save {inner}.state_dict() next time")
+                         f"(state, '{prefix}'), or {save}")
         elif model_keys and all(k.startswith(prefix) for k in model_keys):
             lines.append(f"  hint: every key of the model starts with '{prefix}' "
-                         f"({source}); load into the wrapped model instead: "
-                         f"load_checkpoint(path, {inner})")
+                         f"({source}); load into the wrapped model instead: {inner}")
     return "\n".join(lines)
 # --8<-- [end:key_mismatch_message]
 

@@ -33,15 +33,19 @@ from snippets.environment import pick_device
 
 
 # --8<-- [start:seed_everything]
-def seed_everything(seed: int) -> None:
-    """Seed every random number generator a training run touches."""
+def seed_everything(seed: int, deterministic_cudnn: bool = False) -> None:
+    """Seed every random number generator a training run touches.
+
+    deterministic_cudnn=True also makes cuDNN repeat itself (slower convolutions).
+    """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # CPU and every CUDA device
-    torch.backends.cudnn.deterministic = True  # no run-to-run choice of conv algorithm
-    torch.backends.cudnn.benchmark = False
+    if deterministic_cudnn:  # no run-to-run choice of conv algorithm, at a cost
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 # --8<-- [end:seed_everything]
 
 
@@ -540,16 +544,20 @@ def demo_compile_wrap() -> tuple[nn.Module, nn.Module]:
     seed_everything(0)
     model = DigitCNN()
     compiled = torch.compile(model)  # returns at once; compiles on the first call
-    print(type(compiled).__name__, compiled._orig_mod is model)
+    print(type(compiled).__name__,
+          compiled.features[0].weight is model.features[0].weight)  # shared
     print(list(model.state_dict())[0], list(compiled.state_dict())[0])
     # --8<-- [end:demo_compile_wrap]
     return model, compiled
 
 
-def demo_compile_save(compiled) -> None:
+def demo_compile_save(model, compiled) -> None:
     # --8<-- [start:demo_compile_save]
-    torch.save(compiled._orig_mod.state_dict(), "digits.pt")  # plain keys
+    torch.save(model.state_dict(), "digits.pt")  # the module you compiled: plain keys
     print(DigitCNN().load_state_dict(torch.load("digits.pt")))
+    in_place = DigitCNN()
+    in_place.compile()  # compiles in place: same class, same keys
+    print(type(in_place).__name__, list(in_place.state_dict())[0])
     missing, unexpected = DigitCNN().load_state_dict(compiled.state_dict(),
                                                      strict=False)
     print(len(missing), unexpected[0])
@@ -585,7 +593,7 @@ def tour() -> None:
     demo_autocast(train_loader)
     demo_fit_scheduled()
     model, compiled = demo_compile_wrap()
-    demo_compile_save(compiled)
+    demo_compile_save(model, compiled)
     demo_compile_run(model, compiled)
 
 

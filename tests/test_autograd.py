@@ -1,4 +1,6 @@
 """Each claim of the autograd chapter, asserted."""
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -264,3 +266,58 @@ def test_the_pages_freeze_example_prints_none_true_false_9(capsys):
     i = out.index("9 trainable")
     assert out[i - 2:i] == ["None", "True False"]
     assert "UserWarning: The .grad attribute of a Tensor that is not a leaf Tensor is being accessed" in out
+
+
+# --- a gradient penalty needs create_graph=True ----------------------------------------------
+
+def test_gradient_penalty_needs_create_graph():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    (plain,) = torch.autograd.grad((w**3).sum(), w)
+    assert not plain.requires_grad and plain.grad_fn is None  # a constant
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (plain**2).sum().backward()  # a penalty alone on it cannot even be differentiated
+    loss = (w**3).sum()
+    (g,) = torch.autograd.grad(loss, w, create_graph=True)
+    assert g.grad_fn is not None
+    (loss + (g**2).sum()).backward()
+    expected = 3 * w.detach() ** 2 + 36 * w.detach() ** 3  # d/dw [Σw³ + 9Σw⁴]
+    assert torch.equal(w.grad, expected) and w.grad.tolist() == [39.0, 300.0]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_shows_create_graph_for_a_gradient_penalty(lang):
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "autograd.md").read_text(encoding="utf-8")
+    assert "create_graph=True" in text
+    assert '--8<-- "snippets/autograd.py:demo_gradient_penalty"' in text
+
+
+# --- what a leaf is: no grad_fn ------------------------------------------------------------------
+
+def test_a_leaf_is_a_tensor_without_grad_fn_whoever_made_it():
+    made_by_an_op = torch.ones(2) * 2
+    assert made_by_an_op.is_leaf and made_by_an_op.grad_fn is None  # requires no grad: a leaf
+    a = torch.ones(2, requires_grad=True)
+    assert a.is_leaf and a.grad_fn is None                          # created by the user
+    b = a * 2
+    assert not b.is_leaf and b.grad_fn is not None                  # an op on a tensor that requires grad
+    assert b.detach().is_leaf                                       # detach: a new leaf
+    with torch.no_grad():
+        assert (a * 2).is_leaf                                      # no graph recorded: a leaf
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_glossary_defines_a_leaf_by_its_missing_grad_fn(lang):
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "glossary.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| leaf tensor |"))
+    assert "`grad_fn`" in row
+    assert "not produced by an operation" not in row and "不由运算产生" not in row
+
+
+def test_notes_E18_detach_does_not_stop_tracking_the_tensor_it_is_called_on():
+    """Errata E18: "要阻止一个张量被跟踪历史，可以调用.detach()": only the returned tensor is untracked."""
+    x = torch.ones(2, requires_grad=True)
+    y = x * 2
+    z = y.detach()
+    assert y.requires_grad and y.grad_fn is not None      # y is still tracked
+    assert not z.requires_grad and z.grad_fn is None      # the new tensor is not
+    assert z.data_ptr() == y.data_ptr()                    # and shares y's memory

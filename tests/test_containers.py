@@ -76,7 +76,7 @@ def test_copy_by_order_rejects_non_modules():
         C.copy_by_order({}, C.make_sequential())
 
 
-def test_notes_E18_sequential_is_extensible_append_insert_extend_index_slice_del():
+def test_notes_E19_sequential_is_extensible_append_insert_extend_index_slice_del():
     net = C.demo_extend_sequential()
     assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "LogSoftmax"]
     assert list(net._modules) == ["0", "1", "2", "3"]  # renumbered after del

@@ -456,7 +456,8 @@ def test_seed_worker_gives_each_worker_its_own_repeatable_stream():
 
 @pytest.mark.multiprocess
 def test_workers_seed_torch_random_and_numpy_from_the_generator():
-    """What the page says torch already does in each worker: base seed + worker id."""
+    """What the page says torch does in each worker: torch and random get base seed + worker id,
+    NumPy a seed derived from both by _generate_state (torch/utils/data/_utils/worker.py)."""
     import random
 
     class Draws(torch.utils.data.Dataset):
@@ -470,12 +471,19 @@ def test_workers_seed_torch_random_and_numpy_from_the_generator():
     def run(seed):
         loader = DataLoader(Draws(), batch_size=1, num_workers=2,
                             generator=torch.Generator().manual_seed(seed))
-        return [[float(x) for x in batch] for batch in loader]
+        return [[x.item() for x in batch] for batch in loader]  # item(): exact int seeds
     first = run(0)
     assert first == run(0) and first != run(1)
     assert first[1][0] == first[0][0] + 1                               # worker 1: base seed + 1
     assert first[0][0] == first[0][1]                                   # = torch's seed in the worker
     assert first[0][2:] != first[1][2:]
+    # random gets base seed + k too; NumPy's seed is mixed from (base seed, k) by another function
+    from torch.utils.data._utils.worker import _generate_state
+    base = first[0][0]
+    for k, (seed, _, py, npy) in enumerate(first):
+        assert py == random.Random(base + k).random()
+        assert npy == np.random.RandomState(_generate_state(base, k)).random_sample()
+        assert npy != np.random.RandomState((base + k) % 2**32).random_sample()
 
 
 # --- training and validation transforms ---------------------------------------------------------
@@ -817,3 +825,16 @@ def test_notes_E4_four_workers_warn_on_three_cores(monkeypatch, val_data):
     cpus(monkeypatch, 3)
     with pytest.warns(UserWarning, match="Our suggested max number of worker in current system is 3"):
         DataLoader(val_data, batch_size=64, num_workers=4)
+
+
+# --- why this chapter's split is 1438/359 and the training chapter's 1437/360 ---------------------
+
+def test_per_digit_rounding_gives_359_and_train_test_split_360():
+    from sklearn.model_selection import train_test_split
+    target = load_digits().target
+    assert sum(round(int((target == d).sum()) * 0.2) for d in range(10)) == 359
+    from snippets.data import stratified_split
+    splits = stratified_split(target, 0.2, seed=0)
+    assert sum(len(val) for _, val, _ in splits) == 359
+    _, val = train_test_split(np.arange(len(target)), test_size=0.2, stratify=target, random_state=0)
+    assert len(val) == 360 == -(-len(target) * 2 // 10)  # 20 % of 1797 = 359.4, rounded up

@@ -309,18 +309,22 @@ def test_cuda_runtime_wheel_finds_the_nvidia_runtime_package(monkeypatch):
 
 # ---------------------------------------------------------------- pick_device
 
+def fake_accelerator(monkeypatch, kind: str | None, count: int = 0):
+    """Make torch.accelerator (torch 2.6+) report `count` devices of type `kind`."""
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: kind is not None)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator",
+                        lambda *a, **k: torch.device(kind) if kind else None)
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: count)
+
+
 @pytest.fixture
 def two_gpus(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    fake_accelerator(monkeypatch, "cuda", 2)
 
 
 @pytest.fixture
 def no_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    fake_accelerator(monkeypatch, None)
 
 
 def test_pick_device_defaults_to_cpu_without_a_gpu(no_gpu):
@@ -342,13 +346,13 @@ def test_pick_device_cpu_always_works(no_gpu):
 
 
 def test_pick_device_refuses_cuda_when_unavailable(no_gpu):
-    with pytest.raises(RuntimeError, match=r"^'cuda' was asked for, but torch.cuda.is_available\(\) is False "
-                                           r"\(a CPU-only torch build, or no GPU/driver\); use pick_device\(\)"):
+    with pytest.raises(RuntimeError, match=r"^'cuda' was asked for, but torch finds no accelerator "
+                                           r"\(a CPU-only build, or no GPU/driver\); use pick_device\(\)"):
         env.pick_device("cuda")
 
 
 def test_pick_device_refuses_an_index_past_the_last_gpu(two_gpus):
-    with pytest.raises(RuntimeError, match=r"^'cuda:2' was asked for, but only 2 CUDA device\(s\) are visible "
+    with pytest.raises(RuntimeError, match=r"^'cuda:2' was asked for, but only 2 cuda device\(s\) are visible "
                                            r"\(cuda:0 to cuda:1\); use a lower index or check CUDA_VISIBLE_DEVICES"):
         env.pick_device("cuda:2")
 
@@ -357,64 +361,80 @@ def test_pick_device_cuda_99_message_without_a_gpu_is_the_pages(no_gpu):
     # the page shows this message, printed on the machine that builds the site (no GPU)
     with pytest.raises(RuntimeError) as caught:
         env.pick_device("cuda:99")
-    assert str(caught.value) == ("'cuda:99' was asked for, but torch.cuda.is_available() is False "
-                                 "(a CPU-only torch build, or no GPU/driver); "
-                                 "use pick_device() to fall back to the CPU")
+    assert str(caught.value) == ("'cuda:99' was asked for, but torch finds no accelerator "
+                                 "(a CPU-only build, or no GPU/driver); "
+                                 "use pick_device() to take what there is, the CPU included")
 
 
 def test_pick_device_cuda_99_with_gpus_names_the_valid_indices(two_gpus):
-    with pytest.raises(RuntimeError, match=r"^'cuda:99' was asked for, but only 2 CUDA device\(s\) "
+    with pytest.raises(RuntimeError, match=r"^'cuda:99' was asked for, but only 2 cuda device\(s\) "
                                            r"are visible \(cuda:0 to cuda:1\)"):
         env.pick_device("cuda:99")
 
 
 @pytest.mark.parametrize("name", ["gpu", "rocm", "cuda0"])
 def test_pick_device_rejects_a_wrong_name(name):
-    with pytest.raises(ValueError, match=rf"^'{name}' is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'mps' "
-                                         r"\(ROCm GPUs are 'cuda' too\)$"):
+    with pytest.raises(ValueError, match=rf"^'{name}' is not a device name; use 'cpu', 'cuda', 'cuda:N', "
+                                         r"'mps' or 'xpu'$"):
         env.pick_device(name)
 
 
-@pytest.mark.parametrize("name", ["hip", "xpu", "meta", "hip:0"])
-def test_pick_device_rejects_a_device_type_it_does_not_handle(name):
-    kind = name.split(":")[0]
-    with pytest.raises(ValueError, match=rf"^pick_device does not handle '{kind}' devices; use 'cpu', 'cuda'"):
+@pytest.mark.parametrize("name", ["hip", "hip:0"])
+def test_pick_device_says_a_rocm_gpu_is_cuda(name):
+    with pytest.raises(ValueError, match=r"^a ROCm GPU is 'cuda' in torch; ask for 'cuda' or 'cuda:N'$"):
         env.pick_device(name)
 
 
-@pytest.fixture
-def rocm_gpus(monkeypatch):
-    """A ROCm build with 2 AMD GPUs: torch.version.hip is set, torch.cuda answers."""
-    monkeypatch.setattr(torch.version, "cuda", None)
-    monkeypatch.setattr(torch.version, "hip", "6.4.43484", raising=False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+@pytest.mark.parametrize("name", ["xpu", "meta", "mps"])
+def test_pick_device_refuses_a_device_that_is_not_the_accelerator(two_gpus, name):
+    with pytest.raises(RuntimeError, match=rf"^'{name}' was asked for, but this machine's accelerator is 'cuda'"):
+        env.pick_device(name)
 
 
-def test_pick_device_uses_cuda_names_for_rocm_gpus(rocm_gpus):
-    assert env.pick_device() == torch.device("cuda")
-    assert env.pick_device("cuda:1") == torch.device("cuda:1")
-    with pytest.raises(RuntimeError, match=r"only 2 ROCm device\(s\) are visible \(cuda:0 to cuda:1\)"):
-        env.pick_device("cuda:2")
-
-
-def test_pick_device_chooses_mps_on_apple_silicon(no_gpu, monkeypatch):
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert env.pick_device() == torch.device("mps")
-    assert env.pick_device("mps") == torch.device("mps")
+@pytest.mark.parametrize("kind", ["mps", "xpu"])
+def test_pick_device_takes_whatever_accelerator_torch_reports(monkeypatch, kind):
+    """ROCm builds report 'cuda'; Apple silicon 'mps'; Intel GPUs 'xpu'."""
+    fake_accelerator(monkeypatch, kind, 1)
+    assert env.pick_device() == torch.device(kind)
+    assert env.pick_device(kind) == torch.device(kind)
     assert env.pick_device("cpu") == torch.device("cpu")
 
 
-def test_pick_device_prefers_a_cuda_gpu_over_mps(two_gpus, monkeypatch):
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert env.pick_device() == torch.device("cuda")
+def test_pick_device_is_built_on_torch_accelerator():
+    import inspect
+    source = inspect.getsource(env.accelerator)
+    assert "torch.accelerator.current_accelerator()" in source
+    assert env.accelerator() == (torch.accelerator.current_accelerator().type
+                                 if torch.accelerator.is_available() else None)
 
 
-def test_pick_device_falls_back_to_cpu_without_cuda_rocm_or_mps(no_gpu, monkeypatch):
-    monkeypatch.setattr(torch.version, "hip", None, raising=False)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+def test_torch_accelerator_has_the_four_calls_the_page_names():
+    for name in ("is_available", "current_accelerator", "device_count", "synchronize"):
+        assert callable(getattr(torch.accelerator, name)), name
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or not torch.version.cuda,
+                    reason="the claim is about a CUDA build on a machine without a GPU (this site's build machine)")
+def test_current_accelerator_names_the_builds_accelerator_even_without_a_device():
+    # the page: current_accelerator() answers 'cuda' here, is_available() False, so ask it first
+    assert torch.accelerator.current_accelerator().type == "cuda"
+    assert torch.accelerator.is_available() is False
     assert env.pick_device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, False, "cuda"), (True, True, "cuda"),
+                                                 (False, True, "mps"), (False, False, "cpu")])
+def test_pick_device_without_torch_accelerator_asks_cuda_then_mps(monkeypatch, cuda, mps, expected):
+    """torch before 2.6 has no torch.accelerator: the function falls back to torch.cuda and MPS."""
+    monkeypatch.delattr(torch, "accelerator")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert env.pick_device() == torch.device(expected)
+    if cuda:
+        assert env.pick_device("cuda:1") == torch.device("cuda:1")
+        with pytest.raises(RuntimeError, match=r"only 2 cuda device\(s\) are visible"):
+            env.pick_device("cuda:2")
 
 
 def test_pick_device_rejects_a_non_string():
@@ -422,9 +442,8 @@ def test_pick_device_rejects_a_non_string():
         env.pick_device(0)
 
 
-def test_pick_device_refuses_mps_when_unavailable(monkeypatch):
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match=r"torch.backends.mps.is_available\(\) is False"):
+def test_pick_device_refuses_mps_when_unavailable(no_gpu):
+    with pytest.raises(RuntimeError, match=r"^'mps' was asked for, but torch finds no accelerator"):
         env.pick_device("mps")
 
 

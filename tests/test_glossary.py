@@ -70,3 +70,45 @@ def test_rejected_variants_are_caught():
     assert re.search(GLOSSARY["micro-batch"][1], "切成微批再累加")
     assert not re.search(GLOSSARY["micro-batch"][1], "切成微批量再累加")
     assert re.search(GLOSSARY["load"][1], "把权重载入模型")
+
+
+# English terms that have a chosen Chinese term: in Chinese prose the Chinese one is written.
+# An English gloss in parentheses right after the Chinese term (一轮（epoch）) is allowed.
+ENGLISH_IN_ZH = {
+    "epoch": "轮", "batch": "批量", "mini-batch": "小批量", "micro-batch": "微批量",
+    "checkpoint": "检查点", "optimizer": "优化器", "pooling": "池化", "stride": "步幅",
+    "loss function": "损失函数", "mixed precision": "混合精度", "gradient clipping": "梯度裁剪",
+    "gradient accumulation": "梯度累加", "learning-rate scheduler": "学习率调度器",
+    "leaf tensor": "叶子张量", "named tuple": "具名元组", "autograd": "自动求导",
+}
+
+
+def chinese_prose(text: str) -> str:
+    """What a reader reads as Chinese sentences: no code, no outputs, no links' targets."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)          # front matter
+    text = re.sub(r"^( *)(```|~~~).*?^\1\2", "", text, flags=re.S | re.M)  # fenced blocks
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]+`", "", text)                               # code spans
+    text = re.sub(r"\]\([^)]*\)", "]", text)                             # link targets
+    text = re.sub(r"（[A-Za-z][A-Za-z -]*）", "", text)                  # a gloss: 轮（epoch）
+    return text
+
+
+def test_chinese_prose_uses_the_chinese_term_not_the_english_one():
+    found = []
+    for where, text in chinese_texts().items():
+        if where.endswith("glossary.md"):
+            continue
+        prose = chinese_prose(text)
+        for english, chinese in ENGLISH_IN_ZH.items():
+            for m in re.finditer(rf"(?<![\w.-]){re.escape(english)}s?(?![\w-]|\.\w)", prose, re.I):
+                found.append(f"{where}: {english!r} (write {chinese}) in …{prose[max(m.start() - 15, 0):m.end() + 15]}…")
+    assert found == [], "\n  ".join(["English terms in Chinese prose:", *found])
+
+
+def test_english_in_zh_rule_catches_and_allows():
+    prose = chinese_prose("每个 epoch 调用一次 `scheduler.step()`；一轮（epoch）是一遍；`set_epoch` 与 set_epoch")
+    hits = re.findall(r"(?<![\w-])epochs?(?![\w-])", prose)
+    assert hits == ["epoch"]
+    for english, chinese in ENGLISH_IN_ZH.items():
+        assert glossary_rows("zh").get(english, chinese) == chinese

@@ -1,5 +1,6 @@
 """Each claim of the layers chapter, asserted; and the notes' versions, shown wrong."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from snippets import layers as L
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- the notes' code, verbatim apart from imports ---------------------------------------------
@@ -483,3 +486,31 @@ def test_committed_bench_table_measures_channels_last_and_it_was_faster_for_ever
         assert all(r > 1 for r in ratios.values())
         assert max(ratios, key=ratios.get) == "Conv2d(64, 128, 1)"
 
+
+
+# -- the prose under the speed tables says what the committed measurement shows ----------------
+def test_speed_prose_matches_the_committed_measurement():
+    """'a few hundred times' slower than unfold, 'thousands of times' slower than F.conv2d; the
+    factor over F.conv2d grows with the input, the one over unfold does not keep growing."""
+    from tools import bench_layers
+
+    sizes = bench_layers.load()["sizes"]
+    unfold = [s["loop_per_unfold"] for s in sizes]
+    builtin = [s["loop_per_builtin"] for s in sizes]
+    assert all(100 <= f < 1000 for f in unfold), unfold
+    assert all(1000 <= f < 10000 for f in builtin), builtin
+    assert builtin == sorted(builtin)
+    assert unfold != sorted(unfold), "the page says the factor over unfold does not keep growing"
+    for lang, words in {"en": ["a few hundred times", "thousands of times", "did not keep growing"],
+                        "zh": ["几百倍", "几千倍", "并没有一直增大"]}.items():
+        text = (ROOT / "docs" / lang / "layers.md").read_text(encoding="utf-8")
+        assert all(w in text for w in words), lang
+        assert "orders of magnitude" not in text and "数量级" not in text
+        assert "one measurement on one machine" in text or "一次测量" in text
+
+
+def test_layers_code_reads_weights_with_detach_not_data():
+    """The init chapter warns against .data; this chapter's shown code does not use it."""
+    source = (ROOT / "snippets" / "layers.py").read_text(encoding="utf-8")
+    assert ".data." not in source and ".data\n" not in source
+    assert "layer.weight.detach()" in source

@@ -676,3 +676,29 @@ def test_kl_demo_numbers():
     log_q = torch.log_softmax(torch.randn(4, 5), dim=1)
     p = torch.softmax(torch.randn(4, 5), dim=1)
     assert fmt(F.kl_div(log_q, p, reduction="batchmean")) == "0.5777"
+
+
+# --- BCELoss on large logits: the clamp sets the loss, the saturated sigmoid the zero gradient ---
+
+def test_bce_zero_gradient_comes_from_the_saturated_sigmoid_not_the_clamp():
+    x = torch.tensor([30.0, -200.0], requires_grad=True)
+    p = torch.sigmoid(x)
+    p.retain_grad()
+    loss = F.binary_cross_entropy(p, torch.tensor([0.0, 1.0]), reduction="sum")
+    loss.backward()
+    assert p.tolist() == [1.0, 0.0]           # the sigmoid rounded to exactly 1 and 0
+    assert loss.item() == 200.0               # each log clamped at -100: 100 per sample
+    assert (p.grad.abs() > 1e11).all()        # BCELoss's own gradient is about 1e12, not 0
+    assert x.grad.abs().tolist() == [0.0, 0.0]  # p(1 - p) = 0 stops it at the sigmoid
+    # the sigmoid's derivative alone is already 0 there
+    (d,) = torch.autograd.grad(torch.sigmoid(x).sum(), x)
+    assert d.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_blames_the_sigmoid_for_the_zero_gradient(lang):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "losses.md").read_text(encoding="utf-8")
+    assert "p(1 − p)" in text and "10¹²" in text
+    assert "so the loss is cut off at 100 and the gradient is exactly 0" not in text
+    assert "于是损失被截成 100，梯度恰好为 0" not in text

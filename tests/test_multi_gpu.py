@@ -98,7 +98,7 @@ def test_notes_E15_dp_then_cuda_fails_without_a_gpu(seeded_net):
         nn.DataParallel(seeded_net).cuda()
 
 
-def test_notes_E22_module_call_runs_forward_without_input(seeded_net):
+def test_notes_E23_module_call_runs_forward_without_input(seeded_net):
     dp = nn.DataParallel(seeded_net)
     with pytest.raises(TypeError) as info:
         dp.module()
@@ -117,7 +117,7 @@ def test_saving_dp_module_gives_a_file_without_prefix(tmp_path, seeded_net):
     assert torch.equal(plain.submodule.weight, seeded_net.submodule.weight)
 
 
-def test_notes_E21_dataparallel_docstring_recommends_ddp(seeded_net):
+def test_notes_E22_dataparallel_docstring_recommends_ddp(seeded_net):
     doc = " ".join(nn.DataParallel.__doc__.split())
     assert ("It is recommended to use :class:`~torch.nn.parallel.DistributedDataParallel`, instead of this "
             "class, to do multi-GPU training, even if there is only a single node.") in doc
@@ -214,7 +214,7 @@ def test_removeprefix_keeps_submodule_names(seeded_net):
     assert str(Net().load_state_dict(clean)) == "<All keys matched successfully>"
 
 
-def test_notes_E23_replace_corrupts_submodule_keys():
+def test_notes_E24_replace_corrupts_submodule_keys():
     # the GPU fixture's Net has an attribute named `submodule`
     sd = torch.load(FIXTURES / "sd_dp_cuda.pt", map_location="cpu", weights_only=True)
     broken = {k.replace("module.", ""): v for k, v in sd.items()}  # the notes' code
@@ -367,7 +367,7 @@ def test_saved_devices_reads_the_tags():
 
 
 @cpu_only
-def test_notes_E24_a_state_dict_carries_the_gpu_device_too(main_with_net):
+def test_notes_E25_a_state_dict_carries_the_gpu_device_too(main_with_net):
     # the notes: only a whole model stores the GPU id. Both files fail alike without map_location.
     with pytest.raises(RuntimeError) as from_state_dict:
         torch.load(FIXTURES / "sd_cuda.pt", weights_only=True)
@@ -388,7 +388,7 @@ def test_cuda1_file_loads_on_cpu():
     assert str(Net().load_state_dict(sd)) == "<All keys matched successfully>"
 
 
-def test_notes_E20_whole_model_fails_with_the_default_weights_only(main_with_net):
+def test_notes_E21_whole_model_fails_with_the_default_weights_only(main_with_net):
     with pytest.raises(pickle.UnpicklingError) as info:
         torch.load(FIXTURES / "whole_cuda.pt", map_location="cpu", weights_only=True)
     message = str(info.value)
@@ -932,3 +932,70 @@ def write_outputs() -> None:
 
 if __name__ == "__main__":
     write_outputs()
+
+
+# --- uneven inputs: an unmatched all-reduce fails at the group's timeout; Join handles them ------
+
+UNEVEN = '''
+import datetime, os, time
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.algorithms import Join
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+rank = int(os.environ["RANK"])
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=3))
+torch.manual_seed(0)
+model = DDP(nn.Linear(2, 1))
+steps = 3 if rank == 0 else 2  # uneven inputs
+with Join([model]):
+    for _ in range(steps):
+        model(torch.ones(4, 2)).sum().backward()
+print(f"rank {rank}: Join finished {steps} steps", flush=True)
+dist.barrier()
+if rank == 0:  # an all-reduce that rank 1 never joins
+    start = time.monotonic()
+    try:
+        dist.all_reduce(torch.ones(1))
+    except RuntimeError:
+        print(f"rank 0: RuntimeError after {time.monotonic() - start:.0f} s", flush=True)
+else:
+    time.sleep(8)
+'''
+
+
+@pytest.mark.multiprocess
+def test_uneven_steps_fail_at_the_timeout_and_join_handles_them(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "uneven.py"
+    script.write_text(UNEVEN, encoding="utf-8")
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, str(script)], env={**env, "RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in (0, 1)]
+    out = [p.communicate(timeout=60)[0] for p in procs]
+    assert "rank 0: Join finished 3 steps" in out[0] and "rank 1: Join finished 2 steps" in out[1]
+    assert "rank 0: RuntimeError after 3 s" in out[0]  # not forever: the group's timeout
+
+
+def test_default_timeouts_and_syncbatchnorm_communicates_both_ways():
+    import datetime
+    import inspect
+
+    from torch.distributed import constants
+    from torch.nn.modules._functions import SyncBatchNorm as SyncBatchNormFunction
+    assert constants.default_pg_nccl_timeout == datetime.timedelta(minutes=10)
+    assert constants.default_pg_timeout == datetime.timedelta(minutes=30)
+    assert "all_gather" in inspect.getsource(SyncBatchNormFunction.forward)
+    assert "all_reduce" in inspect.getsource(SyncBatchNormFunction.backward)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_says_timeout_and_join_not_forever(lang):
+    text = (ROOT / "docs" / lang / "multi-gpu.md").read_text(encoding="utf-8")
+    assert "forever" not in text and "永远等下去" not in text
+    assert "`Join`" in text and "all-gather" in text and text.count("all-reduce") > 5

@@ -178,9 +178,9 @@ def test_page_no_longer_sells_a_whole_model_as_a_way_to_hide_code(lang):
     assert "torch.export.save" in page and "torch.export.load" in page and "ONNX" in page
 
 
-# --- E19: the extension -------------------------------------------------------------------
+# --- E20: the extension -------------------------------------------------------------------
 
-def test_notes_E19_extension_changes_nothing_in_the_file(in_tmp):
+def test_notes_E20_extension_changes_nothing_in_the_file(in_tmp):
     state = {"w": torch.arange(6.0).reshape(2, 3)}
     names = ["weights.pt", "weights.pth", "weights.pkl"]
     for name in names:
@@ -192,7 +192,7 @@ def test_notes_E19_extension_changes_nothing_in_the_file(in_tmp):
         assert torch.equal(torch.load(name, weights_only=True)["w"], state["w"])
 
 
-def test_notes_E19_the_file_stem_names_the_folder_inside_the_zip(in_tmp):
+def test_notes_E20_the_file_stem_names_the_folder_inside_the_zip(in_tmp):
     state = {"w": torch.arange(6.0)}
     torch.save(state, "weights.pt")
     torch.save(state, "other.pt")
@@ -209,7 +209,7 @@ def test_extension_page_demo_output(in_tmp, capsys):
     assert "identical bytes: True" in out and "same bytes: False | same members: True" in out
 
 
-def test_notes_E19_pkl_is_not_a_plain_pickle(in_tmp):
+def test_notes_E20_pkl_is_not_a_plain_pickle(in_tmp):
     torch.save({"w": torch.ones(2)}, "weights.pkl")
     assert Path("weights.pkl").read_bytes()[:1] == b"P"  # zip's 'PK' starts with pickle's PERSID opcode
     with open("weights.pkl", "rb") as f, pytest.raises(pickle.UnpicklingError) as err:
@@ -226,9 +226,9 @@ def test_legacy_format_is_not_a_plain_pickle_either(in_tmp):
     assert torch.equal(torch.load("legacy.pkl", weights_only=True)["w"], torch.ones(2))
 
 
-# --- E20: weights_only -------------------------------------------------------------------
+# --- E21: weights_only -------------------------------------------------------------------
 
-def test_notes_E20_default_load_refuses_code_and_runs_nothing(in_tmp):
+def test_notes_E21_default_load_refuses_code_and_runs_nothing(in_tmp):
     torch.save({"weight": torch.zeros(2), "extra": S.Payload()}, "evil.pt")
     with pytest.raises(pickle.UnpicklingError) as err:
         torch.load("evil.pt")  # the default: weights_only=True since torch 2.6, no warning
@@ -255,7 +255,7 @@ def test_refuse_payload_page_demo(in_tmp, capsys):
     ]
 
 
-def test_notes_E20_whole_model_refused_by_default(in_tmp):
+def test_notes_E21_whole_model_refused_by_default(in_tmp):
     torch.save(S.Net(), "net_whole.pt")
     with pytest.raises(pickle.UnpicklingError) as err:
         torch.load("net_whole.pt")
@@ -295,9 +295,9 @@ def test_full_checkpoint_loads_with_weights_only(in_tmp):
     assert ckpt["epoch"] == 3 and set(ckpt) == {"epoch", "model", "optimizer", "scheduler", "scaler", "rng"}
 
 
-# --- E25: assigning is not loading -----------------------------------------------------
+# --- E26: assigning is not loading -----------------------------------------------------
 
-def test_notes_E25_assigning_state_dict_loads_nothing():
+def test_notes_E26_assigning_state_dict_loads_nothing():
     torch.manual_seed(0)
     model, trained = S.Net(), S.Net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -567,7 +567,9 @@ def test_load_checkpoint_explains_the_orig_mod_prefix(in_tmp, capsys):
     assert out[1] == ("  hint: every key in the file starts with '_orig_mod.', so it was saved from "
                       "torch.compile (an OptimizedModule); strip the prefix with "
                       "torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, "
-                      "'_orig_mod.') or save model._orig_mod.state_dict() next time")
+                      "'_orig_mod.'), or next time save the module you compiled, or compile in "
+                      "place with model.compile() (its keys stay plain)")
+    assert "_orig_mod.state_dict" not in "\n".join(out)  # _orig_mod is private: only a diagnosis
 
 
 def test_orig_mod_prefix_the_fixes_work(in_tmp):
@@ -582,11 +584,24 @@ def test_orig_mod_prefix_the_fixes_work(in_tmp):
     plain = S.Net()
     S.load_checkpoint("stripped.pt", plain)
     assert torch.equal(plain.out.weight, compiled._orig_mod.out.weight)
-    torch.save(compiled._orig_mod.state_dict(), "inner.pt")
+    model = S.Net()
+    compiled = torch.compile(model)
+    torch.save(model.state_dict(), "inner.pt")  # the module that was compiled: plain keys
     S.load_checkpoint("inner.pt", S.Net())
     with pytest.raises(ValueError, match=r"load into the wrapped model instead: "
-                                         r"load_checkpoint\(path, model._orig_mod\)"):
+                                         r"the module you passed to torch.compile"):
         S.load_checkpoint("inner.pt", torch.compile(S.Net()))
+    S.load_checkpoint("inner.pt", model)  # and the compiled wrapper sees the loaded weights
+    assert compiled.out.weight is model.out.weight
+
+
+def test_model_compile_compiles_in_place_and_keeps_plain_keys(in_tmp):
+    model = S.Net()
+    keys = list(model.state_dict())
+    assert model.compile() is None  # in place: the module itself is compiled
+    assert type(model) is S.Net and list(model.state_dict()) == keys
+    torch.save(model.state_dict(), "plain.pt")
+    S.load_checkpoint("plain.pt", S.Net())
 
 
 # --- load_checkpoint -------------------------------------------------------------------
@@ -740,7 +755,7 @@ def test_notes_E15_cuda_call_fails_without_a_gpu():
         nn.Linear(2, 2).cuda()
 
 
-# --- E24: map_location ----------------------------------------------------------------
+# --- E25: map_location ----------------------------------------------------------------
 
 def test_map_location_page_demo(in_tmp, capsys):
     S.demo_map_location()
@@ -750,7 +765,7 @@ def test_map_location_page_demo(in_tmp, capsys):
 
 
 @CPU_ONLY
-def test_notes_E24_a_gpu_saved_state_dict_carries_its_device(in_tmp):
+def test_notes_E25_a_gpu_saved_state_dict_carries_its_device(in_tmp):
     torch.save(S.Net().state_dict(), "cpu.pt")
     with_device_tag(Path("cpu.pt"), Path("gpu.pt"), "cuda:0")
     seen = []
@@ -816,7 +831,7 @@ def test_notes_E15_cuda_tensor_is_not_moved_in_place_module_is():
 
 
 @pytest.mark.cuda
-def test_notes_E24_cuda_state_dict_is_tagged_and_map_location_moves_it(in_tmp):
+def test_notes_E25_cuda_state_dict_is_tagged_and_map_location_moves_it(in_tmp):
     model = S.Net().to("cuda")
     torch.save(model.state_dict(), "gpu.pt")
     seen = []

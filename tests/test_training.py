@@ -537,18 +537,30 @@ def test_compile_wrapper_shares_parameters_and_prefixes_state_dict_keys():
     assert all(p is q for p, q in zip(compiled.parameters(), model.parameters()))
 
 
-def test_compiled_state_dict_needs_orig_mod_or_stripping(tmp_path, capsys, monkeypatch):
+def test_compiled_model_saved_from_the_original_module_compile_in_place_or_stripping(
+        tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo writes digits.pt
-    _, compiled = tr.demo_compile_wrap()
-    tr.demo_compile_save(compiled)
-    out = capsys.readouterr().out.splitlines()[-3:]
-    assert out == ["<All keys matched successfully>", "8 _orig_mod.features.0.weight",
-                   "<All keys matched successfully>"]
+    model, compiled = tr.demo_compile_wrap()
+    tr.demo_compile_save(model, compiled)
+    out = capsys.readouterr().out.splitlines()[-4:]
+    assert out == ["<All keys matched successfully>", "DigitCNN features.0.weight",
+                   "8 _orig_mod.features.0.weight", "<All keys matched successfully>"]
     with pytest.raises(RuntimeError, match="Missing key"):
         tr.DigitCNN().load_state_dict(compiled.state_dict())
     restored = tr.DigitCNN()
     restored.load_state_dict(tr.strip_compile_prefix(compiled.state_dict()))
-    assert same_weights(restored, compiled._orig_mod)
+    assert same_weights(restored, model)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_pages_teach_no_private_orig_mod_for_saving(lang):
+    """_orig_mod is private: the pages save the module that was compiled, or use model.compile()."""
+    for page in ("training.md", "saving.md"):
+        text = (ROOT / "docs" / lang / page).read_text(encoding="utf-8")
+        assert "_orig_mod.state_dict()" not in text, page
+    code = Path(tr.__file__).read_text(encoding="utf-8")
+    assert "_orig_mod" not in code.split("def demo_compile_wrap")[1].split("def demo_compile_run")[0]
+    assert "model.compile()" in (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
 
 
 def test_strip_compile_prefix_rejects_a_non_dict_and_leaves_plain_keys():
@@ -736,3 +748,52 @@ def test_grad_scaler_skips_a_step_with_inf_gradients():
     scaler.update()
     assert torch.equal(weight.detach(), torch.ones(2, device="cuda"))  # step skipped
     assert scaler.get_scale() < scale                                # and the scale lowered
+
+
+# --- bfloat16 on a GPU: native, or only emulated -------------------------------------------
+
+def test_is_bf16_supported_counts_emulation_unless_told_not_to(monkeypatch):
+    """The page asks is_bf16_supported(including_emulation=False): by default a GPU that can
+    only emulate bfloat16 (compute capability below 8, e.g. a V100 or T4) answers True too."""
+    import inspect
+    assert inspect.signature(torch.cuda.is_bf16_supported).parameters["including_emulation"].default is True
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: type("P", (), {"major": 7})())
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda d: True)  # a bf16 tensor can be made
+    assert torch.cuda.is_bf16_supported() is True
+    assert torch.cuda.is_bf16_supported(including_emulation=False) is False
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_asks_for_native_bf16(lang):
+    text = (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
+    assert "is_bf16_supported(including_emulation=False)" in text
+    assert "is_bf16_supported()" not in text
+
+
+@pytest.mark.parametrize("lang, nothing", [("en", "changes nothing"), ("zh", "没有任何")])
+def test_notes_E16_training_page_and_errata_agree_that_set_to_none_changes_nothing(lang, nothing):
+    """The notes' zero_grad step is right (errata E16: an omission); the chapter must not call it wrong."""
+    page = (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
+    errata = (ROOT / "docs" / lang / "errata.md").read_text(encoding="utf-8")
+    e16 = next(line for line in errata.splitlines() if line.startswith("| E16 |"))
+    warning = page.split("\n## ")[0]
+    zero_grad_line = next(line for line in warning.splitlines() if "zero_grad()" in line and "set_to_none" in line)
+    assert nothing in e16 and nothing in zero_grad_line
+    assert "What needs correcting is" not in page and "需要更正的是" not in page
+
+
+# --- seed_everything leaves cuDNN's speed settings alone unless asked -----------------------------
+
+def test_seed_everything_sets_cudnn_determinism_only_when_asked(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    tr.seed_everything(0)
+    assert torch.backends.cudnn.deterministic is False and torch.backends.cudnn.benchmark is True
+    tr.seed_everything(0, deterministic_cudnn=True)
+    assert torch.backends.cudnn.deterministic is True and torch.backends.cudnn.benchmark is False
+    a = torch.rand(3)
+    tr.seed_everything(0)
+    assert torch.equal(a, torch.rand(3))  # the seeding is the same either way
