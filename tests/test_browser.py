@@ -399,7 +399,7 @@ _LAYOUT_JS = """() => {
     const wide = [...article.querySelectorAll('table')].map(t => t.closest('.md-typeset__scrollwrap') || t)
         .filter(box => box.getBoundingClientRect().width > width + 1).map(box => box.textContent.slice(0, 40));
     // an identifier in a table is one line: never broken mid-word
-    const broken = [...article.querySelectorAll('table code')]
+    const broken = [...article.querySelectorAll('table code')].filter(c => !c.closest('.tpn-errata'))  // quoted lines wrap there
         .filter(c => getComputedStyle(c).whiteSpace !== 'nowrap' || c.getClientRects().length > 1)
         .map(c => c.textContent);
     return {wide, broken, overflow: document.documentElement.scrollWidth - window.innerWidth};
@@ -481,6 +481,30 @@ def test_switching_language_keeps_the_readers_section(tab, start, target, headin
     }""")
     assert facts and facts["text"] == heading and 0 <= facts["top"] < 200, (url, facts)
     tab.assert_clean(f"{start} -> {target}")
+
+
+@pytest.mark.parametrize("path", ["/errata/", "/en/errata/"])
+def test_the_errata_read_at_both_widths_without_scrolling_sideways(tab, path):
+    """Five columns that wrap at 1280 px; a card per row at 390 px, each cell named; nothing in
+    a table scrolls sideways at either width."""
+    tab.reset()
+    tab.goto(path)
+    try:
+        for width in WIDTHS:
+            _set_width(tab, width)
+            facts = tab.page.evaluate("""() => [...document.querySelectorAll('.tpn-errata table')].map(t => {
+                const box = t.closest('.md-typeset__scrollwrap') || t.parentElement;
+                const td = t.querySelector('tbody td:nth-child(3)');
+                return {sideways: box.scrollWidth - box.clientWidth, rows: t.querySelectorAll('tbody tr').length,
+                        label: getComputedStyle(td, '::before').content, display: getComputedStyle(td).display};
+            })""")
+            assert facts and all(f["rows"] > 5 and f["sideways"] <= 1 for f in facts), (path, width, facts)
+            cards = width < 720
+            assert all((f["display"] == "block") == cards for f in facts), (path, width, facts)
+            assert all((f["label"] not in ("none", "normal")) == cards for f in facts), (path, width, facts)
+        tab.assert_clean(path)
+    finally:
+        _set_width(tab, WIDTHS[0])
 
 
 # ---------------------------------------------------------------- search

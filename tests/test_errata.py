@@ -9,7 +9,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {lang: ROOT / "docs" / lang / "errata.md" for lang in ("zh", "en")}
 ROW = re.compile(r"^\| (E\d+) \|(.*)\|\s*$", re.M)
-TESTS = re.compile(r"`((?:tests/test_\w+\.py )+)-k (notes_E\d+_)`")
 # E3 is a dead web page: there is no code to run offline, the chapter cites the announcement.
 WITHOUT_TESTS = {"E3"}
 
@@ -27,19 +26,25 @@ WHY = {"wrong": r"^(raises|gives a wrong)", "outdated": r"^true before ", "misle
 
 
 def cells(lang: str) -> dict[str, list[str]]:
-    """E<n> -> the row's cells after the number, in table order."""
+    """E<n> -> the row's cells after the number: the notes' words, what is true, the kind, why it
+    has that kind, and the links (chapter, tests). The Kind cell shows `**kind**<br>why`."""
     text = PAGES[lang].read_text(encoding="utf-8")
-    return {ident: [c.strip() for c in rest.split(" | ")] for ident, rest in ROW.findall(text)}
+    found = {}
+    for ident, rest in ROW.findall(text):
+        notes, true, kind, see = (c.strip() for c in rest.split(" | "))
+        name, _, why = kind.partition("<br>")
+        found[ident] = [notes, true, name.strip("*"), why, see]
+    return found
 
 
 def rows(lang: str) -> dict[str, dict]:
     out = {}
     for ident, row in cells(lang).items():
-        spec = TESTS.search(row[-1])
-        pages = re.findall(r"\]\(([\w-]+\.md)(?:#[^)]*)?\)", row[-2])
+        files = re.findall(r"\]\(repo:(tests/test_\w+\.py)\)", row[-1])
+        pages = re.findall(r"\]\(([\w-]+\.md)(?:#[^)]*)?\)", row[-1])
         out[ident] = {
-            "files": spec.group(1).split() if spec else [],
-            "key": spec.group(2) if spec else None,
+            "files": files,
+            "key": f"notes_{ident}_" if files else None,  # a row's tests: test_notes_E<n>_* in its files
             "page": pages[0] if pages else None,
             "pages": pages,
         }
