@@ -33,7 +33,7 @@ import traceback
 from pathlib import Path
 
 _REPO = str(Path(__file__).resolve().parents[1])
-TIMEOUT_S = 240
+TIMEOUT_S = 600  # a page whose workers start by spawn takes minutes on a loaded 2-core machine
 PRELOAD = ("numpy", "torch", "torchvision", "sklearn.datasets", "matplotlib.pyplot")
 
 
