@@ -25,8 +25,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from tools.outputs import problem  # noqa: E402
-from tools.chapter_export import script_program  # noqa: E402
+from tools.outputs import own_messages, problem  # noqa: E402
+from tools.chapter_export import block_code, script_program  # noqa: E402
 from tools.shown_code import SELECTING_MARKS, Block, CleanRun, parse_page, python_blocks, results_from  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -42,12 +42,17 @@ class ShownPage(pytest.Item):
     def runtest(self):
         records, error = self.config.stash[PAGE_RUNS].outcome(self)
         results = results_from(records, self.blocks)
+        own = own_messages("\n".join(block_code(b) for b in self.blocks))  # the project's error messages
+        self.user_properties.append(("block_results", [  # what each block printed here (make gpu-check keeps it)
+            {"line": r.block.lineno, "section": r.block.section, "output": r.output, "warnings": r.warnings,
+             "holds": r.holds, "error": None if r.error is None else str(r.error).split("\n")[0]}
+            for r in results if not r.skipped]))
         problems, skipped = [], []
         for result in results:
             if result.skipped:
                 skipped.append(f"line {result.block.lineno}: {result.skipped}")
                 continue
-            found = problem(result)
+            found = problem(result, own=own)
             if found:
                 problems.append(found)
             if result.error is not None and not result.failed_as_it_must:

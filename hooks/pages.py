@@ -37,6 +37,20 @@ RUN_NOTE = {
            "\"Output\" is what it really printed. Or download the whole chapter: {links}. With the "
            "project's `requirements.txt` installed, either runs top to bottom.\n</div>"),
 }
+# For a chapter whose program starts worker processes (a block marked multiprocess).
+SPAWN_NOTE = {
+    "zh": ("\n\n本章会启动 worker 进程。Windows 和 macOS 用 spawn 方式启动它们（Linux 从 Python 3.14 起默认用 "
+           "forkserver，效果相同）：每个 worker 都会重新导入你的脚本。下载的脚本已经照此写好：导入、函数和类放在顶层，"
+           '其余代码都在 `if __name__ == "__main__":` 之下。在这些系统上请运行脚本；在 notebook 里，'
+           "worker 无法加载 notebook 中定义的类，用到 worker 的单元格会报错，把 `num_workers` 设为 0 即可。"),
+    "en": ("\n\nThis chapter starts worker processes. Windows and macOS start them by spawn (Linux, from "
+           "Python 3.14, by forkserver, with the same effect): each worker imports your script again. The "
+           "downloaded script is written for that: imports, functions and classes at the top level, everything "
+           'else under `if __name__ == "__main__":`. On those systems run the script; in a notebook the '
+           "workers cannot load classes defined in the notebook, so the cells that use workers fail there: "
+           "set `num_workers` to 0."),
+}
+VARIES = {"zh": "这段输出因机器而异：", "en": "This output differs between machines: "}
 LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
 
 
@@ -80,7 +94,9 @@ def on_page_markdown(markdown, page, config, files):
     page.chapter_downloads += [(name, name) for name in list(page.chapter_files)[2:]]
     links = "、".join if lang == "zh" else ", ".join
     note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
-    markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output")
+    if chapter_export.starts_processes([part for kind, part in chapter.parts if kind == "code"]):
+        note = note.replace("\n</div>", SPAWN_NOTE[lang] + "\n</div>")
+    markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang])
     title = _TITLE.search(markdown)
     if title:
         markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]
@@ -88,17 +104,21 @@ def on_page_markdown(markdown, page, config, files):
 
 
 @event_priority(-100)  # after mkdocs-jupyter has copied a lab's .ipynb next to its page
-def labelled_outputs(markdown: str, label: str) -> str:
+def labelled_outputs(markdown: str, label: str, varies_label: str = "") -> str:
     """Each expected-output fence as the HTML Material gives a titled text fence, plus the class
-    tpn-output; written here, not by Pygments, which has nothing to colour in program output."""
+    tpn-output; written here, not by Pygments, which has nothing to colour in program output.
+    Under the output of a block marked `varies`, its reason, in words."""
     lines = markdown.split("\n")
     for block in reversed(parse_page(markdown)):
         if block.expected_span is None or lines[block.expected_span[0]].startswith((" ", "\t")):
             continue
         first, last = block.expected_span
         text = html.escape(block.expected.rstrip("\n"), quote=False)
+        varies = block.mark("varies")
+        note = (f'\n\n<p class="tpn-varies"><em>{varies_label}{html.escape(varies.reason, quote=False)}</em></p>'
+                if varies else "")
         lines[first:last] = [f'<div class="language-text highlight tpn-output" data-search-exclude="1"><span class="filename">{label}</span>'
-                             f"<pre><span></span><code>{text}\n</code></pre></div>"]
+                             f"<pre><span></span><code>{text}\n</code></pre></div>{note}"]
     return "\n".join(lines)
 
 

@@ -488,7 +488,8 @@ def tour() -> None:
     dp_from_net = load_state_dict_flexible(nn.DataParallel(Net()), "net.pt")
     weight = model.submodule.weight.cpu()
     print(torch.equal(net_from_dp.submodule.weight, weight))
-    print(torch.equal(dp_from_net.module.submodule.weight, weight))
+    # with one GPU, DataParallel(...) moved its module to cuda:0: compare on the CPU
+    print(torch.equal(dp_from_net.module.submodule.weight.cpu(), weight))
     # --8<-- [end:demo_helper]
 
     # --8<-- [start:demo_helper_errors]
@@ -506,7 +507,7 @@ def tour() -> None:
     # --8<-- [end:demo_helper_errors]
 
     # --8<-- [start:demo_saved_devices_cpu]
-    print(saved_devices("net.pt"))  # saved from the CPU above
+    print(saved_devices("net.pt"))  # saved from dp.module, on `device`
     # --8<-- [end:demo_saved_devices_cpu]
 
     # --8<-- [start:demo_global_batch]

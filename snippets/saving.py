@@ -78,10 +78,11 @@ def demo_whole_model(model: nn.Module, x: torch.Tensor) -> nn.Module:
 # --8<-- [start:run_script]
 def run_script(name: str, code: str) -> str:
     """Write `code` to the file `name`, run it in a new Python process, and return
-    the last line it printed (an error's last line is the error itself)."""
+    the last line it printed, or if it failed, its error (the last line of stderr)."""
     Path(name).write_text(code)
     done = subprocess.run([sys.executable, name], capture_output=True, text=True)
-    return (done.stdout + done.stderr).strip().splitlines()[-1]
+    out = done.stdout if done.returncode == 0 else done.stderr  # warnings go to stderr
+    return out.strip().splitlines()[-1]
 # --8<-- [end:run_script]
 
 

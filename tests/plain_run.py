@@ -22,6 +22,7 @@ Results: {file: {"returncode": int, "seconds": float}}.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import runpy
@@ -83,9 +84,18 @@ def _run_program(path: str) -> None:
     folder.mkdir()
     os.chdir(folder)
     sys.path[0] = str(folder)
+    blocks = program_blocks(Path(path))
+    # Worker processes start by spawn, as on Windows and macOS: each imports the script it was
+    # started from, so the script is on disk, as the page's download holds it.
+    multiprocessing.set_start_method("spawn", force=True)
+    import torch
+
+    cuda = torch.cuda.is_available()
+    script = folder / f"{folder.stem}.py"
+    script.write_text("\n\n".join(b.source for b in blocks if not skip_reason(b, cuda=cuda)), encoding="utf-8")
     records = []
     try:
-        for result in run_program(program_blocks(Path(path)), folder, name=f"{folder.stem}.py"):
+        for result in run_program(blocks, folder, name=script.name, cuda=cuda):
             records.append(record(result))
             sys.stdout.write(result.output)
     finally:
@@ -137,7 +147,7 @@ if __name__ == "__main__":
         parallel, files = int(files[1]), files[2:]
     sys.path.insert(0, _REPO)  # the runner is loaded while the repository is on the path, then it goes
     from tools.chapter_export import notebook_blocks
-    from tools.shown_code import program_blocks, record, run_program
+    from tools.shown_code import program_blocks, record, run_program, skip_reason
 
     sys.path.remove(_REPO)
     for _name in [m for m in sys.modules if m == "tools" or m.startswith("tools.")]:

@@ -1,6 +1,7 @@
 """`make gpu-check` (tools/gpu_check.py, tools/gpu_results.py) and the home page's "verified" table
 (tools/verified.py), tested on the CPU: the GPU run itself happens on a CUDA machine."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -262,3 +263,30 @@ def test_the_modules_gpu_check_leaves_out_mark_nothing_cuda(request):
     if not items:
         pytest.skip("reads this session's items: run with the modules gpu-check leaves out (`make test`)")
     assert [item.nodeid for item in items if item.get_closest_marker("cuda")] == []
+
+
+@pytest.mark.slow
+def test_the_documented_procedure_runs_on_a_machine_with_only_torch_and_a_wheels_folder(tmp_path):
+    """`make gpu-check WHEELS=.whl` on a bare GPU machine, simulated: an interpreter with only
+    torch, torchvision and NumPy (tests/bare_machine.py), the rest from a folder of wheels, the
+    checkout copied without .git. Every test package and the page runner must then come from the
+    private folder: a page's run that dropped it, or a runner that needed a notebook library,
+    fails here. (`--test-on-cpu` lifts the GPU refusal and writes the report elsewhere.)"""
+    import bare_machine
+
+    python = bare_machine.interpreter(tmp_path / "python")
+    assert subprocess.run([python, "-c", "import pytest"], capture_output=True).returncode == 1
+    wheels = bare_machine.wheels([n.dist for n in gpu_check.NEEDS if n.kind != "torch-matched"], tmp_path / "whl")
+    checkout = bare_machine.checkout_copy(ROOT, tmp_path / "checkout")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([python, "-m", "tools.gpu_check", "--wheels", str(wheels[0].parent), "--test-on-cpu",
+                           "--out", str(tmp_path / "out"), "--commit", "test", "--pages", "docs/en/containers.md"],
+                          cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / verified.REPORT_JSON).read_text())
+    outcomes = {t["id"]: t["outcome"] for t in report["tests"]}
+    assert outcomes.pop("docs/en/containers.md::blocks in order") == "passed"
+    assert set(outcomes.values()) == {"skipped"}  # the `cuda` tests, on a CPU
+    assert (checkout / "generated" / "gpu-report.json").read_bytes() == (ROOT / "generated" / "gpu-report.json").read_bytes()
+    private = {d.split()[0].lower() for d in report["from_wheels"]}
+    assert {"pytest", "pymdown-extensions", "pyyaml"} <= private and "nbformat" not in private

@@ -845,6 +845,19 @@ def test_cuda_dp_forward_gathers_on_cuda0(seeded_net):
 
 
 @pytest.mark.cuda
+def test_cuda_dataparallel_on_one_gpu_moves_its_module_so_the_page_compares_on_the_cpu():
+    """The page's loading helper block: with exactly one GPU, DataParallel(...) puts its module
+    on cuda:0 when built, and torch.equal refuses a cuda:0 and a CPU tensor."""
+    dp = nn.DataParallel(Net())
+    device = next(dp.module.parameters()).device
+    if torch.cuda.device_count() == 1:
+        assert device == torch.device("cuda", 0)
+        with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+            torch.equal(dp.module.submodule.weight, torch.zeros(2, 4))
+    assert torch.equal(dp.module.submodule.weight.cpu(), dp.module.submodule.weight.detach().cpu())
+
+
+@pytest.mark.cuda
 def test_cuda_checkpoint_to_cpu_and_back(tmp_path, seeded_net):
     path = tmp_path / "sd.pt"
     torch.save(seeded_net.to("cuda:0").state_dict(), path)

@@ -166,8 +166,19 @@ def test_downloaded_script_is_the_program_the_page_run_ran(built_site, page, lan
     name = f"{Path(page).stem}.py"
     script = (site_folder(built_site, lang, page) / name).read_text(encoding="utf-8")
     compile(script, name, "exec")  # a SyntaxError here would stop `python FILE` before its first line
-    ran = [chapter_export.script_code(b) for b in page_blocks(page)]
+    spawn = chapter_export.starts_processes(page_blocks(page))
+    ran = [chapter_export.script_code(b, spawn) for b in page_blocks(page)]
     assert _code_only(script) == _code_only('"""\n"""\n' + "\n".join(code for code in ran if code is not None))
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_box_of_a_chapter_that_starts_workers_says_what_windows_and_macos_readers_do(built_site, lang):
+    """Only the data chapter starts worker processes; its box says how to run it under spawn."""
+    words = {"zh": "Windows 和 macOS 用 spawn", "en": "Windows and macOS start them by spawn"}[lang]
+    with_note = {page for page in CHAPTERS
+                 if words in (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")}
+    assert with_note == {page for page in CHAPTERS if chapter_export.starts_processes(page_blocks(page))}
+    assert with_note == {"data.md"}
 
 
 def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):

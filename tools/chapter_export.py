@@ -10,14 +10,15 @@ torchrun) is kept as a comment / Markdown, with the page's reason.
 """
 from __future__ import annotations
 
+import ast
+import io
 import json
 import re
 import textwrap
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
-
-import nbformat
 
 from tools.shown_code import MARKER, Block, Mark, expand, parse_page, python_blocks
 
@@ -145,19 +146,81 @@ def _comment(text: str) -> str:
     return "\n".join(f"# {line}".rstrip() for line in text.strip("\n").split("\n"))
 
 
-def script_code(block: Block) -> str | None:
+def starts_processes(blocks: list[Block]) -> bool:
+    """Does the page's program start worker processes (a block it runs is marked multiprocess)?"""
+    return any(b.mark("multiprocess") and not b.mark("skip") for b in python_blocks(blocks))
+
+
+_GUARD = 'if __name__ == "__main__":'
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    """What a spawned worker must find when it imports the script: imports, functions, classes,
+    constants, and the script's own `if __name__ == "__main__":`."""
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return True
+    if isinstance(node, ast.If):
+        return ast.unparse(node.test).replace("'", '"') == _GUARD[3:-1]
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        try:
+            ast.literal_eval(node.value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _no_multiline_strings(code: str) -> None:
+    """Indenting code changes a string literal that spans lines: refuse it."""
+    kinds = {tokenize.STRING} | ({tokenize.FSTRING_MIDDLE} if hasattr(tokenize, "FSTRING_MIDDLE") else set())
+    for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+        if tok.type in kinds and tok.start[0] != tok.end[0]:
+            raise ValueError(f"line {tok.start[0]}: a string literal spanning lines would change when "
+                             "indented under the guard; write it on one line with \\n escapes")
+
+
+def spawn_safe(code: str) -> str:
+    """The code as a script that worker processes may import (spawn, forkserver): definitions
+    stay at the top level, every other statement goes under `if __name__ == "__main__":`, so a
+    worker that imports the script defines what it needs and runs nothing else. Comments stay
+    with the statement below them."""
+    lines = code.split("\n")
+    body = ast.parse(code).body
+    groups: list[tuple[bool, list[str]]] = []
+    start = 0
+    for i, node in enumerate(body):
+        end = node.end_lineno if i + 1 < len(body) else len(lines)
+        guarded = not _is_definition(node)
+        chunk = lines[start:end]
+        if groups and groups[-1][0] == guarded:
+            groups[-1][1].extend(chunk)
+        else:
+            groups.append((guarded, chunk))
+        start = end
+    out = []
+    for guarded, chunk in groups:
+        text = "\n".join(chunk).strip("\n")
+        if guarded:
+            _no_multiline_strings(text)
+            text = f"{_GUARD}\n{_indent(text)}"
+        out.append(text)
+    return "\n\n".join(out)
+
+
+def script_code(block: Block, spawn: bool = False) -> str | None:
     """A block's code as the chapter's script runs it: a block that must fail inside try/except
     that prints `Type: message` (as its output fence shows it); None for a skipped block (the
-    script keeps it as a comment)."""
+    script keeps it as a comment). `spawn`: the page starts worker processes, so the code is
+    laid out for workers that import the script (`spawn_safe`)."""
     if _skip_reason(block):
         return None
     code = block_code(block)
-    if not block.must_fail:
-        return code
-    error = block.must_fail
-    head = [f"import {error.rsplit('.', 1)[0]}"] if "." in error else []
-    return "\n".join(head + ["try:", _indent(code), f"except {error} as error:",
-                              '    print(f"{type(error).__name__}: {error}")'])
+    if block.must_fail:
+        error = block.must_fail
+        head = [f"import {error.rsplit('.', 1)[0]}"] if "." in error else []
+        code = "\n".join(head + ["try:", _indent(code), f"except {error} as error:",
+                                  '    print(f"{type(error).__name__}: {error}")'])
+    return spawn_safe(code) if spawn else code
 
 
 def script(chapter: Chapter, lang: str, filename: str) -> str:
@@ -167,13 +230,14 @@ def script(chapter: Chapter, lang: str, filename: str) -> str:
             f"{w['run']}: python {filename}", '"""']
     body: list[str] = []
     section = ""
+    spawn = starts_processes([part for kind, part in chapter.parts if kind == "code"])
     for kind, part in chapter.parts:
         if kind != "code":
             continue
         if part.section != section:
             section = part.section
             body += ["", f"# ## {section}", ""]
-        code = script_code(part)
+        code = script_code(part, spawn)
         if code is None:
             body += ["", f"# --- {w['skipped']}: {_skip_reason(part)}", _comment(block_code(part)), ""]
         elif part.must_fail:
@@ -194,8 +258,11 @@ def _cell(kind: str, source: str, n: int, tags: list[str] | None = None) -> dict
     return cell
 
 
-def notebook(chapter: Chapter, lang: str) -> nbformat.NotebookNode:
-    """The chapter as a notebook: prose as Markdown cells, blocks as code cells."""
+def notebook(chapter: Chapter, lang: str):
+    """The chapter as a notebook (an nbformat.NotebookNode): prose as Markdown cells, blocks as
+    code cells. nbformat is imported here: running a page needs no notebook library."""
+    import nbformat
+
     w = WORDS[lang]
     cells = [("markdown", f"{w['source']}: <{chapter.url}>", None)]
     for kind, part in chapter.parts:
@@ -215,7 +282,7 @@ def notebook(chapter: Chapter, lang: str) -> nbformat.NotebookNode:
         "cells": [_cell(kind, source, n, tags) for n, (kind, source, tags) in enumerate(cells)]})
 
 
-def notebook_blocks(nb: nbformat.NotebookNode) -> list[Block]:
+def notebook_blocks(nb) -> list[Block]:
     """A notebook's code cells as blocks that tools.shown_code.run_program runs in order."""
     found = []
     for n, cell in enumerate(nb.cells):
@@ -232,8 +299,9 @@ def script_program(blocks: list[Block], path: Path) -> Path:
     """Write a page's Python blocks as its script runs them (`script_code`), one entry per block,
     for tests/plain_run.py: the page's run is its script's run, block by block."""
     spec = []
+    spawn = starts_processes(blocks)
     for b in python_blocks(blocks):
-        code = script_code(b)
+        code = script_code(b, spawn)
         spec.append({"source": block_code(b) if code is None else code, "lineno": b.lineno, "section": b.section,
                      "marks": [vars(m) for m in b.marks if m.name != "xfail"]})
     path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")

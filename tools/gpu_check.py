@@ -107,28 +107,46 @@ def missing_message(missing: list[Need], python: str, wheels: Path | None) -> st
     return "\n".join(lines)
 
 
+def installed(dist: str) -> bool:
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def wheels_to_install(wheels: Path) -> list[Path]:
+    """The folder's wheels for distributions this interpreter does not have. What it has stays
+    its own (NumPy built for its torch, say), and torch's family never comes from the folder."""
+    chosen = {}
+    for path in sorted(wheels.glob("*.whl")):
+        dist = path.name.split("-")[0]
+        if dist.lower().replace("_", "-") in NEVER_INSTALLED or dist.lower().startswith("nvidia"):
+            continue
+        if not installed(dist):
+            chosen[dist.lower()] = path
+    return list(chosen.values())
+
+
 def install(missing: list[Need], wheels: Path, target: Path = TARGET) -> list[str]:
-    """pip-install the missing needs (and what they require) from `wheels` into `target`."""
+    """Install the folder's wheels that this interpreter lacks into `target`, each as it is
+    (`--no-deps`: pip would otherwise want wheels for what the system already has, and could
+    replace it); whether that covers every need is checked afterwards by importing them."""
     if not wheels.is_dir():
         raise FileNotFoundError(f"wheels folder {wheels} does not exist; pass --wheels DIR with .whl files in it")
-    names = [n.dist for n in missing if n.kind != "torch-matched"]
-    if not names:
+    if not [n for n in missing if n.kind != "torch-matched"]:
         return []
+    files = wheels_to_install(wheels)
+    if not files:
+        raise RuntimeError(f"{wheels} holds no wheel for a package this interpreter lacks")
     target.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--find-links", str(wheels),
-           "--target", str(target), "--upgrade", "--no-compile", "--disable-pip-version-check", "-q", *names]
+    cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--target", str(target),
+           "--upgrade", "--no-compile", "--disable-pip-version-check", "-q", *map(str, files)]
     print("+", shlex.join(cmd), flush=True)
     done = subprocess.run(cmd)
     if done.returncode:
-        raise RuntimeError(f"pip could not install {', '.join(names)} from {wheels} (exit {done.returncode}); "
-                           "the folder needs their wheels and those of what they require")
-    intruders = sorted(p.name for p in target.iterdir() if p.name.split("-")[0].lower() in NEVER_INSTALLED)
-    if intruders:
-        for name in intruders:
-            shutil.rmtree(target / name, ignore_errors=True)
-        raise RuntimeError(f"the wheels pulled in {', '.join(intruders)}; removed them: this check must use the "
-                           "system's own torch. Drop those wheels from the folder.")
-    return names
+        raise RuntimeError(f"pip could not install the wheels in {wheels} (exit {done.returncode})")
+    return [f.name.split("-")[0] for f in files]
 
 
 def download_wheels(dest: Path, python_version: str, extra: list[str], platforms=PLATFORMS) -> int:
@@ -174,6 +192,14 @@ def gpu_facts() -> dict:
             "torchvision": dist_version("torchvision"), "gpus": gpus}
 
 
+def cpu_facts() -> dict:
+    """gpu_facts' fields on a machine without a GPU (the test of the procedure only)."""
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": None, "driver": None, "torchvision": dist_version("torchvision"), "gpus": []}
+
+
 def cudnn_version(code: int | None) -> str | None:
     """91002 -> '9.10.2' (cuDNN 9 encoding), 8907 -> '8.9.7' (cuDNN 8)."""
     if not code:
@@ -216,11 +242,11 @@ def pytest_command(args: list[str], results: Path) -> list[str]:
             "--gpu-results", str(results), "-rfEs"]
 
 
-def pytest_commands(results: Path) -> dict[Path, list[str]]:
+def pytest_commands(results: Path, pages: list[str] | None = None) -> dict[Path, list[str]]:
     """gpu-check's pytest sessions, by the file each writes: the tests marked `cuda`, then every
-    page's blocks (two sessions: `-m` applies to a whole session)."""
+    page's blocks, or only `pages` (two sessions: `-m` applies to a whole session)."""
     leave_out = [arg for path in SITE_BUILD_TESTS for arg in ("--ignore", path)]
-    sessions = {"tests": ["tests", "-m", "cuda", *leave_out], "docs": ["docs"]}
+    sessions = {"tests": ["tests", "-m", "cuda", *leave_out], "docs": list(pages or ["docs"])}
     return {results / f"{name}.json": pytest_command(args, results / f"{name}.json") for name, args in sessions.items()}
 
 
@@ -262,12 +288,15 @@ def write_report(report: dict, gen_dir: Path = verified.GENERATED) -> list[Path]
     return [path, *verified.write(gen_dir)]
 
 
-def run_check(wheels: Path | None, gen_dir: Path, command: str, commit: str | None = None) -> int:
+def run_check(wheels: Path | None, gen_dir: Path, command: str, commit: str | None = None,
+              pages: list[str] | None = None, cpu: bool = False) -> int:
     try:
         facts = gpu_facts()
     except NoGPU as exc:
-        print(f"gpu-check: {exc}", file=sys.stderr)
-        return 2
+        if not cpu:
+            print(f"gpu-check: {exc}", file=sys.stderr)
+            return 2
+        facts = cpu_facts()  # tests/test_gpu_check.py: the procedure on a CPU, report to a temporary folder
     print(f"gpu-check: {len(facts['gpus'])} GPU(s): {', '.join(g['name'] for g in facts['gpus'])}; "
           f"torch {facts['torch']}, CUDA {facts['cuda']}, Python {facts['python']}", flush=True)
     if TARGET.is_dir():
@@ -288,7 +317,7 @@ def run_check(wheels: Path | None, gen_dir: Path, command: str, commit: str | No
         print("gpu-check: " + missing_message(missing, sys.executable, wheels), file=sys.stderr)
         return 3
     sessions, rc = [], 0
-    for path, cmd in pytest_commands(RESULTS).items():
+    for path, cmd in pytest_commands(RESULTS, pages).items():
         path.unlink(missing_ok=True)
         print("+", shlex.join(cmd), flush=True)
         rc = max(rc, subprocess.run(cmd, cwd=ROOT, env=pytest_env()).returncode)
@@ -321,6 +350,8 @@ def parse_args(argv):
                    help="with --download-wheels: fetch DIST too (e.g. scikit-learn); repeatable")
     p.add_argument("--commit", help="the commit checked, where the checkout has no .git (default: git's HEAD)")
     p.add_argument("--reset", action="store_true", help="write the 'not yet run on a GPU' report and exit")
+    p.add_argument("--pages", nargs="+", metavar="PAGE", help="run only these pages (default: every page under docs/)")
+    p.add_argument("--test-on-cpu", action="store_true", help=argparse.SUPPRESS)  # tests only: no GPU refusal
     return p.parse_args(argv)
 
 
@@ -335,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     wheels = args.wheels or (DEFAULT_WHEELS if DEFAULT_WHEELS.is_dir() else None)
     command = " ".join(["python3 -m tools.gpu_check", shlex.join(argv)]).strip()
-    return run_check(wheels, args.out, command, args.commit)
+    if args.test_on_cpu and args.out.resolve() == verified.GENERATED.resolve():
+        print("gpu-check: --test-on-cpu writes its report elsewhere (--out DIR)", file=sys.stderr)
+        return 2
+    return run_check(wheels, args.out, command, args.commit, args.pages, args.test_on_cpu)
 
 
 if __name__ == "__main__":

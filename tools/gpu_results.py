@@ -65,6 +65,9 @@ class Recorder:
             self._set(report.nodeid, "failed" if report.when == "call" else "error", _message(report), report.duration)
         else:
             self._set(report.nodeid, "passed", "", report.duration)
+        blocks = dict(report.user_properties).get("block_results")
+        if report.when == "call" and blocks is not None:  # a page: what each of its blocks printed
+            self.tests[report.nodeid]["blocks"] = blocks
 
     def pytest_collectreport(self, report):
         if report.failed:

@@ -7,14 +7,19 @@ compared with the page, and `make outputs`, which rewrites every expected-output
 
 A page's output fences are written from a run of its English page and copied into the Chinese
 page (both include the same blocks in the same order: tests/test_site.py checks that). Whatever
-matches a VOLATILE pattern is written as `...`; nothing else may be. On the pinned CPU versions
-(requirements.txt) a run must match the page exactly; elsewhere (a GPU, another torch) the same
-text with numbers within TOLERANCE, and lines naming the machine (ENVIRONMENT_LINES) are free.
+matches a VOLATILE pattern is written as `...`; nothing else may be.
+
+The policy where readers run it: on the pinned CPU versions (requirements.txt) a run matches the
+page exactly. Elsewhere (a GPU, another torch release) three things may differ, and nothing
+else: the message of an error PyTorch raises in a must-fail block (its type must match; the
+project's own messages must match word for word), warnings (never part of the output: the runner
+records them apart), and the output of a block marked `varies(reason=..., holds=...)`, which
+says on the page why it depends on the machine; its `holds` expression must be true everywhere.
 """
 from __future__ import annotations
 
 import argparse
-import math
+import ast
 import re
 import sys
 import tempfile
@@ -35,13 +40,6 @@ VOLATILE = {
 }
 _VOLATILE = re.compile("|".join(f"(?:{p})" for p in VOLATILE.values()))
 
-# Lines that describe the machine that ran the page (free outside the pinned CPU run).
-ENVIRONMENT_LINES = re.compile(
-    r"""^['"]?(torch|torchvision|python|device|cuda|cudnn|gpu|built|platform)\b""", re.IGNORECASE)
-TOLERANCE = {"rel": 0.05, "abs": 0.02}  # numbers on other machines (GPU kernels, other torch versions)
-NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-
-
 def mask(text: str) -> str:
     """The output as a page shows it: volatile parts as `...`, no trailing spaces or blank edges."""
     lines = [_VOLATILE.sub("...", line).rstrip() for line in text.strip("\n").split("\n")]
@@ -60,51 +58,89 @@ def exact_environment() -> bool:
     return torch.__version__.split("+")[0] == pinned("torch") and not torch.cuda.is_available()
 
 
-def _ellipsis_regex(shown: str) -> re.Pattern:
-    return re.compile(".*?".join(re.escape(part) for part in shown.split("...")), re.S)
+def _normal(text: str) -> str:
+    text = "\n".join(line.rstrip() for line in text.strip("\n").split("\n"))
+    return text + "\n" if text.strip() else ""
 
 
-def _close(a: str, b: str) -> bool:
-    x, y = float(a), float(b)
-    return math.isclose(x, y, rel_tol=TOLERANCE["rel"], abs_tol=TOLERANCE["abs"])
+def split_error(text: str, error: str) -> tuple[str, str | None]:
+    """A must-fail block's output as (what it printed, its `Type: message`), or (text, None)."""
+    lines = text.split("\n")
+    short = error.rsplit(".", 1)[-1]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(f"{short}: "):
+            return _normal("\n".join(lines[:i])), _normal("\n".join(lines[i:]))
+    return _normal(text), None
 
 
-def _line_matches(shown: str, got: str) -> bool:
-    if _ellipsis_regex(shown).fullmatch(got):
-        return True
-    if ENVIRONMENT_LINES.match(shown.strip()) and ENVIRONMENT_LINES.match(got.strip()):
-        return True
-    a, b = NUMBER.split(shown), NUMBER.split(got)
-    return (a == b and all(_close(x, y) for x, y in zip(NUMBER.findall(shown), NUMBER.findall(got))))
+def _chunks(node: ast.expr) -> list[str] | None:
+    """The literal parts of a message expression (str, f-string, str + str), or None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return [v.value for v in node.values if isinstance(v, ast.Constant)] + [""]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _chunks(node.left), _chunks(node.right)
+        return None if left is None or right is None else left + right
+    return None
 
 
-def differs(shown: str, got: str, *, exact: bool | None = None) -> bool:
-    """Does a run's output differ from what the page shows?"""
-    got = mask(got)
-    shown = shown.strip("\n") + "\n" if shown.strip() else ""
-    shown = "\n".join(line.rstrip() for line in shown.split("\n"))
+def own_messages(code: str) -> list[str]:
+    """The longest literal part of each message the page's own code raises: an error whose
+    message holds one is the project's, compared word for word everywhere."""
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
+            chunks = _chunks(node.exc.args[0])
+            if chunks and max(chunks, key=len).strip():
+                found.append(max(chunks, key=len).strip())
+    return found
+
+
+def differs(shown: str, got: str, *, exact: bool | None = None, error: str | None = None,
+            own: list[str] | None = None) -> bool:
+    """Does a run's output differ from what the page shows?
+
+    On the pinned CPU versions: any difference. Elsewhere only one thing may differ: the
+    message of the error a must-fail block (`error`) raises, when it is not the project's own
+    (`own`, from own_messages; None: every message counts as own). PyTorch words its errors
+    differently between releases; the type must still match, and what the block printed before.
+    """
+    got, shown = _normal(mask(got)), _normal(shown)
     if got == shown:
         return False
-    if exact if exact is not None else exact_environment():
+    if (exact if exact is not None else exact_environment()) or error is None:
         return True
-    a, b = shown.strip("\n").split("\n"), got.strip("\n").split("\n")
-    return len(a) != len(b) or not all(_line_matches(x, y) for x, y in zip(a, b))
+    shown_printed, shown_error = split_error(shown, error)
+    got_printed, got_error = split_error(got, error)
+    if shown_error is None or got_error is None or shown_printed != got_printed:
+        return True
+    message = shown_error.split(": ", 1)[1]
+    return own is None or any(part in message for part in own)
 
 
-def problem(result: Result) -> str | None:
+def problem(result: Result, *, exact: bool | None = None, own: list[str] | None = None) -> str | None:
     """What is wrong with one block's run, compared with its page (None: nothing)."""
     block, where = result.block, f"line {result.block.lineno} ({result.block.section or 'top'})"
+    exact = exact if exact is not None else exact_environment()
     if result.skipped:
         return None
     if block.must_fail and result.error is None:
         return f"{where}: must fail with {block.must_fail} but ran without error"
     if result.error is not None and not result.failed_as_it_must:
         return None  # the caller re-raises the real error
+    varies = block.mark("varies")
+    if varies and varies.holds and result.holds is not True:
+        return f"{where}: what must hold on every machine does not: {varies.holds}"
     if result.output.strip() and block.expected is None:
         return f"{where}: prints output but the page shows none; run `make outputs`"
-    if block.expected is not None and differs(block.expected, result.output):
+    if varies and not exact:
+        return None  # the page says this output depends on the machine, and why
+    if block.expected is not None and differs(block.expected, result.output, exact=exact,
+                                              error=block.must_fail, own=own):
+        warned = "".join(f"\n(warning, not output: {w})" for w in result.warnings)
         return (f"{where}: output differs from the page; run `make outputs` if the code changed on purpose."
-                f"\npage shows:\n{block.expected}\nthe code printed:\n{mask(result.output)}")
+                f"\npage shows:\n{block.expected}\nthe code printed:\n{mask(result.output)}{warned}")
     return None
 
 

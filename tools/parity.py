@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tools.shown_code import MARKER, ROOT
+from tools.shown_code import MARKER, ROOT, parse_mark
 
 DOCS = ROOT / "docs"
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
@@ -38,6 +38,15 @@ class Section:
     fences: list[str] = field(default_factory=list)    # the raw text of its fences
     lines: list[str] = field(default_factory=list)     # its prose lines
 
+
+
+def _mark_key(word: str) -> str:
+    """A marker as both languages must share it: a `varies` reason is written in the page's
+    language, so only its name and `holds` must match."""
+    if word.startswith("pytest.mark.varies"):
+        mark = parse_mark(word)
+        return f"varies(holds={mark.holds!r})"
+    return word
 
 def _numbers(text: str) -> list[str]:
     text = _HTML_ATTR.sub("", _LINK_TARGET.sub("]", text))
@@ -77,7 +86,7 @@ def sections(text: str) -> list[Section]:
             if word == "pytest-codeblocks:expected-output":
                 expect = True
             else:
-                marks.append(word)
+                marks.append(_mark_key(word))
             paragraph = False
         elif _FENCE.match(line):
             ticks, info = _FENCE.match(line).group(2), _FENCE.match(line).group(3).strip()
@@ -179,7 +188,8 @@ STATED_FACTS: dict[str, dict[str, str]] = {
                 "2×4": "prefetch_factor × num_workers, arithmetic in the prose"},
     "environment.md": {"10.2": "a CUDA version in the notes", "2022": "a year", "2.5": "a torch version",
                        "138506": "an issue number", "11.0": "the notes' CUDA toolkit folder (cuda-11.0)",
-                       "440": "a pip download size in MB, from PyTorch's wheel index"},
+                       "440": "a pip download size in MB, from PyTorch's wheel index",
+                       "2.11": "the torch of the H200 run in generated/gpu-report.json (tests/test_gpu_check.py)"},
     "init.md": {"23": "√512 ≈ 22.6, arithmetic in the prose", "73728": "the weights of the 128×64×3×3 layer, arithmetic in the prose"},
     "layers.md": {"20": "a value of the 5×5 input shown (0 to 24)", "2×2": "the example kernel's size", "1×2": "the edge kernel's size",
                   "3×3": "a kernel size", "1×1": "a kernel size (the speed table's 1×1 layer)"},

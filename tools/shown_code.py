@@ -11,6 +11,11 @@ fence, read with `ast` (never evaluated):
                                                           the test that runs this code
     <!--pytest.mark.xfail(raises=ValueError, strict=True)-->  must fail with that error;
                                                           the page goes on after it
+    <!--pytest.mark.varies(reason="...", holds="expr")-->  its output depends on the machine or
+                                                          the torch release: exact on the pinned
+                                                          CPU versions only; elsewhere `expr`
+                                                          (optional) must be true after it. The
+                                                          page shows the reason under the output
     <!--pytest.mark.cuda-->                               runs only where CUDA is present
     <!--pytest.mark.multiprocess-->  <!--pytest.mark.slow-->  select the page's test
     <!--pytest-codeblocks:expected-output-->              the next fence is the output of
@@ -35,6 +40,7 @@ import subprocess
 import sys
 import traceback
 import types
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -54,9 +60,10 @@ class MarkerError(ValueError):
 
 @dataclass(frozen=True)
 class Mark:
-    name: str                  # skip, xfail, cuda, multiprocess, slow
-    reason: str | None = None  # skip
+    name: str                  # skip, xfail, varies, cuda, multiprocess, slow
+    reason: str | None = None  # skip; varies (shown on the page under the output)
     raises: str | None = None  # xfail: dotted exception name, e.g. "pickle.UnpicklingError"
+    holds: str | None = None   # varies: an expression that is true after the block on every machine
 
 
 def _dotted(node: ast.expr) -> str:
@@ -82,6 +89,15 @@ def parse_mark(text: str, where: str = "") -> Mark:
             if not (isinstance(reason, ast.Constant) and isinstance(reason.value, str) and reason.value):
                 raise ValueError('a skip needs reason="..." naming the test that runs this code')
             return Mark("skip", reason=reason.value)
+        if name == "varies":
+            reason, holds = kwargs.get("reason"), kwargs.get("holds")
+            if not (isinstance(reason, ast.Constant) and isinstance(reason.value, str) and reason.value):
+                raise ValueError('a varies mark needs reason="..." saying why the output differs between machines')
+            if holds is not None:
+                if not (isinstance(holds, ast.Constant) and isinstance(holds.value, str)):
+                    raise ValueError('holds= must be a string: an expression true after the block')
+                compile(holds.value, "holds", "eval")
+            return Mark("varies", reason=reason.value, holds=holds.value if holds is not None else None)
         if name == "xfail":
             strict = kwargs.get("strict")
             if "raises" not in kwargs or not (isinstance(strict, ast.Constant) and strict.value is True):
@@ -89,7 +105,7 @@ def parse_mark(text: str, where: str = "") -> Mark:
             return Mark("xfail", raises=_dotted(kwargs["raises"]))
         if name in SELECTING_MARKS and not kwargs:
             return Mark(name)
-        raise ValueError(f"unknown mark {name!r}; use skip, xfail, {', '.join(sorted(SELECTING_MARKS))}")
+        raise ValueError(f"unknown mark {name!r}; use skip, xfail, varies, {', '.join(sorted(SELECTING_MARKS))}")
     except (SyntaxError, ValueError) as err:
         raise MarkerError(f"{where}: bad marker <!--{text}-->: {err}") from None
 
@@ -253,6 +269,8 @@ class Result:
     error: BaseException | None = None    # the exception it raised, if any
     skipped: str | None = None            # why it did not run
     failed_as_it_must: bool = False       # it raised the error it is marked to raise
+    warnings: list[str] = field(default_factory=list)  # `Category: message`, kept apart from output
+    holds: bool | None = None             # a varies mark's `holds=`, evaluated after the block
 
 
 class ProgramError(Exception):
@@ -308,15 +326,20 @@ def run_program(blocks: list[Block], workdir: Path, *, name: str = "page.py",
             out = io.StringIO()
             result = Result(block)
             try:
-                with contextlib.redirect_stdout(out):
+                with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
                     code = block.source if block.expanded else expand(block.source)
                     exec(compile(code, f"{name}:{block.lineno}", "exec"), main.__dict__)
+                    varies = block.mark("varies")
+                    if varies and varies.holds:
+                        result.holds = bool(eval(varies.holds, main.__dict__))
             except Exception as exc:  # noqa: BLE001  (reported to the caller with its real type)
                 result.error = exc
                 result.failed_as_it_must = bool(block.must_fail
                                                 and isinstance(exc, exception_type(block.must_fail)))
                 out.write(("" if out.getvalue().endswith("\n") or not out.getvalue() else "\n")
                           + error_line(exc) + "\n")
+            result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
             result.output = out.getvalue()
             yield result
             if result.error is not None and not result.failed_as_it_must:
@@ -337,6 +360,7 @@ def program_blocks(path: Path) -> list[Block]:
 def record(result: Result) -> dict:
     error = result.error
     return {"output": result.output, "skipped": result.skipped, "failed_as_it_must": result.failed_as_it_must,
+            "warnings": result.warnings, "holds": result.holds,
             "error": None if error is None else error_line(error),
             "traceback": None if error is None else "".join(traceback.format_exception(error))}
 
@@ -350,7 +374,8 @@ def results_from(records: list[dict], blocks: list[Block]) -> list[Result]:
     for r, block in zip(records, blocks):
         error = None if r["error"] is None else ProgramError(f"{r['error']}\n{r['traceback']}")
         skipped = r["skipped"] and (block.mark("skip").reason if block.mark("skip") else r["skipped"])
-        result = Result(block, r["output"], error, skipped or None, r["failed_as_it_must"])
+        result = Result(block, r["output"], error, skipped or None, r["failed_as_it_must"],
+                        r.get("warnings", []), r.get("holds"))
         caught = block.must_fail and error is None and next(
             (line for line in r["output"].split("\n") if line.startswith(f"{block.must_fail.rsplit('.', 1)[-1]}: ")), None)
         if caught:  # the script's try/except caught the error this block must raise, and printed it
@@ -359,14 +384,23 @@ def results_from(records: list[dict], blocks: list[Block]) -> list[Result]:
     return found
 
 
+def without_repository(pythonpath: str) -> str:
+    """PYTHONPATH less the repository (a reader's program cannot import `snippets` or `tools`);
+    other folders stay: packages installed outside the interpreter (make gpu-check's private
+    folder, a --target install) are what a reader's machine has."""
+    keep = [p for p in pythonpath.split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    return os.pathsep.join(keep)
+
+
 class CleanRun:
-    """tests/plain_run.py over `files`, started now in the background (cwd `folder`, no PYTHONPATH,
+    """tests/plain_run.py over `files`, started now in the background (cwd `folder`, the repository
+    off PYTHONPATH,
     a lower CPU priority than the tests that wait for it); `results()` waits for it and returns
     {file: {"returncode", "seconds"}}."""
 
     def __init__(self, files: list[Path], folder: Path, parallel: int = 1):
         self.folder = Path(folder)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env = dict(os.environ, PYTHONPATH=without_repository(os.environ.get("PYTHONPATH", "")))
         with open(self.folder / "plain_run.log", "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", "--parallel", str(parallel),
