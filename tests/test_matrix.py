@@ -69,7 +69,7 @@ PAGE_MESSAGE = (
     "the code printed:\nkeys: ['w']\nTypeError: transpose() got an invalid combination of arguments\n"
     "line 200 (Export): output differs from the page; run `make outputs` if the code changed on purpose.\n"
     "page shows:\nepoch 1 val acc 0.681\n"
-    "the code printed:\nepoch 1 val acc 0.769\n"
+    "the code printed:\nepoch 1 val acc 0.769\n(warning, not output: UserWarning: slow)\n"
     "line 230 (top): must fail with pickle.UnpicklingError but ran without error\n"
     "assert not ['line 120 ...']"
 )
@@ -84,6 +84,7 @@ def test_a_pages_failure_becomes_one_entry_per_block_with_what_differs():
         (120, "Loading (strictly)", "differs"), (200, "Export", "differs"), (230, "top", "other")]
     assert blocks[0]["why"] == "the same error, in other words"
     assert blocks[1]["why"] == "other numbers" and blocks[1]["printed"] == "epoch 1 val acc 0.769"
+    assert blocks[1]["warnings"] == ["UserWarning: slow"] and "warnings" not in blocks[0]
     assert blocks[2]["text"] == "must fail with pickle.UnpicklingError but ran without error"
     raised = matrix.page_blocks(RAISED)
     assert raised == [{"line": 90, "section": "Safetensors", "kind": "raised",
@@ -147,6 +148,7 @@ def test_the_report_names_each_block_what_differs_and_why():
     assert "  + TypeError: transpose() got an invalid combination of arguments" in md
     assert "- line 200 (Export): the output differs: other numbers" in md
     assert "  - epoch 1 val acc 0.681" in md and "  + epoch 1 val acc 0.769" in md
+    assert "  (and a warning, not part of the output: `UserWarning: slow`)" in md
     assert "- line 230 (top):" in md and "must fail with pickle.UnpicklingError" in md
     assert "The same blocks as `docs/en/saving.md` (its own lines: 118, 200, 230)." in md
     assert "### `tests/test_saving.py::test_weights_only_default` (failed)" in md

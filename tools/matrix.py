@@ -284,6 +284,7 @@ class Details:
 # --- what failed, and why ----------------------------------------------------------------------------
 BLOCK_START = re.compile(r"^(?:AssertionError: )?(?:\S+\.md )?line (\d+) \((.*?)\)(?=:| raised:)", re.M)
 ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Warning|Interrupt|Exit)\b[^:\n]*:")
+WARNED = "(warning, not output: "  # tools/outputs.py: a warning torch printed, kept apart from the output
 ERROR_NAME = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): ")
 VERSION = re.compile(r"\b\d+\.\d+\.\d+(?:\+\w+)?")
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -313,8 +314,11 @@ def page_blocks(message: str) -> list[dict]:
             entry |= {"kind": "raised", "error": errors[-1] if errors else printed.splitlines()[-1:]}
         elif "page shows:" in chunk:
             shown = _between(chunk, "page shows:\n", "\nthe code printed:") or ""
-            printed = _between(chunk, "the code printed:\n", None) or ""
+            printed = (_between(chunk, "the code printed:\n", None) or "").split("\n")
+            warned = [x.removeprefix(WARNED).removesuffix(")") for x in printed if x.startswith(WARNED)]
+            printed = "\n".join(x for x in printed if not x.startswith(WARNED)).strip("\n")
             entry |= {"kind": "differs", "shown": shown, "printed": printed, "why": why_differs(shown, printed)}
+            entry |= {"warnings": warned} if warned else {}
         else:
             entry |= {"kind": "other", "text": chunk.lstrip(": ").strip()}
         found.append(entry)
@@ -416,8 +420,9 @@ def _block_lines(block: dict) -> list[str]:
     if block["kind"] == "differs":
         gone, new = changed_lines(block["shown"], block["printed"])
         diff = [f"- {x}" for x in gone] + [f"+ {x}" for x in new]
+        warned = [f"  (and a warning, not part of the output: `{w}`)" for w in block.get("warnings", [])]
         return [f"- {where}: the output differs: {block['why']} (`-` the page, `+` this torch)", "",
-                *("  " + x for x in _fence("\n".join(diff) or "(whitespace)", "diff")), ""]
+                *("  " + x for x in _fence("\n".join(diff) or "(whitespace)", "diff")), "", *warned]
     if block["kind"] == "raised":
         return [f"- {where}: raised `{block['error']}`", ""]
     return [f"- {where}:", "", *("  " + x for x in _fence(block["text"])), ""]
