@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks gpu-check lighthouse browser-deps katex clean
+.PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks gpu-check matrix lighthouse browser-deps katex clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -58,6 +58,15 @@ GPU_PYTHON ?= python3
 WHEELS     ?=
 gpu-check:       ## needs a CUDA GPU; refuses on a CPU machine
 	$(GPU_PYTHON) -m tools.gpu_check $(if $(WHEELS),--wheels $(WHEELS))
+
+# Other torch releases, on CPU: for each, a fresh venv (.cache/matrix/, removed after its run) with that
+# torch from PyPI, its torchvision and the page/test packages; every page's blocks and every claim test
+# (not the site build, not the browser) -> generated/matrix.{json,md}, generated/matrix-summary.{zh,en}.md.
+# Downloads several GB per release into one shared wheel folder (.cache/matrix/wheels); not part of `make test`.
+MATRIX      ?=
+MATRIX_ARGS ?=
+matrix:          ## e.g. make matrix MATRIX="2.11.0 2.15.0"; default: tools/matrix.py's RELEASES
+	$(PYTHON) -m tools.matrix $(MATRIX) --python $(PYTHON) $(MATRIX_ARGS)
 
 # Browser tests (tests/test_browser.py) need Debian's Chromium and a CJK font; run as root (apt-get).
 browser-deps:    ## apt-get install chromium fonts-wqy-microhei, when missing
