@@ -945,7 +945,7 @@ from torch.distributed.algorithms import Join
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 rank = int(os.environ["RANK"])
-dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=3))
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # meeting may be slow here
 torch.manual_seed(0)
 model = DDP(nn.Linear(2, 1))
 steps = 3 if rank == 0 else 2  # uneven inputs
@@ -953,11 +953,12 @@ with Join([model]):
     for _ in range(steps):
         model(torch.ones(4, 2)).sum().backward()
 print(f"rank {rank}: Join finished {steps} steps", flush=True)
+short = dist.new_group(timeout=datetime.timedelta(seconds=3))  # the timeout the page talks about
 dist.barrier()
 if rank == 0:  # an all-reduce that rank 1 never joins
     start = time.monotonic()
     try:
-        dist.all_reduce(torch.ones(1))
+        dist.all_reduce(torch.ones(1), group=short)
     except RuntimeError:
         print(f"rank 0: RuntimeError after {time.monotonic() - start:.0f} s", flush=True)
 else:
