@@ -6,7 +6,8 @@ to run it (the blocks in order, or a download); each expected-output fence gets 
 (<slug>.py) and a notebook (<slug>.ipynb), made by tools/chapter_export.py from the page's own
 Markdown, plus the files its front matter lists under `downloads:` (multi-gpu: ddp_train.py, a
 script that torchrun starts, which the page shows in sections).
-overrides/main.html links them with words.
+overrides/main.html links them with words. On a zh page the code's comments and docstrings are
+Chinese, in its blocks and its downloads (tools/code_comments.py, snippets/<module>.zh.yml).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import nbformat
 from mkdocs.plugins import event_priority
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mkdocs loads hooks by path
-from tools import chapter_export, verified  # noqa: E402
+from tools import chapter_export, code_comments, verified  # noqa: E402
 from tools.outputs import code_sha, mask  # noqa: E402
 from tools.shown_code import ROOT, expand, parse_page  # noqa: E402
 
@@ -67,12 +68,15 @@ def gpu_outputs(report: dict) -> dict[tuple[str, str], str]:
     return found
 
 
-def _gpu_box(block, lang: str, page: str) -> str:
-    """The GPU run's output of this block, in a box of its own, where it differs from the CPU's."""
+def _gpu_box(block, lang: str, page: str, english: dict[str, str] | None = None) -> str:
+    """The GPU run's output of this block, in a box of its own, where it differs from the CPU's.
+    `english`: a zh block's code -> the code that ran (its comments in English)."""
     report = verified.load_report()
     if report.get("status") != "ran" or block.expected is None:
         return ""
-    got = gpu_outputs(report).get((page, code_sha(chapter_export.block_code(block))))
+    # a zh page's fence holds its translated code: the code that ran is the English
+    code = (english or {}).get(block.source.rstrip("\n")) or chapter_export.block_code(block)
+    got = gpu_outputs(report).get((page, code_sha(code)))
     if got is None or mask(got) == mask(block.expected):
         return ""
     label = GPU_LABEL[lang].format(gpu=verified.gpu_label(report), torch=report["torch"], date=report["date"])
@@ -95,6 +99,7 @@ def _default_lang(config) -> str:
 
 def on_pre_build(config):
     expand.cache_clear()  # `mkdocs serve` rebuilds in one process after a snippet changed
+    code_comments.clear_caches()  # ... or a translation of its comments (snippets/<module>.zh.yml)
 
 
 def is_chapter(markdown: str) -> bool:
@@ -104,13 +109,13 @@ def is_chapter(markdown: str) -> bool:
 def on_page_markdown(markdown, page, config, files):
     src = Path(page.file.src_uri)
     page.chapter_downloads = []
-    if src.suffix != ".md" or not is_chapter(markdown):
-        return markdown
+    if src.suffix != ".md" or not is_chapter(markdown):  # the home page's shell block: its comments too
+        return code_comments.page_in_language(markdown, _lang(config)) if src.suffix == ".md" else markdown
     lang, slug = _lang(config), src.stem
     site_url = config.site_url or "https://example.invalid/"
     url = chapter_export.page_address(site_url, lang, _default_lang(config), src.name)
     lang_base = chapter_export.page_address(site_url, lang, _default_lang(config), "index.md")
-    chapter = chapter_export.read_chapter(markdown, url, lang_base, where=str(src))
+    chapter = chapter_export.read_chapter(markdown, url, lang_base, where=str(src), lang=lang)
     page.chapter_files = {
         f"{slug}.ipynb": nbformat.writes(chapter_export.notebook(chapter, lang)) + "\n",
         f"{slug}.py": chapter_export.script(chapter, lang, f"{slug}.py"),
@@ -122,10 +127,14 @@ def on_page_markdown(markdown, page, config, files):
     page.chapter_downloads += [(name, name) for name in list(page.chapter_files)[2:]]
     links = "、".join if lang == "zh" else ", ".join
     note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
-    if chapter_export.starts_processes([part for kind, part in chapter.parts if kind == "code"]):
+    code = [part for kind, part in chapter.parts if kind == "code"]
+    if chapter_export.starts_processes(code):
         note = note.replace("\n</div>", SPAWN_NOTE[lang] + "\n</div>")
+    # comments and docstrings in the page's language: the fences hold the translated code
+    english = {chapter_export.block_code(b, lang): chapter_export.block_code(b) for b in code}
+    markdown = code_comments.page_in_language(markdown, lang)
     markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang],
-                                lambda block: _gpu_box(block, lang, src.name))
+                                lambda block: _gpu_box(block, lang, src.name, english))
     title = _TITLE.search(markdown)
     if title:
         markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]

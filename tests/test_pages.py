@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tools import chapter_export
+from tools.code_comments import code_tokens
 from tools.shown_code import ROOT, parse_page, python_blocks
 
 LANGS = ("zh", "en")
@@ -79,7 +80,7 @@ def test_each_function_and_class_is_shown_once(built_site, page, lang):
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_the_site_shows_the_code_that_runs(built_site, page, lang):
     shown = html_python_blocks(built_site, lang, page)
-    assert shown == [chapter_export.block_code(b) for b in page_blocks(page, lang)]
+    assert shown == [chapter_export.block_code(b, lang) for b in page_blocks(page, lang)]
 
 
 def test_shown_blocks_are_short(built_site, capsys):
@@ -127,7 +128,7 @@ def test_every_chapter_offers_a_notebook_and_a_script_in_words(built_site, page)
 
 
 def _code_only(script: str) -> str:
-    """A script without its docstring and comments: the same in both languages."""
+    """A script without its docstring, its full-line comments and its blank lines."""
     body = script.split('"""', 2)[2]
     return "\n".join(line for line in body.split("\n") if line.strip() and not line.lstrip().startswith("#"))
 
@@ -147,12 +148,14 @@ def test_downloads_hold_the_page_and_link_to_the_hosted_site(served_site, page):
         assert "<!--pytest" not in prose and "--8<--" not in prose and "!!! " not in prose
         assert served_site.base in scripts[lang].split("\n", 3)[2]  # the site's address (SITE_URL)
         assert served_site.base in prose
-    assert _code_only(scripts["zh"]) == _code_only(scripts["en"])
+    # the same code; only comments and docstrings are in the page's language (tools/code_comments.py)
+    assert code_tokens(scripts["zh"].split('"""', 2)[2]) == code_tokens(scripts["en"].split('"""', 2)[2])
     code = {lang: [c.source for c in nb.cells if c.cell_type == "code"] for lang, nb in notebooks.items()}
-    assert code["zh"] == code["en"]
+    assert [code_tokens(c) for c in code["zh"]] == [code_tokens(c) for c in code["en"]]
     # every block the page runs is a cell, in order; what fails on purpose is tagged so "Run all" goes on
     blocks = [b for b in page_blocks(page) if not b.mark("skip")]
     assert code["en"] == [chapter_export.block_code(b) for b in blocks]
+    assert code["zh"] == [chapter_export.block_code(b, "zh") for b in blocks]
     tagged = [c.metadata.get("tags") == ["raises-exception"] for c in notebooks["en"].cells if c.cell_type == "code"]
     assert tagged == [bool(b.must_fail) for b in blocks]
 
@@ -162,12 +165,12 @@ def test_downloads_hold_the_page_and_link_to_the_hosted_site(served_site, page):
 def test_downloaded_script_is_the_program_the_page_run_ran(built_site, page, lang):
     """The page's run (conftest.py) runs its script's code block by block, in a fresh interpreter
     without the repository, in an empty folder: the script on the site holds exactly that code, in
-    that order, between its comments, and compiles as one file."""
+    that order, between its comments (in the page's language), and compiles as one file."""
     name = f"{Path(page).stem}.py"
     script = (site_folder(built_site, lang, page) / name).read_text(encoding="utf-8")
     compile(script, name, "exec")  # a SyntaxError here would stop `python FILE` before its first line
     spawn = chapter_export.starts_processes(page_blocks(page))
-    ran = [chapter_export.script_code(b, spawn) for b in page_blocks(page)]
+    ran = [chapter_export.script_code(b, spawn, lang) for b in page_blocks(page)]
     assert _code_only(script) == _code_only('"""\n"""\n' + "\n".join(code for code in ran if code is not None))
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
+from tools.code_comments import translate
 from tools.shown_code import MARKER, Block, Mark, expand, parse_page, python_blocks
 
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
@@ -91,8 +92,9 @@ def hosted_links(markdown: str, page_url: str, lang_base: str) -> str:
     return _LINK.sub(lambda m: m[1] + absolute_link(m[2], page_url, lang_base) + m[3], markdown)
 
 
-def read_chapter(markdown: str, page_url: str, lang_base: str, where: str = "page") -> Chapter:
-    """Split a page into prose and Python blocks, in order."""
+def read_chapter(markdown: str, page_url: str, lang_base: str, where: str = "page", lang: str = "en") -> Chapter:
+    """Split a page into prose and Python blocks, in order; a shell block is prose, its comments
+    in `lang`."""
     markdown = _FRONT_MATTER.sub("", markdown)
     lines = markdown.split("\n")
     blocks = parse_page(markdown, where)
@@ -110,7 +112,7 @@ def read_chapter(markdown: str, page_url: str, lang_base: str, where: str = "pag
         if block.is_python:
             parts.append(("code", block))
         elif block.lang in ("bash", "sh", "shell", "console"):
-            parts.append(("md", f"```{block.lang}\n{expand(block.source).rstrip()}\n```"))
+            parts.append(("md", f"```{block.lang}\n{translate(block.source, lang, shell=True).rstrip()}\n```"))
         cursor = (block.expected_span[1] if block.expected_span else block.end)
         if block.expected is not None and block.is_python:
             parts.append(("output", block))
@@ -128,9 +130,10 @@ WORDS = {
 }
 
 
-def block_code(block: Block) -> str:
-    """A block's code as the site shows it (includes expanded)."""
-    return (block.source if block.expanded else expand(block.source)).rstrip("\n")
+def block_code(block: Block, lang: str = "en") -> str:
+    """A block's code as the site shows it (includes expanded), its comments and docstrings in
+    `lang` (tools/code_comments.py; the code itself is the same in every language)."""
+    return (block.source if block.expanded else translate(block.source, lang)).rstrip("\n")
 
 
 def _indent(code: str) -> str:
@@ -207,14 +210,15 @@ def spawn_safe(code: str) -> str:
     return "\n\n".join(out)
 
 
-def script_code(block: Block, spawn: bool = False) -> str | None:
+def script_code(block: Block, spawn: bool = False, lang: str = "en") -> str | None:
     """A block's code as the chapter's script runs it: a block that must fail inside try/except
     that prints `Type: message` (as its output fence shows it); None for a skipped block (the
     script keeps it as a comment). `spawn`: the page starts worker processes, so the code is
-    laid out for workers that import the script (`spawn_safe`)."""
+    laid out for workers that import the script (`spawn_safe`). `lang`: the language of its
+    comments and docstrings."""
     if _skip_reason(block):
         return None
-    code = block_code(block)
+    code = block_code(block, lang)
     if block.must_fail:
         error = block.must_fail
         head = [f"import {error.rsplit('.', 1)[0]}"] if "." in error else []
@@ -237,9 +241,9 @@ def script(chapter: Chapter, lang: str, filename: str) -> str:
         if part.section != section:
             section = part.section
             body += ["", f"# ## {section}", ""]
-        code = script_code(part, spawn)
+        code = script_code(part, spawn, lang)
         if code is None:
-            body += ["", f"# --- {w['skipped']}: {_skip_reason(part)}", _comment(block_code(part)), ""]
+            body += ["", f"# --- {w['skipped']}: {_skip_reason(part)}", _comment(block_code(part, lang)), ""]
         elif part.must_fail:
             body += ["", f"# --- {w['fails']} ({part.must_fail.rsplit('.', 1)[-1]})", code, ""]
         else:
@@ -272,9 +276,9 @@ def notebook(chapter: Chapter, lang: str):
             continue
         elif _skip_reason(part):
             cells.append(("markdown", f"*{w['skipped']}: {_skip_reason(part)}*\n\n"
-                                      f"```python\n{block_code(part)}\n```", None))
+                                      f"```python\n{block_code(part, lang)}\n```", None))
         else:
-            cells.append(("code", block_code(part), ["raises-exception"] if part.must_fail else None))
+            cells.append(("code", block_code(part, lang), ["raises-exception"] if part.must_fail else None))
     return nbformat.from_dict({
         "nbformat": 4, "nbformat_minor": 5,
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
