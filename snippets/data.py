@@ -73,6 +73,32 @@ from torch.utils.data import get_worker_info
 # --8<-- [end:imports_seed]
 
 
+# --8<-- [start:plain_dataset]
+class SimpleDigits(Dataset):
+    """The three methods and nothing else: (image [1, 8, 8] in [0, 1], label)."""
+
+    def __init__(self, images, labels):
+        self.images = torch.as_tensor(images, dtype=torch.float32) / 16
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index].unsqueeze(0), int(self.labels[index])
+# --8<-- [end:plain_dataset]
+
+
+def demo_plain_dataset() -> SimpleDigits:
+    # --8<-- [start:demo_plain_dataset]
+    digits = load_digits()  # 1,797 real 8x8 digits, values 0..16
+    simple = SimpleDigits(digits.images, digits.target)
+    image, label = simple[0]
+    print(len(simple), image.shape, image.dtype, label)
+    # --8<-- [end:demo_plain_dataset]
+    return simple
+
+
 # --8<-- [start:digits_dataset]
 class DigitsDataset(Dataset):
     """Grayscale images and integer labels as (image [1, H, W] in [0, 1], label)."""
@@ -135,8 +161,8 @@ def check_digits(images, labels, num_classes, max_value) -> None:
 
 
 def demo_dataset() -> DigitsDataset:
+    digits = load_digits()
     # --8<-- [start:demo_dataset]
-    digits = load_digits()  # 1,797 real 8x8 digits, values 0..16
     dataset = DigitsDataset(digits.images, digits.target)
     image, label = dataset[0]
     print(len(dataset), image.shape, image.dtype, label)
@@ -723,7 +749,7 @@ def save_figures(out_dir) -> list[Path]:
 def run_demos() -> None:
     """Every demo in order (they write files: `python -m snippets.data` runs them in a
     temporary folder)."""
-    for demo in (demo_dataset, demo_dataset_errors, demo_endless):
+    for demo in (demo_plain_dataset, demo_dataset, demo_dataset_errors, demo_endless):
         print(f"--- {demo.__name__}")
         demo()
     print("--- demo_write")

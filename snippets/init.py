@@ -25,9 +25,9 @@ def init_weights(m: nn.Module) -> None:
         nn.init.normal_(m.weight, mean=0.0, std=0.1)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+                        nn.SyncBatchNorm, nn.GroupNorm, nn.LayerNorm)):
+        m.reset_parameters()  # weight 1, bias 0 if affine; BatchNorm: running stats too
 # --8<-- [end:init_weights]
 
 
@@ -93,6 +93,24 @@ def demo_fresh_batchnorm() -> None:
     print(bn.weight.tolist(), bn.bias.tolist())
     print(hasattr(torch.Tensor, "zeros_"), hasattr(torch.Tensor, "zero_"))
     # --8<-- [end:demo_fresh_batchnorm]
+
+
+def demo_reset_batchnorm() -> None:
+    # --8<-- [start:demo_reset_batchnorm]
+    torch.manual_seed(0)
+    used = nn.BatchNorm2d(3)
+    nn.init.normal_(used.weight)  # as training would have changed it
+    used(torch.randn(8, 3, 4, 4) + 5)  # the running mean moves towards 5
+    plain = nn.BatchNorm2d(3, affine=False)  # no weight, no bias
+    plain(torch.randn(8, 3, 4, 4) + 5)
+    mean, batches = used.running_mean[0], used.num_batches_tracked
+    print(f"before: running mean {mean:.2f}, batches {batches}")
+    for bn in (used, plain):
+        init_weights(bn)
+        print(bn.weight if bn.weight is None else bn.weight.tolist(),
+              bn.running_mean.tolist(), bn.running_var.tolist(),
+              bn.num_batches_tracked.item())
+    # --8<-- [end:demo_reset_batchnorm]
 
 
 def demo_leaf_in_place() -> None:
@@ -308,6 +326,7 @@ if __name__ == "__main__":
     demo_xavier_std()
     demo_normal_mean_std()
     demo_fresh_batchnorm()
+    demo_reset_batchnorm()
     demo_still_trainable()
     demo_no_grad()
     demo_data_hides_change()

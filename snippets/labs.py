@@ -40,6 +40,7 @@ from snippets.init import init_weights
 from snippets.multi_gpu import load_state_dict_flexible
 from snippets.training import (
     DigitCNN,
+    check_labels,
     evaluate,
     fit,
     plot_history,
@@ -188,6 +189,8 @@ def demo_task1_model():
 
 def demo_task1_train(model, train_loader, val_loader, device):
     # --8<-- [start:task1_train]
+    for loader in (train_loader, val_loader):  # once, before training
+        check_labels(loader.dataset.tensors[1], num_classes=10)
     history = fit(model, train_loader, val_loader, epochs=6, lr=3e-3, device=device)
     # --8<-- [end:task1_train]
     return history
@@ -262,6 +265,7 @@ def demo_task3_train():
     # --8<-- [start:task3_train]
     seed_everything(0)
     X_train, X_val, y_train, y_val = digit_features()
+    check_labels(y_train, num_classes=10)  # once, before training
     train_loader = DataLoader(
         TensorDataset(X_train, y_train),
         batch_size=64,

@@ -481,7 +481,8 @@ def train(run: Run, epochs: int) -> None:
             noise = np.random.normal(0.0, 0.05, size=tuple(xb.shape))  # NumPy's
             xb = xb + torch.from_numpy(noise).float()
             run.optimizer.zero_grad()
-            loss = F.cross_entropy(run.model(xb), yb)
+            with torch.autocast("cpu", dtype=torch.float16):  # GPU: "cuda"
+                loss = F.cross_entropy(run.model(xb), yb)
             run.scaler.scale(loss).backward()    # the loss times the loss scale
             run.scaler.step(run.optimizer)       # unscales, skips inf/nan steps
             run.scaler.update()

@@ -94,15 +94,20 @@ class DigitCNN(nn.Module):
 
 
 # --8<-- [start:check_labels]
-def check_labels(label: torch.Tensor, output: torch.Tensor) -> None:
-    """Class indices must lie in [0, number of outputs); CrossEntropyLoss needs that."""
-    n = output.shape[1]
-    lo, hi = int(label.min()), int(label.max())
-    if lo < 0 or hi >= n:
+def check_labels(labels, num_classes: int) -> None:
+    """Every label must be a class index in [0, num_classes), as CrossEntropyLoss needs.
+
+    Call it once, before training, on the dataset's labels (on the CPU).
+    """
+    labels = torch.as_tensor(labels)
+    if labels.numel() == 0:
+        raise ValueError("no labels to check: the dataset is empty")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
-        raise ValueError(f"a batch holds label {bad}, but the model has {n} outputs, "
-                         f"so labels must be 0..{n - 1}; fix the labels or give the "
-                         "last layer more outputs")
+        raise ValueError(f"the labels hold {bad}, but the model has {num_classes} "
+                         f"outputs, so labels must be 0..{num_classes - 1}; fix the "
+                         "labels or give the last layer more outputs")
 # --8<-- [end:check_labels]
 
 
@@ -110,19 +115,18 @@ def check_labels(label: torch.Tensor, output: torch.Tensor) -> None:
 def train_one_epoch(model, loader, loss_fn, optimizer, device) -> float:
     """One pass over the training data; returns the mean loss."""
     model.train()  # dropout on, batchnorm uses batch statistics
-    total, count = 0.0, 0
+    total, count = torch.zeros((), device=device), 0  # a sum kept on the device
     for data, label in loader:
         # reassign: a tensor's .to() returns a new tensor
         data, label = data.to(device), label.to(device)
         optimizer.zero_grad()  # 1. clear old gradients (sets them to None)
         output = model(data)  # 2. forward
-        check_labels(label, output)
         loss = loss_fn(output, label)  # 3. loss
         loss.backward()  # 4. gradients
         optimizer.step()  # 5. update the parameters
-        total += loss.item() * len(label)
+        total += loss.detach() * len(label)  # no .item(): no wait for the device
         count += len(label)
-    return total / count
+    return total.item() / count  # one .item() per epoch
 # --8<-- [end:train_one_epoch]
 
 
@@ -130,16 +134,15 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device) -> float:
 def evaluate(model, loader, loss_fn, device) -> tuple[float, float]:
     """Mean loss and accuracy, without building a graph."""
     model.eval()  # dropout off, batchnorm uses running statistics
-    total, correct, count = 0.0, 0, 0
+    total, correct, count = torch.zeros((), device=device), 0, 0
     with torch.no_grad():  # no graph: less memory, faster
         for data, label in loader:
             data, label = data.to(device), label.to(device)
             output = model(data)
-            check_labels(label, output)
-            total += loss_fn(output, label).item() * len(label)
-            correct += (output.argmax(dim=1) == label).sum().item()
+            total += loss_fn(output, label) * len(label)
+            correct += (output.argmax(dim=1) == label).sum()
             count += len(label)
-    return total / count, correct / count
+    return total.item() / count, correct.item() / count
 # --8<-- [end:evaluate]
 
 
@@ -190,7 +193,9 @@ def train_digits(seed=0, epochs=8, lr=3e-3, device=None, verbose=False):
     """The whole recipe in one call: seed, data, model, fit -> (model, history)."""
     seed_everything(seed)
     train_loader, val_loader = digit_loaders(batch_size=64, seed=seed)
-    model = DigitCNN()
+    for loader in (train_loader, val_loader):
+        check_labels(loader.dataset.tensors[1], num_classes=10)
+    model = DigitCNN(num_classes=10)
     history = fit(model, train_loader, val_loader, epochs=epochs, lr=lr,
                   device=device or pick_device(), verbose=verbose)
     return model, history
@@ -227,17 +232,17 @@ def plot_history(history: dict, path) -> Path:
 
 
 # --8<-- [start:clip_gradients]
-def clip_gradients(model: nn.Module, max_norm: float) -> float:
+def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
     """Scale the gradients so that their total norm is at most max_norm.
 
-    Returns the total norm before clipping, as clip_grad_norm_ does.
+    Returns the total norm before clipping (a tensor), as clip_grad_norm_ does.
     """
     if (not isinstance(max_norm, (int, float)) or isinstance(max_norm, bool)
             or not (max_norm > 0 and math.isfinite(max_norm))):
         raise ValueError(f"max_norm must be a positive number such as 1.0, got "
                          f"{max_norm!r}; clip_grad_norm_ would flip the gradients' "
                          "sign for a negative one and zero them for 0")
-    return nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+    return nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 # --8<-- [end:clip_gradients]
 
 
@@ -246,14 +251,13 @@ def train_epoch_amp(model, loader, loss_fn, optimizer, device, *, amp_dtype=None
                     scaler=None, max_norm=None) -> float:
     """train_one_epoch with optional autocast, GradScaler and gradient clipping."""
     model.train()
-    total, count = 0.0, 0
+    total, count = torch.zeros((), device=device), 0
     for data, label in loader:
         data, label = data.to(device), label.to(device)
         optimizer.zero_grad()
         with torch.autocast(torch.device(device).type, dtype=amp_dtype,
                             enabled=amp_dtype is not None):
             output = model(data)  # convolutions and matmuls in amp_dtype
-            check_labels(label, output)
             loss = loss_fn(output, label)  # autocast computes it in float32
         if scaler is None:
             loss.backward()
@@ -267,9 +271,9 @@ def train_epoch_amp(model, loader, loss_fn, optimizer, device, *, amp_dtype=None
         else:
             scaler.step(optimizer)  # skipped if a gradient is inf or nan
             scaler.update()
-        total += loss.item() * len(label)
+        total += loss.detach() * len(label)
         count += len(label)
-    return total / count
+    return total.item() / count
 # --8<-- [end:train_epoch_amp]
 
 
@@ -390,7 +394,9 @@ def demo_fit(device: torch.device) -> tuple[nn.Module, dict]:
     # --8<-- [start:demo_fit]
     seed_everything(0)
     train_loader, val_loader = digit_loaders(batch_size=64, seed=0)
-    model = DigitCNN()
+    for loader in (train_loader, val_loader):  # once, before training
+        check_labels(loader.dataset.tensors[1], num_classes=10)
+    model = DigitCNN(num_classes=10)
     history = fit(model, train_loader, val_loader, epochs=8, lr=3e-3, device=device)
     best = max(history["val_acc"])
     print(f"best epoch {history['val_acc'].index(best) + 1}: val acc {best:.3f}")
@@ -434,8 +440,7 @@ def demo_bad_args(train_loader, val_loader, device) -> None:
         "lr=0": lambda: fit(DigitCNN(), train, val, epochs=1, lr=0, device=device),
         "empty loader": lambda: fit(DigitCNN(), empty, val, epochs=1, lr=1e-3,
                                     device=device),
-        "5 outputs": lambda: fit(DigitCNN(num_classes=5), train, val, epochs=1,
-                                 lr=1e-3, device=device),
+        "5 classes": lambda: check_labels(train.dataset.tensors[1], num_classes=5),
     }
     for name, attempt in attempts.items():
         try:

@@ -838,3 +838,45 @@ def test_per_digit_rounding_gives_359_and_train_test_split_360():
     assert sum(len(val) for _, val, _ in splits) == 359
     _, val = train_test_split(np.arange(len(target)), test_size=0.2, stratify=target, random_state=0)
     assert len(val) == 360 == -(-len(target) * 2 // 10)  # 20 % of 1797 = 359.4, rounded up
+
+
+# --- the first Dataset a reader sees is a plain one; one bad-input demo per lesson ---------------
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_first_dataset_on_the_page_is_the_plain_one(lang):
+    import inspect
+
+    from snippets import data as D
+    text = (_REPO / "docs" / lang / "data.md").read_text(encoding="utf-8")
+    first = text.index('--8<-- "snippets/data.py:plain_dataset"')
+    assert first < text.index('--8<-- "snippets/data.py:digits_dataset"') < text.index(
+        '--8<-- "snippets/data.py:check_digits"')
+    own = {name for name in vars(D.SimpleDigits) if not name.startswith("__") or name in
+           ("__init__", "__len__", "__getitem__")}
+    assert own == {"__init__", "__len__", "__getitem__"}
+    assert "check" not in inspect.getsource(D.SimpleDigits)
+
+
+def test_simple_digits_gives_the_samples_digits_dataset_gives():
+    from sklearn.datasets import load_digits
+
+    from snippets import data as D
+    digits = load_digits()
+    simple, checked = D.SimpleDigits(digits.images, digits.target), D.DigitsDataset(digits.images, digits.target)
+    assert len(simple) == len(checked) == 1797
+    for i in (0, 5, 1796):
+        (a, la), (b, lb) = simple[i], checked[i]
+        assert torch.equal(a, b) and la == lb and isinstance(la, int)
+    assert sum(1 for _ in simple) == 1797            # torch's IndexError past the end ends the loop
+
+
+@pytest.mark.parametrize("page, section", [("data.md", "snippets/data.py:demo_dataset_errors"),
+                                           ("multi-gpu.md", "snippets/multi_gpu.py:demo_helper_errors")])
+def test_a_helpers_bad_input_demo_that_repeats_a_lesson_is_not_on_the_page(page, section):
+    """Their messages stay tested (test_dataset_rejects_bad_input above, and
+    tests/test_multi_gpu.py for load_state_dict_flexible); the page keeps one such demo per lesson."""
+    for lang in ("en", "zh"):
+        assert section not in (_REPO / "docs" / lang / page).read_text(encoding="utf-8")

@@ -86,6 +86,55 @@ def test_a_fresh_batchnorm_is_already_ones_and_zeros():
     assert bn.weight.tolist() == [1.0, 1.0, 1.0] and bn.bias.tolist() == [0.0, 0.0, 0.0]
 
 
+def _used(bn: nn.Module) -> nn.Module:
+    """A normalisation layer as training leaves it: weight changed, running statistics moved."""
+    if getattr(bn, "weight", None) is not None:
+        with torch.no_grad():
+            bn.weight.mul_(3.0).add_(0.5)
+            bn.bias.add_(2.0)
+    bn.train()
+    shape = {nn.BatchNorm1d: (8, 3), nn.BatchNorm2d: (8, 3, 4, 4), nn.BatchNorm3d: (8, 3, 2, 2, 2)}.get(type(bn), (8, 3, 4))
+    bn(torch.randn(shape) + 5)
+    return bn
+
+
+@pytest.mark.parametrize("make", [lambda: nn.BatchNorm1d(3), lambda: nn.BatchNorm2d(3), lambda: nn.BatchNorm3d(3),
+                                  lambda: nn.BatchNorm2d(3, affine=False),
+                                  lambda: nn.BatchNorm2d(3, track_running_stats=False),
+                                  lambda: nn.GroupNorm(1, 3), lambda: nn.LayerNorm(4),
+                                  lambda: nn.LayerNorm(4, elementwise_affine=False)])
+def test_init_weights_resets_every_normalisation_layer_to_new(make):
+    """affine=False (no weight) and running statistics that changed are both handled."""
+    torch.manual_seed(0)
+    fresh, used = make(), _used(make())
+    if getattr(used, "running_mean", None) is not None:
+        assert not torch.equal(used.running_mean, fresh.running_mean) and used.num_batches_tracked == 1
+    ini.init_weights(used)
+    assert all(torch.equal(a, b) for a, b in zip(used.state_dict().values(), fresh.state_dict().values()))
+    assert used.state_dict().keys() == fresh.state_dict().keys()
+
+
+def test_the_notes_ones_and_zeros_fail_on_affine_false_and_keep_running_statistics():
+    """What init_weights did before it used reset_parameters()."""
+    plain = nn.BatchNorm2d(3, affine=False)
+    assert plain.weight is None
+    with pytest.raises(AttributeError):
+        nn.init.ones_(plain.weight)
+    torch.manual_seed(0)
+    used = _used(nn.BatchNorm2d(3))
+    nn.init.ones_(used.weight)
+    nn.init.zeros_(used.bias)
+    assert used.running_mean.abs().min() > 0.4 and used.num_batches_tracked == 1   # the old data's statistics stay
+
+
+def test_demo_reset_batchnorm_prints_what_the_page_shows(capsys):
+    ini.demo_reset_batchnorm()
+    assert capsys.readouterr().out.splitlines() == [
+        "before: running mean 0.48, batches 1",
+        "[1.0, 1.0, 1.0] [0.0, 0.0, 0.0] [1.0, 1.0, 1.0] 0",
+        "None [0.0, 0.0, 0.0] [1.0, 1.0, 1.0] 0"]
+
+
 def test_default_init_of_linear_is_uniform_within_1_over_sqrt_fan_in():
     torch.manual_seed(0)
     fc = nn.Linear(400, 50)

@@ -169,6 +169,8 @@ def test_combination_rows_are_the_four_cells_with_working_fixes():
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_generated_table_is_what_the_command_writes_now(lang):
+    """The table the page includes is rendered again here: if a new PyTorch changes a result or a
+    message, this fails until `python -m snippets.multi_gpu --table` is rerun."""
     committed = (ROOT / "generated" / f"multi-gpu-table.{lang}.md").read_text(encoding="utf-8")
     assert mg.combination_table(lang) == committed, f"torch changed a result; rerun `{mg.TABLE_COMMAND}`"
 
@@ -521,7 +523,8 @@ def test_no_runnable_block_uses_a_name_a_skipped_block_defines():
                 if block.mark("skip"):
                     defined |= stored - used
                 else:
-                    assert not (names & defined), f"{lang} line {block.lineno}: {names & defined}"
+                    needed = names - stored  # a name the block assigns itself is its own
+                    assert not (needed & defined), f"{lang} line {block.lineno}: {needed & defined}"
                     used |= stored
 
 
@@ -884,6 +887,8 @@ def test_cuda_whole_model_pickle_carries_its_device(tmp_path, seeded_net):
 
 @pytest.mark.cuda
 def test_cuda_fixture_loads_on_the_gpu():
+    """Where CUDA exists, the page's demo_no_map_location block does not fail (test_gpu_file_block
+    skips it there): the GPU-saved files load back onto the GPU instead."""
     sd = torch.load(FIXTURES / "sd_cuda.pt", weights_only=True)  # fine where CUDA exists
     assert {str(t.device) for t in sd.values()} == {"cuda:0"}
     remapped = torch.load(FIXTURES / "sd_cuda1.pt", map_location={"cuda:1": "cuda:0"}, weights_only=True)
@@ -1000,3 +1005,29 @@ def test_page_says_timeout_and_join_not_forever(lang):
     text = (ROOT / "docs" / lang / "multi-gpu.md").read_text(encoding="utf-8")
     assert "forever" not in text and "永远等下去" not in text
     assert "`Join`" in text and "all-gather" in text and text.count("all-reduce") > 5
+
+
+@pytest.mark.parametrize("lang", PAGES)
+def test_the_page_talks_to_readers_not_about_its_tests(lang):
+    """What a test does belongs in its docstring and CONTRIBUTING.md; skip reasons name tests."""
+    text = (ROOT / "docs" / lang / "multi-gpu.md").read_text(encoding="utf-8")
+    prose = [line for line in text.splitlines() if not line.startswith(("<!--", "--8<--"))]
+    said = [line for line in prose if re.search(r"\btest_\w+|\bA test\b|another test|有一个测试|另一个测试|页面测试", line)]
+    assert said == []
+
+
+@pytest.mark.parametrize("lang", PAGES)
+def test_the_sync_batchnorm_error_is_quoted_where_it_is_announced(lang):
+    text = (ROOT / "docs" / lang / "multi-gpu.md").read_text(encoding="utf-8")
+    error = next(line for line in text.splitlines() if line.startswith("SyncBatchNorm on CPU tensors: "))
+    message = error.removeprefix("SyncBatchNorm on CPU tensors: ")
+    section = text.split("\n## SyncBatchNorm\n")[1].split("\n## ")[0]
+    announcing = next(line for line in section.splitlines() if "check_sync_batchnorm" in line and "`" in line)
+    assert f"`{message}`" in announcing and "run_ddp_checks" in announcing
+
+
+@pytest.mark.parametrize("lang, words", [("en", "`ddp_train.py` button"), ("zh", "`ddp_train.py` 按钮")])
+def test_the_page_points_at_the_ddp_train_download(lang, words):
+    text = (ROOT / "docs" / lang / "multi-gpu.md").read_text(encoding="utf-8")
+    assert "snippets/ddp_train.py" in text.split("---")[1]            # offered as a download ...
+    assert words in text and "save the next six blocks" not in text    # ... and the page says so

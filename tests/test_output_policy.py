@@ -31,6 +31,12 @@ FIXED = {
 }
 
 
+# Blocks taken off the pages after that run (issue 23: a bad-input demo that repeats another
+# chapter's lesson); their tests stay in tests/, and the fixture's record of them is not compared.
+REMOVED = {("data.md", ("snippets/data.py:demo_dataset_errors",)),
+           ("multi-gpu.md", ("snippets/multi_gpu.py:demo_helper_errors",))}
+
+
 def page_blocks(page: str):
     return python_blocks(parse_page((ROOT / "docs" / "en" / page).read_text(encoding="utf-8"), page))
 
@@ -41,7 +47,7 @@ def h200_results(page: str) -> list[tuple[Result, list[str]]]:
     today = {tuple(includes(b.source)): b for b in page_blocks(page)}
     found = []
     for run in H200[page]["blocks"]:
-        if run["skipped"] or run["expected"] is None:
+        if run["skipped"] or run["expected"] is None or (page, tuple(run["includes"])) in REMOVED:
             continue
         block = today.get(tuple(run["includes"]))
         assert block is not None, f"{page}: no block includes {run['includes']} any more; update the fixture's map"

@@ -367,6 +367,41 @@ def test_cpu_grad_scaler_is_enabled_and_warns_nothing():
     assert scaler.is_enabled() and scaler.get_scale() == 65536.0
 
 
+def test_the_resume_demo_trains_in_float16_where_the_scaler_does_something(monkeypatch):
+    """The scaler is kept where it matters: under float16 autocast, scaling changes the result;
+    in a float32 loop it multiplies and divides by a power of two and changes nothing."""
+    seen = []
+    real_ce = S.F.cross_entropy
+    monkeypatch.setattr(S.F, "cross_entropy", lambda out, y: seen.append(out.dtype) or real_ce(out, y))
+    data = S.synthetic_data()
+    scaled, plain = S.build(seed=0, dataset=data), S.build(seed=0, dataset=data)
+    S.train(scaled, epochs=2)
+    plain.scaler = torch.amp.GradScaler("cpu", enabled=False)
+    S.train(plain, epochs=2)
+    assert set(seen) == {torch.float16}                         # the forward pass runs in float16
+    assert not all(torch.equal(p, q) for p, q in zip(scaled.model.parameters(), plain.model.parameters()))
+
+    def float32_run(enabled: bool):
+        run = S.build(seed=0, dataset=data)
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled)
+        for xb, yb in run.loader:
+            run.optimizer.zero_grad()
+            scaler.scale(S.F.cross_entropy(run.model(xb), yb)).backward()
+            scaler.step(run.optimizer)
+            scaler.update()
+        return run.model
+    assert all(torch.equal(p, q) for p, q in zip(float32_run(True).parameters(), float32_run(False).parameters()))
+
+
+@pytest.mark.parametrize("lang, words", [("en", ("Do not copy it as a recipe for training on a CPU", "bfloat16")),
+                                         ("zh", ("不要把它当作在 CPU 上训练的写法照抄", "bfloat16"))])
+def test_the_page_says_the_scaler_is_there_for_the_checkpoint_not_for_cpu_training(lang, words):
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "saving.md").read_text(encoding="utf-8")
+    paragraph = next(line for line in text.splitlines() if line.startswith("`train` "))
+    assert all(w in paragraph for w in words) and "float16" in paragraph
+    assert "runs the same code without a warning" not in text
+
+
 def test_training_really_changed_the_weights(resumed):
     a, _ = resumed
     fresh = S.build(seed=0, dataset=S.synthetic_data())

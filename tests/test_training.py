@@ -300,13 +300,70 @@ def test_fit_rejects_empty_loaders(loaders):
         tr.fit(tr.DigitCNN(), train_loader, few, epochs=1, lr=1e-3, device=CPU)
 
 
-def test_fit_rejects_labels_outside_the_outputs(loaders):
+def test_check_labels_rejects_labels_outside_the_classes(loaders):
+    train_loader, _ = loaders
+    with pytest.raises(ValueError, match=r"the labels hold 9, but the model has 5 outputs, so labels must be 0\.\.4"):
+        tr.check_labels(train_loader.dataset.tensors[1], num_classes=5)
+    with pytest.raises(ValueError, match=r"the labels hold -1, but the model has 10 outputs"):
+        tr.check_labels([0, -1, 2, 3], num_classes=10)          # a list (ImageFolder's targets) too
+    with pytest.raises(ValueError, match=r"no labels to check: the dataset is empty"):
+        tr.check_labels(torch.empty(0, dtype=torch.long), num_classes=10)
+    tr.check_labels(train_loader.dataset.tensors[1], num_classes=10)   # the digits pass
+
+
+def test_labels_are_checked_once_before_training_not_per_batch(loaders, monkeypatch):
+    """A per-batch check reads label.min()/max() back to the CPU: a device sync per step on a GPU."""
+    calls = []
+    monkeypatch.setattr(tr, "check_labels", lambda *args, **kwargs: calls.append(args))
     train_loader, val_loader = loaders
-    with pytest.raises(ValueError, match=r"label 9, but the model has 5 outputs, so labels must be 0\.\.4"):
-        tr.fit(tr.DigitCNN(num_classes=5), train_loader, val_loader, epochs=1, lr=1e-3, device=CPU, verbose=False)
-    negative = DataLoader(TensorDataset(torch.rand(4, 1, 8, 8), torch.tensor([0, -1, 2, 3])), batch_size=4)
-    with pytest.raises(ValueError, match=r"label -1, but the model has 10 outputs"):
-        tr.fit(tr.DigitCNN(), negative, val_loader, epochs=1, lr=1e-3, device=CPU, verbose=False)
+    model = tr.DigitCNN()
+    tr.fit(model, train_loader, val_loader, epochs=1, lr=1e-3, device=CPU, verbose=False)
+    tr.train_epoch_amp(model, train_loader, nn.CrossEntropyLoss(),
+                       torch.optim.SGD(model.parameters(), lr=0.1), CPU)
+    assert calls == []                                          # no check inside the loops
+    tr.train_digits(seed=0, epochs=1, device=CPU)
+    assert len(calls) == 2                                      # train_digits: once per split
+
+
+def test_the_loops_read_a_number_back_once_per_epoch_not_per_batch(loaders, monkeypatch):
+    """.item() waits for the device; the loops sum on the device and call it once at the end."""
+    train_loader, val_loader = loaders
+    model = tr.DigitCNN()
+    calls = []
+    real = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: calls.append(t.dtype) or real(t))
+
+    def reads(run, loader):
+        calls.clear()
+        for _ in loader:        # the DataLoader draws its own seeds with .item()
+            pass
+        own = len(calls)
+        calls.clear()
+        result = run()
+        return len(calls) - own, result
+
+    loss_fn, opt = nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1)
+    n, mean = reads(lambda: tr.train_one_epoch(model, train_loader, loss_fn, opt, CPU), train_loader)
+    assert len(train_loader) == 23 and n == 1 and isinstance(mean, float)
+    n, (loss, acc) = reads(lambda: tr.evaluate(model, val_loader, loss_fn, CPU), val_loader)
+    assert n == 2 and isinstance(loss, float) and isinstance(acc, float)
+    n, _ = reads(lambda: tr.train_epoch_amp(model, train_loader, loss_fn, opt, CPU,
+                                            amp_dtype=torch.bfloat16, max_norm=1.0), train_loader)
+    assert n == 1
+
+
+def test_the_epoch_mean_on_the_device_equals_the_per_batch_sum(loaders):
+    train_loader, val_loader = loaders
+    model = tr.DigitCNN()
+    loss_fn = nn.CrossEntropyLoss()
+    loss, acc = tr.evaluate(model, val_loader, loss_fn, CPU)
+    model.eval()
+    with torch.no_grad():
+        by_hand = [(loss_fn(model(x), y).item() * len(y), (model(x).argmax(1) == y).sum().item())
+                   for x, y in val_loader]
+    n = len(val_loader.dataset)
+    assert loss == pytest.approx(sum(t for t, _ in by_hand) / n, rel=1e-6)
+    assert acc == sum(c for _, c in by_hand) / n
 
 
 def test_without_the_argument_checks_fit_fails_obscurely(loaders, monkeypatch):
@@ -443,7 +500,7 @@ def test_clip_returns_the_norm_before_and_leaves_at_most_max_norm(max_norm):
     layer = grads_of(0, 10.0)
     before, direction = total_norm(layer), layer.weight.grad / layer.weight.grad.norm()
     returned = tr.clip_gradients(layer, max_norm)
-    assert returned == pytest.approx(before) and before > max_norm
+    assert float(returned) == pytest.approx(before) and before > max_norm
     assert total_norm(layer) <= max_norm * (1 + 1e-5)
     assert total_norm(layer) == pytest.approx(max_norm, rel=1e-4)
     assert torch.allclose(layer.weight.grad / layer.weight.grad.norm(), direction)  # same direction
@@ -797,3 +854,63 @@ def test_seed_everything_sets_cudnn_determinism_only_when_asked(monkeypatch):
     a = torch.rand(3)
     tr.seed_everything(0)
     assert torch.equal(a, torch.rand(3))  # the seeding is the same either way
+
+
+# --- the page reads once: each thing explained in one place -------------------------------------
+
+def page_text(lang: str) -> str:
+    return (ROOT / "docs" / lang / "training.md").read_text(encoding="utf-8")
+
+
+def page_section(lang: str, number: int) -> str:
+    """The page's `number`-th section (0: the introduction and the warning box)."""
+    return page_text(lang).split("\n## ")[number]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_pick_device_is_used_here_and_folded_its_chapter_explains_it(lang):
+    """The environment chapter defines pick_device; this page runs it (one program) but folds it."""
+    lines = page_text(lang).splitlines()
+    include = '--8<-- "snippets/environment.py:pick_device"'
+    at = [i for i, line in enumerate(lines) if line.strip() == include]
+    assert len(at) == 1 and lines[at[0]].startswith("    ")               # inside a box ...
+    box = next(line for line in reversed(lines[:at[0]]) if not line.startswith("    ") and line.strip())
+    assert box.startswith("??? ")                                           # ... that starts folded
+    assert "environment.md#" in page_text(lang) and "pick_device()" in page_text(lang)
+    assert "device = pick_device()" in (ROOT / "snippets" / "training.py").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("lang, step", [("en", "backpropagate"), ("zh", "反向传播")])
+def test_the_five_steps_are_explained_once_in_their_section(lang, step):
+    intro = page_section(lang, 0)
+    assert step not in intro                                   # the box links, the section explains
+    assert sum("set_to_none" in line for line in intro.splitlines()) == 1
+    assert page_text(lang).count("1. `optimizer.zero_grad()`") == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_step_list_names_the_loss_as_the_code_does(lang):
+    assert "loss = loss_fn(output, label)" in page_text(lang) and "criterion" not in page_text(lang)
+    assert "loss = loss_fn(output, label)" in (ROOT / "snippets" / "training.py").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_speed_section_quotes_the_committed_measurement(lang):
+    import json
+    data = json.loads((ROOT / "generated" / "training-compile.json").read_text(encoding="utf-8"))
+    eager = next(row for row in data["rows"] if row["mode"] == "eager")
+    speed = page_text(lang).split("\n## ")[-1]
+    assert speed.startswith(("Speed", "速度"))
+    assert f"{eager['steady'] * 1000:.1f} ms" in speed and "23" in speed
+    assert f"{eager['steady'] * 1000:.1f} ms" in (ROOT / "generated" / f"training-compile.{lang}.md").read_text(
+        encoding="utf-8")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_labels_are_checked_before_fit_on_the_page(lang):
+    """check_labels is shown where training starts, not in the loop's section."""
+    text = page_text(lang)
+    loop = text.index('--8<-- "snippets/training.py:train_one_epoch"')
+    check = text.index('--8<-- "snippets/training.py:check_labels"')
+    fit = text.index('--8<-- "snippets/training.py:demo_fit"')
+    assert loop < check < fit
