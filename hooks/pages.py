@@ -56,6 +56,16 @@ VARIES = {"zh": "这段输出因机器而异：", "en": "This output differs bet
 GPU_LABEL = {"zh": "在 {gpu} 上的输出 · torch {torch} · {date}", "en": "Output on {gpu} · torch {torch} · {date}"}
 
 
+_GPU_RUN: dict = {}  # the committed report and its outputs, read once per build (on_pre_build empties it)
+
+
+def gpu_run() -> tuple[dict, dict[tuple[str, str], str]]:
+    if not _GPU_RUN:
+        report = verified.load_report()
+        _GPU_RUN.update(report=report, outputs=gpu_outputs(report))
+    return _GPU_RUN["report"], _GPU_RUN["outputs"]
+
+
 def gpu_outputs(report: dict) -> dict[tuple[str, str], str]:
     """What each block printed in the committed `make gpu-check` run, by page and the block's
     code (its fingerprint: a block whose code changed since that run shows no GPU output)."""
@@ -71,18 +81,20 @@ def gpu_outputs(report: dict) -> dict[tuple[str, str], str]:
 def _gpu_box(block, lang: str, page: str, english: dict[str, str] | None = None) -> str:
     """The GPU run's output of this block, in a box of its own, where it differs from the CPU's.
     `english`: a zh block's code -> the code that ran (its comments in English)."""
-    report = verified.load_report()
+    report, outputs = gpu_run()
     if report.get("status") != "ran" or block.expected is None:
         return ""
     # a zh page's fence holds its translated code: the code that ran is the English
     code = (english or {}).get(block.source.rstrip("\n")) or chapter_export.block_code(block)
-    got = gpu_outputs(report).get((page, code_sha(code)))
+    got = outputs.get((page, code_sha(code)))
     if got is None or mask(got) == mask(block.expected):
         return ""
     label = GPU_LABEL[lang].format(gpu=verified.gpu_label(report), torch=report["torch"], date=report["date"])
     text = html.escape(mask(got).rstrip("\n"), quote=False)
     return (f'\n\n<div class="language-text highlight tpn-output tpn-gpu" data-search-exclude="1">'
             f'<span class="filename">{html.escape(label)}</span><pre><span></span><code>{text}\n</code></pre></div>')
+
+
 LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
 
 
@@ -99,6 +111,7 @@ def _default_lang(config) -> str:
 
 def on_pre_build(config):
     expand.cache_clear()  # `mkdocs serve` rebuilds in one process after a snippet changed
+    _GPU_RUN.clear()  # ... or after `make gpu-check` wrote a new report
     code_comments.clear_caches()  # ... or a translation of its comments (snippets/<module>.zh.yml)
 
 

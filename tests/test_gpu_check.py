@@ -190,12 +190,15 @@ def test_a_page_shows_the_gpu_runs_output_only_for_the_code_that_printed_it(monk
     report = dict(FACTS, status="ran", date="2026-12-04",
                   tests=[{"id": "docs/en/environment.md::blocks in order", "blocks": [run]}])
     monkeypatch.setattr(verified, "load_report", lambda: report)
+    monkeypatch.setattr(pages, "_GPU_RUN", {})  # read again (a build reads it once)
     box = pages._gpu_box(block, "en", "environment.md")
     assert "Output on 1 × NVIDIA H200 · torch 2.11.0+cu130 · 2026-12-04" in box and "2.11.0+cu130 0.26.0" in box
     assert "在 1 × NVIDIA H200 上的输出 · torch 2.11.0+cu130 · 2026-12-04" in pages._gpu_box(block, "zh", "environment.md")
     run["code_sha"] = code_sha("some other code")
+    pages._GPU_RUN.clear()
     assert pages._gpu_box(block, "en", "environment.md") == ""
     run.update(code_sha=code_sha(block_code(block)), output="2.14.1 0.29.1\n")
+    pages._GPU_RUN.clear()
     assert pages._gpu_box(block, "en", "environment.md") == ""  # the same output: shown once
 
 
