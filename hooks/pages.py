@@ -3,28 +3,24 @@
 A chapter is a page with Python blocks. Under its title it says, in the page's language, how
 to run it (the blocks in order, or a download); each expected-output fence gets the label
 输出 / Output and the class `tpn-output`; and the page is written next to itself as a script
-(<slug>.py) and a notebook (<slug>.ipynb), made by tools/chapter_export.py from the page's own
+(<slug>.py) and a notebook (<slug>.ipynb), made by pagekit/export.py from the page's own
 Markdown, plus the files its front matter lists under `downloads:` (multi-gpu: ddp_train.py, a
 script that torchrun starts, which the page shows in sections).
 overrides/main.html links them with words. On a zh page the code's comments and docstrings are
-Chinese, in its blocks and its downloads (tools/code_comments.py, snippets/<module>.zh.yml).
+Chinese, in its blocks and its downloads (pagekit/comments.py, snippets/<module>.zh.yml).
 """
 from __future__ import annotations
 
 import html
-import re
-import sys
 from pathlib import Path
 
 import nbformat
 from mkdocs.plugins import event_priority
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mkdocs loads hooks by path
-from tools import chapter_export, code_comments, verified  # noqa: E402
-from tools.outputs import code_sha, mask  # noqa: E402
-from tools.shown_code import ROOT, expand, parse_page  # noqa: E402
-
-_TITLE = re.compile(r"^# .*$", re.M)
+from pagekit import comments, export, reports
+from pagekit.compare import code_sha, mask
+from pagekit.page import TITLE, expand, is_chapter, parse_page
+from pagekit.project import DEFAULT_LANG, LANGS, ROOT
 
 RUN_NOTE = {
     "zh": ('<div class="admonition tip" data-search-exclude="1" markdown>\n'
@@ -61,7 +57,7 @@ _GPU_RUN: dict = {}  # the committed report and its outputs, read once per build
 
 def gpu_run() -> tuple[dict, dict[tuple[str, str], str]]:
     if not _GPU_RUN:
-        report = verified.load_report()
+        report = reports.load_report()
         _GPU_RUN.update(report=report, outputs=gpu_outputs(report))
     return _GPU_RUN["report"], _GPU_RUN["outputs"]
 
@@ -85,11 +81,11 @@ def _gpu_box(block, lang: str, page: str, english: dict[str, str] | None = None)
     if report.get("status") != "ran" or block.expected is None:
         return ""
     # a zh page's fence holds its translated code: the code that ran is the English
-    code = (english or {}).get(block.source.rstrip("\n")) or chapter_export.block_code(block)
+    code = (english or {}).get(block.source.rstrip("\n")) or export.block_code(block)
     got = outputs.get((page, code_sha(code)))
     if got is None or mask(got) == mask(block.expected):
         return ""
-    label = GPU_LABEL[lang].format(gpu=verified.gpu_label(report), torch=report["torch"], date=report["date"])
+    label = GPU_LABEL[lang].format(gpu=reports.gpu_label(report), torch=report["torch"], date=report["date"])
     text = html.escape(mask(got).rstrip("\n"), quote=False)
     return (f'\n\n<div class="language-text highlight tpn-output tpn-gpu" data-search-exclude="1">'
             f'<span class="filename">{html.escape(label)}</span><pre><span></span><code>{text}\n</code></pre></div>')
@@ -100,38 +96,28 @@ LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebo
 
 def _lang(config) -> str:
     language = config.theme["language"]
-    return language if language in RUN_NOTE else "zh"
-
-
-def _default_lang(config) -> str:
-    i18n = config.plugins.get("i18n")
-    langs = getattr(getattr(i18n, "config", None), "languages", None) or []
-    return next((lang.locale for lang in langs if getattr(lang, "default", False)), "zh")
+    return language if language in LANGS else DEFAULT_LANG
 
 
 def on_pre_build(config):
     expand.cache_clear()  # `mkdocs serve` rebuilds in one process after a snippet changed
     _GPU_RUN.clear()  # ... or after `make gpu-check` wrote a new report
-    code_comments.clear_caches()  # ... or a translation of its comments (snippets/<module>.zh.yml)
-
-
-def is_chapter(markdown: str) -> bool:
-    return any(b.is_python for b in parse_page(markdown))
+    comments.clear_caches()  # ... or a translation of its comments (snippets/<module>.zh.yml)
 
 
 def on_page_markdown(markdown, page, config, files):
     src = Path(page.file.src_uri)
     page.chapter_downloads = []
     if src.suffix != ".md" or not is_chapter(markdown):  # the home page's shell block: its comments too
-        return code_comments.page_in_language(markdown, _lang(config)) if src.suffix == ".md" else markdown
+        return comments.page_in_language(markdown, _lang(config)) if src.suffix == ".md" else markdown
     lang, slug = _lang(config), src.stem
     site_url = config.site_url or "https://example.invalid/"
-    url = chapter_export.page_address(site_url, lang, _default_lang(config), src.name)
-    lang_base = chapter_export.page_address(site_url, lang, _default_lang(config), "index.md")
-    chapter = chapter_export.read_chapter(markdown, url, lang_base, where=str(src), lang=lang)
+    url = export.page_address(site_url, lang, DEFAULT_LANG, src.name)
+    lang_base = export.page_address(site_url, lang, DEFAULT_LANG, "index.md")
+    chapter = export.read_chapter(markdown, url, lang_base, where=str(src), lang=lang)
     page.chapter_files = {
-        f"{slug}.ipynb": nbformat.writes(chapter_export.notebook(chapter, lang)) + "\n",
-        f"{slug}.py": chapter_export.script(chapter, lang, f"{slug}.py"),
+        f"{slug}.ipynb": nbformat.writes(export.notebook(chapter, lang)) + "\n",
+        f"{slug}.py": export.script(chapter, lang, f"{slug}.py"),
     }
     for rel in page.meta.get("downloads", []):
         page.chapter_files[Path(rel).name] = (ROOT / rel).read_text(encoding="utf-8")
@@ -141,20 +127,19 @@ def on_page_markdown(markdown, page, config, files):
     links = "、".join if lang == "zh" else ", ".join
     note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
     code = [part for kind, part in chapter.parts if kind == "code"]
-    if chapter_export.starts_processes(code):
+    if export.starts_processes(code):
         note = note.replace("\n</div>", SPAWN_NOTE[lang] + "\n</div>")
     # comments and docstrings in the page's language: the fences hold the translated code
-    english = {chapter_export.block_code(b, lang): chapter_export.block_code(b) for b in code}
-    markdown = code_comments.page_in_language(markdown, lang)
+    english = {export.block_code(b, lang): export.block_code(b) for b in code}
+    markdown = comments.page_in_language(markdown, lang)
     markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang],
                                 lambda block: _gpu_box(block, lang, src.name, english))
-    title = _TITLE.search(markdown)
+    title = TITLE.search(markdown)
     if title:
         markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]
     return markdown
 
 
-@event_priority(-100)  # after mkdocs-jupyter has copied a lab's .ipynb next to its page
 def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=lambda block: "") -> str:
     """Each expected-output fence as the HTML Material gives a titled text fence, plus the class
     tpn-output; written here, not by Pygments, which has nothing to colour in program output.
@@ -186,6 +171,7 @@ def in_page_language(output: str, lang: str) -> str:
     return output
 
 
+@event_priority(-100)  # after mkdocs-jupyter has copied a lab's .ipynb next to its page
 def on_post_page(output, page, config):
     output = in_page_language(output, _lang(config))
     if page.file.src_uri.endswith(".ipynb"):
@@ -206,10 +192,10 @@ def _hosted_links_in_lab(page, config) -> None:
         return
     site_url = config.site_url or "https://example.invalid/"
     lang = _lang(config)
-    lang_base = chapter_export.page_address(site_url, lang, _default_lang(config), "index.md")
-    url = lang_base + page.url.removeprefix(f"{lang}/") if lang != _default_lang(config) else site_url + page.url
+    lang_base = export.page_address(site_url, lang, DEFAULT_LANG, "index.md")
+    url = lang_base + page.url.removeprefix(f"{lang}/") if lang != DEFAULT_LANG else site_url + page.url
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = chapter_export.hosted_links(cell.source, url, lang_base)
+            cell.source = export.hosted_links(cell.source, url, lang_base)
     nbformat.write(nb, path)

@@ -1,6 +1,6 @@
 """Under each chapter's title, one line in the page's language: where the page last ran.
 
-From the same data as the home page's table (tools/verified.py): the torch version pinned in
+From the same data as the home page's table (pagekit/reports.py): the torch version pinned in
 requirements.txt, which CI runs every block on (CPU), or, when generated/gpu-report.json holds a
 `make gpu-check` run, that run's torch and GPU too; and the date of the page's last commit.
 Runs after hooks/pages.py, so the line sits right under the H1, above the "how to run" box.
@@ -12,18 +12,15 @@ already, so that two builds of one commit are byte-identical on different days.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import sys
 from pathlib import Path
 
 from mkdocs.plugins import event_priority
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mkdocs loads hooks by path
-from tools import verified  # noqa: E402
-from tools.shown_code import ROOT, parse_page  # noqa: E402
+from pagekit import reports
+from pagekit.page import TITLE, is_chapter
+from pagekit.project import ROOT, pins
 
-_TITLE = re.compile(r"^# .*$", re.M)
 WORDS = {
     "zh": {"cpu": "最近一次运行：CPU（CI）· torch {torch}", "gpu": "；GPU · {gpu} · torch {torch} · {date}",
            "date": "；本页最后提交于 {date}", "none": "；尚未在 GPU 上运行"},
@@ -48,11 +45,11 @@ def on_config(config):
 
 def line(lang: str, source: Path) -> str:
     words = WORDS.get(lang, WORDS["en"])
-    pinned = verified.pins((ROOT / "requirements.txt").read_text(encoding="utf-8"))
-    report = verified.load_report()
+    pinned = pins()
+    report = reports.load_report()
     text = words["cpu"].format(torch=pinned.get("torch", "?"))
     if report.get("status") == "ran":
-        text += words["gpu"].format(gpu=verified.gpu_label(report), torch=report["torch"], date=report["date"])
+        text += words["gpu"].format(gpu=reports.gpu_label(report), torch=report["torch"], date=report["date"])
     else:
         text += words["none"]
     return text + words["date"].format(date=_commit_date(source))
@@ -61,9 +58,9 @@ def line(lang: str, source: Path) -> str:
 @event_priority(-50)  # after hooks/pages.py has put its box under the title
 def on_page_markdown(markdown, page, config, files):
     src = Path(page.file.abs_src_path or "")
-    if src.suffix != ".md" or not any(b.is_python for b in parse_page(markdown)):
+    if src.suffix != ".md" or not is_chapter(markdown):
         return markdown
-    title = _TITLE.search(markdown)
+    title = TITLE.search(markdown)
     if not title:
         return markdown
     lang = config.theme["language"]

@@ -4,7 +4,7 @@ The site is built once, with SITE_URL set to a loopback address where a static s
 it the way a static host does (404.html for a missing path). The page tests, the lab tests and
 the browser tests all read this one build. As soon as it is built, the lab notebooks a reader
 downloads start running in the background, in a fresh interpreter without the repository
-(tests/plain_run.py); `downloads` waits for them. (A chapter's script is what its page's run
+(pagekit.run); `downloads` waits for them. (A chapter's script is what its page's run
 runs, conftest.py; tests/test_pages.py checks that the file on the site holds that code.)
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tools.shown_code import CleanRun
+from pagekit.run import FreshRun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ class Downloads:
     """Files copied from the built site, each alone in an empty folder, run as a reader runs them."""
 
     files: dict[str, Path]  # e.g. "task1.ipynb" -> its copy
-    run: CleanRun
+    run: FreshRun
     LABS = {"task1": "zh", "task3": "en"}  # the other language of each holds the same code (tested)
 
     @classmethod
@@ -84,7 +84,7 @@ class Downloads:
             folder = base / path.name.replace(".", "-")
             folder.mkdir()
             files[path.name] = Path(shutil.copy(path, folder))
-        return cls(files, CleanRun(list(files.values()), base, parallel=1))
+        return cls(files, FreshRun(list(files.values()), base, parallel=1))
 
     def result(self, name: str) -> tuple[int, str, str]:
         """(exit status, stdout, stderr) of one download's run."""

@@ -41,7 +41,7 @@ from snippets.data import (
     val_transform,
     write_digit_folders,
 )
-from tools.shown_code import expand
+from pagekit.page import expand
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -1,5 +1,5 @@
 """`make gpu-check` (tools/gpu_check.py, tools/gpu_results.py) and the home page's "verified" table
-(tools/verified.py), tested on the CPU: the GPU run itself happens on a CUDA machine."""
+(pagekit/reports.py), tested on the CPU: the GPU run itself happens on a CUDA machine."""
 import json
 import os
 import re
@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tools import gpu_check, gpu_results, verified
+from pagekit import reports
+from pagekit.project import LANGS
+from tools import gpu_check, gpu_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GPU_REASON = "needs a CUDA GPU (torch.cuda.is_available() is False)"
@@ -38,7 +40,7 @@ def sample_report(monkeypatch):
 def test_report_says_what_ran_where_and_each_outcome(sample_report):
     assert sample_report["counts"] == {"failed": 1, "error": 0, "skipped": 1, "xfailed": 1, "passed": 2}
     assert sample_report["selection"].startswith("2 tests marked `cuda` (tests/) and 3 code blocks")
-    md = verified.render_report_md(sample_report)
+    md = reports.render_report_md(sample_report)
     for fact in ("1 × NVIDIA H200 (compute capability 9.0, 139.8 GiB)", "580.159.04",
                  "2.11.0+cu130 (CUDA 13.0, cuDNN 9.10.2)", "| Python | 3.12.3 |", "mkdocs 1.6.1", "abc1234",
                  "2 passed, 1 xfailed, 1 skipped, 0 error, 1 failed"):
@@ -48,14 +50,14 @@ def test_report_says_what_ran_where_and_each_outcome(sample_report):
     assert rows[0] == "| `tests/test_multi_gpu.py::test_ddp_nccl` | failed | 2.00 | AssertionError: a \\| b |"
     assert "needs 2 GPUs" in rows[1]
     two = dict(sample_report, gpus=sample_report["gpus"] * 2)
-    assert "| GPU | 2 × NVIDIA H200 (compute capability 9.0, 139.8 GiB) |" in verified.render_report_md(two)
-    assert "| GPU · 2 × NVIDIA H200 |" in verified.render_fragment(two, {"torch": "1", "torchvision": "1"}, "en")
+    assert "| GPU | 2 × NVIDIA H200 (compute capability 9.0, 139.8 GiB) |" in reports.render_report_md(two)
+    assert "| GPU · 2 × NVIDIA H200 |" in reports.render_fragment(two, {"torch": "1", "torchvision": "1"}, "en")
 
 
 def test_fragment_shows_the_gpu_result_and_the_pinned_cpu_versions(sample_report):
     pinned = {"torch": "2.14.1", "torchvision": "0.29.1"}
     for lang, counts in (("zh", "3 通过 · 1 失败 · 1 跳过"), ("en", "3 passed · 1 failed · 1 skipped")):
-        text = verified.render_fragment(sample_report, pinned, lang)
+        text = reports.render_fragment(sample_report, pinned, lang)
         assert "| CPU · CI | torch 2.14.1 · torchvision 0.29.1 | `make test` |" in text
         assert "| GPU · 1 × NVIDIA H200 | torch 2.11.0+cu130 · CUDA 13.0 |" in text
         assert f"{counts} · {sample_report['date']}" in text
@@ -63,23 +65,23 @@ def test_fragment_shows_the_gpu_result_and_the_pinned_cpu_versions(sample_report
 
 def test_fragment_before_any_gpu_run_says_so():
     pinned = {"torch": "9.9.9", "torchvision": "8.8.8"}
-    zh, en = (verified.render_fragment(verified.NOT_RUN, pinned, lang) for lang in ("zh", "en"))
+    zh, en = (reports.render_fragment(reports.NOT_RUN, pinned, lang) for lang in ("zh", "en"))
     assert "torch 9.9.9 · torchvision 8.8.8" in zh and "torch 9.9.9 · torchvision 8.8.8" in en
     assert "| GPU | — | 尚未在 GPU 上运行（`make gpu-check`） |" in zh
     assert "| GPU | — | not yet run on a GPU (`make gpu-check`) |" in en
     with pytest.raises(ValueError, match="requirements.txt pins no torchvision"):
-        verified.render_fragment(verified.NOT_RUN, {"torch": "9.9.9"}, "en")
+        reports.render_fragment(reports.NOT_RUN, {"torch": "9.9.9"}, "en")
     with pytest.raises(ValueError, match="status must be 'ran' or 'not-run'"):
-        verified.render_fragment({"status": "maybe"}, {"torch": "1", "torchvision": "1"}, "en")
+        reports.render_fragment({"status": "maybe"}, {"torch": "1", "torchvision": "1"}, "en")
     with pytest.raises(ValueError, match="lang must be one of"):
-        verified.render_fragment(verified.NOT_RUN, pinned, "fr")
+        reports.render_fragment(reports.NOT_RUN, pinned, "fr")
 
 
 def test_each_language_has_its_own_table_in_its_own_words(sample_report):
     """The Chinese table has no English word outside names, versions and commands; and the reverse."""
     pinned = {"torch": "2.14.1", "torchvision": "0.29.1"}
-    for report in (sample_report, verified.NOT_RUN):
-        zh, en = (verified.render_fragment(report, pinned, lang) for lang in ("zh", "en"))
+    for report in (sample_report, reports.NOT_RUN):
+        zh, en = (reports.render_fragment(report, pinned, lang) for lang in ("zh", "en"))
         names = r"`[^`]*`|torch(vision)?|CUDA|GPU|CPU|CI|NVIDIA|[\w.+-]*\d[\w.+-]*"  # names, versions
         zh_words = re.findall(r"[A-Za-z]{2,}", re.sub(names, "", zh.split("-->", 1)[1]))
         assert zh_words == [], f"English words in the Chinese table: {zh_words}"
@@ -91,24 +93,24 @@ def test_each_language_has_its_own_table_in_its_own_words(sample_report):
 
 def test_committed_reports_are_what_the_renderer_makes():
     """Fails when requirements.txt or the GPU report changes without `python -m tools.verified`."""
-    report = verified.load_report()
-    pinned = verified.pins((ROOT / "requirements.txt").read_text(encoding="utf-8"))
+    report = reports.load_report()
+    pinned = reports.pins((ROOT / "requirements.txt").read_text(encoding="utf-8"))
     generated = ROOT / "generated"
-    for lang in verified.LANGS:
+    for lang in LANGS:
         table = (generated / f"verified.{lang}.md").read_text(encoding="utf-8")
-        assert table == verified.render_fragment(report, pinned, lang)
+        assert table == reports.render_fragment(report, pinned, lang)
     assert not (generated / "verified.md").exists(), "the bilingual table is gone: one per language"
-    assert (generated / "gpu-report.md").read_text(encoding="utf-8") == verified.render_report_md(report)
+    assert (generated / "gpu-report.md").read_text(encoding="utf-8") == reports.render_report_md(report)
 
 
 def test_pins_reads_exact_requirements_only():
-    assert verified.pins("# c\ntorch==2.14.1\nfoo>=1\nPyYAML == 6.0  # x\nmkdocs_material==9\n") == {
+    assert reports.pins("# c\ntorch==2.14.1\nfoo>=1\nPyYAML == 6.0  # x\nmkdocs_material==9\n") == {
         "torch": "2.14.1", "pyyaml": "6.0", "mkdocs-material": "9"}
 
 
 def test_unknown_outcome_is_refused():
     with pytest.raises(ValueError, match="unknown outcome 'weird'"):
-        verified.counts([{"id": "x", "outcome": "weird"}])
+        reports.counts([{"id": "x", "outcome": "weird"}])
 
 
 def test_refuses_on_a_machine_without_cuda(monkeypatch, tmp_path, capsys):
@@ -138,7 +140,7 @@ def test_finds_missing_packages_and_says_how_to_get_them():
 def test_page_blocks_expand_without_mkdocs():
     """The GPU machine needs no mkdocs: includes expand from mkdocs.yml's snippet options alone."""
     code = ("import sys; sys.modules['mkdocs'] = None; sys.modules['material'] = None\n"
-            "from tools.shown_code import expand\n"
+            "from pagekit.page import expand\n"
             "print(expand('--8<-- \"snippets/layers.py:imports\"'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "import torch" in out.stdout
@@ -180,16 +182,16 @@ def test_a_page_shows_the_gpu_runs_output_only_for_the_code_that_printed_it(monk
     """Under a block whose output differs on the GPU, the committed run's output in a box of its
     own, labelled with the GPU, torch and date; none once the block's code has changed."""
     from hooks import pages
-    from tools.chapter_export import block_code
-    from tools.outputs import code_sha
-    from tools.shown_code import parse_page
+    from pagekit.compare import code_sha
+    from pagekit.export import block_code
+    from pagekit.page import parse_page
 
     block = parse_page('```python\n--8<-- "snippets/environment.py:demo_pair"\n```\n'
                        "<!--pytest-codeblocks:expected-output-->\n```text\n2.14.1 0.29.1\n```\n")[0]
     run = {"output": "2.11.0+cu130 0.26.0+cu130\n", "code_sha": code_sha(block_code(block))}
     report = dict(FACTS, status="ran", date="2026-12-04",
                   tests=[{"id": "docs/en/environment.md::blocks in order", "blocks": [run]}])
-    monkeypatch.setattr(verified, "load_report", lambda: report)
+    monkeypatch.setattr(reports, "load_report", lambda: report)
     monkeypatch.setattr(pages, "_GPU_RUN", {})  # read again (a build reads it once)
     box = pages._gpu_box(block, "en", "environment.md")
     assert "Output on 1 × NVIDIA H200 · torch 2.11.0+cu130 · 2026-12-04" in box and "2.11.0+cu130 0.26.0" in box
@@ -264,7 +266,7 @@ def test_one_report_from_both_sessions(monkeypatch, tmp_path):
     (tmp_path / "results").mkdir()
     monkeypatch.setattr(gpu_check.subprocess, "run", fake_pytest)
     assert gpu_check.run_check(None, tmp_path / "out", "python3 -m tools.gpu_check", "abc1234") == 1
-    report = json.loads((tmp_path / "out" / verified.REPORT_JSON).read_text(encoding="utf-8"))
+    report = json.loads((tmp_path / "out" / reports.REPORT_JSON).read_text(encoding="utf-8"))
     assert [t["id"] for t in report["tests"]] == sorted(o[0] for o in outcomes.values())
     assert report["exitstatus"] == 1 and report["counts"]["failed"] == 1 and report["counts"]["passed"] == 1
 
@@ -338,7 +340,7 @@ def test_the_documented_procedure_runs_on_a_machine_with_only_torch_and_a_wheels
     handle = early.handles["bare_machine_run"]
     assert subprocess.run([handle.python, "-c", "import pytest"], capture_output=True).returncode == 1
     assert returncode == 0, out[-4000:]
-    report = json.loads((handle.folder / "out" / verified.REPORT_JSON).read_text())
+    report = json.loads((handle.folder / "out" / reports.REPORT_JSON).read_text())
     outcomes = {t["id"]: t["outcome"] for t in report["tests"]}
     assert outcomes.pop("docs/en/containers.md::blocks in order") == "passed"
     assert set(outcomes.values()) == {"skipped"}  # the `cuda` tests, on a CPU

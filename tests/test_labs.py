@@ -18,7 +18,8 @@ from snippets.labs import digit_features, in_memory, predict, save_predictions_g
 from snippets.training import DigitCNN
 from tools import make_notebooks
 from tools.labs import LABS
-from tools.shown_code import ROOT, expand
+from pagekit.page import expand
+from pagekit.project import ROOT
 
 LANGS = ("zh", "en")
 SECTION = re.compile(r"^snippets/\w+\.py:[\w-]+$")
@@ -201,7 +202,7 @@ def test_png_size_refuses_what_is_not_a_png():
 
 def test_downloaded_notebooks_run_top_to_bottom(built_site, downloads):
     """The .ipynb files as a reader downloads them, each alone in an empty folder, run cell by cell
-    by the pages' runner (tests/plain_run.py, started after the build by tests/conftest.py); zh task1
+    by the pages' runner (pagekit.run, started after the build by tests/conftest.py); zh task1
     and en task3 run, the other language of each holds the same code. (The build itself runs every
     lab in a Jupyter kernel.)"""
     for lab, lang in downloads.LABS.items():

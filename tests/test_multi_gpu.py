@@ -23,8 +23,9 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from snippets import ddp_train
 from snippets import multi_gpu as mg
 from snippets.multi_gpu import Net
-from tools.outputs import differs
-from tools.shown_code import error_line, exception_type, expand, includes, parse_page
+from pagekit.compare import differs
+from pagekit.page import exception_type, expand, includes, parse_page
+from pagekit.run import error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "gpu-checkpoints"
@@ -905,7 +906,7 @@ def write_outputs() -> None:
     """Rewrite, in both languages, the fences under the GPU-file blocks and the torchrun line."""
     import tempfile
 
-    from tools.outputs import fence_for, mask
+    from pagekit.compare import fence_for, mask
 
     outputs = {}
     for section in GPU_FILE_DEMOS:

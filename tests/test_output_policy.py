@@ -1,4 +1,4 @@
-"""The output policy where readers run the pages (tools/outputs.py), tested on real data: what
+"""The output policy where readers run the pages (pagekit/compare.py), tested on real data: what
 every English page printed on an NVIDIA H200 with torch 2.11 (tests/fixtures/gpu-runs/), and the
 committed `make gpu-check` report.
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tools import outputs, verified
-from tools.chapter_export import block_code
-from tools.shown_code import Mark, ProgramError, Result, includes, parse_page, python_blocks
+from pagekit import compare, reports
+from pagekit.export import block_code
+from pagekit.page import Mark, includes, parse_page, python_blocks
+from pagekit.run import ProgramError, Result
 
 ROOT = Path(__file__).resolve().parents[1]
 H200 = json.loads((ROOT / "tests/fixtures/gpu-runs/2026-12-04-h200/gpu-blocks.json").read_text(encoding="utf-8"))
@@ -59,7 +60,7 @@ def h200_results(page: str) -> list[tuple[Result, list[str]]]:
 
 
 def own(page: str) -> list[str]:
-    return outputs.own_messages("\n".join(block_code(b) for b in page_blocks(page)))
+    return compare.own_messages("\n".join(block_code(b) for b in page_blocks(page)))
 
 
 @pytest.mark.parametrize("page", sorted(H200))
@@ -67,19 +68,19 @@ def test_the_h200_run_passes_the_policy_but_for_the_bug_it_found(page):
     for result in h200_results(page):
         key = (page, tuple(includes(result.block.source)))
         if key in FIXED:
-            found = str(result.error) if result.error else outputs.problem(result, exact=False, own=own(page))
+            found = str(result.error) if result.error else compare.problem(result, exact=False, own=own(page))
             assert found, f"{key}: no longer differs; drop it from FIXED"
             continue
         assert result.error is None or result.failed_as_it_must, (page, result.block.section)
         if result.block.mark("varies") and result.block.mark("varies").holds:
             result.holds = True  # not recorded in that run; the committed report's run checks it below
-        assert outputs.problem(result, exact=False, own=own(page)) is None, (page, result.block.section)
+        assert compare.problem(result, exact=False, own=own(page)) is None, (page, result.block.section)
 
 
 def test_the_policy_is_needed_there_exactly_would_fail_eight_blocks():
     differing = [(page, r.block.section) for page in sorted(H200) for r in h200_results(page)
                  if (page, tuple(includes(r.block.source))) not in FIXED and (r.error is None or r.failed_as_it_must)
-                 if outputs.problem(r, exact=True) is not None]
+                 if compare.problem(r, exact=True) is not None]
     assert len(differing) >= 8, differing
 
 
@@ -92,18 +93,18 @@ def test_a_wrong_number_on_a_page_still_fails_off_the_pin():
             i = next(i for i, c in enumerate(result.block.expected) if c.isdigit())
             wrong = result.block.expected[:i] + str((int(result.block.expected[i]) + 1) % 10) + result.block.expected[i + 1:]
             result.block = dataclasses.replace(result.block, expected=wrong)
-            assert "output differs" in outputs.problem(result, exact=False, own=own(page)), (page, result.block.section)
+            assert "output differs" in compare.problem(result, exact=False, own=own(page)), (page, result.block.section)
 
 
 def test_torchs_wording_may_change_but_not_the_type_of_its_error():
     (result,) = [r for r in h200_results("data.md") if r.block.must_fail == "TypeError"]
-    assert outputs.problem(result, exact=False, own=own("data.md")) is None
+    assert compare.problem(result, exact=False, own=own("data.md")) is None
     result.block = dataclasses.replace(result.block, marks=[Mark("xfail", raises="ValueError")])
-    assert outputs.problem(result, exact=False, own=own("data.md")) is not None
+    assert compare.problem(result, exact=False, own=own("data.md")) is not None
 
 
 def test_in_the_committed_gpu_run_every_block_marked_varies_held_what_it_must():
-    report = verified.load_report()
+    report = reports.load_report()
     if report.get("status") != "ran":
         pytest.skip("generated/gpu-report.json holds no GPU run (make gpu-check)")
     held = [b["holds"] for t in report["tests"] for b in t.get("blocks", []) if b.get("holds") is not None]

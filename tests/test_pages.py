@@ -16,9 +16,10 @@ import nbformat
 import pytest
 import yaml
 
-from tools import chapter_export
-from tools.code_comments import code_tokens
-from tools.shown_code import ROOT, parse_page, python_blocks
+from pagekit import export
+from pagekit.comments import code_tokens
+from pagekit.page import parse_page, python_blocks
+from pagekit.project import ROOT
 
 LANGS = ("zh", "en")
 MAX_LINES, MEDIAN_LINES, LINE_LENGTH = 45, 15, 88
@@ -80,7 +81,7 @@ def test_each_function_and_class_is_shown_once(built_site, page, lang):
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_the_site_shows_the_code_that_runs(built_site, page, lang):
     shown = html_python_blocks(built_site, lang, page)
-    assert shown == [chapter_export.block_code(b, lang) for b in page_blocks(page, lang)]
+    assert shown == [export.block_code(b, lang) for b in page_blocks(page, lang)]
 
 
 def test_shown_blocks_are_short(built_site, capsys):
@@ -148,14 +149,14 @@ def test_downloads_hold_the_page_and_link_to_the_hosted_site(served_site, page):
         assert "<!--pytest" not in prose and "--8<--" not in prose and "!!! " not in prose
         assert served_site.base in scripts[lang].split("\n", 3)[2]  # the site's address (SITE_URL)
         assert served_site.base in prose
-    # the same code; only comments and docstrings are in the page's language (tools/code_comments.py)
+    # the same code; only comments and docstrings are in the page's language (pagekit.comments)
     assert code_tokens(scripts["zh"].split('"""', 2)[2]) == code_tokens(scripts["en"].split('"""', 2)[2])
     code = {lang: [c.source for c in nb.cells if c.cell_type == "code"] for lang, nb in notebooks.items()}
     assert [code_tokens(c) for c in code["zh"]] == [code_tokens(c) for c in code["en"]]
     # every block the page runs is a cell, in order; what fails on purpose is tagged so "Run all" goes on
     blocks = [b for b in page_blocks(page) if not b.mark("skip")]
-    assert code["en"] == [chapter_export.block_code(b) for b in blocks]
-    assert code["zh"] == [chapter_export.block_code(b, "zh") for b in blocks]
+    assert code["en"] == [export.block_code(b) for b in blocks]
+    assert code["zh"] == [export.block_code(b, "zh") for b in blocks]
     tagged = [c.metadata.get("tags") == ["raises-exception"] for c in notebooks["en"].cells if c.cell_type == "code"]
     assert tagged == [bool(b.must_fail) for b in blocks]
 
@@ -169,8 +170,8 @@ def test_downloaded_script_is_the_program_the_page_run_ran(built_site, page, lan
     name = f"{Path(page).stem}.py"
     script = (site_folder(built_site, lang, page) / name).read_text(encoding="utf-8")
     compile(script, name, "exec")  # a SyntaxError here would stop `python FILE` before its first line
-    spawn = chapter_export.starts_processes(page_blocks(page))
-    ran = [chapter_export.script_code(b, spawn, lang) for b in page_blocks(page)]
+    spawn = export.starts_processes(page_blocks(page))
+    ran = [export.script_code(b, spawn, lang) for b in page_blocks(page)]
     assert _code_only(script) == _code_only('"""\n"""\n' + "\n".join(code for code in ran if code is not None))
 
 
@@ -180,7 +181,7 @@ def test_the_box_of_a_chapter_that_starts_workers_says_what_windows_and_macos_re
     words = {"zh": "Windows 和 macOS 用 spawn", "en": "Windows and macOS start them by spawn"}[lang]
     with_note = {page for page in CHAPTERS
                  if words in (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")}
-    assert with_note == {page for page in CHAPTERS if chapter_export.starts_processes(page_blocks(page))}
+    assert with_note == {page for page in CHAPTERS if export.starts_processes(page_blocks(page))}
     assert with_note == {"data.md"}
 
 
@@ -191,7 +192,7 @@ def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, str(ROOT / "tests" / "plain_run.py"), "r.json", str(path)],
+    subprocess.run([sys.executable, "-m", "pagekit.run", "r.json", str(path)],
                    cwd=tmp_path, env=env, check=True)
     assert json.loads((tmp_path / "r.json").read_text())[str(path)]["returncode"] == 1
     assert "tagged raises-exception but ran without error" in (tmp_path / "nb.ipynb.err").read_text()

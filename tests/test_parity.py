@@ -9,7 +9,8 @@ import pytest
 
 from tools import parity
 from tools.labs import LABS
-from tools.shown_code import ROOT, parse_page
+from pagekit.page import parse_page
+from pagekit.project import ROOT
 
 DOCS = ROOT / "docs"
 CHAPTERS = [p for p in parity.page_pairs()

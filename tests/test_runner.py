@@ -1,10 +1,11 @@
-"""The page runner (tools/shown_code.py) and the output fences (tools/outputs.py)."""
+"""The page runner (pagekit.run) and the output fences (pagekit.compare)."""
 from __future__ import annotations
 
 import pytest
 
-from tools import outputs
-from tools.shown_code import Mark, MarkerError, parse_mark, parse_page, run_program
+from pagekit import compare
+from pagekit.page import Mark, MarkerError, parse_mark, parse_page
+from pagekit.run import run_program
 
 
 def page(*blocks: tuple[str, str | None, str | None]) -> str:
@@ -49,7 +50,7 @@ def test_blocks_share_one_namespace_and_run_in_an_empty_folder(tmp_path):
     results = run(page(("x = 2", None, None), ("import os\nprint(x * 21, os.listdir('.'))", None, "42 []")),
                   tmp_path)
     assert [r.output for r in results] == ["", "42 []\n"]
-    assert all(outputs.problem(r) is None for r in results)
+    assert all(compare.problem(r) is None for r in results)
 
 
 def test_a_block_that_must_fail_shows_its_error_and_the_page_goes_on(tmp_path):
@@ -58,12 +59,12 @@ def test_a_block_that_must_fail_shows_its_error_and_the_page_goes_on(tmp_path):
                 ("print('after')", None, "after"))
     results = run(text, tmp_path)
     assert [r.failed_as_it_must for r in results] == [True, False]
-    assert all(outputs.problem(r) is None for r in results)
+    assert all(compare.problem(r) is None for r in results)
 
 
 def test_a_block_that_must_fail_but_does_not_is_reported(tmp_path):
     results = run(page(("x = 1", "pytest.mark.xfail(raises=ValueError, strict=True)", None)), tmp_path)
-    assert "must fail with ValueError but ran without error" in outputs.problem(results[0])
+    assert "must fail with ValueError but ran without error" in compare.problem(results[0])
 
 
 def test_an_unexpected_error_stops_the_page(tmp_path):
@@ -89,26 +90,26 @@ def test_skipped_and_gpu_blocks_are_left_out_with_their_reason(tmp_path):
 ])
 def test_outputs_compare_exactly_with_only_volatile_parts_masked(tmp_path, printed, shown, problem):
     results = run(page((f"print({printed.strip()!r})", None, shown)), tmp_path)
-    found = outputs.problem(results[0])
+    found = compare.problem(results[0])
     assert (found is None) if problem is None else (problem in found)
 
 
 def test_elsewhere_nothing_is_loosened_but_torchs_wording_of_an_error():
     # numbers and lines about the machine are compared exactly everywhere (a `varies` mark frees them)
-    assert outputs.differs("val acc 0.9667", "val acc 0.9611\n", exact=False)
-    assert outputs.differs("device: cpu", "device: cuda:0 (NVIDIA H200)\n", exact=False)
+    assert compare.differs("val acc 0.9667", "val acc 0.9611\n", exact=False)
+    assert compare.differs("device: cpu", "device: cuda:0 (NVIDIA H200)\n", exact=False)
     # a must-fail block: the error's type and what was printed before it must match
     shown = "before\nTypeError: transpose() takes 2 positional arguments but 3 were given"
     torch_2_11 = "before\nTypeError: transpose() received an invalid combination of arguments\n * (int dim0, int dim1)\n"
-    assert not outputs.differs(shown, torch_2_11, exact=False, error="TypeError", own=[])
-    assert outputs.differs(shown, torch_2_11, exact=True, error="TypeError", own=[])
-    assert outputs.differs(shown, torch_2_11.replace("TypeError", "ValueError"), exact=False, error="TypeError", own=[])
-    assert outputs.differs(shown, torch_2_11.replace("before", "after"), exact=False, error="TypeError", own=[])
+    assert not compare.differs(shown, torch_2_11, exact=False, error="TypeError", own=[])
+    assert compare.differs(shown, torch_2_11, exact=True, error="TypeError", own=[])
+    assert compare.differs(shown, torch_2_11.replace("TypeError", "ValueError"), exact=False, error="TypeError", own=[])
+    assert compare.differs(shown, torch_2_11.replace("before", "after"), exact=False, error="TypeError", own=[])
     # the project's own message is compared word for word
-    own = outputs.own_messages('def f(p):\n    raise ValueError(f"no checkpoint file at {p!r}; check the path")\n')
+    own = compare.own_messages('def f(p):\n    raise ValueError(f"no checkpoint file at {p!r}; check the path")\n')
     assert own == ["no checkpoint file at"]
     mine = "ValueError: no checkpoint file at 'a.pt'; check the path"
-    assert outputs.differs(mine, mine.replace("check", "fix") + "\n", exact=False, error="ValueError", own=own)
+    assert compare.differs(mine, mine.replace("check", "fix") + "\n", exact=False, error="ValueError", own=own)
 
 
 def test_a_block_marked_varies_is_free_elsewhere_but_what_must_hold_holds(tmp_path):
@@ -116,21 +117,21 @@ def test_a_block_marked_varies_is_free_elsewhere_but_what_must_hold_holds(tmp_pa
     text = page(("acc = 0.97\nprint(acc)", marker, "0.96"))
     (result,) = run(text, tmp_path)
     assert result.holds is True
-    assert outputs.problem(result, exact=False) is None
-    assert "output differs" in outputs.problem(result, exact=True)  # the pinned CPU run: exact
+    assert compare.problem(result, exact=False) is None
+    assert "output differs" in compare.problem(result, exact=True)  # the pinned CPU run: exact
     (result,) = run(text.replace("acc = 0.97", "acc = 0.90"), tmp_path)
-    assert "what must hold on every machine does not: acc >= 0.95" in outputs.problem(result, exact=False)
+    assert "what must hold on every machine does not: acc >= 0.95" in compare.problem(result, exact=False)
 
 
 def test_warnings_are_kept_apart_from_what_a_block_prints(tmp_path):
     (result,) = run(page(("import warnings\nwarnings.warn('careful')\nprint('done')", None, "done")), tmp_path)
     assert result.output == "done\n" and result.warnings == ["UserWarning: careful"]
-    assert outputs.problem(result, exact=True) is None
+    assert compare.problem(result, exact=True) is None
 
 
 def test_make_outputs_adds_updates_and_removes_fences():
     text = page(("a", None, "old"), ("b", None, None), ("c", None, "gone"), ("d", None, None))
-    new = outputs.rewrite(text, ["new\n", "added\n", "", None])
+    new = compare.rewrite(text, ["new\n", "added\n", "", None])
     blocks = parse_page(new)
     assert [b.expected for b in blocks] == ["new\n", "added\n", None, None]
-    assert outputs.rewrite(new, ["new\n", "added\n", "", None]) == new
+    assert compare.rewrite(new, ["new\n", "added\n", "", None]) == new

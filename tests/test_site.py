@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from tools.reproducible import differences
-from tools.shown_code import ROOT, MarkerError, expand, includes, parse_page
+from pagekit.page import MarkerError, expand, includes, parse_page
+from pagekit.project import ROOT
 
 DOCS = ROOT / "docs"
 LANGS = ("zh", "en")
@@ -257,7 +258,7 @@ def test_chinese_headings_get_readable_anchors(built_site):
 def project_copy(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("copy")
     for name in ("docs", "snippets", "generated", "overrides", "hooks", "tools", "mkdocs.yml",
-                 "conftest.py", "pyproject.toml", "requirements.txt"):  # hooks/verified_line.py reads the pins
+                 "conftest.py", "pagekit", "pyproject.toml", "requirements.txt"):  # hooks/verified_line.py reads the pins
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

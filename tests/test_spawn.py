@@ -1,9 +1,9 @@
 """Pages and their downloads run where worker processes start by spawn (Windows, macOS; Linux's
 default from Python 3.14 is forkserver, which imports the script the same way).
 
-A page whose program starts workers is laid out for it in its script (tools/chapter_export.py
+A page whose program starts workers is laid out for it in its script (pagekit/export.py
 `spawn_safe`): definitions at the top level, every other statement under the guard. Every
-page's run (conftest.py, tests/plain_run.py) is its script's run with the spawn start method in
+page's run (pagekit.run) is its script's run with the spawn start method in
 force, the script on disk for the workers to import.
 """
 from __future__ import annotations
@@ -12,8 +12,10 @@ import json
 
 import pytest
 
-from tools.chapter_export import script_program, spawn_safe, starts_processes
-from tools.shown_code import CleanRun, parse_page
+from pagekit.export import spawn_safe, starts_processes
+from pagekit.run import program_file
+from pagekit.page import parse_page
+from pagekit.run import FreshRun
 
 GUARD = 'if __name__ == "__main__":'
 
@@ -61,8 +63,8 @@ print(multiprocessing.get_start_method(), next(iter(loader)).tolist())
 
 
 def run_page(blocks, folder) -> list[dict]:
-    path = script_program(blocks, folder / "page.json")
-    status = CleanRun([path], folder).results()[str(path)]
+    path = program_file(blocks, folder / "page.json")
+    status = FreshRun([path], folder).results()[str(path)]
     results = path.with_name("page.results.json")
     assert results.is_file(), (status, path.with_name("page.json.err").read_text())
     return json.loads(results.read_text())

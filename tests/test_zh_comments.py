@@ -1,7 +1,7 @@
 """Code in the reader's language (DESIGN.md §3): one source of code, English comments and
 docstrings in snippets/, their Chinese in snippets/<module>.zh.yml; the zh build (page, notebook,
 script) shows the Chinese, the English build the English, and only comments and docstrings differ
-(tools/code_comments.py)."""
+(pagekit/comments.py)."""
 from __future__ import annotations
 
 import html
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tools import chapter_export, code_comments
-from tools.code_comments import SHELLS, code_tokens, key, module_of, table, table_path, translate, words
-from tools.shown_code import ROOT, expand, parse_page, python_blocks
+from pagekit import comments, export
+from pagekit.comments import SHELLS, code_tokens, key, module_of, table, table_path, translate, words
+from pagekit.page import expand, parse_page, python_blocks
+from pagekit.project import ROOT
 
 # Imports only what `make gpu-check` installs (it collects this module; no nbformat, no site build)
 PAGES = sorted((ROOT / "docs" / "en").rglob("*.md"))
@@ -32,7 +33,7 @@ def _without_comments(code: str, shell: bool) -> list[str]:
 
 
 def test_every_comment_and_docstring_a_page_shows_has_a_chinese_translation():
-    missing = [f"{m} [{w.section}] {w.kind}: {text!r}" for m, texts in code_comments.missing("zh").items()
+    missing = [f"{m} [{w.section}] {w.kind}: {text!r}" for m, texts in comments.missing("zh").items()
                for text, w in texts.items()]
     assert missing == [], ("add these to the module's .zh.yml (`python -m tools.code_comments` prints "
                            "them as entries to translate):\n" + "\n".join(missing))
@@ -40,7 +41,7 @@ def test_every_comment_and_docstring_a_page_shows_has_a_chinese_translation():
 
 def test_every_translation_still_has_its_english_text_in_a_shown_block():
     shown: dict[str, set[str]] = {}
-    for w in code_comments.shown_words():
+    for w in comments.shown_words():
         shown.setdefault(w.module, set()).add(key(w.text))
     stale = [f"{path.relative_to(ROOT)}: {text!r}" for path in TABLES
              for text in table(module_of(path), "zh") if text not in shown.get(module_of(path), set())]
@@ -97,11 +98,11 @@ def test_no_shown_block_reads_a_docstring():
 def test_an_indented_fence_is_translated_in_place():
     source = '--8<-- "snippets/autograd.py:demo_requires_grad"\n'
     markdown = f"# t\n\n!!! note\n\n    ```python\n    {source}    ```\n"
-    out = code_comments.page_in_language(markdown, "zh")
+    out = comments.page_in_language(markdown, "zh")
     (block,) = parse_page(out)
     assert block.source.rstrip("\n") == translate(source, "zh").rstrip("\n")
     assert "    ```python\n    x = torch.tensor" in out and "需要求梯度的叶子张量" in out
-    assert code_comments.page_in_language(markdown, "en") == markdown
+    assert comments.page_in_language(markdown, "en") == markdown
 
 
 def test_a_docstring_keeps_its_layout():
@@ -123,8 +124,8 @@ def _changed_lines(page: str, lang: str) -> list[str]:
     other = "en" if lang == "zh" else "zh"
     found = []
     for b in page_blocks(page):
-        mine = chapter_export.block_code(b, lang).split("\n")
-        theirs = set(chapter_export.block_code(b, other).split("\n"))
+        mine = export.block_code(b, lang).split("\n")
+        theirs = set(export.block_code(b, other).split("\n"))
         found += [line.strip() for line in mine if line.strip() and line not in theirs]
     return found
 

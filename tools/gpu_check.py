@@ -10,7 +10,7 @@ It uses the machine's own python3 and torch (any recent torch 2.x, not requireme
 3. runs every test marked `cuda` under tests/ (`pytest tests -m cuda`), then every block shown
    on the site (`pytest docs`), each block as a reader runs it;
 4. writes generated/gpu-report.json, then generated/gpu-report.md and generated/verified.{zh,en}.md
-   (tools/verified.py); exits 1 if any test failed.
+   (pagekit/reports.py); exits 1 if any test failed.
 
     python3 -m tools.gpu_check [--wheels DIR]    # DIR defaults to .whl/ when it exists
     python -m tools.gpu_check --download-wheels .whl --python-version 3.12.3  # where there is network
@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import verified
+from pagekit import reports
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WHEELS = ROOT / ".whl"
@@ -151,7 +151,7 @@ def install(missing: list[Need], wheels: Path, target: Path = TARGET) -> list[st
 
 def download_wheels(dest: Path, python_version: str, extra: list[str], platforms=PLATFORMS) -> int:
     """Fetch the pure-Python test and docs stack (requirements.txt's pins) for a GPU machine."""
-    pinned = verified.pins(verified.REQUIREMENTS.read_text(encoding="utf-8"))
+    pinned = reports.pins(reports.REQUIREMENTS.read_text(encoding="utf-8"))
     wanted = [n.dist for n in NEEDS if n.kind == "pure"] + list(extra)
     bad = [name for name in wanted if name.lower() in NEVER_INSTALLED]
     if bad:
@@ -278,14 +278,14 @@ def build_report(facts: dict, results: dict, command: str, from_wheels: list[str
     return {"status": "ran", "date": now.strftime("%Y-%m-%d"), "finished": now.strftime("%Y-%m-%d %H:%M UTC"),
             **facts, "packages": packages, "from_wheels": from_wheels, "commit": commit or git_commit(),
             "command": command, "selection": selection(tests), "exitstatus": results["exitstatus"],
-            "counts": verified.counts(tests), "tests": tests}
+            "counts": reports.counts(tests), "tests": tests}
 
 
-def write_report(report: dict, gen_dir: Path = verified.GENERATED) -> list[Path]:
+def write_report(report: dict, gen_dir: Path = reports.GENERATED) -> list[Path]:
     gen_dir.mkdir(parents=True, exist_ok=True)
-    path = gen_dir / verified.REPORT_JSON
+    path = gen_dir / reports.REPORT_JSON
     path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return [path, *verified.write(gen_dir)]
+    return [path, *reports.write(gen_dir)]
 
 
 def run_check(wheels: Path | None, gen_dir: Path, command: str, commit: str | None = None,
@@ -340,7 +340,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python3 -m tools.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--wheels", type=Path, help="folder of wheels for the missing test/docs packages "
                    f"(default: {DEFAULT_WHEELS.name}/ when it exists)")
-    p.add_argument("--out", type=Path, default=verified.GENERATED, help="where the reports go (default: generated/)")
+    p.add_argument("--out", type=Path, default=reports.GENERATED, help="where the reports go (default: generated/)")
     p.add_argument("--download-wheels", type=Path, metavar="DIR",
                    help="instead of checking: fetch the pure-Python test/docs wheels into DIR (needs network)")
     p.add_argument("--python-version", default=platform.python_version(),
@@ -361,12 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.download_wheels:
         return download_wheels(args.download_wheels, args.python_version, args.extra)
     if args.reset:
-        for path in write_report(dict(verified.NOT_RUN), args.out):
+        for path in write_report(dict(reports.NOT_RUN), args.out):
             print(f"wrote {path}")
         return 0
     wheels = args.wheels or (DEFAULT_WHEELS if DEFAULT_WHEELS.is_dir() else None)
     command = " ".join(["python3 -m tools.gpu_check", shlex.join(argv)]).strip()
-    if args.test_on_cpu and args.out.resolve() == verified.GENERATED.resolve():
+    if args.test_on_cpu and args.out.resolve() == reports.GENERATED.resolve():
         print("gpu-check: --test-on-cpu writes its report elsewhere (--out DIR)", file=sys.stderr)
         return 2
     return run_check(wheels, args.out, command, args.commit, args.pages, args.test_on_cpu)

@@ -18,7 +18,8 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tools.labs import LABS
-from tools.shown_code import ROOT, expand
+from pagekit.page import expand
+from pagekit.project import ROOT
 
 LANGS = ("zh", "en")
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},

@@ -284,7 +284,7 @@ class Details:
 # --- what failed, and why ----------------------------------------------------------------------------
 BLOCK_START = re.compile(r"^(?:AssertionError: )?(?:\S+\.md )?line (\d+) \((.*?)\)(?=:| raised:)", re.M)
 ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Warning|Interrupt|Exit)\b[^:\n]*:")
-WARNED = "(warning, not output: "  # tools/outputs.py: a warning torch printed, kept apart from the output
+WARNED = "(warning, not output: "  # pagekit.compare: a warning torch printed, kept apart from the output
 ERROR_NAME = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): ")
 VERSION = re.compile(r"\b\d+\.\d+\.\d+(?:\+\w+)?")
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -492,7 +492,7 @@ def render_md(report: dict) -> str:
              f"other packages at requirements.txt's pins. One pytest session each: every page's blocks in order "
              f"(as `make test` runs them) and every claim test, `-m \"{MARKS}\"`, without the modules that test "
              f"the site build or drive a browser ({', '.join(f'`{p}`' for p in LEFT_OUT)}) and the tests that read "
-             f"a built site. Page outputs are compared by `tools/outputs.py`: exactly on the pinned torch "
+             f"a built site. Page outputs are compared by `pagekit.compare`: exactly on the pinned torch "
              f"{report.get('pinned_torch')}, elsewhere by its rules for other machines.", "",
              "## Summary", "", en.rstrip("\n"), ""]
     for e in report["releases"]:

@@ -15,7 +15,8 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tools.shown_code import MARKER, ROOT, parse_mark
+from pagekit.page import MARKER, parse_mark
+from pagekit.project import ROOT
 
 DOCS = ROOT / "docs"
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
@@ -218,7 +219,7 @@ def _numbers_in(bodies: list[str]) -> set[str]:
 
 
 def _expanded(fence: str) -> str:
-    from tools.shown_code import expand
+    from pagekit.page import expand
 
     return expand(fence)
 

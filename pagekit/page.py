@@ -1,4 +1,4 @@
-"""Read the code blocks a page shows, exactly as the site renders them, and run them.
+"""The page model: the code blocks a page shows, with their marks and expected outputs, read once.
 
 A page is one program: its Python blocks run in order in one namespace, as a
 notebook's cells do, in an empty folder, as `__main__`. A fence usually holds only
@@ -23,35 +23,26 @@ fence, read with `ast` (never evaluated):
                                                           that must fail: what it printed,
                                                           then `Type: message`)
 
-The same `run_program()` runs a page in the tests (conftest.py, inside tests/plain_run.py: a
-fresh interpreter, the page's script code block by block), rewrites its expected outputs
-(tools/outputs.py, in-process) and runs the downloaded lab notebooks (tests/test_labs.py).
+Parsing only: pagekit.run runs what this reads.
 """
 from __future__ import annotations
 
 import ast
-import contextlib
 import importlib
-import io
-import json
-import os
 import re
-import subprocess
-import sys
-import traceback
-import types
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from pagekit.project import snippet_options
+
 PYTHON_FENCES = {"python", "py", "python3"}
 MARKER = re.compile(r"^<!--\s*(pytest\.mark\..*|pytest-codeblocks:[\w-]+)\s*-->$")
 SELECTING_MARKS = {"cuda", "multiprocess", "slow"}
+FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+TITLE = re.compile(r"^# .*$", re.M)
 
 
 class MarkerError(ValueError):
@@ -147,8 +138,10 @@ class Block:
         return mark.raises if mark else None
 
 
+@lru_cache(maxsize=256)
 def parse_page(text: str, where: str = "page") -> list[Block]:
-    """Split a Markdown page into fenced blocks with their markers."""
+    """Split a Markdown page into fenced blocks with their markers (cached: a build and a test
+    session ask for the same page several times; the blocks are not to be changed)."""
     blocks: list[Block] = []
     marks: list[Mark] = []
     cont = False
@@ -199,29 +192,6 @@ def parse_page(text: str, where: str = "page") -> list[Block]:
     return blocks
 
 
-class _IgnoreTags(yaml.SafeLoader):
-    """Reads mkdocs.yml without importing what its !tags name (mkdocs need not be installed)."""
-
-
-_IgnoreTags.add_multi_constructor("", lambda loader, suffix, node: None)
-
-
-def mkdocs_config() -> dict:
-    return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_IgnoreTags)
-
-
-def snippet_options() -> dict:
-    """mkdocs.yml's pymdownx.snippets options, with base_path resolved to the project root."""
-    for ext in mkdocs_config()["markdown_extensions"]:
-        if isinstance(ext, dict) and "pymdownx.snippets" in ext:
-            opts = dict(ext["pymdownx.snippets"] or {})
-            break
-    else:
-        raise LookupError("mkdocs.yml does not enable pymdownx.snippets")
-    opts["base_path"] = [str(ROOT)]  # `!relative $config_dir` in mkdocs.yml
-    return opts
-
-
 @lru_cache(maxsize=None)
 def _snippet_preprocessor():
     import markdown
@@ -261,159 +231,17 @@ def python_blocks(blocks: list[Block]) -> list[Block]:
     return [b for b in blocks if b.is_python]
 
 
-# --- running a page ------------------------------------------------------------------------------
-@dataclass
-class Result:
-    block: Block
-    output: str = ""                      # what the block printed (and, if it failed, `Type: message`)
-    error: BaseException | None = None    # the exception it raised, if any
-    skipped: str | None = None            # why it did not run
-    failed_as_it_must: bool = False       # it raised the error it is marked to raise
-    warnings: list[str] = field(default_factory=list)  # `Category: message`, kept apart from output
-    holds: bool | None = None             # a varies mark's `holds=`, evaluated after the block
+def front_matter(text: str) -> dict:
+    """A page's YAML front matter ({} without one)."""
+    found = FRONT_MATTER.match(text)
+    return (yaml.safe_load(found.group(1)) or {}) if found else {}
 
 
-class ProgramError(Exception):
-    """An error a page raised in the process that ran it: its `Type: message` and traceback."""
+def is_chapter(text: str) -> bool:
+    """A page with Python blocks: it runs as a program, and downloads as a script and notebook."""
+    return any(b.is_python for b in parse_page(text))
 
 
-def skip_reason(block: Block, *, cuda: bool) -> str | None:
-    """Why a block is not run here (None: run it)."""
-    if block.mark("skip"):
-        return block.mark("skip").reason
-    if block.mark("cuda") and not cuda:
-        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
-    return None
-
-
-def error_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-@contextlib.contextmanager
-def fresh_main(workdir: Path, filename: str) -> Iterator[types.ModuleType]:
-    """A new `__main__` module, with `workdir` as the current folder, restored afterwards."""
-    main = types.ModuleType("__main__")  # a fresh script module: pickling and guards work
-    main.__file__ = str(Path(workdir) / filename)
-    main.__builtins__ = __builtins__
-    saved_main, saved_cwd = sys.modules["__main__"], os.getcwd()
-    sys.modules["__main__"] = main
-    os.chdir(workdir)
-    try:
-        yield main
-    finally:
-        sys.modules["__main__"] = saved_main
-        os.chdir(saved_cwd)
-
-
-def run_program(blocks: list[Block], workdir: Path, *, name: str = "page.py",
-                cuda: bool | None = None) -> Iterator[Result]:
-    """Run Python blocks in order in one namespace; yield each block's result as it finishes.
-
-    A block marked to fail must raise its error (else the result has error=None and the
-    caller reports it); any other error stops the program after yielding its result.
-    """
-    if cuda is None:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    with fresh_main(workdir, name) as main:
-        for block in python_blocks(blocks):
-            reason = skip_reason(block, cuda=cuda)
-            if reason:
-                yield Result(block, skipped=reason)
-                continue
-            out = io.StringIO()
-            result = Result(block)
-            try:
-                with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    code = block.source if block.expanded else expand(block.source)
-                    exec(compile(code, f"{name}:{block.lineno}", "exec"), main.__dict__)
-                    varies = block.mark("varies")
-                    if varies and varies.holds:
-                        result.holds = bool(eval(varies.holds, main.__dict__))
-            except Exception as exc:  # noqa: BLE001  (reported to the caller with its real type)
-                result.error = exc
-                result.failed_as_it_must = bool(block.must_fail
-                                                and isinstance(exc, exception_type(block.must_fail)))
-                out.write(("" if out.getvalue().endswith("\n") or not out.getvalue() else "\n")
-                          + error_line(exc) + "\n")
-            result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
-            result.output = out.getvalue()
-            yield result
-            if result.error is not None and not result.failed_as_it_must:
-                return
-
-
-# --- a page's program in a fresh interpreter ---------------------------------------------------
-# tests/plain_run.py runs a page's blocks, as its script holds them (written as JSON by
-# tools.chapter_export.script_program), in a new process whose path holds neither the repository
-# nor the tests; it writes each block's result as JSON (`record`), read back by `results_from`.
-
-def program_blocks(path: Path) -> list[Block]:
-    return [Block("python", "python", b["source"], b["lineno"], b["lineno"],
-                  [Mark(**m) for m in b["marks"]], section=b["section"], expanded=True)
-            for b in json.loads(path.read_text(encoding="utf-8"))]
-
-
-def record(result: Result) -> dict:
-    error = result.error
-    return {"output": result.output, "skipped": result.skipped, "failed_as_it_must": result.failed_as_it_must,
-            "warnings": result.warnings, "holds": result.holds,
-            "error": None if error is None else error_line(error),
-            "traceback": None if error is None else "".join(traceback.format_exception(error))}
-
-
-def results_from(records: list[dict], blocks: list[Block]) -> list[Result]:
-    """A page's results as run elsewhere, for its own blocks (same code, its own output fences)."""
-    blocks = python_blocks(blocks)
-    if len(records) > len(blocks):
-        raise ValueError(f"{len(records)} results for {len(blocks)} blocks")
-    found = []
-    for r, block in zip(records, blocks):
-        error = None if r["error"] is None else ProgramError(f"{r['error']}\n{r['traceback']}")
-        skipped = r["skipped"] and (block.mark("skip").reason if block.mark("skip") else r["skipped"])
-        result = Result(block, r["output"], error, skipped or None, r["failed_as_it_must"],
-                        r.get("warnings", []), r.get("holds"))
-        caught = block.must_fail and error is None and next(
-            (line for line in r["output"].split("\n") if line.startswith(f"{block.must_fail.rsplit('.', 1)[-1]}: ")), None)
-        if caught:  # the script's try/except caught the error this block must raise, and printed it
-            result.error, result.failed_as_it_must = ProgramError(caught), True
-        found.append(result)
-    return found
-
-
-def without_repository(pythonpath: str) -> str:
-    """PYTHONPATH less the repository (a reader's program cannot import `snippets` or `tools`);
-    other folders stay: packages installed outside the interpreter (make gpu-check's private
-    folder, a --target install) are what a reader's machine has."""
-    keep = [p for p in pythonpath.split(os.pathsep) if p and Path(p).resolve() != ROOT]
-    return os.pathsep.join(keep)
-
-
-class CleanRun:
-    """tests/plain_run.py over `files`, started now in the background (cwd `folder`, the repository
-    off PYTHONPATH,
-    a lower CPU priority than the tests that wait for it); `results()` waits for it and returns
-    {file: {"returncode", "seconds"}}."""
-
-    def __init__(self, files: list[Path], folder: Path, parallel: int = 1):
-        self.folder = Path(folder)
-        env = dict(os.environ, PYTHONPATH=without_repository(os.environ.get("PYTHONPATH", "")))
-        with open(self.folder / "plain_run.log", "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "tests" / "plain_run.py"), "results.json", "--parallel", str(parallel),
-                 *map(str, files)], cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=lambda: os.nice(5))
-
-    def results(self, timeout: float = 900) -> dict[str, dict]:
-        if self.process.wait(timeout) != 0:
-            log = (self.folder / "plain_run.log").read_text(errors="replace")
-            raise RuntimeError(f"tests/plain_run.py exited {self.process.returncode}:\n{log[-3000:]}")
-        return json.loads((self.folder / "results.json").read_text())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+def read(path: Path) -> list[Block]:
+    """The blocks of the page at `path`."""
+    return parse_page(Path(path).read_text(encoding="utf-8"), str(path))

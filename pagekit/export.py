@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import ast
 import io
-import json
 import re
 import textwrap
 import tokenize
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urljoin
 
-from tools.code_comments import translate
-from tools.shown_code import MARKER, Block, Mark, expand, parse_page, python_blocks
+from pagekit.comments import translate
+from pagekit.page import MARKER, Block, Mark, expand, parse_page, python_blocks
 
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
@@ -132,7 +130,7 @@ WORDS = {
 
 def block_code(block: Block, lang: str = "en") -> str:
     """A block's code as the site shows it (includes expanded), its comments and docstrings in
-    `lang` (tools/code_comments.py; the code itself is the same in every language)."""
+    `lang` (pagekit.comments; the code itself is the same in every language)."""
     return (block.source if block.expanded else translate(block.source, lang)).rstrip("\n")
 
 
@@ -287,7 +285,7 @@ def notebook(chapter: Chapter, lang: str):
 
 
 def notebook_blocks(nb) -> list[Block]:
-    """A notebook's code cells as blocks that tools.shown_code.run_program runs in order."""
+    """A notebook's code cells as blocks that pagekit.run.run_program runs in order."""
     found = []
     for n, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -298,15 +296,3 @@ def notebook_blocks(nb) -> list[Block]:
                            section=f"cell {n}", expanded=True))
     return found
 
-
-def script_program(blocks: list[Block], path: Path) -> Path:
-    """Write a page's Python blocks as its script runs them (`script_code`), one entry per block,
-    for tests/plain_run.py: the page's run is its script's run, block by block."""
-    spec = []
-    spawn = starts_processes(blocks)
-    for b in python_blocks(blocks):
-        code = script_code(b, spawn)
-        spec.append({"source": block_code(b) if code is None else code, "lineno": b.lineno, "section": b.section,
-                     "marks": [vars(m) for m in b.marks if m.name != "xfail"]})
-    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-    return path

@@ -1,0 +1,264 @@
+"""Code comments and docstrings in the reader's language, from one source of code.
+
+A snippet module (`snippets/<module>.py`) holds short English comments and docstrings. Beside it,
+`snippets/<module>.zh.yml` maps the text of each comment and docstring that a page shows to its
+Chinese:
+
+    a leaf we want grads for: 需要求梯度的叶子节点
+
+The zh build shows a block with those texts replaced (`translate`): its page, notebook and script.
+Only comment and docstring tokens change (`code_tokens` is the same for both languages); the code
+that runs, the English build and the pages' runs are untouched. A text with no entry stays
+English in the build; tests/test_zh_comments.py fails naming it, and names an entry whose English
+text no page shows any more.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import re
+import tokenize
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from pagekit.page import INCLUDE, expand
+from pagekit.project import ROOT
+
+SOURCE_LANG = "en"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Words:
+    """A comment or a docstring in a block's code."""
+    module: str          # snippets/layers.py
+    section: str         # corr2d
+    kind: str            # "comment" or "docstring"
+    text: str            # its English text: the comment after `#`, stripped; the docstring cleaned
+    start: tuple[int, int]  # (row, col) of its token in the block's code, rows from 1
+    end: tuple[int, int]
+    token: str           # the token as written
+
+
+def table_path(module: str, lang: str) -> Path:
+    """snippets/layers.py -> snippets/layers.zh.yml"""
+    return ROOT / Path(module).with_suffix(f".{lang}.yml")
+
+
+def module_of(path: Path) -> str:
+    """snippets/layers.zh.yml -> snippets/layers.py (or .sh): the module it translates."""
+    stem = path.name.split(".")[0]
+    found = [p for p in path.parent.glob(f"{stem}.*") if p.suffix in (".py", ".sh")]
+    if len(found) != 1:
+        raise LookupError(f"{path.relative_to(ROOT)} translates no one module beside it ({len(found)} found)")
+    return str(found[0].relative_to(ROOT))
+
+
+@lru_cache(maxsize=None)
+def table(module: str, lang: str) -> dict[str, str]:
+    """English text -> its translation, for one module ({} where it has no translation file)."""
+    path = table_path(module, lang)
+    if not path.is_file():
+        return {}
+    found = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        raise ValueError(f"{path.relative_to(ROOT)}: write `English text: translation` pairs, both strings")
+    return {key(k): v.strip("\n") for k, v in found.items()}
+
+
+def key(text: str) -> str:
+    """A text as its table writes it: runs of white space (a docstring's line breaks) as one space."""
+    return " ".join(text.split())
+
+
+def _parts(source: str) -> list[tuple[str, str, str]]:
+    """A fence's include lines expanded one by one: (module, section, code), blank lines as ('', '', '')."""
+    parts = []
+    for line in source.split("\n"):
+        m = INCLUDE.match(line)
+        module, _, section = (m.group(1) or "").partition(":") if m else ("", "", "")
+        parts.append((module, section, expand(line)))
+    return parts
+
+
+_STRING_LINE = re.compile(r"^[ \t]*[rRuU]?['\"]", re.M)  # a docstring starts its line
+
+
+def _docstrings(code: str) -> dict[tuple[int, int], str]:
+    """(row, col) of each docstring's token -> its cleaned text."""
+    found = {}
+    if not _STRING_LINE.search(code):
+        return found
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
+                # col_offset counts bytes: only the indentation precedes a docstring, so it counts characters
+                found[(first.lineno, first.col_offset)] = inspect.cleandoc(first.value.value)
+    return found
+
+
+SHELLS = {"bash", "sh", "shell"}
+
+
+def _shell_comments(code: str) -> Iterator[tokenize.TokenInfo]:
+    """A shell script's comments as tokens: from a `#` that starts a word outside quotes to the
+    end of its line (not a first line's `#!`)."""
+    for row, line in enumerate(code.split("\n"), 1):
+        quote = None
+        for col, char in enumerate(line):
+            if quote:
+                quote = None if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "#" and (col == 0 or line[col - 1].isspace()):
+                if not (row == 1 and line.startswith("#!")):
+                    yield tokenize.TokenInfo(tokenize.COMMENT, line[col:], (row, col), (row, len(line)), line)
+                break
+
+
+@lru_cache(maxsize=4096)
+def words(source: str, shell: bool = False) -> tuple[Words, ...]:
+    """Every comment and docstring of a fence (its `--8<--` includes), with the module and
+    section it comes from; `shell`: a shell script's comments."""
+    code = expand(source)
+    named = [INCLUDE.match(line) for line in source.split("\n")]
+    if sum(bool(m and m.group(1)) for m in named) == 1:  # one include: every line is its own
+        module, _, section = next(m.group(1) for m in named if m and m.group(1)).partition(":")
+        owner = [(module, section)] * len(code.split("\n"))
+    else:
+        owner = [(module, section) for module, section, part in _parts(source) for _ in part.split("\n")]
+    docs = {} if shell else _docstrings(code)
+    found = []
+    tokens = _shell_comments(code) if shell else tokenize.generate_tokens(io.StringIO(code).readline)
+    for tok in tokens:
+        if tok.type == tokenize.COMMENT:
+            kind, text = "comment", tok.string[1:].strip()
+        elif tok.type == tokenize.STRING and tok.start in docs:
+            kind, text = "docstring", docs[tok.start]
+        else:
+            continue
+        module, section = owner[tok.start[0] - 1]
+        found.append(Words(module, section, kind, text, tok.start, tok.end, tok.string))
+    return tuple(found)
+
+
+def _docstring_token(token: str, text: str, indent: int) -> str:
+    """A docstring token with `text` in place of its own, quotes and layout kept."""
+    body_at = next(i for i, c in enumerate(token) if c in "'\"")
+    prefix, quote = token[:body_at], token[body_at:body_at + 3]
+    quote = quote if quote in ('"""', "'''") else token[body_at]
+    inner = token[len(prefix) + len(quote):-len(quote)]
+    lines = text.split("\n")
+    if len(lines) > 1 and len(quote) == 1:
+        raise ValueError(f"a translation of {token!r} spans lines; its docstring has single quotes")
+    if quote in text or "\\" in text:
+        raise ValueError(f"a translation of {token!r} holds {quote} or a backslash")
+    pad = " " * indent
+    body = lines[0] + "".join("\n" + (pad + line if line.strip() else "") for line in lines[1:])
+    if "\n" in inner and inner.rstrip(" ").endswith("\n"):  # closing quotes on their own line
+        body += "\n" + pad
+    return prefix + quote + body + quote
+
+
+def _translated_token(w: Words, text: str) -> str:
+    if w.kind == "comment":
+        if "\n" in text:
+            raise ValueError(f"the translation of the comment {w.text!r} ({w.module}) spans lines")
+        space = w.token[1:len(w.token) - len(w.token[1:].lstrip())]
+        return "#" + space + text
+    return _docstring_token(w.token, text, w.start[1])
+
+
+@lru_cache(maxsize=4096)
+def translate(source: str, lang: str, shell: bool = False) -> str:
+    """A fence's code as the `lang` build shows it: its includes expanded, each comment and
+    docstring in `lang` where its module's table has it (English where it has not). `shell`:
+    the fence is a shell script (only its comments)."""
+    code = expand(source)
+    if lang == SOURCE_LANG:
+        return code
+    lines = code.split("\n")
+    for w in reversed(words(source, shell)):
+        text = table(w.module, lang).get(key(w.text)) if w.module else None
+        if text is None or text == w.text:
+            continue
+        (srow, scol), (erow, ecol) = w.start, w.end
+        new = lines[srow - 1][:scol] + _translated_token(w, text) + lines[erow - 1][ecol:]
+        lines[srow - 1:erow] = new.split("\n")
+    return "\n".join(lines)
+
+
+def page_in_language(markdown: str, lang: str) -> str:
+    """A page's Markdown with each Python fence whose comments or docstrings `lang` translates
+    holding its code, translated, in place of its includes (other fences stay includes, which
+    pymdownx.snippets expands to the same code). For the zh build's pages (hooks/pages.py)."""
+    if lang == SOURCE_LANG:
+        return markdown
+    from pagekit.page import parse_page
+
+    lines = markdown.split("\n")
+    for block in reversed(parse_page(markdown)):
+        if not (block.is_python or block.lang in SHELLS):
+            continue
+        code = translate(block.source, lang, block.lang in SHELLS).rstrip("\n")
+        if code == expand(block.source).rstrip("\n"):
+            continue
+        opening = lines[block.lineno - 1]  # Block.lineno: the opening fence's line, counted from 1
+        indent = opening[:len(opening) - len(opening.lstrip())]
+        lines[block.lineno:block.end - 1] = [indent + line if line.strip() else "" for line in code.split("\n")]
+    return "\n".join(lines)
+
+
+def code_tokens(code: str) -> list[tuple[int, str]]:
+    """The code's tokens without its comments and with its docstrings blanked: the same in every
+    language."""
+    docs = _docstrings(code)
+    skip = {tokenize.COMMENT, tokenize.NL}
+    return [(tok.type, "<docstring>" if tok.type == tokenize.STRING and tok.start in docs else tok.string)
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline) if tok.type not in skip]
+
+
+def clear_caches() -> None:
+    """For a process that sees snippet or translation files change (`mkdocs serve`)."""
+    table.cache_clear()
+    words.cache_clear()
+    translate.cache_clear()
+
+
+def shown_words(pages: list[Path] | None = None) -> list[Words]:
+    """Every comment and docstring the pages' Python blocks show (both languages show the same)."""
+    from pagekit.page import parse_page
+
+    pages = pages or sorted((ROOT / "docs" / SOURCE_LANG).rglob("*.md"))
+    return [w for page in pages for b in parse_page(page.read_text(encoding="utf-8"), str(page))
+            if b.is_python or b.lang in SHELLS for w in words(b.source, b.lang in SHELLS)]
+
+
+def missing(lang: str) -> dict[str, dict[str, Words]]:
+    """module -> {English text: where it is shown} for each shown text its table lacks."""
+    found: dict[str, dict[str, Words]] = {}
+    for w in shown_words():
+        if w.module and key(w.text) not in table(w.module, lang):
+            found.setdefault(w.module, {}).setdefault(key(w.text), w)
+    return found
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line translations as literal blocks (`|-`), as a translator writes them."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
+def entry(text: str, translation: str) -> str:
+    """One `English: translation` line of a table, quoted where YAML needs it."""
+    return yaml.dump({key(text): translation}, Dumper=_Dumper, allow_unicode=True, width=10_000, sort_keys=False)
+

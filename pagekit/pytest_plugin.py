@@ -1,0 +1,182 @@
+"""The pytest plugin (loaded by conftest.py): each docs/**/*.md page with Python blocks is one test item.
+
+The engine runs it (pagekit.run: its blocks, includes expanded as mkdocs.yml does, in order in one
+namespace, as a fresh `__main__`, in an empty temporary folder, in a new interpreter without the
+repository on its path: the code of the page's downloadable script, block by block, a block that
+must fail inside the script's try/except).
+All collected pages run there one after the other, in the background from the end of
+collection, while the other tests run; a page whose program is the same as another's (the
+zh and en pages of a chapter) shares its run. Each block's output is compared with the fence
+the page shows under it (pagekit.compare: exact on the pinned CPU versions, `...` only where
+VOLATILE allows it). A block marked to fail must raise that error, and the page goes on after
+it. Marks such as `multiprocess` on a block select the page's item; `skip` and `cuda` (on CPU)
+leave that one block out, with the reason reported.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pagekit.compare import code_sha, own_messages, problem
+from pagekit.export import block_code
+from pagekit.page import SELECTING_MARKS, Block, includes, python_blocks, read
+from pagekit.project import DOCS, ROOT
+from pagekit.run import FreshRun, program_file, results_from
+
+
+class ShownPage(pytest.Item):
+    def __init__(self, *, blocks: list[Block], **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = blocks
+        for name in sorted({m.name for b in blocks for m in b.marks} & SELECTING_MARKS - {"cuda"}):
+            self.add_marker(name)
+
+    def runtest(self):
+        records, error = self.config.stash[PAGE_RUNS].outcome(self)
+        results = results_from(records, self.blocks)
+        own = own_messages("\n".join(block_code(b) for b in self.blocks))  # the project's error messages
+        self.user_properties.append(("block_results", [  # what each block printed here (make gpu-check keeps it)
+            {"line": r.block.lineno, "section": r.block.section, "includes": includes(r.block.source),
+             "code_sha": code_sha(block_code(r.block)),
+             "output": r.output, "warnings": r.warnings,
+             "holds": r.holds, "error": None if r.error is None else str(r.error).split("\n")[0]}
+            for r in results if not r.skipped]))
+        problems, skipped = [], []
+        for result in results:
+            if result.skipped:
+                skipped.append(f"line {result.block.lineno}: {result.skipped}")
+                continue
+            found = problem(result, own=own)
+            if found:
+                problems.append(found)
+            if result.error is not None and not result.failed_as_it_must:
+                raise AssertionError(f"{self.path.name} line {result.block.lineno} "
+                                     f"({result.block.section}) raised:\n{result.output}\n{result.error}")
+        self.user_properties.append(("blocks_skipped", skipped))
+        assert len(results) == len(self.blocks), f"the run stopped after {len(results)} blocks:\n{error}"
+        assert not problems, f"{self.path.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+    def reportinfo(self):
+        return self.path, 0, f"{self.path.relative_to(ROOT)}: its blocks in order"
+
+
+class ShownCodePage(pytest.File):
+    def collect(self):
+        blocks = python_blocks(read(self.path))
+        if blocks:
+            yield ShownPage.from_parent(self, name="blocks in order", blocks=blocks)
+
+
+def pytest_collect_file(file_path: Path, parent):
+    if file_path.suffix == ".md" and DOCS in file_path.parents:
+        return ShownCodePage.from_parent(parent, path=file_path)
+
+
+class PageRuns:
+    """The collected pages' programs, each run once by pagekit.run in the background."""
+
+    def __init__(self, pages: list[ShownPage]):
+        self.folder = Path(tempfile.mkdtemp(prefix="page-runs-"))
+        self.files: dict[tuple, Path] = {}
+        self.broken: dict[tuple, Exception] = {}
+        for page in pages:
+            key = self.key(page)
+            if key in self.files or key in self.broken:
+                continue
+            folder = self.folder / f"{len(self.files) + len(self.broken)}-{page.path.parent.name}"
+            folder.mkdir()
+            try:
+                self.files[key] = program_file(page.blocks, folder / f"{page.path.stem}.json")
+            except Exception as exc:  # noqa: BLE001  (a broken include: that page's test reports it)
+                self.broken[key] = exc
+        self.run = FreshRun(list(self.files.values()), self.folder) if self.files else None
+
+    @staticmethod
+    def key(page: ShownPage) -> tuple:
+        return tuple((b.source, b.must_fail, bool(b.mark("skip")), bool(b.mark("cuda"))) for b in page.blocks)
+
+    def outcome(self, page: ShownPage) -> tuple[list[dict], str]:
+        """The page's block results, and what its run wrote to stderr."""
+        key = self.key(page)
+        if key in self.broken:
+            raise self.broken[key]
+        path = self.files[key]
+        status = self.run.results()[str(path)]
+        results = path.with_name(path.stem + ".results.json")
+        err = path.with_name(path.name + ".err").read_text(errors="replace")
+        if not results.is_file():
+            raise AssertionError(f"{page.path.name}: the run exited {status['returncode']}:\n{err[-3000:]}")
+        return json.loads(results.read_text()), err[-3000:]
+
+    def close(self):
+        if self.run:
+            self.run.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+PAGE_RUNS = pytest.StashKey[PageRuns]()
+
+
+def pytest_collection_finish(session):
+    pages = [item for item in session.items if isinstance(item, ShownPage)]
+    if pages:
+        session.config.stash[PAGE_RUNS] = PageRuns(pages)
+
+
+def pytest_sessionfinish(session):
+    if PAGE_RUNS in session.config.stash:
+        session.config.stash[PAGE_RUNS].close()
+
+
+def pytest_configure(config):
+    # This process runs on one core: the other is busy with the build, the pages' runs and the
+    # browser meanwhile, and two torch threads on a shared core spin-wait on each other. Processes
+    # the tests start (the pages' runs among them) keep torch's default, as a reader has it.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    # Order: tests that need no build, then those that read the built site, then the pages and the
+    # downloaded labs, then the tests that start several processes. The build (tests/conftest.py), the downloads after it
+    # and the pages' runs start at the end of collection and go on in the background, on the other
+    # core, while the first three groups run; the last group needs both cores, and has them.
+    reads_site = {"served_site", "built_site"}
+
+    def group(item) -> int:
+        if isinstance(item, ShownPage) or "downloads" in getattr(item, "fixturenames", ()):
+            return 2
+        if reads_site & set(getattr(item, "fixturenames", ())):
+            return 1
+        return 3 if item.get_closest_marker("multiprocess") else 0
+
+    items.sort(key=group)
+    # CUDA tests: skipped with a visible reason where no GPU is present
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # blocks left out of a page's run, with the reason the page gives (a GPU, a test that covers them)
+    lines = [f"{item_id}: {line}" for item_id, props in _skips(terminalreporter) for line in props]
+    if lines:
+        terminalreporter.section("shown blocks not run here")
+        for line in lines:
+            terminalreporter.line(line)
+
+
+def _skips(terminalreporter):
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for key, value in getattr(report, "user_properties", []):
+            if key == "blocks_skipped" and value:
+                yield report.nodeid, value

@@ -1,0 +1,389 @@
+"""Run a page's program as a reader runs it: a fresh interpreter, an empty folder, the repository
+off the path. The one way every page runs: the tests, `make outputs`, `make gpu-check`, the device
+check, and the downloads (script, notebook, labs).
+
+    python -m pagekit.run RESULTS.json [--parallel N] [--virtual-cuda] FILE [FILE ...]
+
+A FILE.json is a page's program (`program_file`: its blocks as its script holds them); it runs
+block by block in one namespace as `__main__`, in the empty folder FILE.run/, and each block's
+result goes to FILE.results.json. A FILE.ipynb runs its code cells in order, as Jupyter's "Run
+all" does (a cell tagged `raises-exception` may fail and the run goes on); a FILE.py runs as
+`python FILE`. `--virtual-cuda`: pages run under pagekit.virtual_cuda (one virtual GPU) and each
+block's result also lists what a real GPU would refuse.
+
+This process imports the heavy libraries the files import, then forks one child per file, N at a
+time (default 2). A child works as a fresh `python FILE` would: the file's folder is the working
+directory and sys.path[0], argv is [FILE], stdout/stderr go to FILE.out / FILE.err, and worker
+processes start by spawn (as on Windows and macOS), so the page's script is on disk for them.
+`FreshRun` starts this in the background; results: {file: {"returncode", "seconds"}}.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import multiprocessing
+import os
+import re
+import runpy
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import types
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from pagekit.page import Block, Mark, exception_type, expand, python_blocks
+from pagekit.project import ROOT
+
+TIMEOUT_S = 600  # a page whose workers start by spawn takes minutes on a loaded 2-core machine
+PRELOAD = ("numpy", "torch", "torchvision", "sklearn.datasets", "matplotlib.pyplot")
+
+
+@dataclass
+class Result:
+    block: Block
+    output: str = ""                      # what the block printed (and, if it failed, `Type: message`)
+    error: BaseException | None = None    # the exception it raised, if any
+    skipped: str | None = None            # why it did not run
+    failed_as_it_must: bool = False       # it raised the error it is marked to raise
+    warnings: list[str] = field(default_factory=list)  # `Category: message`, kept apart from output
+    holds: bool | None = None             # a varies mark's `holds=`, evaluated after the block
+    violations: list[dict] = field(default_factory=list)  # under the virtual GPU: what a GPU refuses
+    made_on_cuda: int = 0                 # ... and how many tensors the block put on the GPU
+
+
+class ProgramError(Exception):
+    """An error a page raised in the process that ran it: its `Type: message` and traceback."""
+
+
+def skip_reason(block: Block, *, cuda: bool) -> str | None:
+    """Why a block is not run here (None: run it)."""
+    if block.mark("skip"):
+        return block.mark("skip").reason
+    if block.mark("cuda") and not cuda:
+        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    return None
+
+
+def error_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def fresh_main(workdir: Path, filename: str) -> Iterator[types.ModuleType]:
+    """A new `__main__` module, with `workdir` as the current folder, restored afterwards."""
+    main = types.ModuleType("__main__")  # a fresh script module: pickling and guards work
+    main.__file__ = str(Path(workdir) / filename)
+    main.__builtins__ = __builtins__
+    saved_main, saved_cwd = sys.modules["__main__"], os.getcwd()
+    sys.modules["__main__"] = main
+    os.chdir(workdir)
+    try:
+        yield main
+    finally:
+        sys.modules["__main__"] = saved_main
+        os.chdir(saved_cwd)
+
+
+def run_program(blocks: list[Block], workdir: Path, *, name: str = "page.py",
+                cuda: bool | None = None) -> Iterator[Result]:
+    """Run Python blocks in order in one namespace; yield each block's result as it finishes.
+
+    A block marked to fail must raise its error (else the result has error=None and the
+    caller reports it); any other error stops the program after yielding its result.
+    """
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    with fresh_main(workdir, name) as main:
+        for block in python_blocks(blocks):
+            reason = skip_reason(block, cuda=cuda)
+            if reason:
+                yield Result(block, skipped=reason)
+                continue
+            out = io.StringIO()
+            result = Result(block)
+            try:
+                with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    code = block.source if block.expanded else expand(block.source)
+                    exec(compile(code, f"{name}:{block.lineno}", "exec"), main.__dict__)
+                    varies = block.mark("varies")
+                    if varies and varies.holds:
+                        result.holds = bool(eval(varies.holds, main.__dict__))
+            except Exception as exc:  # noqa: BLE001  (reported to the caller with its real type)
+                result.error = exc
+                result.failed_as_it_must = bool(block.must_fail
+                                                and isinstance(exc, exception_type(block.must_fail)))
+                out.write(("" if out.getvalue().endswith("\n") or not out.getvalue() else "\n")
+                          + error_line(exc) + "\n")
+            result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
+            result.output = out.getvalue()
+            yield result
+            if result.error is not None and not result.failed_as_it_must:
+                return
+
+
+# --- a page's program, written for the runner and read back ------------------------------------
+def program_file(blocks: list[Block], path: Path) -> Path:
+    """Write a page's Python blocks as its script runs them (pagekit.export.script_code), one
+    entry per block: the page's run is its script's run, block by block."""
+    from pagekit.export import block_code, script_code, starts_processes
+
+    spawn = starts_processes(blocks)
+    spec = []
+    for b in python_blocks(blocks):
+        code = script_code(b, spawn)
+        spec.append({"source": block_code(b) if code is None else code, "lineno": b.lineno, "section": b.section,
+                     "marks": [vars(m) for m in b.marks if m.name != "xfail"]})
+    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def program_blocks(path: Path) -> list[Block]:
+    return [Block("python", "python", b["source"], b["lineno"], b["lineno"],
+                  [Mark(**m) for m in b["marks"]], section=b["section"], expanded=True)
+            for b in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def record(result: Result) -> dict:
+    error = result.error
+    return {"lineno": result.block.lineno, "section": result.block.section, "output": result.output,
+            "skipped": result.skipped, "failed_as_it_must": result.failed_as_it_must,
+            "warnings": result.warnings, "holds": result.holds,
+            "violations": result.violations, "made_on_cuda": result.made_on_cuda,
+            "error": None if error is None else error_line(error),
+            "traceback": None if error is None else "".join(traceback.format_exception(error))}
+
+
+def results_from(records: list[dict], blocks: list[Block]) -> list[Result]:
+    """A page's results as run elsewhere, for its own blocks (same code, its own output fences)."""
+    blocks = python_blocks(blocks)
+    if len(records) > len(blocks):
+        raise ValueError(f"{len(records)} results for {len(blocks)} blocks")
+    found = []
+    for r, block in zip(records, blocks):
+        error = None if r["error"] is None else ProgramError(f"{r['error']}\n{r['traceback']}")
+        skipped = r["skipped"] and (block.mark("skip").reason if block.mark("skip") else r["skipped"])
+        result = Result(block, r["output"], error, skipped or None, r["failed_as_it_must"],
+                        r.get("warnings", []), r.get("holds"), r.get("violations", []), r.get("made_on_cuda", 0))
+        caught = block.must_fail and error is None and next(
+            (line for line in r["output"].split("\n") if line.startswith(f"{block.must_fail.rsplit('.', 1)[-1]}: ")), None)
+        if caught:  # the script's try/except caught the error this block must raise, and printed it
+            result.error, result.failed_as_it_must = ProgramError(caught), True
+        found.append(result)
+    return found
+
+
+# --- the runner process ---------------------------------------------------------------------------
+def without_repository(pythonpath: str) -> str:
+    """PYTHONPATH less the repository (a reader's program cannot import `snippets` or `tools`);
+    other folders stay: packages installed outside the interpreter (make gpu-check's private
+    folder, a --target install) are what a reader's machine has."""
+    keep = [p for p in pythonpath.split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    return os.pathsep.join(keep)
+
+
+class FreshRun:
+    """`python -m pagekit.run` over `files`, started now in the background (cwd `folder`, the
+    repository off PYTHONPATH, a lower CPU priority than the tests that wait for it). The engine
+    reaches it through a folder that holds only a link to pagekit, dropped from the path before
+    any file runs. `results()` waits: {file: {"returncode", "seconds"}}."""
+
+    def __init__(self, files: list[Path], folder: Path, parallel: int = 1, virtual_cuda: bool = False):
+        self.folder = Path(folder)
+        engine = self.folder / "engine"
+        engine.mkdir(exist_ok=True)
+        (engine / "pagekit").symlink_to(Path(__file__).resolve().parent)
+        path = os.pathsep.join(filter(None, [str(engine), without_repository(os.environ.get("PYTHONPATH", ""))]))
+        flags = ["--parallel", str(parallel)] + (["--virtual-cuda"] if virtual_cuda else [])
+        with open(self.folder / "run.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pagekit.run", "results.json", *flags, *map(str, files)],
+                cwd=self.folder, env=dict(os.environ, PYTHONPATH=path), stdout=log,
+                stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(5))
+
+    def results(self, timeout: float = 900) -> dict[str, dict]:
+        if self.process.wait(timeout) != 0:
+            log = (self.folder / "run.log").read_text(errors="replace")
+            raise RuntimeError(f"python -m pagekit.run exited {self.process.returncode}:\n{log[-3000:]}")
+        return json.loads((self.folder / "results.json").read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class PageRun:
+    records: list[dict]   # one per block that ran (`record`), in order
+    returncode: int
+    stderr: str           # its last 3000 characters
+
+
+def run_pages(pages: list[Path], *, parallel: int = 2, virtual_cuda: bool = False) -> dict[Path, PageRun]:
+    """Run each page's program now, as the tests run it, and wait for all of them."""
+    from pagekit.page import read
+
+    with tempfile.TemporaryDirectory(prefix="pagekit-") as tmp:
+        files = {}
+        for n, page in enumerate(pages):
+            folder = Path(tmp) / f"{n}-{page.stem}"
+            folder.mkdir()
+            files[page] = program_file(read(page), folder / f"{page.stem}.json")
+        status = FreshRun(list(files.values()), Path(tmp), parallel, virtual_cuda).results()
+        found = {}
+        for page, path in files.items():
+            results = path.with_name(path.stem + ".results.json")
+            found[page] = PageRun(json.loads(results.read_text()) if results.is_file() else [],
+                                  status[str(path)]["returncode"],
+                                  path.with_name(path.name + ".err").read_text(errors="replace")[-3000:])
+        return found
+
+
+def _child(path: str, virtual_cuda: bool) -> None:
+    folder = os.path.dirname(path)
+    with open(path + ".out", "wb") as out, open(path + ".err", "wb") as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+    code = 0
+    try:
+        os.chdir(folder)
+        sys.argv = [path]
+        sys.path[0] = folder
+        if path.endswith(".ipynb"):
+            _run_notebook(path)
+        elif path.endswith(".json"):
+            _run_page(path, virtual_cuda)
+        else:
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if not isinstance(done.code, (int, type(None))):
+            print(done.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _run_notebook(path: str) -> None:
+    import nbformat
+
+    from pagekit.export import notebook_blocks
+
+    nb = nbformat.read(path, as_version=4)
+    for result in run_program(notebook_blocks(nb), Path(path).parent, name=Path(path).name):
+        sys.stdout.write(result.output)
+        if result.block.must_fail and result.error is None:
+            raise SystemExit(f"cell {result.block.lineno} is tagged raises-exception but ran without error")
+        if result.error is not None and not result.failed_as_it_must:
+            raise result.error
+
+
+def _run_page(path: str, virtual_cuda: bool) -> None:
+    """A page's blocks in the empty folder FILE.run/; each block's result to FILE.results.json."""
+    folder = Path(path[: -len(".json")] + ".run")
+    folder.mkdir()
+    os.chdir(folder)
+    sys.path[0] = str(folder)
+    blocks = program_blocks(Path(path))
+    # Worker processes start by spawn, as on Windows and macOS: each imports the script it was
+    # started from, so the script is on disk, as the page's download holds it. (Not under the
+    # virtual GPU: workers run outside it anyway, and spawning them only costs time.)
+    if not virtual_cuda:
+        multiprocessing.set_start_method("spawn", force=True)
+    import torch
+
+    cuda = torch.cuda.is_available()
+    script = folder / f"{folder.stem}.py"
+    script.write_text("\n\n".join(b.source for b in blocks if not skip_reason(b, cuda=cuda)), encoding="utf-8")
+    gpu = contextlib.nullcontext()
+    if virtual_cuda:
+        from pagekit.virtual_cuda import VirtualCuda
+
+        gpu = VirtualCuda(record=True, program_files={f"{script.name}:{b.lineno}": b.source for b in blocks})
+        cuda = False
+    records = []
+    try:
+        with gpu:
+            for result in run_program(blocks, folder, name=script.name, cuda=cuda):
+                if virtual_cuda:
+                    result.violations, result.made_on_cuda = [asdict(v) for v in gpu.violations], gpu.made_on_cuda
+                    gpu.violations.clear()
+                    gpu.made_on_cuda = 0
+                records.append(record(result))
+                sys.stdout.write(result.output)
+    finally:
+        Path(path[: -len(".json")] + ".results.json").write_text(json.dumps(records, ensure_ascii=False))
+
+
+def _preload(paths: list[str], virtual_cuda: bool) -> None:
+    """Import, before forking, the heavy libraries the files import (not used: no thread pool
+    or CUDA before fork), so each child starts with them loaded."""
+    text = "\n".join(Path(p).read_text(encoding="utf-8", errors="replace") for p in paths)
+    if any(p.endswith(".ipynb") for p in paths):
+        import nbformat  # noqa: F401
+    if virtual_cuda:
+        import torch._dynamo.trace_rules  # noqa: F401
+
+        import pagekit.virtual_cuda  # noqa: F401
+    for name in PRELOAD:
+        top = name.split(".")[0]
+        if re.search(rf"\b(import|from) {top}\b", text):
+            __import__(name)
+            if top == "matplotlib":
+                import matplotlib
+                matplotlib.use("Agg")
+
+
+def run_all(paths: list[str], parallel: int = 2, virtual_cuda: bool = False) -> dict[str, dict]:
+    _preload(paths, virtual_cuda)
+    results, running, waiting = {}, {}, list(paths)
+    while waiting or running:
+        while waiting and len(running) < parallel:
+            path = waiting.pop(0)
+            pid = os.fork()
+            if pid == 0:
+                _child(path, virtual_cuda)
+            running[pid] = (path, time.perf_counter())
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:  # none finished yet: stop any that ran too long, then look again
+            for other, (_, other_start) in running.items():
+                if time.perf_counter() - other_start > TIMEOUT_S:
+                    os.kill(other, signal.SIGKILL)
+            time.sleep(0.05)
+            continue
+        path, start = running.pop(pid)
+        results[path] = {"returncode": os.waitstatus_to_exitcode(status),
+                         "seconds": round(time.perf_counter() - start, 2)}
+    return results
+
+
+def main(argv: list[str]) -> None:
+    target, *files = argv
+    parallel, virtual_cuda = 2, False
+    if files[:1] == ["--parallel"]:
+        parallel, files = int(files[1]), files[2:]
+    if files[:1] == ["--virtual-cuda"]:
+        virtual_cuda, files = True, files[1:]
+    # the engine came on PYTHONPATH (FreshRun's link folder); the files' programs do not see it
+    sys.path[:] = [p for p in sys.path if not (Path(p) / "pagekit").is_symlink()]
+    results = run_all(files, parallel, virtual_cuda)
+    with open(target, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
