@@ -9,11 +9,10 @@
    build re-executed them. Telling the plugin that every cache entry is in use
    keeps both languages cached (`make clean` empties .cache/).
 """
-from mkdocs.plugins import event_priority
-from mkdocs.structure.files import File
-
 import mkdocs_static_i18n.folder
 import mkdocs_static_i18n.suffix
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File
 
 
 class NotebookAwareFile(File):

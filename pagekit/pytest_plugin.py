@@ -142,14 +142,16 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    # Order: tests that need no build, then those that read the built site, then the pages and the
-    # downloaded labs, then the tests that start several processes. The build (tests/conftest.py), the downloads after it
-    # and the pages' runs start at the end of collection and go on in the background, on the other
-    # core, while the first three groups run; the last group needs both cores, and has them.
+    # Order: tests that need no build, then those that read the built site, then the pages, the
+    # downloaded labs and the other tests that wait for work in the background (`early`), then the
+    # tests that start several processes. The build (tests/conftest.py), the downloads after it,
+    # the pages' runs and the `early` work start at the end of collection and go on in the
+    # background, on the other core, while the first groups run; the last group needs both cores.
     reads_site = {"served_site", "built_site"}
 
     def group(item) -> int:
-        if isinstance(item, ShownPage) or "downloads" in getattr(item, "fixturenames", ()):
+        waits = {"downloads", "early"} & set(getattr(item, "fixturenames", ()))  # for work in the background
+        if isinstance(item, ShownPage) or waits:
             return 2
         if reads_site & set(getattr(item, "fixturenames", ())):
             return 1

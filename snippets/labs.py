@@ -1,7 +1,7 @@
 """The labs: the glue between chapters that the two lab notebooks run.
 
 docs/{zh,en}/labs/task1.ipynb and task3.ipynb are generated from sections of the
-chapter modules plus the sections below (`make notebooks`, tools/labs.py).
+chapter modules plus the sections below (`make notebooks`, snippets/labs.cells.yml).
 Run both labs as one script: `python -m snippets.labs` (it works in a temporary folder).
 
 Reusable helpers:

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from pagekit.page import expand
 from snippets.data import (
     MEAN,
     STD,
@@ -41,7 +42,6 @@ from snippets.data import (
     val_transform,
     write_digit_folders,
 )
-from pagekit.page import expand
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

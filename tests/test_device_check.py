@@ -18,7 +18,13 @@ from torch import nn
 from pagekit.page import python_blocks, read
 from pagekit.project import CHAPTERS
 from pagekit.run import program_blocks, program_file, run_program
-from pagekit.virtual_cuda import CudaToNumpy, DeviceError, MixedDevices, NoSuchDevice, VirtualCuda
+from pagekit.virtual_cuda import (
+    CudaToNumpy,
+    DeviceError,
+    MixedDevices,
+    NoSuchDevice,
+    VirtualCuda,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["saving.md", "training.md", "data.md"]  # run first: the two processes end together

@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from hooks import notebook_pages
+from pagekit.page import expand
+from pagekit.project import ROOT
 from snippets.labs import digit_features, in_memory, predict, save_predictions_grid
 from snippets.training import DigitCNN
 from tools import make_notebooks
-from tools.labs import LABS
-from pagekit.page import expand
-from pagekit.project import ROOT
+from tools.make_notebooks import LABS
 
 LANGS = ("zh", "en")
 SECTION = re.compile(r"^snippets/\w+\.py:[\w-]+$")

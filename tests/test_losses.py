@@ -9,11 +9,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from snippets.environment import pick_device
-from snippets.losses import (FocalLoss, bce_pos_weight_manual, bce_with_logits_manual, check_class_target, cross_entropy_manual,
-                             demo_bce_large, demo_device, demo_double_softmax, fmt, huber_manual, l1_manual,
-                             label_smoothing_cross_entropy_manual, mse_manual, per_sample_cross_entropy,
-                             smooth_l1_manual, soft_cross_entropy_manual, weighted_cross_entropy_manual)
-from snippets.losses import demo_autocast_bce_cuda, kl_div_manual
+from snippets.losses import (
+    FocalLoss,
+    bce_pos_weight_manual,
+    bce_with_logits_manual,
+    check_class_target,
+    cross_entropy_manual,
+    demo_autocast_bce_cuda,
+    demo_bce_large,
+    demo_device,
+    demo_double_softmax,
+    fmt,
+    huber_manual,
+    kl_div_manual,
+    l1_manual,
+    label_smoothing_cross_entropy_manual,
+    mse_manual,
+    per_sample_cross_entropy,
+    smooth_l1_manual,
+    soft_cross_entropy_manual,
+    weighted_cross_entropy_manual,
+)
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 

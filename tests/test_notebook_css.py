@@ -6,8 +6,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from hooks.notebook_css import (linked_stylesheets, named_classes, on_page_content, on_post_page, prune,
-                                 unwrap_plain_spans)
+from hooks.notebook_css import (
+    linked_stylesheets,
+    named_classes,
+    on_page_content,
+    on_post_page,
+    prune,
+    unwrap_plain_spans,
+)
 
 PAGE = ('<html><head><title>t</title></head><body><div class="jupyter-wrapper">'
         '<div id="cell-1" class="jp-Cell jp-CodeCell" style="color: var(--inline-color)">'

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from tools import parity
-from tools.labs import LABS
 from pagekit.page import parse_page
 from pagekit.project import ROOT
+from tools import parity
+from tools.make_notebooks import LABS
 
 DOCS = ROOT / "docs"
 CHAPTERS = [p for p in parity.page_pairs()

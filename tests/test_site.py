@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.reproducible import differences
 from pagekit.page import MarkerError, expand, includes, parse_page
 from pagekit.project import ROOT
+from tools.reproducible import differences
 
 DOCS = ROOT / "docs"
 LANGS = ("zh", "en")

@@ -14,9 +14,8 @@ import json
 import pytest
 
 from pagekit.export import spawn_safe, starts_processes
-from pagekit.run import program_file
 from pagekit.page import parse_page
-from pagekit.run import FreshRun
+from pagekit.run import FreshRun, program_file
 
 GUARD = 'if __name__ == "__main__":'
 

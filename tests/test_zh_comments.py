@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from pagekit import comments, export
-from pagekit.comments import SHELLS, code_tokens, key, module_of, table, table_path, translate, words
+from pagekit.comments import (
+    SHELLS,
+    code_tokens,
+    key,
+    module_of,
+    table,
+    table_path,
+    translate,
+    words,
+)
 from pagekit.page import expand, parse_page, python_blocks
 from pagekit.project import ROOT
 

@@ -1,6 +1,6 @@
 """Generate the lab notebooks docs/{zh,en}/labs/<lab>.ipynb: `make notebooks`.
 
-A lab is a list of cells (tools/labs.py). Code cells name snippet sections
+A lab is a list of cells (snippets/labs.cells.yml). Code cells name snippet sections
 (`snippets/data.py:imports`) and are expanded exactly as the pages expand them,
 so the notebooks run the same code the chapters show. Prose cells are written per
 language. Notebooks are saved without outputs; mkdocs-jupyter executes them when
@@ -14,14 +14,12 @@ import re
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+import yaml
 
-from tools.labs import LABS
 from pagekit.page import expand
-from pagekit.project import ROOT
+from pagekit.project import LANGS, ROOT
 
-LANGS = ("zh", "en")
+LABS = yaml.safe_load((ROOT / "snippets" / "labs.cells.yml").read_text(encoding="utf-8"))
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
           "language_info": {"name": "python"}}
 
@@ -43,7 +41,7 @@ _WIDE = re.compile(r"[\u2e80-\u9fff\u3000-\u303f\uff00-\uffef“”‘’]")
 
 
 def unwrap(text: str) -> str:
-    """Join the lines of each paragraph (tools/labs.py wraps them for reading): a line break would show as
+    """Join the lines of each paragraph (snippets/labs.cells.yml wraps them for reading): a line break would show as
     a space, which Chinese text must not have between two Chinese characters."""
     out: list[str] = []
     for line in text.strip("\n").split("\n"):
@@ -56,7 +54,12 @@ def unwrap(text: str) -> str:
     return "\n".join(out)
 
 
-def build(lab: str, lang: str) -> nbformat.NotebookNode:
+def build(lab: str, lang: str):
+    """The lab as an nbformat notebook (nbformat imported here: the tests that read LABS run
+    where it is not installed, on make gpu-check's machine)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
     cells = []
     for i, cell in enumerate(LABS[lab]):
         if isinstance(cell, dict):
@@ -74,6 +77,8 @@ def path(lab: str, lang: str) -> Path:
 
 
 def render(lab: str, lang: str) -> str:
+    import nbformat
+
     return nbformat.writes(build(lab, lang)) + "\n"
 
 
