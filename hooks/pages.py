@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from mkdocs.plugins import event_priority
 
-from pagekit import comments, export, reports
+from pagekit import comments, export, reports, runnable
 from pagekit.compare import code_sha, mask
 from pagekit.page import TITLE, expand, is_chapter, parse_page
 from pagekit.project import DEFAULT_LANG, LANGS, ROOT
@@ -92,6 +92,12 @@ def _gpu_box(block, lang: str, page: str, english: dict[str, str] | None = None)
 
 
 LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
+# The second copy button of a Python block: the block with the earlier blocks it needs (pagekit.runnable)
+RUNNABLE_WORDS = {"zh": ("复制为可运行的程序（这一段单独就能运行）", "复制为可运行的程序（连同它用到的前面 {n} 段代码）"),
+                  "en": ("Copy as a runnable program (this block runs on its own)",
+                         "Copy as a runnable program (with the {n} earlier blocks it needs)")}
+_PYTHON_BLOCK = '<div class="language-python highlight"><pre>'
+
 
 
 def _lang(config) -> str:
@@ -107,7 +113,7 @@ def on_pre_build(config):
 
 def on_page_markdown(markdown, page, config, files):
     src = Path(page.file.src_uri)
-    page.chapter_downloads = []
+    page.chapter_downloads, page.runnable = [], []
     if src.suffix != ".md" or not is_chapter(markdown):  # the home page's shell block: its comments too
         return comments.page_in_language(markdown, _lang(config)) if src.suffix == ".md" else markdown
     lang, slug = _lang(config), src.stem
@@ -127,6 +133,8 @@ def on_page_markdown(markdown, page, config, files):
     links = "、".join if lang == "zh" else ", ".join
     note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
     code = [part for kind, part in chapter.parts if kind == "code"]
+    page.runnable = [None if b.mark("skip") or b.mark("cuda") else found
+                     for b, found in zip(code, runnable.programs(code, lang))]
     if export.starts_processes(code):
         note = note.replace("\n</div>", SPAWN_NOTE[lang] + "\n</div>")
     # comments and docstrings in the page's language: the fences hold the translated code
@@ -156,6 +164,28 @@ def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=la
         lines[first:last] = [f'<div class="language-text highlight tpn-output" data-search-exclude="1"><span class="filename">{label}</span>'
                              f"<pre><span></span><code>{text}\n</code></pre></div>{extra(block)}{note}"]
     return "\n".join(lines)
+
+
+def on_page_content(html_text, page, config, files):
+    """Each Python block of a chapter gets its "copy as a runnable program" button (Material's
+    clipboard copies a button's data-clipboard-text), in the block's order on the page."""
+    programs = getattr(page, "runnable", [])
+    parts = html_text.split(_PYTHON_BLOCK)
+    if not programs:
+        return html_text
+    if len(parts) - 1 != len(programs):
+        raise ValueError(f"{page.file.src_uri}: {len(parts) - 1} Python blocks in the HTML, {len(programs)} on the page")
+    words = RUNNABLE_WORDS[_lang(config)]
+    out = [parts[0]]
+    for found, part in zip(programs, parts[1:]):
+        button = ""
+        if found is not None:
+            chosen, text = found
+            title = html.escape(words[1].format(n=len(chosen)) if chosen else words[0])
+            button = (f'<button class="md-code__button tpn-runnable" title="{title}" aria-label="{title}" '
+                      f'data-clipboard-text="{html.escape(text)}" data-blocks="{len(chosen)}"></button>')
+        out.append(_PYTHON_BLOCK + button + part)
+    return "".join(out)
 
 
 # Words in the page chrome that come from a library in English only: the heading permalink's

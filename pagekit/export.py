@@ -134,6 +134,18 @@ def block_code(block: Block, lang: str = "en") -> str:
     return (block.source if block.expanded else translate(block.source, lang)).rstrip("\n")
 
 
+_DEFINES = re.compile(r"^(?:def|class|async def|@)", re.M)
+
+
+def join_code(parts: list[str]) -> str:
+    """Pieces of code as one file, with PEP 8's blank lines: two around a definition, else one."""
+    parts = [part.strip("\n") for part in parts]
+    text = parts[0]
+    for before, part in zip(parts, parts[1:]):
+        text += ("\n\n\n" if _DEFINES.search(before) or _DEFINES.search(part) else "\n\n") + part
+    return text
+
+
 def _indent(code: str) -> str:
     return textwrap.indent(code, "    ", lambda line: bool(line.strip()))
 

@@ -565,6 +565,7 @@ def tour() -> None:
     # --8<-- [end:demo_sync_bn]
 
     # --8<-- [start:demo_bn_per_rank]
+    torch.manual_seed(0)
     bn = nn.BatchNorm2d(4)  # training mode: normalises with the batch's statistics
     features = torch.randn(8, 4, 5, 5)
     per_rank = torch.cat([bn(features[:4]), bn(features[4:])])  # 2 ranks, 4 samples

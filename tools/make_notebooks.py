@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from pagekit.export import join_code
 from pagekit.page import expand
 from pagekit.project import LANGS, ROOT
 
@@ -24,17 +25,9 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "languag
           "language_info": {"name": "python"}}
 
 
-_DEFINES = re.compile(r"^(?:def|class|async def|@)", re.M)
-
-
 def code_source(sections: list[str]) -> str:
     """The sections' code, each expanded as a page expands it, with PEP 8 blank lines between them."""
-    parts = [expand(f'--8<-- "{name}"').strip("\n") for name in sections]
-    source = parts[0]
-    for before, part in zip(parts, parts[1:]):
-        gap = "\n\n\n" if _DEFINES.search(before) or _DEFINES.search(part) else "\n\n"
-        source += gap + part
-    return source
+    return join_code([expand(f'--8<-- "{name}"') for name in sections])
 
 
 _WIDE = re.compile(r"[\u2e80-\u9fff\u3000-\u303f\uff00-\uffef“”‘’]")
