@@ -19,7 +19,7 @@ from mkdocs.plugins import event_priority
 
 from pagekit import comments, export, reports, runnable
 from pagekit.compare import code_sha, mask
-from pagekit.page import TITLE, expand, is_chapter, parse_page
+from pagekit.page import MARKER, TITLE, expand, is_chapter, parse_page
 from pagekit.project import DEFAULT_LANG, LANGS, ROOT
 
 RUN_NOTE = {
@@ -120,13 +120,17 @@ def on_page_markdown(markdown, page, config, files):
     site_url = config.site_url or "https://example.invalid/"
     url = export.page_address(site_url, lang, DEFAULT_LANG, src.name)
     lang_base = export.page_address(site_url, lang, DEFAULT_LANG, "index.md")
+    checkpoints = {f.name: f for f in sorted((ROOT / page.meta["checkpoints"]).glob("*.pt"))} \
+        if "checkpoints" in page.meta else {}
     chapter = export.read_chapter(markdown, url, lang_base, where=str(src), lang=lang)
+    markdown = with_not_run_notes(markdown, lang, checkpoints)
     page.chapter_files = {
         f"{slug}.ipynb": nbformat.writes(export.notebook(chapter, lang)) + "\n",
         f"{slug}.py": export.script(chapter, lang, f"{slug}.py"),
     }
     for rel in page.meta.get("downloads", []):
         page.chapter_files[Path(rel).name] = (ROOT / rel).read_text(encoding="utf-8")
+    page.checkpoint_files = checkpoints
     words = LINK_WORDS[lang]
     page.chapter_downloads = [(f"{slug}.ipynb", words[0]), (f"{slug}.py", words[1])]
     page.chapter_downloads += [(name, name) for name in list(page.chapter_files)[2:]]
@@ -146,6 +150,24 @@ def on_page_markdown(markdown, page, config, files):
     if title:
         markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]
     return markdown
+
+
+def with_not_run_notes(markdown: str, lang: str, checkpoints: dict[str, Path]) -> str:
+    """Above each block outside the page's program (marked skip), why, and what to do, in words
+    (pagekit.export.not_run); the GPU checkpoints it reads as links to their downloads."""
+    def link(name: str) -> str:
+        code = f"<code>{html.escape(name)}</code>"
+        return f'<a href="{html.escape(name)}" download>{code}</a>' if name in checkpoints else code
+
+    lines = markdown.split("\n")
+    for block in reversed(parse_page(markdown)):
+        if not (block.is_python and block.mark("skip")):
+            continue
+        at = block.lineno - 2  # the opening fence
+        while at > 0 and MARKER.match(lines[at - 1].strip()):
+            at -= 1
+        lines[at:at] = [f'<p class="tpn-not-run" data-search-exclude="1">{export.not_run(block, lang, link)}</p>', ""]
+    return "\n".join(lines)
 
 
 def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=lambda block: "") -> str:
@@ -212,6 +234,8 @@ def on_post_page(output, page, config):
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (folder / name).write_text(text, encoding="utf-8")
+        for name, path in getattr(page, "checkpoint_files", {}).items():
+            (folder / name).write_bytes(path.read_bytes())
     return output
 
 

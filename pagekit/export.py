@@ -121,11 +121,54 @@ def read_chapter(markdown: str, page_url: str, lang_base: str, where: str = "pag
 
 
 WORDS = {
-    "zh": {"source": "本章网页", "run": "运行方法", "fails": "这一段会按预期报错",
-           "skipped": "这一段在这里不运行", "output": "输出"},
+    "zh": {"source": "本章网页", "run": "运行方法", "fails": "这一段会按预期报错", "output": "输出"},
     "en": {"source": "This chapter online", "run": "Run it with", "fails": "this block fails on purpose",
-           "skipped": "this block is not run here", "output": "Output"},
+           "output": "Output"},
 }
+
+# A block outside the page's program (marked skip), in the reader's words: by the kind of its
+# reason (the words before the first colon, which the tests read; the rest names the test).
+NOT_RUN = {
+    "needs a checkpoint saved on a GPU": {
+        "zh": "这一段不属于本页连续运行的程序：它读取在 GPU 上保存的 checkpoint。把 {files} 下载到运行目录，它就能运行。",
+        "en": "Not part of this page's program: it reads checkpoints saved on a GPU. Download {files} into your "
+              "folder and it runs."},
+    "part of ddp_train.py, run under torchrun": {
+        "zh": "这一段不属于本页连续运行的程序：它是 ddp_train.py（页首可下载）的一部分，由 torchrun 启动。",
+        "en": "Not part of this page's program: it is part of ddp_train.py (download it at the top of the page), "
+              "which torchrun starts."},
+    "runs in 2 processes": {
+        "zh": "这一段不属于本页连续运行的程序：它在两个进程里运行，由 run_ddp_checks 启动。",
+        "en": "Not part of this page's program: it runs in two processes, started by run_ddp_checks."},
+    "needs CUDA": {
+        "zh": "这一段不属于本页连续运行的程序：它需要 CUDA GPU。",
+        "en": "Not part of this page's program: it needs a CUDA GPU."},
+    "compiling takes seconds": {
+        "zh": "这一段不属于本页连续运行的程序，因为第一次调用要编译好几秒；接在上面的代码块之后就能运行。",
+        "en": "Not part of this page's program, because its first call compiles for seconds; it runs after the "
+              "blocks above."},
+}
+_FILE = re.compile(r"^[\w.-]+(/[\w.-]+)*\.[A-Za-z]\w{0,11}$|^[\w.-]+/[\w./-]*$")  # "net.pt", "digits/train"
+_DATA_FILE = re.compile(r"[\w./-]+\.(?:pt|pth|pt2|ckpt|bin|safetensors|onnx|png|jpg|json|csv|txt|npy|npz|pkl|py|sh)\b")
+
+
+def named_files(node: ast.AST) -> set[str]:
+    """The files code names: a string that is a path, or names one (code run elsewhere)."""
+    strings = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return {f for text in strings for f in ([text] if _FILE.match(text) else _DATA_FILE.findall(text))}
+
+
+def not_run(block: Block, lang: str, link=lambda name: name) -> str:
+    """Why a skipped block is not part of the page's program, and what to do, in `lang`; the
+    files it reads as `link(name)` makes them."""
+    reason = block.mark("skip").reason
+    kind = reason.split(":")[0]
+    if kind not in NOT_RUN:
+        raise ValueError(f"line {block.lineno}: skip reason {reason!r} has no reader's words: its words before "
+                         f"the first ':' must be one of {sorted(NOT_RUN)} (pagekit/export.py NOT_RUN)")
+    files = sorted(named_files(ast.parse(block_code(block))))
+    joined = ("、" if lang == "zh" else ", ").join(link(f) for f in files)
+    return NOT_RUN[kind][lang].format(files=joined)
 
 
 def block_code(block: Block, lang: str = "en") -> str:
@@ -253,7 +296,7 @@ def script(chapter: Chapter, lang: str, filename: str) -> str:
             body += ["", f"# ## {section}", ""]
         code = script_code(part, spawn, lang)
         if code is None:
-            body += ["", f"# --- {w['skipped']}: {_skip_reason(part)}", _comment(block_code(part, lang)), ""]
+            body += ["", _comment(not_run(part, lang)), _comment(block_code(part, lang)), ""]
         elif part.must_fail:
             body += ["", f"# --- {w['fails']} ({part.must_fail.rsplit('.', 1)[-1]})", code, ""]
         else:
@@ -285,8 +328,7 @@ def notebook(chapter: Chapter, lang: str):
         elif kind == "output":
             continue
         elif _skip_reason(part):
-            cells.append(("markdown", f"*{w['skipped']}: {_skip_reason(part)}*\n\n"
-                                      f"```python\n{block_code(part, lang)}\n```", None))
+            cells.append(("markdown", f"*{not_run(part, lang)}*\n\n```python\n{block_code(part, lang)}\n```", None))
         else:
             cells.append(("code", block_code(part, lang), ["raises-exception"] if part.must_fail else None))
     return nbformat.from_dict({

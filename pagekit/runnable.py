@@ -16,11 +16,16 @@ import builtins
 import re
 from dataclasses import dataclass
 
-from pagekit.export import block_code, join_code, script_code, spawn_safe
+from pagekit.export import (
+    _DATA_FILE,
+    block_code,
+    join_code,
+    named_files,
+    script_code,
+    spawn_safe,
+)
 from pagekit.page import Block, python_blocks
 
-_FILE = re.compile(r"^[\w.-]+(/[\w.-]+)*\.[A-Za-z]\w{0,11}$|^[\w.-]+/[\w./-]*$")  # "net.pt", "digits/train"
-_DATA_FILE = re.compile(r"[\w./-]+\.(?:pt|pth|pt2|ckpt|bin|safetensors|onnx|png|jpg|json|csv|txt|npy|npz|pkl|py|sh)\b")
 _BUILTINS = set(dir(builtins))
 
 
@@ -95,10 +100,8 @@ def _names_read(node: ast.AST, later: set[str] | None = None) -> set[str]:
 
 
 def _files(node: ast.AST) -> set[str]:
-    """The files a statement names: a string that is a path, or names one (code run elsewhere)."""
-    strings = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-    found = {f"file:{f}" for text in strings for f in ([text] if _FILE.match(text) else _DATA_FILE.findall(text))}
-    for n in ast.walk(node):  # f"with_{name}.pt": a pattern, "with_.+\.pt"
+    found = {f"file:{f}" for f in named_files(node)}
+    for n in ast.walk(node):  # f"with_{name}.pt": a pattern, "with_.+\\.pt"
         if isinstance(n, ast.JoinedStr):
             parts = [re.escape(v.value) if isinstance(v, ast.Constant) else ".+" for v in n.values]
             if _DATA_FILE.search("".join(v.value for v in n.values if isinstance(v, ast.Constant))):

@@ -14,26 +14,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
-from pagekit import export
+from pagekit import export, project
 from pagekit.comments import code_tokens
 from pagekit.page import parse_page, python_blocks
-from pagekit.project import ROOT
+from pagekit.project import LANGS, ROOT
 
-LANGS = ("zh", "en")
 MAX_LINES, MEDIAN_LINES, LINE_LENGTH = 45, 15, 88
 
 
-def chapter_pages() -> list[str]:
-    """The pages under the nav's Task1 and Task3 sections (the chapters)."""
-    nav = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)["nav"]
-    sections = [entry for item in nav for title, entry in item.items() if title in ("Task1 基础", "Task3 进阶")]
-    assert len(sections) == 2
-    return [page for section in sections for item in section for page in item.values()]
-
-
-CHAPTERS = chapter_pages()
+CHAPTERS = [chapter.page for chapter in project.CHAPTERS]  # the nav's Task sections (pagekit/project.py)
 
 
 def site_folder(site: Path, lang: str, page: str) -> Path:
@@ -204,3 +194,30 @@ def test_a_page_offers_the_files_its_front_matter_lists(built_site):
         folder = site_folder(built_site, lang, "multi-gpu.md")
         assert '<a href="ddp_train.py" download' in (folder / "index.html").read_text(encoding="utf-8")
         assert (folder / "ddp_train.py").read_bytes() == (ROOT / "snippets" / "ddp_train.py").read_bytes()
+
+
+# --- blocks outside the page's program -------------------------------------------------------------
+NOTE = re.compile(r'<p class="tpn-not-run"[^>]*>(.*?)</p>\s*(?:<!--.*?-->\s*)*<div class="language-python highlight">')
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_each_block_outside_the_program_says_why_in_the_pages_language(built_site, page):
+    """A skipped block says above it, in the reader's words, why the page's program leaves it out
+    and what to do; the GPU checkpoints it reads download from the page, byte for byte."""
+    for lang in LANGS:
+        folder = site_folder(built_site, lang, page)
+        notes = NOTE.findall((folder / "index.html").read_text(encoding="utf-8"))
+        skipped = [b for b in page_blocks(page, lang) if b.mark("skip")]
+        assert [html.unescape(re.sub(r"<[^>]+>", "", n)) for n in notes] == [export.not_run(b, lang) for b in skipped]
+        assert all(bool(re.search(r"[\u4e00-\u9fff]", n)) == (lang == "zh") for n in notes)
+        for name in {m for n in notes for m in re.findall(r'href="([^"]+\.pt)" download', n)}:
+            assert (folder / name).read_bytes() == (ROOT / "tests/fixtures/gpu-checkpoints" / name).read_bytes()
+        script = (folder / f"{Path(page).stem}.py").read_text(encoding="utf-8")
+        assert all(export.not_run(b, lang) in script.replace("\n# ", " ") for b in skipped)
+
+
+def test_a_skip_reason_without_readers_words_fails_the_build():
+    [block] = python_blocks(parse_page('<!--pytest.mark.skip(reason="too slow: tests/x.py runs it")-->\n'
+                                       "```python\nx = 1\n```\n"))
+    with pytest.raises(ValueError, match="skip reason 'too slow: tests/x.py runs it' has no reader's words"):
+        export.not_run(block, "en")

@@ -322,12 +322,17 @@ def test_every_nav_title_has_its_english_translation():
 
 
 def test_each_chapter_has_its_snippet_module_and_test_file():
-    """A chapter (a page under the nav's Task1/Task3 sections) <slug>.md has snippets/<module>.py, which
-    it includes, and tests/test_<module>.py; <module> is the slug with - as _ (multi-gpu -> multi_gpu)."""
-    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
-    chapters = [page for path, page in _nav_entries(cfg["nav"]) if path[0] in ("Task1 基础", "Task3 进阶")]
+    """A chapter (pagekit.project.CHAPTERS: a page under the nav's Task1/Task3 sections) <slug>.md has
+    snippets/<module>.py, which it includes, and tests/test_<module>.py; <module> is the slug with - as _
+    (multi-gpu -> multi_gpu). Every page with Python blocks, in every language, is a chapter (or a lab)."""
+    from pagekit.page import is_chapter
+    from pagekit.project import CHAPTERS
+
+    chapters = [c.page for c in CHAPTERS]
     assert len(chapters) >= 10
-    problems = []
+    problems = [f"{lang}/{p.name}: has Python blocks but is not under a Task section of the nav"
+                for lang in LANGS for p in sorted((DOCS / lang).glob("*.md"))
+                if is_chapter(p.read_text(encoding="utf-8")) and p.name not in chapters]
     for page in chapters:
         module = Path(page).stem.replace("-", "_")
         for need in (f"snippets/{module}.py", f"tests/test_{module}.py"):
