@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from pagekit.project import LANGS
+
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {lang: ROOT / "docs" / lang / "errata.md" for lang in ("zh", "en")}
+PAGES = {lang: ROOT / "docs" / lang / "errata.md" for lang in LANGS}
 ROW = re.compile(r"^\| (E\d+) \|(.*)\|\s*$", re.M)
 # E3 is a dead web page: there is no code to run offline, the chapter cites the announcement.
 WITHOUT_TESTS = {"E3"}

@@ -65,7 +65,7 @@ def test_fragment_shows_the_gpu_result_and_the_pinned_cpu_versions(sample_report
 
 def test_fragment_before_any_gpu_run_says_so():
     pinned = {"torch": "9.9.9", "torchvision": "8.8.8"}
-    zh, en = (reports.render_fragment(reports.NOT_RUN, pinned, lang) for lang in ("zh", "en"))
+    zh, en = (reports.render_fragment(reports.NOT_RUN, pinned, lang) for lang in LANGS)
     assert "torch 9.9.9 · torchvision 8.8.8" in zh and "torch 9.9.9 · torchvision 8.8.8" in en
     assert "| GPU | — | 尚未在 GPU 上运行（`make gpu-check`） |" in zh
     assert "| GPU | — | not yet run on a GPU (`make gpu-check`) |" in en
@@ -81,12 +81,12 @@ def test_each_language_has_its_own_table_in_its_own_words(sample_report):
     """The Chinese table has no English word outside names, versions and commands; and the reverse."""
     pinned = {"torch": "2.14.1", "torchvision": "0.29.1"}
     for report in (sample_report, reports.NOT_RUN):
-        zh, en = (reports.render_fragment(report, pinned, lang) for lang in ("zh", "en"))
+        zh, en = (reports.render_fragment(report, pinned, lang) for lang in LANGS)
         names = r"`[^`]*`|torch(vision)?|CUDA|GPU|CPU|CI|NVIDIA|[\w.+-]*\d[\w.+-]*"  # names, versions
         zh_words = re.findall(r"[A-Za-z]{2,}", re.sub(names, "", zh.split("-->", 1)[1]))
         assert zh_words == [], f"English words in the Chinese table: {zh_words}"
         assert not re.search(r"[\u4e00-\u9fff]", en), "Chinese in the English table"
-    for lang in ("zh", "en"):
+    for lang in LANGS:
         home = (ROOT / "docs" / lang / "index.md").read_text(encoding="utf-8")
         assert re.findall(r'--8<-- "generated/verified[^"]*"', home) == [f'--8<-- "generated/verified.{lang}.md"']
 

@@ -15,13 +15,12 @@ from PIL import Image
 
 from hooks import notebook_pages
 from pagekit.page import expand
-from pagekit.project import ROOT
+from pagekit.project import LANGS, ROOT
 from snippets.labs import digit_features, in_memory, predict, save_predictions_grid
 from snippets.training import DigitCNN
 from tools import make_notebooks
 from tools.make_notebooks import LABS
 
-LANGS = ("zh", "en")
 SECTION = re.compile(r"^snippets/\w+\.py:[\w-]+$")
 NAV_TITLES = {("task1", "zh"): "Task1 实验", ("task1", "en"): "Task1 lab",
               ("task3", "zh"): "Task3 实验", ("task3", "en"): "Task3 lab"}

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from pagekit.project import LANGS
 from tools import matrix
 
 PINS = {"torch": "2.14.1", "torchvision": "0.29.1", "numpy": "2.4.6", "pytest": "9.2.0"}
@@ -157,7 +158,7 @@ def test_the_report_names_each_block_what_differs_and_why():
 
 def test_the_summary_tables_hold_the_same_numbers_in_both_languages():
     report = fake_report()
-    tables = {lang: matrix.render_summary(report, lang) for lang in ("zh", "en")}
+    tables = {lang: matrix.render_summary(report, lang) for lang in LANGS}
     assert "| `2.11.0` | `0.26.0` | `2.4.6` | 2 通过 · 3 失败 |" in tables["zh"]
     assert not re.search(r"[\u4e00-\u9fff]", tables["en"])
     numbers = {lang: re.findall(r"\d+(?:\.\d+)?", t) for lang, t in tables.items()}
@@ -179,7 +180,7 @@ def test_render_rewrites_the_markdown_from_the_json(tmp_path):
 def test_the_committed_report_is_what_its_json_renders():
     report = json.loads((matrix.GENERATED / "matrix.json").read_text(encoding="utf-8"))
     assert (matrix.GENERATED / "matrix.md").read_text(encoding="utf-8") == matrix.render_md(report)
-    for lang in ("zh", "en"):
+    for lang in LANGS:
         assert (matrix.GENERATED / f"matrix-summary.{lang}.md").read_text(encoding="utf-8") == \
             matrix.render_summary(report, lang)
     assert {e["release"] for e in report["releases"]} >= {"2.11.0", report["pinned_torch"]}

@@ -22,6 +22,7 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from pagekit.compare import differs
 from pagekit.page import exception_type, expand, includes, parse_page
+from pagekit.project import LANGS
 from pagekit.run import error_line
 from snippets import ddp_train
 from snippets import multi_gpu as mg
@@ -181,7 +182,7 @@ def test_table_command_writes_the_table_in_each_language(tmp_path):
     with contextlib.redirect_stdout(out):
         mg.main(["--table", str(tmp_path)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi-gpu-table.en.md", "multi-gpu-table.zh.md"]
-    for lang in ("zh", "en"):
+    for lang in LANGS:
         assert (tmp_path / f"multi-gpu-table.{lang}.md").read_text(encoding="utf-8") == mg.combination_table(lang)
     assert out.getvalue().count("wrote ") == 2
     assert mg.combination_table("zh").splitlines()[2:] == mg.combination_table("en").splitlines()[2:]
@@ -418,7 +419,7 @@ def test_whole_dp_loaded_on_cpu_fails_when_called_but_its_module_works(main_with
 
 # ---- the pages' blocks that need a GPU-saved checkpoint: their code, run on the fixtures ----
 
-PAGES = {lang: ROOT / "docs" / lang / "multi-gpu.md" for lang in ("zh", "en")}
+PAGES = {lang: ROOT / "docs" / lang / "multi-gpu.md" for lang in LANGS}
 # the section a skipped block shows -> the function holding it; False: `__main__` has no Net
 GPU_FILE_DEMOS = {
     "demo_saved_devices": (mg.demo_saved_devices, True),

@@ -14,11 +14,10 @@ import pytest
 import yaml
 
 from pagekit.page import MarkerError, expand, includes, parse_page
-from pagekit.project import ROOT
+from pagekit.project import LANGS, ROOT
 from tools.reproducible import differences
 
 DOCS = ROOT / "docs"
-LANGS = ("zh", "en")
 PAGE_SUFFIXES = (".md", ".ipynb")
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from pagekit.project import LANGS
 from snippets import training as tr
 
 CPU = torch.device("cpu")
@@ -408,7 +409,7 @@ def test_save_figures_names_its_picture(trained, tmp_path, monkeypatch):
 
 def test_the_page_picture_is_generated_in_each_language():
     """`make figures`: training-curves.<lang>.png, each page links its own language's picture."""
-    pictures = {lang: ROOT / "docs" / "assets" / "img" / f"training-curves.{lang}.png" for lang in ("zh", "en")}
+    pictures = {lang: ROOT / "docs" / "assets" / "img" / f"training-curves.{lang}.png" for lang in LANGS}
     for lang, picture in pictures.items():
         assert picture.exists(), "run `make figures` (python -m tools.figures training)"
         page = (ROOT / "docs" / lang / "training.md").read_text("utf-8")
@@ -648,7 +649,7 @@ def test_the_compile_table_is_generated_by_the_bench_command_in_each_language():
     data = bench_training.load_compile_data()
     assert [r["mode"] for r in data["rows"]] == ["eager", "torch.compile"]
     modes = {"zh": ("| 普通执行 |", "| `torch.compile` |"), "en": ("| eager |", "| torch.compile |")}
-    for lang in ("zh", "en"):
+    for lang in LANGS:
         table = (ROOT / "generated" / f"training-compile.{lang}.md").read_text(encoding="utf-8")
         assert table == bench_training.render_compile_table(data, lang), \
             "rerun `python -m tools.bench_training --compile-table --render`"

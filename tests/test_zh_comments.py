@@ -23,7 +23,7 @@ from pagekit.comments import (
     words,
 )
 from pagekit.page import expand, parse_page, python_blocks
-from pagekit.project import ROOT
+from pagekit.project import LANGS, ROOT
 
 # Imports only what `make gpu-check` installs (it collects this module; no nbformat, no site build)
 PAGES = sorted((ROOT / "docs" / "en").rglob("*.md"))
@@ -139,7 +139,7 @@ def _changed_lines(page: str, lang: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("lang", ("zh", "en"))
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_the_pages_and_downloads_show_comments_in_their_language(built_site, page, lang):
     import nbformat
@@ -160,11 +160,11 @@ def test_the_pages_and_downloads_show_comments_in_their_language(built_site, pag
         assert re.search(r"# [^\n]*[\u4e00-\u9fff]", shown["page"])
         # a GPU run's output stays under its block: it is found by the code that ran (English)
         boxes = [(site_folder(built_site, lg, page) / "index.html").read_text(encoding="utf-8").count("tpn-gpu")
-                 for lg in ("zh", "en")]
+                 for lg in LANGS]
         assert boxes[0] == boxes[1]
 
 
-@pytest.mark.parametrize("lang", ("zh", "en"))
+@pytest.mark.parametrize("lang", LANGS)
 def test_shell_blocks_show_comments_in_their_language(built_site, lang):
     """The shell blocks (install.sh, cuda_env.sh, ddp_run.sh, the home page's quickstart.sh) on
     the pages, and in the chapters' notebooks as Markdown."""

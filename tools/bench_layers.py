@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pagekit.project import LANGS
 from snippets.layers import corr2d, corr2d_unfold
 from tools import measured
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated"
-LANGS = measured.LANGS
+
 DATA = "layers-bench.json"  # the measurement; both languages' tables are rendered from it
 FRAGMENT = "layers-bench.{lang}.md"  # one table per language, each page includes its own
 COMMAND = "make bench"

@@ -31,6 +31,7 @@ from pathlib import Path
 T0 = time.perf_counter()
 import torch  # noqa: E402
 
+from pagekit.project import LANGS
 from snippets.environment import pick_device  # noqa: E402
 from snippets.training import DigitCNN, seed_everything, train_digits  # noqa: E402
 from tools import measured  # noqa: E402
@@ -38,7 +39,7 @@ from tools import measured  # noqa: E402
 IMPORT_SECONDS = time.perf_counter() - T0
 TARGET = 0.95
 GENERATED = Path(__file__).resolve().parents[1] / "generated"
-LANGS = measured.LANGS
+
 COMPILE_DATA = "training-compile.json"  # the measurement; both languages' tables come from it
 COMPILE_FRAGMENT = "training-compile.{lang}.md"  # one table per language, each page includes its own
 COMPILE_COMMAND = "python -m tools.bench_training --compile-table"

@@ -34,9 +34,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 import snippets  # noqa: E402
+from pagekit.project import LANGS
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "img"
-LANGS = ("zh", "en")
 SOURCE_LANG = "en"  # the language the snippets draw in
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 CJK_FAMILY = "WenQuanYi Micro Hei"

@@ -43,6 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pagekit.project import LANGS
+
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "generated"
 WORK = ROOT / ".cache" / "matrix"
@@ -506,7 +508,7 @@ def write(report: dict, out: Path = GENERATED) -> list[Path]:
         f["blocks"] = page_blocks(f["message"])  # read again: --render after a change to the reading
     files = {out / "matrix.json": json.dumps(report, indent=1, ensure_ascii=False) + "\n",
              out / "matrix.md": render_md(report)}
-    files |= {out / f"matrix-summary.{lang}.md": render_summary(report, lang) for lang in ("zh", "en")}
+    files |= {out / f"matrix-summary.{lang}.md": render_summary(report, lang) for lang in LANGS}
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
     return list(files)

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-LANGS = ("zh", "en")
+from pagekit.project import LANGS
 
 
 def write(data: dict, out_dir: Path, data_name: str, fragment: str,
