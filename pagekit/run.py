@@ -20,12 +20,15 @@ worker processes import its script again, as spawn does on Windows and macOS (`_
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import io
 import json
 import multiprocessing
 import os
 import re
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -191,14 +194,66 @@ def without_repository(pythonpath: str) -> str:
     return os.pathsep.join(keep)
 
 
+RUN_CACHE = ROOT / ".cache" / "runs"
+
+
+def run_key(path: Path, virtual_cuda: bool) -> str:
+    """What a file's run depends on: the file, the engine that runs it, the interpreter and the
+    installed packages (a file's program makes whatever else it reads). Same key, same run."""
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(_environment().encode() + repr(virtual_cuda).encode())
+    return digest.hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> str:
+    from importlib.metadata import distributions
+
+    engine = [source.read_bytes() for source in sorted(Path(__file__).parent.glob("*.py"))]
+    packages = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
+    return hashlib.sha256(repr((engine, sys.version, sys.executable, packages, os.path.exists("/dev/nvidiactl"),
+                                os.environ.get("CUDA_VISIBLE_DEVICES"))).encode()).hexdigest()
+
+
+def _artifacts(path: Path) -> dict[str, Path]:
+    """What a run of `path` leaves beside it, by the name the cache keeps it under."""
+    found = {"out": Path(f"{path}.out"), "err": Path(f"{path}.err")}
+    return found | ({"results": path.with_name(path.stem + ".results.json")} if path.suffix == ".json" else {})
+
+
+def _passed(path: Path) -> bool:
+    """A page program's run passed when no block raised what it was not marked to raise."""
+    results = path.with_name(path.stem + ".results.json")
+    if path.suffix != ".json":
+        return True
+    return results.is_file() and not any(r["error"] and not r["failed_as_it_must"]
+                                         for r in json.loads(results.read_text()))
+
+
 class FreshRun:
     """`python -m pagekit.run` over `files`, started now in the background (cwd `folder`, the
     repository off PYTHONPATH, a lower CPU priority than the tests that wait for it). The engine
     reaches it through a folder that holds only a link to pagekit, dropped from the path before
-    any file runs. `results()` waits: {file: {"returncode", "seconds"}}."""
+    any file runs. `results()` waits: {file: {"returncode", "seconds"}}.
+
+    A file run before with the same `run_key` (the same file, engine, interpreter and packages:
+    the same run) is not run again: its recorded output comes from .cache/runs/, as a build's
+    caches do. A fresh clone (CI) runs everything; TPN_RUN_CACHE=0 does too."""
 
     def __init__(self, files: list[Path], folder: Path, parallel: int = 1, virtual_cuda: bool = False):
         self.folder = Path(folder)
+        self.cached: dict[str, dict] = {}
+        self.keys: dict[str, str] = {}
+        use_cache = os.environ.get("TPN_RUN_CACHE", "1") != "0"
+        for path in map(Path, files):
+            self.keys[str(path)] = key = run_key(path, virtual_cuda)
+            stored = RUN_CACHE / key
+            if use_cache and (stored / "status.json").is_file():
+                for name, artifact in _artifacts(path).items():
+                    if (stored / name).is_file():
+                        shutil.copyfile(stored / name, artifact)
+                self.cached[str(path)] = json.loads((stored / "status.json").read_text())
+        todo = [str(p) for p in files if str(p) not in self.cached]
         engine = self.folder / "engine"
         engine.mkdir(exist_ok=True)
         (engine / "pagekit").symlink_to(Path(__file__).resolve().parent)
@@ -206,18 +261,29 @@ class FreshRun:
         flags = ["--parallel", str(parallel)] + (["--virtual-cuda"] if virtual_cuda else [])
         with open(self.folder / "run.log", "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pagekit.run", "results.json", *flags, *map(str, files)],
+                [sys.executable, "-m", "pagekit.run", "results.json", *flags, *todo],
                 cwd=self.folder, env=dict(os.environ, PYTHONPATH=path), stdout=log,
-                stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(5))
+                stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(5)) if todo else None
 
     def results(self, timeout: float = 900) -> dict[str, dict]:
+        if self.process is None:
+            return dict(self.cached)
         if self.process.wait(timeout) != 0:
             log = (self.folder / "run.log").read_text(errors="replace")
             raise RuntimeError(f"python -m pagekit.run exited {self.process.returncode}:\n{log[-3000:]}")
-        return json.loads((self.folder / "results.json").read_text())
+        ran = json.loads((self.folder / "results.json").read_text())
+        for file, status in ran.items():  # remember each run that passed (a failure may be transient)
+            if status["returncode"] == 0 and _passed(Path(file)):
+                stored = RUN_CACHE / self.keys[file]
+                stored.mkdir(parents=True, exist_ok=True)
+                for name, artifact in _artifacts(Path(file)).items():
+                    if artifact.is_file():
+                        shutil.copyfile(artifact, stored / name)
+                (stored / "status.json").write_text(json.dumps(status))
+        return {**self.cached, **ran}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 

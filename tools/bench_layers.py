@@ -5,9 +5,12 @@
     python -m tools.bench_layers --render     # no measuring: the .md files from the .json again
     python -m tools.bench_layers --quick -o - # a fast smoke run to stdout
 
-Median wall time per call of corr2d (Python loops), corr2d_unfold and F.conv2d with
-a 3x3 kernel on N x N inputs, on the CPU; then nn.Conv2d layers (inference, no_grad)
-on contiguous (NCHW) input and weights against the same in channels_last (NHWC).
+Time per call of corr2d (Python loops), corr2d_unfold and F.conv2d with a 3x3 kernel
+on N x N inputs, on the CPU; then nn.Conv2d layers (inference, no_grad) on contiguous
+(NCHW) input and weights against the same in channels_last (NHWC). Each figure is
+measured RUNS times with torch.utils.benchmark (each run: the median of as many calls as
+fit in its time) and shown as the range of those runs, a factor as the range of its
+per-run ratios: one run on one machine is not a property of the code.
 The measurement is kept in generated/layers-bench.json; each page includes the table in
 its own language (generated/layers-bench.<lang>.md), both rendered from that one file.
 """
@@ -17,13 +20,12 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.benchmark as benchmark
 from torch import nn
 
 from pagekit.project import LANGS
@@ -37,14 +39,18 @@ FRAGMENT = "layers-bench.{lang}.md"  # one table per language, each page include
 COMMAND = "make bench"
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+RUNS = 5
+
+
+def runs(fn, runs: int = RUNS, min_run_time: float = 0.2) -> list[float]:
+    """`runs` independent measurements of one call of fn, in seconds (torch.utils.benchmark:
+    each is the median over as many calls as fit in min_run_time, after a warm-up)."""
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return [timer.blocked_autorange(min_run_time=min_run_time).median for _ in range(runs)]
+
+
+def ratios(a: list[float], b: list[float]) -> list[float]:
+    return [x / y for x, y in zip(a, b)]
 
 
 def fmt(seconds: float) -> str:
@@ -61,18 +67,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure(sizes: list[int], loop_repeats: int, fast_repeats: int) -> list[dict]:
+def measure(sizes: list[int], n_runs: int, min_run_time: float) -> list[dict]:
     torch.manual_seed(0)
     rows = []
     for n in sizes:
         X, K = torch.rand(n, n), torch.rand(3, 3)
         Xb, Kb = X[None, None], K[None, None]
         assert torch.allclose(corr2d(X, K), F.conv2d(Xb, Kb)[0, 0], atol=1e-4)
-        loop = median_seconds(lambda: corr2d(X, K), loop_repeats)
-        unfold = median_seconds(lambda: corr2d_unfold(X, K), fast_repeats)
-        builtin = median_seconds(lambda: F.conv2d(Xb, Kb), fast_repeats)
+        loop = runs(lambda: corr2d(X, K), n_runs, min_run_time)
+        unfold = runs(lambda: corr2d_unfold(X, K), n_runs, min_run_time)
+        builtin = runs(lambda: F.conv2d(Xb, Kb), n_runs, min_run_time)
         rows.append(dict(n=n, loop=loop, unfold=unfold, builtin=builtin,
-                         loop_per_unfold=loop / unfold, loop_per_builtin=loop / builtin))
+                         loop_per_unfold=ratios(loop, unfold), loop_per_builtin=ratios(loop, builtin)))
     return rows
 
 
@@ -81,7 +87,7 @@ CONV_LAYERS = [(8, 64, 32, 64, 3), (16, 64, 28, 128, 1), (1, 3, 224, 64, 7)]
 CONV_LAYERS_QUICK = [(2, 8, 16, 16, 3)]
 
 
-def measure_channels_last(layers: list[tuple], repeats: int) -> list[dict]:
+def measure_channels_last(layers: list[tuple], n_runs: int, min_run_time: float) -> list[dict]:
     """Time one nn.Conv2d on contiguous input and weights, then both in channels_last."""
     torch.manual_seed(0)
     rows = []
@@ -90,13 +96,13 @@ def measure_channels_last(layers: list[tuple], repeats: int) -> list[dict]:
         x = torch.rand(n, c_in, hw, hw)
         with torch.no_grad():
             y = conv(x)
-            contiguous = median_seconds(lambda: conv(x), repeats)
+            contiguous = runs(lambda: conv(x), n_runs, min_run_time)
             conv = conv.to(memory_format=torch.channels_last)  # in place
             x = x.to(memory_format=torch.channels_last)
             assert torch.allclose(conv(x), y, atol=1e-4)
-            last = median_seconds(lambda: conv(x), repeats)
+            last = runs(lambda: conv(x), n_runs, min_run_time)
         rows.append(dict(layer=f"Conv2d({c_in}, {c_out}, {k})", input=f"{n}×{c_in}×{hw}×{hw}",
-                         contiguous=contiguous, channels_last=last, speedup=contiguous / last))
+                         contiguous=contiguous, channels_last=last, speedup=ratios(contiguous, last)))
     return rows
 
 
@@ -108,12 +114,13 @@ def machine() -> dict:
 def measure_all(quick: bool = False) -> dict:
     """Everything the tables show, as written to generated/layers-bench.json."""
     if quick:
-        sizes = measure([8, 16], loop_repeats=1, fast_repeats=3)
-        layers = measure_channels_last(CONV_LAYERS_QUICK, repeats=3)
+        sizes = measure([8, 16], n_runs=2, min_run_time=0.01)
+        layers = measure_channels_last(CONV_LAYERS_QUICK, n_runs=2, min_run_time=0.01)
     else:
-        sizes = measure([32, 64, 128], loop_repeats=5, fast_repeats=50)
-        layers = measure_channels_last(CONV_LAYERS, repeats=20)
-    return {"machine": machine(), "command": COMMAND, "sizes": sizes, "channels_last": layers}
+        sizes = measure([32, 64, 128], n_runs=RUNS, min_run_time=0.2)
+        layers = measure_channels_last(CONV_LAYERS, n_runs=RUNS, min_run_time=0.2)
+    return {"machine": machine(), "command": COMMAND, "runs": 2 if quick else RUNS,
+            "sizes": sizes, "channels_last": layers}
 
 
 # The tables' words, per language (the numbers are the same in both; code names stay as they are).
@@ -123,7 +130,8 @@ WORDS = {
         "layers": ("layer", "input (N×C×H×W)", "contiguous (NCHW)", "channels_last (NHWC)",
                    "contiguous ÷ channels_last"),
         "layer": "{}",
-        "machine": "`{cpu}, {threads} threads, torch {torch}, Python {python}, {date}` · `{command}`",
+        "machine": "`{cpu}, {threads} threads, torch {torch}, Python {python}, {date}` · `{command}` · "
+                   "each cell: the range over {runs} runs",
     },
     "zh": {
         "sizes": ("N×N", "`corr2d`（手写循环）", "`corr2d_unfold`", "`F.conv2d`", "手写循环 ÷ `unfold`",
@@ -132,9 +140,24 @@ WORDS = {
                    "连续存放 ÷ `channels_last`"),
         "layer": "`{}`",
         "machine": "测量环境：`{cpu}`，{threads} 个线程，`torch {torch}`，`Python {python}`，{date} · "
-                   "命令 `{command}`",
+                   "命令 `{command}` · 每格：{runs} 次测量的范围",
     },
 }
+
+
+def span(values: list[float], show=None) -> str:
+    """A range of measurements, e.g. "8.5–9.1 ms" or "280–310×" (one value when they agree)."""
+    show = show or fmt
+    low, high = show(min(values)), show(max(values))
+    if low == high:
+        return low
+    unit = low.rsplit(" ", 1)[-1] if " " in low and low.rsplit(" ", 1)[-1] == high.rsplit(" ", 1)[-1] else ""
+    return f"{low.removesuffix(' ' + unit) if unit else low}–{high}"
+
+
+def factor(values: list[float]) -> str:
+    digits = 1 if max(values) < 10 else 0
+    return span(values, lambda v: f"{v:.{digits}f}") + "×"
 
 
 def _header(cells: tuple[str, ...], align: str) -> list[str]:
@@ -146,8 +169,8 @@ def render_channels_last(rows: list[dict], lang: str = "en") -> str:
     lines = _header(words["layers"], "--:")
     lines[1] = lines[1].replace("--:", "---", 1)
     for r in rows:
-        lines.append(f"| {words['layer'].format(r['layer'])} | {r['input']} | {fmt(r['contiguous'])} "
-                     f"| {fmt(r['channels_last'])} | {r['speedup']:.1f}× |")
+        lines.append(f"| {words['layer'].format(r['layer'])} | {r['input']} | {span(r['contiguous'])} "
+                     f"| {span(r['channels_last'])} | {factor(r['speedup'])} |")
     return "\n".join(lines)
 
 
@@ -158,11 +181,11 @@ def render(data: dict, lang: str) -> str:
     lines = _header(WORDS[lang]["sizes"], "--:")
     for r in data["sizes"]:
         lines.append(
-            f"| {r['n']}² | {fmt(r['loop'])} | {fmt(r['unfold'])} | {fmt(r['builtin'])} "
-            f"| {r['loop_per_unfold']:.0f}× | {r['loop_per_builtin']:.0f}× |")
+            f"| {r['n']}² | {span(r['loop'])} | {span(r['unfold'])} | {span(r['builtin'])} "
+            f"| {factor(r['loop_per_unfold'])} | {factor(r['loop_per_builtin'])} |")
     if data.get("channels_last"):
         lines += ["", render_channels_last(data["channels_last"], lang)]
-    stamp = WORDS[lang]["machine"].format(command=data["command"], **data["machine"])
+    stamp = WORDS[lang]["machine"].format(command=data["command"], runs=data["runs"], **data["machine"])
     lines += ["", f"<small>{stamp}</small>", ""]
     return "\n".join(lines)
 
