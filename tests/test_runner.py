@@ -1,6 +1,8 @@
 """The page runner (pagekit.run) and the output fences (pagekit.compare)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pagekit import compare
@@ -135,3 +137,32 @@ def test_make_outputs_adds_updates_and_removes_fences():
     blocks = parse_page(new)
     assert [b.expected for b in blocks] == ["new\n", "added\n", None, None]
     assert compare.rewrite(new, ["new\n", "added\n", "", None]) == new
+
+
+# --- remembered runs ---------------------------------------------------------------------------
+def test_a_run_is_remembered_by_what_it_depends_on_and_a_failure_is_not(tmp_path, monkeypatch):
+    from pagekit import run
+
+    monkeypatch.setattr(run, "RUN_CACHE", tmp_path / "cache")
+    monkeypatch.delenv("TPN_RUN_CACHE", raising=False)
+
+    def fresh(name: str, code: str) -> tuple[run.FreshRun, Path]:
+        folder = tmp_path / f"{name}-{len(list(tmp_path.iterdir()))}"
+        (folder / "f").mkdir(parents=True)
+        path = folder / "f" / "x.py"
+        path.write_text(code, encoding="utf-8")
+        return run.FreshRun([path], folder), path
+
+    first, path = fresh("a", "print('hello')")
+    assert first.results()[str(path)]["returncode"] == 0 and first.process is not None
+    again, path = fresh("b", "print('hello')")  # the same file elsewhere: not run again
+    assert again.process is None and again.results()[str(path)]["returncode"] == 0
+    assert Path(f"{path}.out").read_text() == "hello\n"
+    changed, path = fresh("c", "print('hello!')")
+    assert changed.process is not None and changed.results()[str(path)]["returncode"] == 0
+    for name in ("d", "e"):  # a failure runs every time
+        failing, path = fresh(name, "raise SystemExit(3)")
+        assert failing.process is not None and failing.results()[str(path)]["returncode"] == 3
+    monkeypatch.setenv("TPN_RUN_CACHE", "0")
+    forced, _ = fresh("f", "print('hello')")
+    assert forced.process is not None and forced.results()
