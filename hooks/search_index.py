@@ -7,7 +7,7 @@ headings and inline `code` stay searchable; a name that appears only inside a co
 is not found.
 
 Material's search plugin skips an element that has a `data-search-exclude` attribute, and
-takes the attribute off the page once it has indexed the page. hooks/pages.py puts it on the
+takes the attribute off the page once it has indexed the page. hooks/chapters.py puts it on the
 HTML it writes (each chapter's "how to run" box, the output blocks); here it goes on the
 notebook pages' heading anchors (¶), prompts ("In [1]:") and the copy button's "Copied!".
 

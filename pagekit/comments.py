@@ -198,7 +198,7 @@ def translate(source: str, lang: str, shell: bool = False) -> str:
 def page_in_language(markdown: str, lang: str) -> str:
     """A page's Markdown with each Python fence whose comments or docstrings `lang` translates
     holding its code, translated, in place of its includes (other fences stay includes, which
-    pymdownx.snippets expands to the same code). For the zh build's pages (hooks/pages.py)."""
+    pymdownx.snippets expands to the same code). For the zh build's pages (hooks/chapters.py)."""
     if lang == SOURCE_LANG:
         return markdown
     from pagekit.page import parse_page

@@ -206,7 +206,7 @@ def expand(source: str) -> str:
     """Expand `--8<--` includes as mkdocs does (SnippetMissingError if one is broken).
 
     Cached: a build expands each block for the page, its notebook and its script; a process that
-    sees the snippet files change (`mkdocs serve`) calls `expand.cache_clear()` (hooks/pages.py)."""
+    sees the snippet files change (`mkdocs serve`) calls `expand.cache_clear()` (hooks/chapters.py)."""
     return "\n".join(_snippet_preprocessor().run(source.split("\n")))
 
 

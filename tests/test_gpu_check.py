@@ -181,7 +181,7 @@ def test_installs_from_wheels_into_a_private_folder_but_never_torch(tmp_path):
 def test_a_page_shows_the_gpu_runs_output_only_for_the_code_that_printed_it(monkeypatch):
     """Under a block whose output differs on the GPU, the committed run's output in a box of its
     own, labelled with the GPU, torch and date; none once the block's code has changed."""
-    from hooks import pages
+    from hooks import chapters as pages
     from pagekit.compare import code_sha
     from pagekit.export import block_code
     from pagekit.page import parse_page

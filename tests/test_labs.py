@@ -147,7 +147,7 @@ def test_lab_page_offers_its_notebook(served_site, lab, lang):
     served = nbformat.read(folder / f"{lab}.ipynb", as_version=4)
     source = nbformat.read(ROOT / "docs" / lang / "labs" / f"{lab}.ipynb", as_version=4)
     assert code_cells(served) == code_cells(source)
-    # the same prose, its links pointing at the hosted site (hooks/pages.py), not at ../../
+    # the same prose, its links pointing at the hosted site (hooks/chapters.py), not at ../../
     prose = [c.source for c in served.cells if c.cell_type == "markdown"]
     assert len(prose) == len([c for c in source.cells if c.cell_type == "markdown"])
     assert not any("](../" in text for text in prose)

@@ -181,7 +181,7 @@ def test_search_index_holds_jieba_segmented_chinese(built_site):
 
 def test_each_language_has_its_own_clean_search_index(built_site):
     """hooks/search_lang.py: one index per language; no page furniture in it (data-search-exclude,
-    put on by hooks/pages.py and hooks/search_index.py)."""
+    put on by hooks/chapters.py and hooks/search_index.py)."""
     zh = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
     en = json.loads((built_site / "en" / "search" / "search_index.json").read_text(encoding="utf-8"))
     assert zh["config"]["lang"] == ["zh"] and en["config"]["lang"] == ["en"]
@@ -224,16 +224,16 @@ def test_a_second_build_is_byte_identical(served_site, second_build):
 
 
 def test_the_build_date_is_the_last_commits(monkeypatch):
-    """hooks/verified_line.py: SOURCE_DATE_EPOCH (the sitemap's dates) is the last commit's time, so two
+    """hooks/chapters.py: SOURCE_DATE_EPOCH (the sitemap's dates) is the last commit's time, so two
     builds a day apart are byte-identical too; one set from outside is kept."""
-    from hooks import verified_line
+    from hooks import chapters
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # so that monkeypatch restores the environment after
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
-    verified_line.on_config(None)
+    chapters.on_config(None)
     head = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True)
     assert os.environ["SOURCE_DATE_EPOCH"] == head.stdout.strip() != ""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
-    verified_line.on_config(None)
+    chapters.on_config(None)
     assert os.environ["SOURCE_DATE_EPOCH"] == "86400"
 
 
@@ -257,7 +257,7 @@ def test_chinese_headings_get_readable_anchors(built_site):
 def project_copy(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("copy")
     for name in ("docs", "snippets", "generated", "overrides", "hooks", "tools", "mkdocs.yml",
-                 "conftest.py", "pagekit", "pyproject.toml", "requirements.txt"):  # hooks/verified_line.py reads the pins
+                 "conftest.py", "pagekit", "pyproject.toml", "requirements.txt"):  # hooks/chapters.py reads the pins
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -479,8 +479,8 @@ def test_every_internal_link_and_anchor_of_the_built_site_resolves(served_site):
 
 def test_the_chinese_pages_chrome_is_chinese(built_site):
     """Tooltips and labels that libraries write in English only are translated on zh pages
-    (hooks/pages.py CHROME); the English pages keep them."""
-    from hooks.pages import CHROME
+    (hooks/chapters.py CHROME); the English pages keep them."""
+    from hooks.chapters import CHROME
 
     for english, own in CHROME["zh"].items():
         zh = [p for p in built_site.rglob("*.html") if not p.relative_to(built_site).parts[0] == "en"]

@@ -1,7 +1,8 @@
-"""Chapter pages: how to run them, their outputs labelled, and their downloads.
+"""Chapter pages: where they last ran, how to run them, their outputs labelled, their downloads.
 
-A chapter is a page with Python blocks. Under its title it says, in the page's language, how
-to run it (the blocks in order, or a download); each expected-output fence gets the label
+A chapter is a page with Python blocks. Under its title, in the page's language: one line on where
+it last ran (the pinned torch CI runs on, the last GPU run, the page's last commit), then how to
+run it (the blocks in order, or a download); each expected-output fence gets the label
 输出 / Output and the class `tpn-output`; and the page is written next to itself as a script
 (<slug>.py) and a notebook (<slug>.ipynb), made by pagekit/export.py from the page's own
 Markdown, plus the files its front matter lists under `downloads:` (multi-gpu: ddp_train.py, a
@@ -12,6 +13,8 @@ Chinese, in its blocks and its downloads (pagekit/comments.py, snippets/<module>
 from __future__ import annotations
 
 import html
+import os
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -20,7 +23,7 @@ from mkdocs.plugins import event_priority
 from pagekit import comments, export, reports, runnable
 from pagekit.compare import code_sha, mask
 from pagekit.page import MARKER, TITLE, expand, is_chapter, parse_page
-from pagekit.project import DEFAULT_LANG, LANGS, ROOT
+from pagekit.project import DEFAULT_LANG, LANGS, ROOT, pins
 
 RUN_NOTE = {
     "zh": ('<div class="admonition tip" data-search-exclude="1" markdown>\n'
@@ -91,6 +94,42 @@ def _gpu_box(block, lang: str, page: str, english: dict[str, str] | None = None)
             f'<span class="filename">{html.escape(label)}</span><pre><span></span><code>{text}\n</code></pre></div>')
 
 
+LAST_RAN = {
+    "zh": {"cpu": "最近一次运行：CPU（CI）· torch {torch}", "gpu": "；GPU · {gpu} · torch {torch} · {date}",
+           "date": "；本页最后提交于 {date}", "none": "；尚未在 GPU 上运行"},
+    "en": {"cpu": "Last ran on: CPU (CI) · torch {torch}", "gpu": "; GPU · {gpu} · torch {torch} · {date}",
+           "date": "; page last committed {date}", "none": "; not yet run on a GPU"},
+}
+
+
+def _commit_date(path: Path) -> str:
+    done = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "—"  # a page not committed yet
+
+
+def last_ran(lang: str, source: Path) -> str:
+    """Where the page last ran: the pinned torch (CI, CPU), the committed GPU run, its last commit."""
+    words = LAST_RAN.get(lang, LAST_RAN["en"])
+    report = reports.load_report()
+    text = words["cpu"].format(torch=pins().get("torch", "?"))
+    if report.get("status") == "ran":
+        text += words["gpu"].format(gpu=reports.gpu_label(report), torch=report["torch"], date=report["date"])
+    else:
+        text += words["none"]
+    return text + words["date"].format(date=_commit_date(source))
+
+
+def on_config(config):
+    """SOURCE_DATE_EPOCH (MkDocs' sitemap dates) is the last commit's time, so that two builds of one
+    commit are byte-identical on different days."""
+    if "SOURCE_DATE_EPOCH" not in os.environ:
+        done = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True)
+        if done.stdout.strip():  # not in a git checkout: MkDocs takes today's date
+            os.environ["SOURCE_DATE_EPOCH"] = done.stdout.strip()
+    return config
+
+
 LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
 # The second copy button of a Python block: the block with the earlier blocks it needs (pagekit.runnable)
 RUNNABLE_WORDS = {"zh": ("复制为可运行的程序（这一段单独就能运行）", "复制为可运行的程序（连同它用到的前面 {n} 段代码）"),
@@ -148,7 +187,8 @@ def on_page_markdown(markdown, page, config, files):
                                 lambda block: _gpu_box(block, lang, src.name, english))
     title = TITLE.search(markdown)
     if title:
-        markdown = markdown[:title.end()] + "\n\n" + note + "\n" + markdown[title.end():]
+        verified = f'<p class="tpn-verified" markdown>{last_ran(lang, Path(page.file.abs_src_path or src))}</p>'
+        markdown = markdown[:title.end()] + "\n\n" + verified + "\n\n" + note + "\n" + markdown[title.end():]
     return markdown
 
 
