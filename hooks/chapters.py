@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 from mkdocs.plugins import event_priority
 
-from pagekit import comments, export, reports, runnable
+from pagekit import comments, export, memo, reports, runnable
 from pagekit.compare import code_sha, mask
 from pagekit.page import MARKER, TITLE, expand, is_chapter, parse_page
 from pagekit.project import DEFAULT_LANG, LANGS, ROOT, pins
@@ -102,10 +102,22 @@ LAST_RAN = {
 }
 
 
+_COMMIT_DATES: dict[str, str] = {}  # docs/<lang>/<page> -> the date of its last commit, read once per build
+
+
 def _commit_date(path: Path) -> str:
-    done = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path)], cwd=ROOT,
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "—"  # a page not committed yet
+    if not _COMMIT_DATES:  # one `git log` for every page, newest first
+        done = subprocess.run(["git", "log", "--format=date %cs", "--name-only", "--", "docs"], cwd=ROOT,
+                              capture_output=True, text=True)
+        date = ""
+        for line in done.stdout.splitlines():
+            if line.startswith("date "):
+                date = line[5:]
+            elif line:
+                _COMMIT_DATES.setdefault(line, date)
+        _COMMIT_DATES.setdefault("", "")
+    rel = path.resolve().relative_to(ROOT).as_posix() if path.is_absolute() else path.as_posix()
+    return _COMMIT_DATES.get(rel) or "—"  # a page not committed yet
 
 
 def last_ran(lang: str, source: Path) -> str:
@@ -144,7 +156,13 @@ def _lang(config) -> str:
     return language if language in LANGS else DEFAULT_LANG
 
 
+def on_post_build(config):
+    memo.save()
+
+
 def on_pre_build(config):
+    memo.load()
+    _COMMIT_DATES.clear()  # `mkdocs serve`: a commit may have come since
     expand.cache_clear()  # `mkdocs serve` rebuilds in one process after a snippet changed
     _GPU_RUN.clear()  # ... or after `make gpu-check` wrote a new report
     comments.clear_caches()  # ... or a translation of its comments (snippets/<module>.zh.yml)

@@ -26,6 +26,7 @@ from typing import Iterator
 
 import yaml
 
+from pagekit.memo import remembered
 from pagekit.page import INCLUDE, expand
 from pagekit.project import ROOT
 
@@ -177,6 +178,7 @@ def _translated_token(w: Words, text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
+@remembered
 def translate(source: str, lang: str, shell: bool = False) -> str:
     """A fence's code as the `lang` build shows it: its includes expanded, each comment and
     docstring in `lang` where its module's table has it (English where it has not). `shell`:

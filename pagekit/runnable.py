@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from pagekit.export import (
     script_code,
     spawn_safe,
 )
+from pagekit.memo import remembered
 from pagekit.page import Block, python_blocks
 
 _BUILTINS = set(dir(builtins))
@@ -157,10 +159,17 @@ def _works_on(block: Uses, name: str) -> bool:
 def needs(blocks: list[Block]) -> list[list[int]]:
     """For each Python block (by index among them), the indices of the earlier blocks it needs."""
     code = python_blocks(blocks)
-    found = [uses(block_code(b)) for b in code]
-    fixed = set().union(*(_not_objects(block_code(b)) for b in code)) if code else set()
+    return _needs(tuple((block_code(b), _in_program(b)) for b in code))
+
+
+@functools.lru_cache(maxsize=64)  # a page's two languages have the same code: analysed once
+@remembered  # ... and once for as long as the code is the same (pagekit.memo)
+def _needs(code: tuple[tuple[str, bool], ...]) -> list[list[int]]:
+    found = [uses(text) for text, _ in code]
+    in_program = [runs for _, runs in code]
+    fixed = set().union(*(_not_objects(text) for text, _ in code)) if code else set()
     # a call to a function that names a file works on that file (`save_checkpoint(...)`)
-    files_of = {node.name: _files(node) for b in code for node in ast.parse(block_code(b)).body
+    files_of = {node.name: _files(node) for text, _ in code for node in ast.parse(text).body
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _files(node)}
     found = [Uses(u.binds, u.free, u.later, u.loads, u.touches.union(
         *(files_of[f] for f in u.touches if f in files_of))) for u in found]
@@ -177,7 +186,7 @@ def needs(blocks: list[Block]) -> list[list[int]]:
                 continue
             seen.add((name, at))
             for j in range(at - 1, -1, -1):
-                if not _in_program(code[j]):
+                if not in_program[j]:
                     continue
                 binds = name in found[j].binds
                 if binds or (name not in fixed and _works_on(found[j], name)):
@@ -202,4 +211,4 @@ def program(blocks: list[Block], index: int, chosen: list[int], lang: str = "en"
 
 def programs(blocks: list[Block], lang: str = "en") -> list[tuple[list[int], str]]:
     """Each Python block's (needed blocks, runnable program)."""
-    return [(chosen, program(blocks, i, chosen, lang)) for i, chosen in enumerate(needs(blocks))]
+    return [(list(chosen), program(blocks, i, chosen, lang)) for i, chosen in enumerate(needs(blocks))]

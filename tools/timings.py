@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGETS = {"build warm": 5, "build cold": 30, "test warm": 120, "test fresh clone": 180}
+BUDGETS = {"build warm": 2, "build cold": 15, "test warm": 90, "test fresh clone": 150}  # DESIGN.md §5
 
 
 def _timed(cmd: list[str], cwd: Path) -> float:

@@ -1,0 +1,48 @@
+"""Results of the build's pure functions, remembered between builds in .cache/memo.json.
+
+`@remembered` keys a result by the function, its arguments and everything else it may read: the
+engine's source and every file in snippets/ (code, shell scripts, translation tables). The hooks load the file before
+a build and write back what that build used; `make clean` removes it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+
+from pagekit.project import ROOT
+
+CACHE = ROOT / ".cache" / "memo.json"
+_seen: dict[str, object] = {}
+_used: dict[str, object] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _salt() -> str:
+    files = sorted((ROOT / "pagekit").glob("*.py")) + sorted(f for f in (ROOT / "snippets").iterdir() if f.is_file())
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+
+
+def remembered(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        key = hashlib.sha256(repr((fn.__qualname__, args, sorted(kwargs.items()), _salt())).encode()).hexdigest()
+        if key not in _seen:
+            _seen[key] = fn(*args, **kwargs)
+        _used[key] = _seen[key]
+        return _seen[key]
+    return wrapper
+
+
+def load() -> None:
+    _salt.cache_clear()  # `mkdocs serve`: a table or the engine may have changed
+    if not _seen and CACHE.is_file():
+        try:
+            _seen.update(json.loads(CACHE.read_text(encoding="utf-8")))
+        except ValueError:  # a damaged file: start again
+            pass
+
+
+def save() -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps(_used), encoding="utf-8")
