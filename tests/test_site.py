@@ -374,7 +374,7 @@ def _article(page_html: str) -> str:
 
 
 def test_language_menu_links_are_relative(built_site):
-    """The header's language menu links each page's counterpart relatively (hooks/hreflang.py), the
+    """The header's language menu links each page's counterpart relatively (hooks/i18n.py), the
     home pages included, so the site works in a local preview and under any path. Only the 404
     pages, served at any address, link the homes from the site's root."""
     checked = 0
@@ -395,7 +395,7 @@ def test_language_menu_links_are_relative(built_site):
 
 @pytest.mark.parametrize("lang,path", [("zh", "404.html"), ("en", "en/404.html")])
 def test_each_404_page_is_in_its_own_language(built_site, lang, path):
-    """hooks/not_found.py + overrides/404.html: /404.html all Chinese, /en/404.html all English,
+    """hooks/i18n.py + overrides/404.html: /404.html all Chinese, /en/404.html all English,
     each linking its own home and the other language's home (named in that language)."""
     page = (built_site / path).read_text("utf-8")
     assert f'<html lang="{lang}"' in page
