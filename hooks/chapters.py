@@ -13,6 +13,7 @@ Chinese, in its blocks and its downloads (pagekit/comments.py, snippets/<module>
 from __future__ import annotations
 
 import html
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -144,10 +145,13 @@ def on_config(config):
 
 LINK_WORDS = {"zh": ("下载 Notebook", "下载脚本"), "en": ("Download notebook", "Download script")}
 # The second copy button of a Python block: the block with the earlier blocks it needs (pagekit.runnable)
-RUNNABLE_WORDS = {"zh": ("复制为可运行的程序（这一段单独就能运行）", "复制为可运行的程序（连同它用到的前面 {n} 段代码）"),
+RUNNABLE_WORDS = {"zh": ("复制为可运行的程序（这一段单独就能运行）", "复制为可运行的程序（连同它用到的前面 {n} 段代码）",
+                         "复制为可运行的程序（连同它用到的前面 {n} 段代码）"),
                   "en": ("Copy as a runnable program (this block runs on its own)",
+                         "Copy as a runnable program (with the earlier block it needs)",
                          "Copy as a runnable program (with the {n} earlier blocks it needs)")}
 _PYTHON_BLOCK = '<div class="language-python highlight"><pre>'
+RUNNABLE_FILE = "runnable.json"
 
 
 
@@ -247,8 +251,10 @@ def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=la
 
 
 def on_page_content(html_text, page, config, files):
-    """Each Python block of a chapter gets its "copy as a runnable program" button (Material's
-    clipboard copies a button's data-clipboard-text), in the block's order on the page."""
+    """Each Python block of a chapter gets its "copy as a runnable program" button, in the block's
+    order on the page. The programs are in runnable.json beside the page (written with the
+    downloads), fetched on the first click by overrides/assets/javascripts/runnable.js: in the
+    HTML they would double the size of a long chapter."""
     programs = getattr(page, "runnable", [])
     parts = html_text.split(_PYTHON_BLOCK)
     if not programs:
@@ -256,15 +262,18 @@ def on_page_content(html_text, page, config, files):
     if len(parts) - 1 != len(programs):
         raise ValueError(f"{page.file.src_uri}: {len(parts) - 1} Python blocks in the HTML, {len(programs)} on the page")
     words = RUNNABLE_WORDS[_lang(config)]
+    texts: list[str] = []
     out = [parts[0]]
     for found, part in zip(programs, parts[1:]):
         button = ""
         if found is not None:
             chosen, text = found
-            title = html.escape(words[1].format(n=len(chosen)) if chosen else words[0])
+            title = html.escape(words[min(len(chosen), 2)].format(n=len(chosen)))
             button = (f'<button class="md-code__button tpn-runnable" title="{title}" aria-label="{title}" '
-                      f'data-clipboard-text="{html.escape(text)}" data-blocks="{len(chosen)}"></button>')
+                      f'data-runnable="{len(texts)}" data-blocks="{len(chosen)}"></button>')
+            texts.append(text)
         out.append(_PYTHON_BLOCK + button + part)
+    page.chapter_files[RUNNABLE_FILE] = json.dumps(texts, ensure_ascii=False)
     return "".join(out)
 
 

@@ -859,3 +859,22 @@ def test_code_and_links_keep_their_contrast_in_the_dark_scheme(dark_tab, lang, s
     dark_tab.assert_clean(page.path)
     assert facts["scheme"] == "slate", f"{page.path}: the OS asks for dark, the page is {facts['scheme']}"
     assert facts["low"] == {}, f"{page.path}: under 4.5:1 in the dark scheme: {facts['low']}"
+
+
+# ---------------------------------------------------------------- copy as a runnable program
+
+@pytest.mark.parametrize("path", ["/layers/", "/en/training/"])
+def test_the_runnable_copy_button_puts_the_blocks_program_on_the_clipboard(tab, path):
+    """A block's second copy button copies its program from runnable.json (the file that
+    tests/test_runnable.py runs alone), and Material's dialog says it is copied."""
+    tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=tab.site.base.rstrip("/"))
+    tab.reset()
+    tab.goto(path)
+    button = tab.page.locator(".tpn-runnable:visible").nth(3)
+    button.scroll_into_view_if_needed()
+    button.click()
+    tab.page.wait_for_selector(".md-dialog--active")
+    copied = tab.page.evaluate("navigator.clipboard.readText()")
+    programs = json.loads((tab.site.root / path.strip("/") / "runnable.json").read_text(encoding="utf-8"))
+    assert copied == programs[int(button.get_attribute("data-runnable"))] and copied.count("\n") > 5
+    tab.assert_clean(path)

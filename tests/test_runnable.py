@@ -3,7 +3,7 @@
 blocks; the button on the built page holds exactly that program, in the page's language."""
 from __future__ import annotations
 
-import html
+import json
 import re
 import subprocess
 import sys
@@ -141,24 +141,27 @@ def test_without_a_block_it_needs_the_program_fails(tmp_path):
 
 # --- the buttons on the built pages --------------------------------------------------------------
 BUTTON = re.compile(r'<div class="language-python highlight"><pre>(?:<button class="md-code__button tpn-runnable" '
-                    r'title="([^"]*)" aria-label="[^"]*" data-clipboard-text="([^"]*)" data-blocks="(\d+)"></button>)?')
+                    r'title="([^"]*)" aria-label="[^"]*" data-runnable="(\d+)" data-blocks="(\d+)"></button>)?')
 
 
 @pytest.mark.parametrize("chapter", [c.page for c in CHAPTERS])
 def test_each_block_on_the_built_page_copies_its_program_in_the_pages_language(chapter, built_site):
+    """The buttons name how many blocks they add; runnable.json beside the page, which they copy
+    from (tests/test_browser.py clicks one), holds each program in the page's language."""
     copied = {}
     for lang in LANGS:
         folder = built_site / ("" if lang == "zh" else lang) / Path(chapter).stem
         found = BUTTON.findall((folder / "index.html").read_text(encoding="utf-8"))
+        texts = json.loads((folder / "runnable.json").read_text(encoding="utf-8"))
         blocks = python_blocks(read(ROOT / "docs" / lang / chapter))
         assert len(found) == len(blocks)
         expected = programs(blocks, lang)
-        for (title, text, count), block, (chosen, program) in zip(found, blocks, expected):
+        for (title, index, count), block, (chosen, program) in zip(found, blocks, expected):
             if block.mark("skip") or block.mark("cuda"):
-                assert not text, f"{lang} line {block.lineno}: a block outside the program has no runnable copy"
+                assert not index, f"{lang} line {block.lineno}: a block outside the program has no runnable copy"
                 continue
-            assert html.unescape(text) == program and int(count) == len(chosen)
-            assert (str(len(chosen)) in title) == bool(chosen), title
-        copied[lang] = [html.unescape(text) for _, text, _ in found]
+            assert texts[int(index)] == program and int(count) == len(chosen)
+            assert (str(len(chosen)) in title) == (len(chosen) > 1 or lang == "zh" and len(chosen) == 1), title
+        copied[lang] = texts
     assert [code_tokens(t) for t in copied["zh"]] == [code_tokens(t) for t in copied["en"]]
     assert copied["zh"] != copied["en"] or chapter == "autograd.md"  # the zh copies carry zh comments
