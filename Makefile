@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks gpu-check matrix lighthouse browser-deps katex clean
+.PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks gpu-check matrix lighthouse browser-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -82,16 +82,6 @@ LH_ARGS ?= --runs 3
 lighthouse: $(STAMP) node_modules/.installed  ## scores per page -> build/lighthouse/
 	SITE_URL=http://127.0.0.1:$(LH_PORT)/ $(BIN)/mkdocs build --strict --quiet --site-dir build/lighthouse-site
 	CHROME_PATH=$${CHROME_PATH:-/usr/bin/chromium} node tools/lighthouse.mjs build/lighthouse-site --port $(LH_PORT) $(LH_ARGS)
-
-# KaTeX (pinned in package.json) typesets the formulas; the site serves its own copy, no CDN:
-# overrides/assets/katex/ (committed, so building the site needs no Node) is made from node_modules.
-KATEX_OUT := overrides/assets/katex
-katex: node_modules/.installed  ## KaTeX's script, stylesheet and woff2 fonts -> overrides/assets/katex/
-	rm -rf $(KATEX_OUT) && mkdir -p $(KATEX_OUT)/fonts
-	cp node_modules/katex/dist/katex.min.js node_modules/katex/LICENSE $(KATEX_OUT)/
-	cp node_modules/katex/dist/fonts/*.woff2 $(KATEX_OUT)/fonts/
-	sed -E 's/,url\(fonts\/[^)]*\.(woff|ttf)\) format\("(woff|truetype)"\)//g' \
-	  node_modules/katex/dist/katex.min.css > $(KATEX_OUT)/katex.min.css
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund

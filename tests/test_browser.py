@@ -300,10 +300,6 @@ def test_every_built_page_is_covered(site):
 
 def _page_facts(tab) -> dict:
     return tab.page.evaluate("""async () => {
-    // KaTeX typesets the formulas (pymdownx.arithmatex) from a deferred script: wait for it
-    for (const start = Date.now(); document.querySelector('.arithmatex')
-         && !document.querySelector('.arithmatex .katex') && Date.now() - start < 15000;)
-        await new Promise(done => setTimeout(done, 20));
     return {
         type: document.contentType,
         lang: document.documentElement.lang,
@@ -330,9 +326,13 @@ def _page_facts(tab) -> dict:
         }))).filter(Boolean),
         math: {
             formulas: document.querySelectorAll('.arithmatex').length,
-            typeset: document.querySelectorAll('.arithmatex .katex').length,
-            errors: [...document.querySelectorAll('.katex-error')].map(e => e.textContent),
-            raw: [...document.querySelectorAll('.arithmatex')].filter(e => !e.querySelector('.katex'))
+            // MathML the browser lays out: each <math> has a box of its own, taller than a line for a fraction
+            typeset: [...document.querySelectorAll('.arithmatex > math')]
+                .filter(m => m.getBoundingClientRect().width > 0).length,
+            tall: [...document.querySelectorAll('.arithmatex > math[display=block]')]
+                .map(m => m.getBoundingClientRect().height),
+            scripts: [...document.scripts].map(s => s.src).filter(s => /katex|math\\.js/.test(s)),
+            raw: [...document.querySelectorAll('.arithmatex')].filter(e => /\\\\[(\\[]/.test(e.textContent))
                 .map(e => e.textContent),
         },
     };
@@ -802,12 +802,14 @@ MATH_PAGES = ["layers.md", "init.md", "losses.md"]
 @pytest.mark.parametrize("lang", [lang for lang, _ in languages()])
 @pytest.mark.parametrize("source", MATH_PAGES)
 def test_formulas_render_as_math(tab, lang, source):
-    """pymdownx.arithmatex + the site's own KaTeX (overrides/main.html): every formula typeset."""
+    """pymdownx.arithmatex + hooks/formulas.py: every formula is MathML the browser lays out, with
+    no math script on the page; a displayed fraction is taller than a line of text."""
     page = page_of(lang, source)
     seen = _seen(tab, page)
     facts = seen.facts["math"]
     assert facts["formulas"] > 0 and facts["typeset"] == facts["formulas"], facts
-    assert facts["errors"] == [] and facts["raw"] == [], facts
+    assert facts["raw"] == [] and facts["scripts"] == [], facts
+    assert all(height > 30 for height in facts["tall"]), facts
     _assert_clean(seen.problems, page.path)
 
 
