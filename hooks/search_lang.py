@@ -1,4 +1,4 @@
-"""Each language searches only its own pages, and English finds inflected words.
+"""Each language searches only its own pages, and a query finds the words the index holds.
 
 1. One index per language. mkdocs-static-i18n merges every language's entries into one
    search/search_index.json, which every page loads: English readers got Chinese pages first
@@ -8,13 +8,12 @@
    locations made relative to /<lang>/). Material loads the index from its `base`, so a
    non-default language's pages get `base` = that language's folder (its own URL prefix).
 
-2. Inflections. Material adds `*` to every query term ("training" -> "training*") and lunr
-   skips the stemmer for a term with a wildcard, while the index holds stems ("train"): so
-   "training", "losses" or "checkpoints" found nothing. search-i18n.js, written next to
-   Material's worker, starts that worker and stems each plain query word with lunr's own
-   stemmer first ("training" -> "train*"), and drops English stop words ("a*" matched nearly
-   every word), for an index whose language is English. The pages' `search` worker address
-   points at it.
+2. Queries in the index's words. search-i18n.js (hooks/search_worker.js, which says what and
+   why), written next to Material's worker, starts that worker and puts each query in the words
+   the index holds before Material reads it: English words stemmed ("training" -> "train*"), a
+   run of Chinese characters cut into jieba's words ("混合精度" -> "混合 精度"), each word asked
+   for whole as well as a prefix; it links a page found by its sections with their words
+   (Material's "?h=" was empty). The pages' `search` worker address points at it.
 """
 from __future__ import annotations
 
@@ -28,36 +27,7 @@ WORKER = "search-i18n.js"
 _CONFIG_BASE = re.compile(r'(<script id="__config" type="application/json">[^<]*?"base": ")([^"]*)(")')
 _WORKER_URL = re.compile(r'("search": "[^"]*/workers/)search\.[0-9a-f]+\.min\.js(")')
 
-_SHIM = """/* Written by hooks/search_lang.py: Material's search worker, with each plain word of an English
-   query stemmed by lunr's stemmer before Material adds its wildcard ("training" -> "train*"),
-   since lunr does not stem a term that has a wildcard and the index holds stems; English stop
-   words ("a", "the", "with") are left out of the query, since "a*" matches nearly everything. */
-(function () {
-  var english = false, listen = self.addEventListener;
-  function stem(query) {
-    if (!english || !self.lunr) return query;
-    var words = query.split(/\\s+/).filter(Boolean).map(function (word) {
-      if (/[^A-Za-z0-9_.]/.test(word)) return word;  // lunr syntax (+word, title:word, "..."): as typed
-      var token = new lunr.Token(word.toLowerCase());
-      if (!lunr.stopWordFilter(token)) return "";      // "a*" would match every word starting with a
-      return /[A-Za-z]{3}/.test(word) ? lunr.stemmer(token).toString() : word;
-    }).filter(Boolean);
-    return words.length ? words.join(" ") : query;
-  }
-  self.addEventListener = function (type, listener, options) {
-    if (type !== "message") return listen.call(self, type, listener, options);
-    return listen.call(self, type, function (event) {
-      var message = event.data;
-      if (message && message.type === 0 && message.data && message.data.config)
-        english = message.data.config.lang.indexOf("en") !== -1;
-      if (message && message.type === 2 && typeof message.data === "string")
-        return listener.call(this, {data: {type: 2, data: stem(message.data)}});
-      return listener.call(this, event);
-    }, options);
-  };
-})();
-importScripts("%s");
-"""
+SHIM = Path(__file__).with_name("search_worker.js")  # Material's worker, with the queries in the index's words
 
 
 def _i18n(config):
@@ -90,7 +60,8 @@ def on_post_build(config):
     site = Path(config.site_dir)
     workers = sorted((site / "assets" / "javascripts" / "workers").glob("search.*.min.js"))
     if workers:
-        (workers[0].parent / WORKER).write_text(_SHIM % workers[0].name, encoding="utf-8")
+        shim = SHIM.read_text(encoding="utf-8").replace("MATERIAL_WORKER", workers[0].name)
+        (workers[0].parent / WORKER).write_text(shim, encoding="utf-8")
     merged_path = site / "search" / "search_index.json"
     if not merged_path.exists():
         return

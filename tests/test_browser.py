@@ -40,66 +40,157 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
 # (language, query, page whose source is docs/<lang>/<source>): what a learner types, in their
-# own words and inflections, and the page that must come FIRST, in their language.
+# own words and inflections, and the page that must come FIRST, in their language. Drawn from each
+# chapter's headings and from the glossary (docs/<lang>/glossary.md); where two chapters have a
+# heading that holds the term, the one whose heading is the term comes first (mixed precision:
+# training, not losses' "Mixed precision: BCELoss under autocast"), and multi-gpu, which goes over
+# other chapters' topics on several GPUs, comes after their own chapter (checkpoints: saving).
 SEARCHES = [
-    # English: inflections, identifiers, questions a reader has
+    # English: inflections, identifiers, glossary terms, questions a reader has
     ("en", "install torch with CUDA", "environment.md"),
     ("en", "CUDA toolkit environment variables", "environment.md"),
+    ("en", "switching the CUDA toolkit", "environment.md"),
+    ("en", "CUDA_VISIBLE_DEVICES", "environment.md"),
+    ("en", "device report", "environment.md"),
+    ("en", "pick_device", "environment.md"),
+    ("en", "nvidia-smi CUDA version", "environment.md"),
+    ("en", "autograd", "autograd.md"),
     ("en", "accumulate gradients over micro-batches", "autograd.md"),
+    ("en", "gradient accumulation", "autograd.md"),
+    ("en", "micro-batch", "autograd.md"),
     ("en", "leaf tensors and grad_fn", "autograd.md"),
+    ("en", "leaf tensor", "autograd.md"),
+    ("en", "retain_grad", "autograd.md"),
     ("en", "detach shares storage", "autograd.md"),
+    ("en", "freezing parameters", "autograd.md"),
+    ("en", "requires_grad", "autograd.md"),
     ("en", "write a Dataset subclass", "data.md"),
     ("en", "num_workers main guard", "data.md"),
     ("en", "ImageFolder", "data.md"),
+    ("en", "DataLoader", "data.md"),
+    ("en", "pin_memory", "data.md"),
+    ("en", "random transforms in workers", "data.md"),
+    ("en", "showing a batch", "data.md"),
     ("en", "cross-correlation", "layers.md"),
     ("en", "pooling", "layers.md"),
     ("en", "convolution output size", "layers.md"),
+    ("en", "stride", "layers.md"),
+    ("en", "depthwise convolution", "layers.md"),
+    ("en", "channels_last", "layers.md"),
+    ("en", "adaptive average pooling", "layers.md"),
     ("en", "initialisation", "init.md"),
     ("en", "initialization", "init.md"),
     ("en", "xavier", "init.md"),
+    ("en", "kaiming", "init.md"),
+    ("en", "calculate_gain", "init.md"),
+    ("en", "why not all zeros", "init.md"),
     ("en", "losses", "losses.md"),
+    ("en", "loss function", "losses.md"),
+    ("en", "cross-entropy", "losses.md"),
     ("en", "label smoothing", "losses.md"),
     ("en", "BCEWithLogitsLoss", "losses.md"),
+    ("en", "class weights", "losses.md"),
+    ("en", "focal loss", "losses.md"),
+    ("en", "pos_weight", "losses.md"),
     ("en", "training", "training.md"),
     ("en", "trained", "training.md"),
     ("en", "zero_grad", "training.md"),
+    ("en", "mixed precision", "training.md"),
+    ("en", "gradient clipping", "training.md"),
+    ("en", "learning-rate scheduler", "training.md"),
+    ("en", "epoch", "training.md"),
+    ("en", "train mode and eval mode", "training.md"),
+    ("en", "reproducibility", "training.md"),
     ("en", "nn.ModuleList", "containers.md"),
     ("en", "containers", "containers.md"),
+    ("en", "nn.Sequential", "containers.md"),
+    ("en", "ModuleDict", "containers.md"),
+    ("en", "ParameterList", "containers.md"),
+    ("en", "plain list pitfall", "containers.md"),
     ("en", "saving", "saving.md"),
     ("en", "saved", "saving.md"),
+    ("en", "checkpoint", "saving.md"),
     ("en", "checkpoints", "saving.md"),
     ("en", "resume training", "saving.md"),
     ("en", "map_location", "saving.md"),
     ("en", "state_dict", "saving.md"),
+    ("en", "weights_only", "saving.md"),
+    ("en", "safetensors", "saving.md"),
     ("en", "DataParallel", "multi-gpu.md"),
     ("en", "torchrun", "multi-gpu.md"),
-    # Chinese: jieba-segmented words, mixed with identifiers
+    ("en", "DDP", "multi-gpu.md"),
+    ("en", "DistributedDataParallel", "multi-gpu.md"),
+    ("en", "SyncBatchNorm", "multi-gpu.md"),
+    ("en", "DistributedSampler", "multi-gpu.md"),
+    ("en", "no_sync", "multi-gpu.md"),
+    ("en", "module prefix", "multi-gpu.md"),
+    # Chinese: terms typed without spaces (cut into jieba's words), mixed with identifiers
     ("zh", "安装 CUDA 版本", "environment.md"),
     ("zh", "切换 CUDA 工具包", "environment.md"),
+    ("zh", "CUDA_VISIBLE_DEVICES", "environment.md"),
+    ("zh", "设备报告", "environment.md"),
+    ("zh", "选择设备", "environment.md"),
+    ("zh", "pick_device", "environment.md"),
+    ("zh", "自动求导", "autograd.md"),
     ("zh", "梯度累加", "autograd.md"),
+    ("zh", "微批量", "autograd.md"),
     ("zh", "detach 共享存储", "autograd.md"),
     ("zh", "叶子张量", "autograd.md"),
+    ("zh", "计算图", "autograd.md"),
+    ("zh", "冻结参数", "autograd.md"),
+    ("zh", "反向传播", "autograd.md"),
     ("zh", "自定义数据集", "data.md"),
     ("zh", "图片文件夹", "data.md"),
+    ("zh", "数据加载", "data.md"),
+    ("zh", "DataLoader", "data.md"),
+    ("zh", "多进程读取", "data.md"),
+    ("zh", "随机变换", "data.md"),
+    ("zh", "显示一个批量", "data.md"),
     ("zh", "互相关", "layers.md"),
     ("zh", "池化", "layers.md"),
     ("zh", "卷积输出尺寸公式", "layers.md"),
+    ("zh", "步幅", "layers.md"),
+    ("zh", "分组卷积", "layers.md"),
+    ("zh", "自适应平均池化", "layers.md"),
+    ("zh", "多通道", "layers.md"),
     ("zh", "参数初始化", "init.md"),
     ("zh", "xavier", "init.md"),
+    ("zh", "Kaiming 初始化", "init.md"),
+    ("zh", "默认初始化", "init.md"),
+    ("zh", "对称性", "init.md"),
     ("zh", "交叉熵", "losses.md"),
     ("zh", "标签平滑", "losses.md"),
+    ("zh", "损失函数", "losses.md"),
+    ("zh", "类别权重", "losses.md"),
+    ("zh", "软标签", "losses.md"),
+    ("zh", "BCEWithLogitsLoss", "losses.md"),
     ("zh", "训练循环", "training.md"),
     ("zh", "验证准确率", "training.md"),
     ("zh", "zero_grad", "training.md"),
+    ("zh", "混合精度", "training.md"),
+    ("zh", "梯度裁剪", "training.md"),
+    ("zh", "学习率调度器", "training.md"),
+    ("zh", "训练模式与评估模式", "training.md"),
+    ("zh", "可复现", "training.md"),
     ("zh", "模型容器", "containers.md"),
     ("zh", "ModuleList", "containers.md"),
+    ("zh", "nn.Sequential", "containers.md"),
+    ("zh", "普通列表的陷阱", "containers.md"),
+    ("zh", "替换一层", "containers.md"),
     ("zh", "断点续训", "saving.md"),
     ("zh", "检查点", "saving.md"),
     ("zh", "map_location", "saving.md"),
     ("zh", "保存 state_dict", "saving.md"),
+    ("zh", "state_dict", "saving.md"),
+    ("zh", "weights_only", "saving.md"),
+    ("zh", "分享权重", "saving.md"),
     ("zh", "数据并行", "multi-gpu.md"),
     ("zh", "DataParallel", "multi-gpu.md"),
     ("zh", "多卡训练", "multi-gpu.md"),
+    ("zh", "分布式数据并行", "multi-gpu.md"),
+    ("zh", "去掉前缀", "multi-gpu.md"),
+    ("zh", "SyncBatchNorm", "multi-gpu.md"),
+    ("zh", "no_sync", "multi-gpu.md"),
 ]
 
 pytestmark = pytest.mark.browser
@@ -523,8 +614,9 @@ def _open_search(tab, path: str):
         tab.assert_clean(f"{path}, opened to search from")
 
 
-def _search(tab, query: str) -> list[str]:
-    """Type `query` into the open search box, as a reader does; the paths of the results, in order."""
+def _search(tab, query: str) -> list[tuple[str, str]]:
+    """Type `query` into the open search box, as a reader does; each result link's path and the
+    words it asks the page to highlight (its `h` parameter), in order."""
     box = tab.page.locator("input.md-search__input")
     # Material shows each answer of its search worker in place of the one before: empty the
     # results, so that the wait below sees the answer to this query.
@@ -540,13 +632,14 @@ def _search(tab, query: str) -> list[str]:
     return tab.page.evaluate(_RESULTS_JS)
 
 
-# Once the results show the answer (a result, or "no matching documents"): their paths, in order.
+# Once the results show the answer (a result, or "no matching documents"): each link's path and
+# `h` (the words the page highlights when opened from the results), in order.
 _RESULTS_JS = """() => new Promise((done, fail) => {
     const results = document.querySelector('.md-search-result');
     const answered = () => results.querySelector('.md-search-result__item')
         || /没有找到|No matching/.test(results.querySelector('.md-search-result__meta')?.textContent);
     const paths = () => [...results.querySelectorAll('.md-search-result__item a.md-search-result__link')]
-        .map(a => new URL(a.href).pathname);
+        .map(a => new URL(a.href)).map(url => [url.pathname, url.searchParams.get('h')]);
     if (answered()) return done(paths());
     const watch = new MutationObserver(() => answered() && (watch.disconnect(), done(paths())));
     watch.observe(results, {childList: true, subtree: true, characterData: true});
@@ -567,21 +660,58 @@ def search_tabs(browser_context, site):
     return get
 
 
+@functools.cache
+def glossary_terms(lang: str) -> frozenset[str]:
+    """The terms of docs/<lang>/glossary.md in that language (its first column in English, its
+    second in Chinese)."""
+    column = 0 if lang == "en" else 1
+    rows = re.findall(r"^\|(.+)\|\s*$", (DOCS / lang / "glossary.md").read_text(encoding="utf-8"), re.M)
+    return frozenset(row.split("|")[column].strip() for row in rows[2:])  # past the header and its rule
+
+
+def _highlighted(word: str, highlight: list[str]) -> bool:
+    """Whether a typed word is among the highlighted ones: Chinese character by character, English
+    as its stem (a prefix of the word but for a last y made i: "entropy" -> "entropi")."""
+    if re.search(r"[\u4e00-\u9fff]", word):
+        return set(word) <= set("".join(highlight))
+    return any(word.startswith(h) or (len(h) > 3 and word.startswith(h[:-1])) for h in highlight)
+
+
+def test_the_searches_cover_every_chapter_in_every_language():
+    """At least 40 queries per language, and each chapter (a page under the nav's Task sections) the
+    first result of several in each language."""
+    from pagekit.project import CHAPTERS
+
+    for lang, _ in languages():
+        queries = [(query, source) for code, query, source in SEARCHES if code == lang]
+        assert len(queries) >= 40, f"{lang}: {len(queries)} queries"
+        for chapter in CHAPTERS:
+            assert sum(source == chapter.page for _, source in queries) >= 4, f"{lang}: {chapter.page}"
+
+
 @pytest.mark.parametrize("lang,query,source", SEARCHES, ids=[f"{lang}-{q}" for lang, q, _ in SEARCHES])
 def test_search_puts_the_page_first_in_the_readers_language(search_tabs, lang, query, source):
     """Searching from a page in one language: the first result is the expected page in that language,
-    and no result is the other language's (each language has its own index, hooks/search_lang.py)."""
+    and no result is the other language's (each language has its own index, hooks/search_lang.py).
+    The first result's link highlights what was found on its page (Material's `?h=`), and a glossary
+    term typed as it stands is highlighted whole, every word of it ("混合精度", not "混合")."""
     tab = search_tabs(lang)
     _open_search(tab, page_of(lang, "training.md").path)
     tab.reset()
     found = _search(tab, query)
+    paths = [path for path, _ in found]
     expected = page_of(lang, source).path
     prefix = dict(languages())[lang]
     others = [f"/{p}" for code, p in languages() if p and code != lang]
     assert found, f"searching {query!r} found nothing"
-    assert found[0] == expected, f"searching {query!r}: first result {found[0]}, expected {expected} (all: {found[:5]})"
-    assert all(path.startswith(f"/{prefix}") and not path.startswith(tuple(others)) for path in found), \
-        f"searching {query!r} in {lang} found pages of another language: {found}"
+    assert paths[0] == expected, f"searching {query!r}: first result {paths[0]}, expected {expected} (all: {paths[:5]})"
+    assert all(path.startswith(f"/{prefix}") and not path.startswith(tuple(others)) for path in paths), \
+        f"searching {query!r} in {lang} found pages of another language: {paths}"
+    highlight = (found[0][1] or "").split()
+    assert highlight, f"searching {query!r}: the first result's link highlights nothing (h={found[0][1]!r})"
+    if query in glossary_terms(lang):
+        missed = [w for w in re.split(r"[\s\-]+", query.lower()) if not _highlighted(w, highlight)]
+        assert not missed, f"searching {query!r}: the first result highlights {highlight}, not {missed}"
     tab.assert_clean(f"searching {query!r}")
 
 
