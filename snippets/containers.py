@@ -232,13 +232,13 @@ def demo_same_network() -> dict[str, torch.Tensor]:
     reference = models["Sequential"]
     x = torch.randn(5, 64)
     outputs = {}
+    print(f"{'model':23} {'params':>6}  {'first key':20}  same output")
     for name, model in models.items():
         copy_by_order(reference, model)  # same weights everywhere
         outputs[name] = model(x)
         same = torch.equal(outputs[name], outputs["Sequential"])
         first_key = next(iter(model.state_dict()))
-        print(f"{name:24} {count_params(model)} params, first key {first_key:21} "
-              f"same output: {same}")
+        print(f"{name:23} {count_params(model):6}  {first_key:20}  {same}")
     # --8<-- [end:demo_same_network]
     return outputs
 

@@ -1,10 +1,12 @@
 # Point this shell at one CUDA toolkit: nvcc, its headers and libraries.
-#   source cuda_env.sh /usr/local/cuda-12.6     (or: CUDA_ROOT=/usr/local/cuda-12.6 source cuda_env.sh)
-# Needed to compile CUDA code (nvcc, torch C++/CUDA extensions). It does NOT change
-# the CUDA that a pip-installed torch uses: that one ships inside torch's nvidia-* wheels.
+#   source cuda_env.sh /usr/local/cuda-12.6
+#   or: CUDA_ROOT=/usr/local/cuda-12.6 source cuda_env.sh
+# Needed to compile CUDA code (nvcc, torch C++/CUDA extensions). It does NOT change the
+# CUDA that a pip-installed torch uses: that one ships inside torch's nvidia-* wheels.
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  echo "cuda_env.sh: source this file (source cuda_env.sh /path/to/cuda); running it cannot change your shell" >&2
+  echo "cuda_env.sh: source this file (source cuda_env.sh /path/to/cuda);" \
+       "running it cannot change your shell" >&2
   exit 2
 fi
 
@@ -21,11 +23,13 @@ _cuda_env_use() {
   local root="${1:-${CUDA_ROOT:-}}"
   root="${root%/}"
   if [ -z "$root" ]; then
-    echo "cuda_env.sh: give the toolkit root, e.g. source cuda_env.sh /usr/local/cuda-12.6" >&2
+    echo "cuda_env.sh: give the toolkit root," \
+         "e.g. source cuda_env.sh /usr/local/cuda-12.6" >&2
     return 2
   fi
   if [ ! -x "$root/bin/nvcc" ]; then
-    echo "cuda_env.sh: no executable $root/bin/nvcc; give the toolkit root (the folder holding bin/ and lib64/), not its bin/" >&2
+    echo "cuda_env.sh: no executable $root/bin/nvcc; give the toolkit root" \
+         "(the folder holding bin/ and lib64/), not its bin/" >&2
     return 1
   fi
   local path="$PATH" libs="${LD_LIBRARY_PATH:-}"

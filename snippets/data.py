@@ -250,7 +250,8 @@ def write_pngs(images, splits, train_dir: Path, val_dir: Path, size: int) -> Non
 
 
 # --8<-- [start:write_digits]
-def write_digit_folders(root, size=32, val_fraction=0.2, seed=0) -> tuple[Path, Path]:
+def write_digit_folders(root, size=32, val_fraction=0.2,
+                        seed=0) -> tuple[Path, Path]:
     """Write sklearn's digits as root/{train,val}/<digit>/NNNN.png (reused if done)."""
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError("root must be a folder path (str or Path), "

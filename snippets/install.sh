@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install torch and torchvision from the PyTorch wheel index.
 #   bash install.sh          # CPU-only build (small download, no nvidia-* wheels)
-#   bash install.sh cu130    # a CUDA 13.0 build; cu126, cu128 ... for other CUDA versions
+#   bash install.sh cu130    # a CUDA 13.0 build; cu126, cu128 ... for other CUDAs
 set -euo pipefail
 
 build="${1:-cpu}"
-torch_version="${TORCH_VERSION:-2.14.1}"              # the pair this site is tested with;
-torchvision_version="${TORCHVISION_VERSION:-0.29.1}"  # each torchvision release matches one torch release
+# The pair this site is tested with: each torchvision release matches one torch release
+torch_version="${TORCH_VERSION:-2.14.1}"
+torchvision_version="${TORCHVISION_VERSION:-0.29.1}"
 
 if [[ ! "$build" =~ ^(cpu|cu[0-9]{3})$ ]]; then
-  echo "install.sh: unknown build '$build'; use cpu or a CUDA tag such as cu126 or cu130" >&2
+  echo "install.sh: unknown build '$build';" \
+       "use cpu or a CUDA tag such as cu126 or cu130" >&2
   exit 2
 fi
 

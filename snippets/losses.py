@@ -113,7 +113,8 @@ def weighted_cross_entropy_manual(logits: torch.Tensor, target: torch.Tensor,
 
 
 # --8<-- [start:label_smoothing_manual]
-def label_smoothing_cross_entropy_manual(logits: torch.Tensor, target: torch.Tensor,
+def label_smoothing_cross_entropy_manual(logits: torch.Tensor,
+                                         target: torch.Tensor,
                                          label_smoothing: float) -> torch.Tensor:
     """(1 - ε) * usual cross-entropy + ε * cross-entropy against the uniform one."""
     if not 0.0 <= label_smoothing <= 1.0:
@@ -187,7 +188,8 @@ def check_same_shape(pred: torch.Tensor, target: torch.Tensor, what: str) -> Non
 
 
 # --8<-- [start:bce_with_logits_manual]
-def bce_with_logits_manual(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def bce_with_logits_manual(logits: torch.Tensor,
+                           target: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy on logits: max(x, 0) - x*y + log(1 + exp(-|x|))."""
     check_same_shape(logits, target, "bce_with_logits_manual")
     stable_log = torch.log1p(torch.exp(-logits.abs()))

@@ -119,7 +119,8 @@ def read_state_dict(source, map_location="cpu") -> dict:
 
 
 # --8<-- [start:load_flexible]
-def load_state_dict_flexible(model: nn.Module, source, map_location="cpu") -> nn.Module:
+def load_state_dict_flexible(model: nn.Module, source,
+                             map_location="cpu") -> nn.Module:
     """Load a state_dict (a dict, or a file written by torch.save) into model.
 
     Works whether the weights were saved with or without a DataParallel/DDP
@@ -460,7 +461,8 @@ def tour() -> None:
         # --8<-- [end:demo_notes_replace_load]
 
     # --8<-- [start:demo_strict_false]
-    partial = {k: v for k, v in model.state_dict().items() if k.startswith("features.")}
+    partial = {k: v for k, v in model.state_dict().items()
+               if k.startswith("features.")}
     partial["extra.weight"] = torch.zeros(1)
     result = Net().load_state_dict(partial, strict=False)
     print(result.missing_keys)
@@ -533,8 +535,8 @@ def tour() -> None:
     # --8<-- [end:demo_set_epoch]
 
     # --8<-- [start:demo_padding]
-    shares = [list(DistributedSampler(range(10), num_replicas=3, rank=r, shuffle=False))
-              for r in range(3)]
+    shares = [list(DistributedSampler(range(10), num_replicas=3, rank=r,
+                                      shuffle=False)) for r in range(3)]
     print(shares)
     gathered = [i for share in shares for i in share]
     print(len(gathered), "indices, repeated:", sorted({i for i in gathered
@@ -550,8 +552,8 @@ def tour() -> None:
     # --8<-- [end:demo_padding_metric]
 
     # --8<-- [start:demo_drop_last]
-    shares = [list(DistributedSampler(range(10), num_replicas=3, rank=r, shuffle=False,
-                                      drop_last=True)) for r in range(3)]
+    shares = [list(DistributedSampler(range(10), num_replicas=3, rank=r,
+                                      shuffle=False, drop_last=True)) for r in range(3)]
     print(shares)  # sample 9 is never seen
     # --8<-- [end:demo_drop_last]
 

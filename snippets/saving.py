@@ -294,7 +294,8 @@ def save_checkpoint(path, model: nn.Module, optimizer: torch.optim.Optimizer,
 
 
 # --8<-- [start:restore_rng]
-def restore_rng(checkpoint: dict, loader_generator: torch.Generator | None = None):
+def restore_rng(checkpoint: dict,
+                loader_generator: torch.Generator | None = None):
     """Put the random number generators back where save_checkpoint found them."""
     if not isinstance(checkpoint.get("rng"), dict):
         raise ValueError("the checkpoint has no 'rng' entry, which resuming needs; "
@@ -354,7 +355,7 @@ def load_checkpoint(path, model: nn.Module,
 
 
 # --8<-- [start:is_torch_file]
-# how a file starts that torch.save(..., _use_new_zipfile_serialization=False) wrote
+# the start of a torch.save(..., _use_new_zipfile_serialization=False) file
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
@@ -401,8 +402,8 @@ def _read_checkpoint(path: Path, map_location) -> tuple[object, dict]:
 
 
 # --8<-- [start:key_mismatch_message]
-# prefixes that a wrapper puts in front of every key: where each comes from, how to
-# save without it, and where to load a plain file instead
+# prefixes that a wrapper puts in front of every key: where each comes from, how
+# to save without it, and where to load a plain file instead
 WRAPPERS = {
     "module.": ("a DataParallel/DistributedDataParallel wrapper",
                 "save model.module.state_dict() next time",

@@ -7,8 +7,9 @@ must equal what the build produced. For every page in every language: it loads w
 no console error, no failed request and no third-party request; its language switcher
 lands on the same page in the other language and leads back; its code blocks have copy
 buttons; a notebook page offers its download; at a desktop and at a phone width it fits
-(no sideways scrolling, wide tables scroll in their own box). Search finds Chinese and
-English terms.
+(no sideways scrolling, wide tables scroll in their own box); at the desktop width every
+code block fits its column, and no code runs under its copy buttons. Search finds Chinese
+and English terms.
 
 Loading a page is what takes the time, so a page is loaded once for what is checked on
 it: its layout is measured at one width, then at the other after a resize; the formula
@@ -285,6 +286,7 @@ class Seen:
 
     facts: dict
     problems: list[str]
+    code: list[dict] | None = None  # its code blocks at CODE_WIDTH (_CODE_JS), once measured
 
 
 @dataclass
@@ -483,6 +485,9 @@ def _switch_language(tab, target: Page):
 
 
 WIDTHS = (1280, 390)  # a desktop and a phone; the first is the tab's own
+# Where code must fit: the desktop, with the navigation and the table of contents beside the
+# column (688 px wide, from 1220 px up); on a phone a code block scrolls in its own box.
+CODE_WIDTH = WIDTHS[0]
 
 _LAYOUT_JS = """() => {
     const article = document.querySelector('article');
@@ -509,10 +514,13 @@ def _check_layout(tab, page: Page):
     """The loaded page at each width, the one it is at first (one resize, not a reload: the
     same CSS lays it out again): no console error, no table wider than its column (a wide
     table scrolls in its own box), no identifier in a table broken across lines, no
-    sideways page. It is left at the last width."""
+    sideways page. It is left at the last width. At CODE_WIDTH its code blocks are measured
+    too, for test_code_fits_its_column and test_no_code_runs_under_the_copy_buttons."""
     for width in sorted(WIDTHS, key=lambda w: w != tab.page.viewport_size["width"]):
         _set_width(tab, width)
         facts = tab.page.evaluate(_LAYOUT_JS)
+        if width == CODE_WIDTH and page.path in tab.seen:
+            tab.seen[page.path].code = tab.page.evaluate(_CODE_JS)
         tab.settle()
         tab.assert_clean(f"{page.path} at {width} px")
         assert not (facts["wide"] or facts["broken"] or facts["overflow"] > 0), \
@@ -596,6 +604,84 @@ def test_the_errata_read_at_both_widths_without_scrolling_sideways(tab, path):
         tab.assert_clean(path)
     finally:
         _set_width(tab, WIDTHS[0])
+
+
+# ---------------------------------------------------------------- code blocks at the desktop width
+
+# Every code block of the article (Python, shell, outputs, a GPU's output; the folded boxes
+# opened while measured, then closed again): its kind, its first line, the scroll and client
+# widths of its <pre> and <code>, and the text under its copy buttons (a text box is under a
+# button where it meets the button over more than half its height).
+_CODE_JS = """() => {
+    const closed = [...document.querySelectorAll('article details:not([open])')];
+    closed.forEach(d => d.open = true);
+    const blocks = [...document.querySelectorAll('article div.highlight')].map((block, i) => {
+        const pre = block.querySelector('pre'), code = pre?.querySelector('code') || pre;
+        if (!pre) return null;
+        const kind = block.classList.contains('tpn-gpu') ? 'GPU output' : block.classList.contains('tpn-output')
+            ? 'output' : (block.className.match(/language-(\\w+)/) || [null, 'code'])[1];
+        const buttons = [...block.querySelectorAll('.md-code__button')].map(b => b.getBoundingClientRect())
+            .filter(b => b.width && b.height);
+        const lowest = Math.max(...buttons.map(b => b.bottom));
+        const under = [], walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT), range = document.createRange();
+        for (let node; buttons.length && (node = walker.nextNode());) {
+            if (!node.data.trim()) continue;
+            range.selectNodeContents(node);
+            const boxes = [...range.getClientRects()];
+            if (boxes.length && boxes[0].top > lowest) break;
+            if (boxes.some(r => buttons.some(b => r.right > b.left + 1 && r.left < b.right
+                    && Math.min(r.bottom, b.bottom) - Math.max(r.top, b.top) > r.height / 2)))
+                under.push(node.data.trim().split('\\n')[0].slice(-30));
+        }
+        return {n: i + 1, kind, first: code.textContent.split('\\n')[0].slice(0, 50),
+                pre: [pre.scrollWidth, pre.clientWidth], code: [code.scrollWidth, code.clientWidth], under};
+    });
+    closed.forEach(d => d.open = false);
+    return blocks.filter(Boolean);
+}"""
+
+
+def _code_blocks(tab, page: Page) -> list[dict]:
+    """The page's code blocks at CODE_WIDTH, as test_page_in_every_language measured them; or,
+    where it did not, measured now."""
+    seen = _seen(tab, page)
+    if seen.code is None:
+        if tab.page.url != tab.site.url(page.path):
+            tab.reset()
+            tab.goto(page.path)
+        _set_width(tab, CODE_WIDTH)
+        seen.code = tab.page.evaluate(_CODE_JS)
+    return seen.code
+
+
+def _block(page: Page, block: dict) -> str:
+    return f"{page.path} block {block['n']} ({block['kind']}, {block['first']!r})"
+
+
+CODE_PAGES = [pytest.param(p, id=p.path) for p in all_pages() if not p.is_notebook]
+
+
+@pytest.mark.parametrize("page", CODE_PAGES)
+def test_code_fits_its_column(tab, page: Page):
+    """At the desktop width every code block shows its lines whole: neither its <pre> nor its
+    <code> scrolls sideways (extra.css sets the code font so that 88 characters, ruff's limit,
+    fit; an output's long line wraps)."""
+    wide = []
+    for block in _code_blocks(tab, page):
+        over = [f"{tag} scrollWidth {scroll} > clientWidth {client} (+{scroll - client} px)"
+                for tag, (scroll, client) in (("<pre>", block["pre"]), ("<code>", block["code"])) if scroll > client]
+        if over:
+            wide.append(f"{_block(page, block)}: {'; '.join(over)}")
+    assert not wide, f"{len(wide)} code blocks wider than the column at {CODE_WIDTH} px:\n  " + "\n  ".join(wide)
+
+
+@pytest.mark.parametrize("page", CODE_PAGES)
+def test_no_code_runs_under_the_copy_buttons(tab, page: Page):
+    """The copy buttons sit at the end of a block's first line: that line ends before them (a
+    Python block has two, and its first line at most about 82 characters; an output's first
+    line wraps before its one)."""
+    covered = [f"{_block(page, b)}: {b['under']}" for b in _code_blocks(tab, page) if b["under"]]
+    assert not covered, f"code under the copy buttons at {CODE_WIDTH} px:\n  " + "\n  ".join(covered)
 
 
 # ---------------------------------------------------------------- search
