@@ -174,7 +174,7 @@ def on_pre_build(config):
 
 def on_page_markdown(markdown, page, config, files):
     src = Path(page.file.src_uri)
-    page.chapter_downloads, page.runnable = [], []
+    page.chapter_downloads, page.runnable, page.nested_outputs = [], [], {}
     if src.suffix != ".md" or not is_chapter(markdown):  # the home page's shell block: its comments too
         return comments.page_in_language(markdown, _lang(config)) if src.suffix == ".md" else markdown
     lang, slug = _lang(config), src.stem
@@ -205,8 +205,9 @@ def on_page_markdown(markdown, page, config, files):
     # comments and docstrings in the page's language: the fences hold the translated code
     english = {export.block_code(b, lang): export.block_code(b) for b in code}
     markdown = comments.page_in_language(markdown, lang)
+    page.nested_outputs = {}
     markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang],
-                                lambda block: _gpu_box(block, lang, src.name, english))
+                                lambda block: _gpu_box(block, lang, src.name, english), page.nested_outputs)
     title = TITLE.search(markdown)
     if title:
         verified = f'<p class="tpn-verified" markdown>{last_ran(lang, Path(page.file.abs_src_path or src))}</p>'
@@ -232,22 +233,45 @@ def with_not_run_notes(markdown: str, lang: str, checkpoints: dict[str, Path]) -
     return "\n".join(lines)
 
 
-def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=lambda block: "") -> str:
+def labelled_outputs(markdown: str, label: str, varies_label: str = "", extra=lambda block: "",
+                     nested: dict[str, str] | None = None) -> str:
     """Each expected-output fence as the HTML Material gives a titled text fence, plus the class
     tpn-output; written here, not by Pygments, which has nothing to colour in program output.
-    Under the output of a block marked `varies`, its reason, in words."""
+    Under the output of a block marked `varies`, its reason, in words.
+
+    An indented fence sits inside an admonition (an exercise's `??? success` solution), where
+    Markdown would wrap raw HTML in a paragraph and read the output as Markdown: it becomes a
+    placeholder paragraph at its indentation, and `nested` (placeholder -> HTML) gets the box,
+    which `with_nested_outputs` puts in the page's HTML."""
     lines = markdown.split("\n")
     for block in reversed(parse_page(markdown)):
-        if block.expected_span is None or lines[block.expected_span[0]].startswith((" ", "\t")):
+        if block.expected_span is None:
             continue
         first, last = block.expected_span
+        fence = lines[first]
+        indent = fence[:len(fence) - len(fence.lstrip())]
         text = html.escape(block.expected.rstrip("\n"), quote=False)
         varies = block.mark("varies")
         note = (f'\n\n<p class="tpn-varies"><em>{varies_label}{html.escape(varies.reason, quote=False)}</em></p>'
                 if varies else "")
-        lines[first:last] = [f'<div class="language-text highlight tpn-output" data-search-exclude="1"><span class="filename">{label}</span>'
-                             f"<pre><span></span><code>{text}\n</code></pre></div>{extra(block)}{note}"]
+        box = (f'<div class="language-text highlight tpn-output" data-search-exclude="1"><span class="filename">{label}</span>'
+               f"<pre><span></span><code>{text}\n</code></pre></div>{extra(block)}{note}")
+        if not indent:
+            lines[first:last] = [box]
+        elif nested is not None:
+            key = f"tpnnestedoutput{len(nested)}"
+            nested[key] = box
+            lines[first - 1:last] = [indent + key]
     return "\n".join(lines)
+
+
+def with_nested_outputs(html_text: str, nested: dict[str, str], where: str = "page") -> str:
+    """The output boxes `labelled_outputs` left as placeholders inside admonitions, in place."""
+    for key, box in nested.items():
+        if html_text.count(f"<p>{key}</p>") != 1:
+            raise ValueError(f"{where}: the output box {key} is not one paragraph of the page's HTML")
+        html_text = html_text.replace(f"<p>{key}</p>", box)
+    return html_text
 
 
 def on_page_content(html_text, page, config, files):
@@ -255,6 +279,7 @@ def on_page_content(html_text, page, config, files):
     order on the page. The programs are in runnable.json beside the page (written with the
     downloads), fetched on the first click by overrides/assets/javascripts/runnable.js: in the
     HTML they would double the size of a long chapter."""
+    html_text = with_nested_outputs(html_text, getattr(page, "nested_outputs", {}), page.file.src_uri)
     programs = getattr(page, "runnable", [])
     parts = html_text.split(_PYTHON_BLOCK)
     if not programs:

@@ -138,8 +138,11 @@ def problem(result: Result, *, exact: bool | None = None, own: list[str] | None 
 
 
 # --- make outputs --------------------------------------------------------------------------------
-def fence_for(output: str) -> list[str]:
-    return ["<!--pytest-codeblocks:expected-output-->", "```text", *output.rstrip("\n").split("\n"), "```"]
+def fence_for(output: str, indent: str = "") -> list[str]:
+    """An output fence; `indent`: its block's, so that the fence stays inside the same
+    admonition (an exercise's collapsed solution) as the block it belongs to."""
+    lines = ["<!--pytest-codeblocks:expected-output-->", "```text", *output.rstrip("\n").split("\n"), "```"]
+    return [indent + line if line else line for line in lines]
 
 
 def rewrite(text: str, outputs: list[str | None]) -> str:
@@ -151,7 +154,9 @@ def rewrite(text: str, outputs: list[str | None]) -> str:
     for block, output in reversed(list(zip(blocks, outputs))):
         if output is None:
             continue
-        new = fence_for(output) if output.strip() else []
+        opening = lines[block.lineno - 1]  # lineno: the body's first line, 0-based
+        indent = opening[:len(opening) - len(opening.lstrip())]
+        new = fence_for(output, indent) if output.strip() else []
         if block.expected_span:
             first, last = block.expected_span
             lines[first - 1:last] = new

@@ -220,5 +220,39 @@ def demo_backward_twice() -> None:
     # --8<-- [end:demo_backward_twice]
 
 
+def exercise_stop_gradient() -> torch.Tensor:
+    """Exercise 1: the gradient of x * x.detach()."""
+    # --8<-- [start:exercise_stop_gradient]
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (x * x.detach()).sum()  # the detached factor is a constant
+    y.backward()
+    print(x.grad)  # x, not 2x
+    # --8<-- [end:exercise_stop_gradient]
+    return x.grad
+
+
+# --8<-- [start:exercise_second_derivative]
+def second_derivative(f, x: float) -> float:
+    """d²f/dx² at x: the first derivative, kept as a graph, differentiated again."""
+    t = torch.tensor(x, requires_grad=True)
+    (first,) = torch.autograd.grad(f(t), t, create_graph=True)
+    if not first.requires_grad:  # f is linear: its derivative is a constant
+        return 0.0
+    (second,) = torch.autograd.grad(first, t)
+    return second.item()
+# --8<-- [end:exercise_second_derivative]
+
+
+def exercises() -> None:
+    """The exercises' solutions, in page order."""
+    exercise_stop_gradient()
+    # --8<-- [start:exercise_second_derivative_check]
+    print(second_derivative(lambda t: t**3, 2.0))  # 6x at x = 2
+    print(second_derivative(torch.sin, 1.0), -torch.sin(torch.tensor(1.0)).item())
+    print(second_derivative(lambda t: 5 * t, 2.0))  # linear: 0
+    # --8<-- [end:exercise_second_derivative_check]
+
+
 if __name__ == "__main__":
     tour()
+    exercises()

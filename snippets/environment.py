@@ -248,6 +248,52 @@ def demo_notes_cuda_home() -> None:
     # --8<-- [end:demo_notes_cuda_home]
 
 
+# --8<-- [start:exercise_to_device]
+def to_device(batch, device: torch.device):
+    """A tensor, or lists, tuples and dicts of them, moved to `device` (new ones)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)  # a new tensor: the caller keeps what this returns
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch  # a number or a string stays as it is
+# --8<-- [end:exercise_to_device]
+
+
+# --8<-- [start:exercise_matching_pair]
+def matching_pair(torch_version: str, vision_version: str) -> bool:
+    """One release pair (torch 2.x, torchvision 0.(x+15)) and one build (+cpu, ...)."""
+    t_release, _, t_build = torch_version.partition("+")
+    v_release, _, v_build = vision_version.partition("+")
+    t_major, t_minor = (int(n) for n in t_release.split(".")[:2])
+    v_major, v_minor = (int(n) for n in v_release.split(".")[:2])
+    return (t_major, v_major, v_minor) == (2, 0, t_minor + 15) and t_build == v_build
+# --8<-- [end:exercise_matching_pair]
+
+
+def exercises() -> None:
+    """The exercises' solutions, in page order."""
+    import torchvision
+
+    # --8<-- [start:exercise_to_device_check]
+    device = pick_device()
+    labels = [torch.tensor(1), torch.tensor(0)]
+    batch = {"image": torch.ones(2, 3), "labels": labels, "id": 7}
+    moved = to_device(batch, device)
+    tensors = [moved["image"], *moved["labels"]]
+    print(all(t.device.type == device.type for t in tensors), moved["id"])
+    print(batch["image"].device)  # the original batch has not moved
+    # --8<-- [end:exercise_to_device_check]
+
+    # --8<-- [start:exercise_matching_pair_check]
+    print(matching_pair(torch.__version__, torchvision.__version__))  # this install
+    print(matching_pair("2.14.1+cpu", "0.29.1+cu130"))  # one release, two builds
+    print(matching_pair("2.14.1", "0.28.0"))  # torchvision 0.28 is torch 2.13's
+    # --8<-- [end:exercise_matching_pair_check]
+
+
 if __name__ == "__main__":  # in a temporary folder: the tour makes a stand-in CUDA dir
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         tour()
+    exercises()

@@ -1,4 +1,5 @@
 """Each claim of the autograd chapter, asserted."""
+import math
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,21 @@ def test_notes_E18_detach_does_not_stop_tracking_the_tensor_it_is_called_on():
     assert y.requires_grad and y.grad_fn is not None      # y is still tracked
     assert not z.requires_grad and z.grad_fn is None      # the new tensor is not
     assert z.data_ptr() == y.data_ptr()                    # and shares y's memory
+
+
+# --- exercises -------------------------------------------------------------------------------------
+def test_exercise_stop_gradient_gives_x_not_2x():
+    grad = ag.exercise_stop_gradient()
+    x = torch.tensor([1.0, 2.0, 3.0])
+    assert torch.equal(grad, x) and not torch.equal(grad, 2 * x)
+
+
+@pytest.mark.parametrize("x", [-1.5, 0.0, 2.0])
+def test_exercise_second_derivative_is_6x_for_x_cubed_and_minus_sin_for_sin(x):
+    assert ag.second_derivative(lambda t: t**3, x) == pytest.approx(6 * x)
+    assert ag.second_derivative(torch.sin, x) == pytest.approx(-math.sin(x), abs=1e-6)
+    assert ag.second_derivative(lambda t: 5 * t, x) == 0.0  # linear: the derivative is a constant
+
+
+def test_exercise_second_derivative_at_2_is_12():
+    assert ag.second_derivative(lambda t: t**3, 2.0) == 12.0

@@ -730,3 +730,34 @@ def test_the_pages_examples_run_in_order_in_an_empty_folder(tmp_path, monkeypatc
     assert out[-5:] == ["True", "True", "torch.float32 torch.float64", "torch.float64",
                         "cuda-11.0/bin/nvcc"]
     assert (tmp_path / "cuda-11.0" / "bin" / "nvcc").is_file()
+
+
+# --- exercises -------------------------------------------------------------------------------------
+def test_exercise_to_device_moves_every_tensor_and_leaves_the_batch_where_it_was():
+    image, labels = torch.ones(2, 3), (torch.tensor(1), [torch.tensor(0)])
+    batch = {"image": image, "labels": labels, "id": 7, "name": "a"}
+    moved = env.to_device(batch, torch.device("meta"))  # a device every machine has
+    assert moved["image"].device.type == "meta" and moved["image"].shape == (2, 3)
+    assert isinstance(moved["labels"], tuple) and isinstance(moved["labels"][1], list)
+    assert moved["labels"][0].device.type == moved["labels"][1][0].device.type == "meta"
+    assert moved["id"] == 7 and moved["name"] == "a"
+    assert batch["image"] is image and image.device.type == "cpu" and batch["labels"] is labels
+
+
+@pytest.mark.parametrize("torch_version, vision_version, matching", [
+    ("2.14.1+cu130", "0.29.1+cu130", True),
+    ("2.14.1+cpu", "0.29.1+cpu", True),
+    ("2.14.1", "0.29.0", True),
+    ("2.11.0+cu130", "0.26.0+cu130", True),      # the H200 run's pair (generated/gpu-report.json)
+    ("2.14.1+cpu", "0.29.1+cu130", False),       # one release, two builds
+    ("2.14.1+cu130", "0.29.1", False),
+    ("2.14.1", "0.28.0", False),                 # torchvision 0.28 is torch 2.13's
+])
+def test_exercise_matching_pair(torch_version, vision_version, matching):
+    assert env.matching_pair(torch_version, vision_version) is matching
+
+
+def test_exercise_matching_pair_accepts_the_installed_pair():
+    import torchvision
+
+    assert env.matching_pair(torch.__version__, torchvision.__version__)

@@ -221,3 +221,93 @@ def test_a_skip_reason_without_readers_words_fails_the_build():
                                        "```python\nx = 1\n```\n"))
     with pytest.raises(ValueError, match="skip reason 'too slow: tests/x.py runs it' has no reader's words"):
         export.not_run(block, "en")
+
+
+# --- outputs: each one shown is labelled, and is one the page's run compares --------------------
+_OUTPUT_BOX = re.compile(r'<div class="language-text highlight tpn-output"(?: data-search-exclude="1")?>'
+                         r'<span class="filename">([^<]*)</span><pre><span></span><code>(.*?)</code></pre></div>', re.S)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_every_output_shown_is_labelled_and_is_the_one_the_run_compares(built_site, page, lang):
+    """The built page shows exactly the page's expected outputs, in order, each labelled;
+    those inside an exercise's collapsed solution (indented fences) inside its <details>;
+    no other text block that would look like output."""
+    text = (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")
+    blocks = [b for b in parse_page((ROOT / "docs" / lang / page).read_text(encoding="utf-8"))
+              if b.expected is not None]
+    shown = _OUTPUT_BOX.findall(text)
+    # Markdown expands tabs (a PyTorch error message indents with them) to 4-column stops
+    assert [html.unescape(code) for _, code in shown] == [b.expected.rstrip("\n").expandtabs(4) + "\n" for b in blocks]
+    assert {label for label, _ in shown} <= {"输出" if lang == "zh" else "Output"}
+    in_details = sum(len(_OUTPUT_BOX.findall(d)) for d in re.findall(r"<details\b.*?</details>", text, re.S))
+    source = (ROOT / "docs" / lang / page).read_text(encoding="utf-8")
+    assert in_details == source.count("    <!--pytest-codeblocks:expected-output-->")
+    assert '<div class="language-text highlight">' not in text
+
+
+def test_an_output_inside_a_collapsed_solution_is_labelled_inside_it():
+    """Inside an admonition Markdown would wrap the box's HTML in a paragraph and read the output
+    as Markdown (`__x__` bold): the hook puts the box in after Markdown has run."""
+    import markdown
+
+    from hooks.chapters import labelled_outputs, with_nested_outputs
+
+    source = ('??? success "Solution"\n\n    ```python\n    print(1)\n    ```\n\n'
+              "    <!--pytest-codeblocks:expected-output-->\n    ```text\n    a * b * c\n    __x__ <t>\n    ```\n\n"
+              "After.\n")
+    nested: dict[str, str] = {}
+    md = labelled_outputs(source, "Output", nested=nested)
+    assert len(nested) == 1
+    page = markdown.markdown(md, extensions=["admonition", "md_in_html", "pymdownx.details", "pymdownx.superfences"])
+    page = with_nested_outputs(page, nested)
+    details, after = page.split("</details>")
+    assert _OUTPUT_BOX.findall(details) == [("Output", "a * b * c\n__x__ &lt;t&gt;\n")]
+    assert "<p>After.</p>" in after and "tpnnestedoutput" not in page
+    with pytest.raises(ValueError, match="not one paragraph"):
+        with_nested_outputs("<p>changed</p>", nested)
+
+
+# --- what a chapter gives readers: goals first, a recap and exercises last ---------------------------
+# Chapters that have them so far (issue 22), in the nav's order
+WITH_EXERCISES = ["environment.md", "autograd.md"]
+OPENER = {"zh": ('!!! abstract "本章概览"', "**你将学到：**", "**先读：**", "**运行时间：**", "2 核 CPU"),
+          "en": ('!!! abstract "In this chapter"', "**You will learn**", "**You need first:**", "**Run time:**",
+                 "2-core CPU")}
+ENDING = {"zh": ("## 小结", "## 练习", '??? success "答案"'), "en": ("## Recap", "## Exercises", '??? success "Solution"')}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", WITH_EXERCISES)
+def test_a_chapter_opens_with_its_goals_and_ends_with_a_recap_and_two_exercises(page, lang):
+    """Under the title's first paragraph: what the reader will learn (3-5 points), the earlier
+    chapters to read first (linked), the program's run time on a 2-core CPU. At the end: a recap
+    of 3-5 points, then two exercises, each solved in a collapsed block by code from the chapter's
+    snippet module (an `exercise_` section) with its output inside the block."""
+    text = (ROOT / "docs" / lang / page).read_text(encoding="utf-8")
+    module = Path(page).stem.replace("-", "_")
+    head, _, rest = text.partition("\n## ")
+    title, learn, needs, time, cpu = OPENER[lang]
+    assert title in head and head.index(title) > head.index("\n# ")
+    opener = head[head.index(title):].split("\n\n!!!")[0]
+    goals = opener.split(learn)[1].split(needs)[0]
+    assert 3 <= len(re.findall(r"^    - ", goals, re.M)) <= 5
+    earlier = CHAPTERS[:CHAPTERS.index(page)]
+    linked = re.findall(r"\]\(([\w-]+\.md)\)", opener.split(needs)[1].split(time)[0])
+    assert set(linked) <= set(earlier) | {"index.md"} and (set(linked) - {"index.md"} or not earlier), linked
+    assert cpu in opener.split(time)[1]
+    recap_title, exercises_title, solution = ENDING[lang]
+    *_, recap, exercises = ("\n## " + rest).split("\n## ")
+    assert "## " + recap.split("\n")[0] == recap_title and "## " + exercises.split("\n")[0] == exercises_title
+    assert 3 <= len(re.findall(r"^- ", recap, re.M)) <= 5
+    solutions = exercises.split(solution)[1:]
+    assert len(solutions) == 2
+    for body in solutions:
+        body = body.split("\n\n**")[0]  # up to the next exercise
+        section = re.search(rf'^    --8<-- "snippets/{module}\.py:(exercise_\w+)"$', body, re.M)
+        assert section, body
+        assert "\n    <!--pytest-codeblocks:expected-output-->\n    ```text\n" in body
+        # the solution is asserted, not only run: tests/test_<module>.py has a test named for it
+        tests = (ROOT / "tests" / f"test_{module}.py").read_text(encoding="utf-8")
+        assert re.search(rf"^def test_{section[1]}\w*\(", tests, re.M), section[1]

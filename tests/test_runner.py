@@ -139,6 +139,19 @@ def test_make_outputs_adds_updates_and_removes_fences():
     assert compare.rewrite(new, ["new\n", "added\n", "", None]) == new
 
 
+def test_make_outputs_keeps_an_indented_blocks_fence_inside_its_admonition():
+    """An exercise's solution sits in a collapsed `??? success` block, indented by four spaces:
+    its output fence is written at the same indentation, so it stays inside the block."""
+    text = ('??? success "Solution"\n\n    ```python\n    print(1)\n    ```\n\nAfter.\n')
+    new = compare.rewrite(text, ["1\n  indented\n\nlast\n"])
+    assert "\n    <!--pytest-codeblocks:expected-output-->\n    ```text\n    1\n      indented\n\n    last\n    ```\n" in new
+    (block,) = parse_page(new)
+    assert block.expected == "1\n  indented\n\nlast\n"
+    assert compare.rewrite(new, ["1\n  indented\n\nlast\n"]) == new
+    assert compare.rewrite(new, ["2\n"]).count("    2\n") == 1
+    assert parse_page(compare.rewrite(new, [""]))[0].expected is None
+
+
 # --- remembered runs ---------------------------------------------------------------------------
 def test_a_run_is_remembered_by_what_it_depends_on_and_a_failure_is_not(tmp_path, monkeypatch):
     from pagekit import run
