@@ -272,7 +272,7 @@ def test_an_output_inside_a_collapsed_solution_is_labelled_inside_it():
 # --- what a chapter gives readers: goals first, a recap and exercises last ---------------------------
 # Chapters that have them so far (issue 22), in the nav's order
 WITH_EXERCISES = ["environment.md", "autograd.md", "data.md", "layers.md", "init.md", "losses.md", "training.md",
-                  "containers.md"]
+                  "containers.md", "saving.md"]
 OPENER = {"zh": ('!!! abstract "本章概览"', "**你将学到：**", "**先读：**", "**运行时间：**", "2 核 CPU"),
           "en": ('!!! abstract "In this chapter"', "**You will learn**", "**You need first:**", "**Run time:**",
                  "2-core CPU")}
