@@ -270,9 +270,6 @@ def test_an_output_inside_a_collapsed_solution_is_labelled_inside_it():
 
 
 # --- what a chapter gives readers: goals first, a recap and exercises last ---------------------------
-# Chapters that have them so far (issue 22), in the nav's order
-WITH_EXERCISES = ["environment.md", "autograd.md", "data.md", "layers.md", "init.md", "losses.md", "training.md",
-                  "containers.md", "saving.md"]
 OPENER = {"zh": ('!!! abstract "本章概览"', "**你将学到：**", "**先读：**", "**运行时间：**", "2 核 CPU"),
           "en": ('!!! abstract "In this chapter"', "**You will learn**", "**You need first:**", "**Run time:**",
                  "2-core CPU")}
@@ -280,7 +277,7 @@ ENDING = {"zh": ("## 小结", "## 练习", '??? success "答案"'), "en": ("## R
 
 
 @pytest.mark.parametrize("lang", LANGS)
-@pytest.mark.parametrize("page", WITH_EXERCISES)
+@pytest.mark.parametrize("page", CHAPTERS)
 def test_a_chapter_opens_with_its_goals_and_ends_with_a_recap_and_two_exercises(page, lang):
     """Under the title's first paragraph: what the reader will learn (3-5 points), the earlier
     chapters to read first (linked), the program's run time on a 2-core CPU. At the end: a recap
