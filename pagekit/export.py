@@ -55,9 +55,18 @@ def absolute_link(target: str, page_url: str, lang_base: str) -> str:
     return urljoin(page_url, target)
 
 
-def _plain_markdown(text: str, page_url: str, lang_base: str) -> str:
-    """Site Markdown -> Markdown any notebook viewer shows the same way."""
+def _plain_markdown(text: str, page_url: str, lang_base: str, in_admonition: bool = False) -> str:
+    """Site Markdown -> Markdown any notebook viewer shows the same way. `in_admonition`: the
+    text comes after a block inside an admonition (an exercise's solution), so its leading
+    indented lines are the rest of that admonition, quoted as its header was."""
     out, lines, i = [], text.split("\n"), 0
+    while in_admonition and i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
+        if lines[i].strip() or out:  # no quoted blank line before the first one
+            out.append(f"> {lines[i][4:]}".rstrip())
+        i += 1
+    while out and out[-1] == ">":  # nor after the last
+        out.pop()
+    out += [""] if out else []
     while i < len(lines):
         line = lines[i]
         if MARKER.match(line.strip()):
@@ -99,12 +108,14 @@ def read_chapter(markdown: str, page_url: str, lang_base: str, where: str = "pag
     title = next((ln[2:].strip() for ln in lines if ln.startswith("# ")), "")
     parts: list[tuple[str, object]] = []
     cursor = 0  # 0-based index of the first line not yet used
+    nested = False  # the previous block sits inside an admonition (its fence is indented)
     for block in blocks:
         opening = block.lineno - 2  # the opening fence
         start = opening
         while start > cursor and MARKER.match(lines[start - 1].strip()):
             start -= 1
-        prose = _plain_markdown("\n".join(lines[cursor:start]), page_url, lang_base)
+        prose = _plain_markdown("\n".join(lines[cursor:start]), page_url, lang_base, nested)
+        nested = lines[block.lineno - 1].startswith(" ")
         if prose:
             parts.append(("md", prose))
         if block.is_python:
@@ -114,7 +125,7 @@ def read_chapter(markdown: str, page_url: str, lang_base: str, where: str = "pag
         cursor = (block.expected_span[1] if block.expected_span else block.end)
         if block.expected is not None and block.is_python:
             parts.append(("output", block))
-    prose = _plain_markdown("\n".join(lines[cursor:]), page_url, lang_base)
+    prose = _plain_markdown("\n".join(lines[cursor:]), page_url, lang_base, nested)
     if prose:
         parts.append(("md", prose))
     return Chapter(title, page_url, parts)

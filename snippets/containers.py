@@ -325,9 +325,67 @@ def demo_param_containers() -> tuple[nn.Module, nn.Module]:
     return good, plain
 
 
+# --8<-- [start:exercise_residual]
+class Residual(nn.Module):
+    """x + f(x): a skip connection around any module, usable inside a Sequential."""
+
+    def __init__(self, f: nn.Module):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x)  # f must keep the shape of x
+# --8<-- [end:exercise_residual]
+
+
+def exercise_residual() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    # --8<-- [start:exercise_residual_check]
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict([
+        ("hidden", nn.Linear(64, 32)),
+        ("act", nn.ReLU()),
+        ("block", Residual(nn.Sequential(nn.Linear(32, 32), nn.ReLU()))),
+        ("out", nn.Linear(32, 10)),
+    ]))
+    print(count_params(model), [name for name, _ in model.named_children()])
+    nn.init.zeros_(model.block.f[0].weight)  # weight and bias 0: f(x) = relu(0) = 0
+    nn.init.zeros_(model.block.f[0].bias)
+    plain = nn.Sequential(model.hidden, model.act, model.out)  # same layers, no block
+    x = torch.rand(2, 64)
+    print(model(x).shape, torch.equal(model(x), plain(x)))
+    # --8<-- [end:exercise_residual_check]
+    return model, model(x), plain(x)
+
+
+# --8<-- [start:exercise_unregistered]
+def unregistered(model: nn.Module) -> list[str]:
+    """Plain lists, tuples and dicts in model or its submodules that hold modules or
+    parameters: what model.parameters(), .to() and state_dict() never see."""
+    found = []
+    for prefix, module in model.named_modules():
+        for name, value in vars(module).items():
+            if name in ("_modules", "_parameters"):  # where nn.Module registers them
+                continue
+            items = value.values() if isinstance(value, dict) else value
+            if isinstance(value, (list, tuple, dict)) and any(
+                    isinstance(item, (nn.Module, nn.Parameter)) for item in items):
+                found.append(f"{prefix}.{name}" if prefix else name)
+    return found
+# --8<-- [end:exercise_unregistered]
+
+
+def exercise_unregistered() -> None:
+    # --8<-- [start:exercise_unregistered_check]
+    for model in (ListNet(), PlainListNet(), Gains(), PlainGains()):
+        print(f"{type(model).__name__:12}", unregistered(model))
+    print(unregistered(nn.Sequential(MLP(), PlainListNet())))  # found in a submodule
+    # --8<-- [end:exercise_unregistered_check]
+
+
 if __name__ == "__main__":
     for demo in (demo_print_sequential, demo_print_custom, demo_same_network,
                  demo_extend_sequential, demo_list_pitfall, demo_repeated,
-                 demo_resnet_head, demo_param_containers):
+                 demo_resnet_head, demo_param_containers, exercise_residual,
+                 exercise_unregistered):
         print(f"--- {demo.__name__}")
         demo()

@@ -781,6 +781,48 @@ def run_demos() -> None:
     demo_pin_memory(val_data)
     demo_persistent()
     demo_prefetch(val_data)
+    print("--- exercises")
+    exercise_class_counts(train_data, val_data)
+    exercise_random_split()
+
+
+# --8<-- [start:exercise_class_counts]
+def class_counts(folder: datasets.ImageFolder) -> list[int]:
+    """Images per class, in `folder.classes` order, from the labels alone."""
+    labels = torch.tensor(folder.targets)  # one label per file; no image is opened
+    return torch.bincount(labels, minlength=len(folder.classes)).tolist()
+# --8<-- [end:exercise_class_counts]
+
+
+def exercise_class_counts(train_data, val_data) -> tuple[list[int], list[int]]:
+    # --8<-- [start:exercise_class_counts_check]
+    print(class_counts(train_data))
+    print(class_counts(val_data))
+    # --8<-- [end:exercise_class_counts_check]
+    return class_counts(train_data), class_counts(val_data)
+
+
+# --8<-- [start:exercise_random_split]
+def split_80_20(dataset: Dataset, seed: int):
+    """A random 80 % / 20 % split of any Dataset, the same for the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.random_split(dataset, [0.8, 0.2], generator=generator)
+# --8<-- [end:exercise_random_split]
+
+
+def exercise_random_split(simple: SimpleDigits | None = None):
+    if simple is None:
+        digits = load_digits()
+        simple = SimpleDigits(digits.images, digits.target)
+    # --8<-- [start:exercise_random_split_check]
+    train_part, val_part = split_80_20(simple, seed=0)
+    again, _ = split_80_20(simple, seed=0)
+    print(len(train_part), len(val_part), train_part.indices == again.indices)
+    print(set(train_part.indices).isdisjoint(val_part.indices))
+    val_labels = simple.labels[val_part.indices]
+    print(torch.bincount(val_labels, minlength=10).tolist())  # not stratified
+    # --8<-- [end:exercise_random_split_check]
+    return train_part, val_part
 
 
 if __name__ == "__main__":  # in a temporary folder: the demos write images, CSV files

@@ -321,6 +321,63 @@ def demo_zero_grads() -> tuple[dict[str, float], dict[str, float]]:
     return grads, sizes
 
 
+# --8<-- [start:exercise_deep_relu]
+def output_std(init=None, depth: int = 20, width: int = 256) -> float:
+    """Std of what `depth` Linear+ReLU layers, set up by `init`, make of N(0, 1)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(*[layer for _ in range(depth)
+                          for layer in (nn.Linear(width, width), nn.ReLU())])
+    if init is not None:
+        net.apply(init)
+    with torch.no_grad():
+        return net(torch.randn(512, width)).std().item()
+
+
+def zero_bias(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.zeros_(m.bias)  # the default weights, without the biases
+
+
+def kaiming_relu(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        nn.init.zeros_(m.bias)
+# --8<-- [end:exercise_deep_relu]
+
+
+def exercise_deep_relu() -> dict[str, float]:
+    # --8<-- [start:exercise_deep_relu_check]
+    for name, init in [("default", None), ("default, zero biases", zero_bias),
+                       ("kaiming_normal_", kaiming_relu)]:
+        print(f"{name:21} output std {output_std(init):.3g}")
+    # --8<-- [end:exercise_deep_relu_check]
+    return {name: output_std(init) for name, init in
+            [("default", None), ("zero_bias", zero_bias), ("kaiming", kaiming_relu)]}
+
+
+# --8<-- [start:exercise_break_symmetry]
+def unit_spread(layer: nn.Linear) -> float:
+    """How far a layer's units (the rows of its weight) are from their mean."""
+    W = layer.weight.detach()
+    return (W - W.mean(dim=0)).norm().item()
+# --8<-- [end:exercise_break_symmetry]
+
+
+def exercise_break_symmetry() -> None:
+    # --8<-- [start:exercise_break_symmetry_check]
+    torch.manual_seed(0)
+    for noise in (0.0, 0.01):
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.fill_(0.5).add_(noise * torch.randn_like(p))  # equal, plus noise
+        before = unit_spread(net[0])
+        loss = train_steps(net, steps=200)
+        after = unit_spread(net[0])
+        print(f"noise {noise}: spread {before:.3f} -> {after:.3f}, loss {loss:.4f}")
+    # --8<-- [end:exercise_break_symmetry_check]
+
+
 if __name__ == "__main__":
     demo_apply()
     demo_xavier_std()
@@ -332,5 +389,6 @@ if __name__ == "__main__":
     demo_data_hides_change()
     demo_make_init()
     for demo in (demo_calculate_gain, demo_xavier_gain, demo_kaiming, demo_default_init,
-                 demo_symmetry, demo_zero_grads):
+                 demo_symmetry, demo_zero_grads, exercise_deep_relu,
+                 exercise_break_symmetry):
         demo()

@@ -368,11 +368,54 @@ def demo_channels_last() -> tuple[torch.Tensor, torch.Tensor]:
     return y, y_cl
 
 
+# --8<-- [start:exercise_corr2d_strided]
+def corr2d_strided(X: torch.Tensor, K: torch.Tensor, padding: int = 0,
+                   stride: int = 1) -> torch.Tensor:
+    """corr2d with `padding` zeros on every side and windows `stride` apart."""
+    X = F.pad(X, (padding, padding, padding, padding))  # left, right, top, bottom
+    windows = X.unfold(0, K.shape[0], stride).unfold(1, K.shape[1], stride)
+    return (windows * K).sum(dim=(-2, -1))
+# --8<-- [end:exercise_corr2d_strided]
+
+
+def exercise_corr2d_strided() -> None:
+    # --8<-- [start:exercise_corr2d_strided_check]
+    torch.manual_seed(0)
+    X, K = torch.rand(8, 8), torch.rand(3, 3)
+    for padding, stride in [(1, 1), (1, 2), (0, 3)]:
+        mine = corr2d_strided(X, K, padding, stride)
+        builtin = F.conv2d(X[None], K[None, None], padding=padding, stride=stride)[0]
+        rule = conv_out_size(8, 3, padding, stride)
+        same = torch.allclose(mine, builtin, atol=1e-6)
+        print(f"p={padding} s={stride}: {tuple(mine.shape)}, rule says {rule}, {same}")
+    # --8<-- [end:exercise_corr2d_strided_check]
+
+
+# --8<-- [start:exercise_avg_pool_as_conv]
+def avg_pool_as_conv(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k x k average pooling (stride k) of an (N, C, H, W) input, as one convolution."""
+    channels = x.shape[1]
+    weight = torch.full((channels, 1, k, k), 1 / k**2, dtype=x.dtype, device=x.device)
+    return F.conv2d(x, weight, stride=k, groups=channels)  # each channel on its own
+# --8<-- [end:exercise_avg_pool_as_conv]
+
+
+def exercise_avg_pool_as_conv() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:exercise_avg_pool_as_conv_check]
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 6, 6)
+    pooled = avg_pool_as_conv(x, 2)
+    print(pooled.shape, torch.allclose(pooled, F.avg_pool2d(x, 2), atol=1e-6))
+    # --8<-- [end:exercise_avg_pool_as_conv_check]
+    return pooled, F.avg_pool2d(x, 2)
+
+
 if __name__ == "__main__":
     demos = (demo_corr2d, demo_learn_edge, demo_out_size, demo_builtins,
              demo_multi_channel, demo_param_count, demo_depthwise, demo_groups_params,
              demo_pool_stride, demo_ceil_mode, demo_adaptive, demo_global_pool,
-             demo_more_errors, demo_unfold, demo_channels_last)
+             demo_more_errors, demo_unfold, demo_channels_last,
+             exercise_corr2d_strided, exercise_avg_pool_as_conv)
     for demo in demos:
         print(f"--- {demo.__name__}")
         demo()

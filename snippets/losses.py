@@ -572,6 +572,51 @@ def demo_kl_log_target() -> None:
     # --8<-- [end:demo_kl_log_target]
 
 
+# --8<-- [start:exercise_two_class_logits]
+def two_class_logits(x: torch.Tensor) -> torch.Tensor:
+    """One logit per sample -> two classes' logits [0, x]; softmax: (1 - σ(x), σ(x))."""
+    return torch.stack([torch.zeros_like(x), x], dim=1)
+# --8<-- [end:exercise_two_class_logits]
+
+
+def exercise_two_class_logits() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:exercise_two_class_logits_check]
+    torch.manual_seed(0)
+    x = torch.randn(6) * 10  # one logit per sample, some of them large
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    bce = F.binary_cross_entropy_with_logits(x, y.float())
+    ce = F.cross_entropy(two_class_logits(x), y)
+    print(fmt(bce), fmt(ce), torch.allclose(bce, ce))
+    # --8<-- [end:exercise_two_class_logits_check]
+    return bce, ce
+
+
+# --8<-- [start:exercise_inverse_frequency]
+def inverse_frequency_weights(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """w_c = N / (C * n_c): every class then carries the same total weight, N / C."""
+    counts = torch.bincount(target, minlength=num_classes).float()
+    if (counts == 0).any():
+        empty = (counts == 0).nonzero().flatten().tolist()
+        raise ValueError(f"classes {empty} have no samples in target, so no weight; "
+                         "count them over the whole training set, not one batch")
+    return len(target) / (num_classes * counts)
+# --8<-- [end:exercise_inverse_frequency]
+
+
+def exercise_inverse_frequency() -> tuple[torch.Tensor, torch.Tensor]:
+    # --8<-- [start:exercise_inverse_frequency_check]
+    torch.manual_seed(0)
+    logits = torch.randn(10, 3)
+    target = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])  # 6, 3 and 1 samples
+    w = inverse_frequency_weights(target, 3)
+    weighted = F.cross_entropy(logits, target, weight=w)
+    per_sample = F.cross_entropy(logits, target, reduction="none")
+    per_class = torch.stack([per_sample[target == c].mean() for c in range(3)])
+    print(fmt(w), fmt(weighted), fmt(per_class.mean()))
+    # --8<-- [end:exercise_inverse_frequency_check]
+    return weighted, per_class.mean()
+
+
 if __name__ == "__main__":
     from snippets.environment import pick_device as _pick_device
 
@@ -584,6 +629,7 @@ if __name__ == "__main__":
     demo_device(_pick_device)
     for demo in (demo_errors, demo_bce, demo_bce_large, demo_pos_weight,
                  demo_pos_weight_per_class, demo_autocast_bce, demo_regression,
-                 demo_broadcast, demo_kl_div, demo_kl_log_target):
+                 demo_broadcast, demo_kl_div, demo_kl_log_target,
+                 exercise_two_class_logits, exercise_inverse_frequency):
         print(f"--- {demo.__name__}")
         demo()

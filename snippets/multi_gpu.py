@@ -778,6 +778,61 @@ def main(argv: list[str]) -> None:
                          f"{list(SPAWN_DEMOS)}")
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         tour()
+        exercise_rank_indices()
+        exercise_ddp_grads()
+
+
+# --8<-- [start:exercise_rank_indices]
+def rank_indices(size: int, num_replicas: int, rank: int, epoch: int,
+                 seed: int = 0) -> list[int]:
+    """What DistributedSampler(shuffle=True) gives `rank`: one permutation seeded
+    with seed + epoch, padded to a multiple of num_replicas, every num_replicas-th."""
+    generator = torch.Generator().manual_seed(seed + epoch)
+    order = torch.randperm(size, generator=generator).tolist()  # the same on every rank
+    order += order[:-size % num_replicas]  # pad with the first indices
+    return order[rank::num_replicas]
+# --8<-- [end:exercise_rank_indices]
+
+
+def exercise_rank_indices() -> None:
+    # --8<-- [start:exercise_rank_indices_check]
+    for epoch in (0, 1):
+        mine = [rank_indices(10, 3, rank, epoch) for rank in range(3)]
+        samplers = [DistributedSampler(range(10), num_replicas=3, rank=rank, seed=0)
+                    for rank in range(3)]
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+        print(f"epoch {epoch}: {mine}", mine == [list(s) for s in samplers])
+    # --8<-- [end:exercise_rank_indices_check]
+
+
+# --8<-- [start:exercise_ddp_grads]
+def mean_loss_grads(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> list:
+    """The gradient of the mean cross-entropy over (X, y), one tensor per parameter."""
+    model.zero_grad()
+    nn.functional.cross_entropy(model(X), y).backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def ddp_grads(model: nn.Module, X: torch.Tensor, y: torch.Tensor, num_replicas: int):
+    """Each rank's gradient on its share, averaged as DDP's all-reduce averages them."""
+    shares = zip(X.tensor_split(num_replicas), y.tensor_split(num_replicas))
+    per_rank = [mean_loss_grads(model, xs, ys) for xs, ys in shares]
+    return [torch.stack(grads).mean(dim=0) for grads in zip(*per_rank)]
+# --8<-- [end:exercise_ddp_grads]
+
+
+def exercise_ddp_grads() -> None:
+    # --8<-- [start:exercise_ddp_grads_check]
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    X, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    for n in (16, 10):  # shares of 4, 4, 4, 4, or of 3, 3, 2, 2
+        ddp = ddp_grads(model, X[:n], y[:n], num_replicas=4)
+        one = mean_loss_grads(model, X[:n], y[:n])
+        same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ddp, one))
+        print(f"{n} samples on 4 ranks: same gradient as one process: {same}")
+    # --8<-- [end:exercise_ddp_grads_check]
 
 
 if __name__ == "__main__":

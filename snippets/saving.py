@@ -659,6 +659,58 @@ def demo_map_location() -> None:
     # --8<-- [end:demo_map_location_forms]
 
 
+# --8<-- [start:exercise_atomic_save]
+def atomic_save(obj, path) -> Path:
+    """torch.save into a temporary file beside `path`, renamed over `path` only once
+    the save has succeeded: an error while saving leaves the previous file whole."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)  # one step, on the same file system
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a failed save too
+    return path
+# --8<-- [end:exercise_atomic_save]
+
+
+def exercise_atomic_save() -> dict:
+    # --8<-- [start:exercise_atomic_save_check]
+    atomic_save({"epoch": 1, "model": Net().state_dict()}, "ckpt.pt")
+    try:
+        atomic_save({"epoch": 2, "batches": (b for b in range(3))}, "ckpt.pt")
+    except TypeError as err:  # pickle cannot save a generator
+        print("TypeError:", err)
+    print(torch.load("ckpt.pt", weights_only=True)["epoch"],
+          sorted(p.name for p in Path().glob("ckpt*")))
+    # --8<-- [end:exercise_atomic_save_check]
+    return torch.load("ckpt.pt", weights_only=True)
+
+
+# --8<-- [start:exercise_load_matching]
+def load_matching(model: nn.Module, state: dict) -> list[str]:
+    """Load the tensors of `state` whose name and shape match the model's; return
+    the names left out, whose tensors keep their fresh initialisation."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)  # strict=False: some keys missing
+    return sorted(set(state) - set(matching))
+# --8<-- [end:exercise_load_matching]
+
+
+def exercise_load_matching() -> tuple[nn.Module, dict, list[str]]:
+    # --8<-- [start:exercise_load_matching_check]
+    torch.manual_seed(0)
+    model = Net()
+    model.out = nn.Linear(32, 5)  # a new head: 5 classes instead of 10
+    state = torch.load("net_weights.pt", weights_only=True)  # the 10-class model's
+    left_out = load_matching(model, state)
+    print(left_out)
+    print(torch.equal(model.hidden.weight, state["hidden.weight"]))
+    # --8<-- [end:exercise_load_matching_check]
+    return model, state, left_out
+
+
 def tour() -> None:
     """The page's demos in order (they write checkpoints: run it in an empty folder)."""
     print("--- demo_state_dict, demo_whole_model, demo_export")
@@ -673,7 +725,7 @@ def tour() -> None:
                  demo_assign_is_not_loading, demo_resume,
                  demo_load_errors, demo_compiled_prefix, demo_safetensors,
                  demo_safetensors_shared, demo_to_tensor_vs_module, demo_device,
-                 demo_map_location):
+                 demo_map_location, exercise_atomic_save, exercise_load_matching):
         print(f"--- {demo.__name__}")
         demo()
 

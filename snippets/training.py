@@ -582,6 +582,63 @@ def demo_compile_run(model, compiled) -> None:
     # --8<-- [end:demo_compile_run]
 
 
+# --8<-- [start:exercise_confusion_matrix]
+def confusion_matrix(model, loader, device, num_classes: int = 10) -> torch.Tensor:
+    """counts[i, j]: the images of class i that the model calls j."""
+    model.eval()
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    with torch.no_grad():
+        for data, label in loader:
+            pred = model(data.to(device)).argmax(dim=1)
+            pairs = label.to(device) * num_classes + pred  # a bin per (true, predicted)
+            counts += torch.bincount(pairs, minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes).cpu()
+# --8<-- [end:exercise_confusion_matrix]
+
+
+def exercise_confusion_matrix(device) -> tuple[torch.Tensor, dict]:
+    _, val_loader = digit_loaders(batch_size=64, seed=0)
+    # --8<-- [start:exercise_confusion_matrix_check]
+    model, history = train_digits(seed=0, device=device)  # as in "Full training"
+    cm = confusion_matrix(model, val_loader, device)
+    print(cm)
+    per_class = cm.diag() / cm.sum(dim=1)  # rows: the true digits
+    print(f"accuracy {(cm.diag().sum() / cm.sum()).item():.3f}, "
+          f"best in history {max(history['val_acc']):.3f}")
+    print(f"weakest digit {per_class.argmin().item()}: {per_class.min().item():.3f}")
+    # --8<-- [end:exercise_confusion_matrix_check]
+    return cm, history
+
+
+# --8<-- [start:exercise_warmup]
+def warmup_cosine(optimizer, warmup: int, total: int):
+    """A linear warm-up over `warmup` epochs, then a cosine towards 0 at `total`."""
+    if not 0 < warmup < total:
+        raise ValueError(f"need 0 < warmup < total, got warmup={warmup}, total={total}")
+
+    def factor(epoch: int) -> float:  # what the base rate is multiplied by
+        if epoch < warmup:
+            return (epoch + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / (total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+# --8<-- [end:exercise_warmup]
+
+
+def exercise_warmup() -> list[float]:
+    # --8<-- [start:exercise_warmup_check]
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = warmup_cosine(optimizer, warmup=3, total=10)
+    lrs = []
+    for _ in range(10):  # epochs
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    print(" ".join(f"{lr:.4f}" for lr in lrs))
+    # --8<-- [end:exercise_warmup_check]
+    return lrs
+
+
 def tour() -> None:
     """The page's demos in order (they write files: run it in an empty folder)."""
     train_loader, val_loader = demo_data()
@@ -600,6 +657,8 @@ def tour() -> None:
     model, compiled = demo_compile_wrap()
     demo_compile_save(model, compiled)
     demo_compile_run(model, compiled)
+    exercise_confusion_matrix(device)
+    exercise_warmup()
 
 
 if __name__ == "__main__":  # in a temporary folder: the demos save files (digits.pt)

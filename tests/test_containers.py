@@ -230,3 +230,40 @@ def test_an_optimizer_built_before_the_new_head_keeps_the_old_heads_parameters()
     net.fc = nn.Linear(512, 10)
     held = {id(p) for group in opt.param_groups for p in group["params"]}
     assert id(old_fc) in held and id(net.fc.weight) not in held
+
+
+# --- exercises -------------------------------------------------------------------------------------
+def test_exercise_residual_adds_its_input_and_registers_its_branch():
+    torch.manual_seed(0)
+    f = nn.Linear(8, 8)
+    block = C.Residual(f)
+    x = torch.rand(3, 8)
+    assert torch.equal(block(x), x + f(x))
+    assert [name for name, _ in block.named_parameters()] == ["f.weight", "f.bias"]
+    model, with_block, plain = C.exercise_residual()
+    assert C.count_params(model) == 2410 + 32 * 32 + 32 == 3466
+    assert torch.equal(with_block, plain)  # a zero branch: the block is the identity
+    assert list(model.state_dict())[2:4] == ["block.f.0.weight", "block.f.0.bias"]
+
+
+def test_exercise_residual_refuses_a_branch_that_changes_the_shape():
+    with pytest.raises(RuntimeError):
+        C.Residual(nn.Linear(8, 4))(torch.rand(2, 8))
+
+
+def test_exercise_unregistered_names_every_hidden_list_and_dict_and_nothing_else():
+    assert C.unregistered(C.PlainListNet()) == ["layers"]
+    assert C.unregistered(C.PlainGains()) == ["scales", "extra"]
+    for model in (C.make_sequential(), C.make_sequential_named(), C.ListNet(), C.DictNet(), C.MLP(),
+                  C.Gains(), C.Repeated()):
+        assert C.unregistered(model) == [], type(model).__name__
+    assert C.unregistered(nn.Sequential(C.MLP(), C.PlainListNet())) == ["1.layers"]
+
+    class InATuple(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair = (nn.Linear(2, 2), nn.Linear(2, 2))
+            self.sizes = [2, 2]  # a plain list of numbers is fine
+
+    assert C.unregistered(InATuple()) == ["pair"]
+    assert C.count_params(InATuple()) == 0  # what the function warns about

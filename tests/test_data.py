@@ -881,3 +881,28 @@ def test_a_helpers_bad_input_demo_that_repeats_a_lesson_is_not_on_the_page(page,
     tests/test_multi_gpu.py for load_state_dict_flexible); the page keeps one such demo per lesson."""
     for lang in ("en", "zh"):
         assert section not in (_REPO / "docs" / lang / page).read_text(encoding="utf-8")
+
+
+# --- exercises -------------------------------------------------------------------------------------
+def test_exercise_class_counts_equals_the_files_in_each_class_folder(tree, train_data, val_data):
+    from snippets.data import class_counts
+
+    for split, data in zip(tree, (train_data, val_data)):
+        files = [len(list((split / name).glob("*.png"))) for name in data.classes]
+        assert class_counts(data) == files
+    assert class_counts(train_data) == [142, 146, 142, 146, 145, 146, 145, 143, 139, 144]  # as the page shows
+    assert sum(class_counts(val_data)) == 359
+
+
+def test_exercise_random_split_is_repeatable_disjoint_complete_and_not_stratified(digits):
+    from snippets.data import SimpleDigits, split_80_20
+
+    simple = SimpleDigits(digits.images, digits.target)
+    train_part, val_part = split_80_20(simple, seed=0)
+    again, _ = split_80_20(simple, seed=0)
+    other, _ = split_80_20(simple, seed=1)
+    assert (len(train_part), len(val_part)) == (1438, 359)
+    assert train_part.indices == again.indices and train_part.indices != other.indices
+    assert sorted(train_part.indices + val_part.indices) == list(range(len(simple)))
+    counts = torch.bincount(simple.labels[val_part.indices], minlength=10)
+    assert (counts.min().item(), counts.max().item()) == (28, 42)  # stratified: 35 to 37 per digit

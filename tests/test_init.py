@@ -465,3 +465,42 @@ def test_zero_biases_are_fine_when_weights_are_random():
 def test_train_steps_rejects_a_bad_step_count(steps):
     with pytest.raises(ValueError, match=rf"steps must be a positive integer, got {steps!r}"):
         ini.train_steps(nn.Linear(4, 3), steps=steps)
+
+
+# --- exercises -------------------------------------------------------------------------------------
+def test_exercise_deep_relu_default_loses_the_input_and_kaiming_keeps_its_scale():
+    default, no_bias, kaiming = (ini.output_std(init) for init in (None, ini.zero_bias, ini.kaiming_relu))
+    assert no_bias < 1e-6                      # the mean square shrinks about 6 times per layer
+    assert 0.01 < default < 0.05               # what is left comes from the biases ...
+    assert 0.3 < kaiming < 1.5                 # Kaiming keeps the input's order of magnitude
+    torch.manual_seed(0)
+    net = nn.Sequential(*[layer for _ in range(20) for layer in (nn.Linear(256, 256), nn.ReLU())])
+    with torch.no_grad():
+        out = net(torch.randn(512, 256))
+    assert out.std(dim=0).max() < 1e-5 * out.std()  # ... and is the same for every input
+
+
+def test_exercise_deep_relu_kaiming_relu_touches_only_linear_layers():
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.BatchNorm1d(32))
+    bn = {k: v.clone() for k, v in net[2].state_dict().items()}
+    net.apply(ini.kaiming_relu)
+    assert torch.all(net[0].bias == 0)
+    assert abs(net[0].weight.std().item() - math.sqrt(2 / 64)) < 0.02
+    assert all(torch.equal(bn[k], v) for k, v in net[2].state_dict().items())
+
+
+def test_exercise_break_symmetry_noise_lets_units_drift_apart_and_train_better():
+    results = {}
+    torch.manual_seed(0)
+    for noise in (0.0, 0.01):
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.fill_(0.5).add_(noise * torch.randn_like(p))
+        before = ini.unit_spread(net[0])
+        loss = ini.train_steps(net, steps=200)
+        results[noise] = (before, ini.unit_spread(net[0]), loss, net[0].weight.unique(dim=0).shape[0])
+    assert results[0.0][0] == 0 and results[0.0][1] < 1e-6 and results[0.0][3] == 1
+    before, after, loss, distinct = results[0.01]
+    assert distinct == 8 and after > 5 * before and loss < results[0.0][2]
+    assert (round(before, 3), round(after, 3), round(loss, 4)) == (0.056, 0.374, 0.9989)  # as the page shows

@@ -518,3 +518,26 @@ def test_layers_code_reads_weights_with_detach_not_data():
     source = (ROOT / "snippets" / "layers.py").read_text(encoding="utf-8")
     assert ".data." not in source and ".data\n" not in source
     assert "layer.weight.detach()" in source
+
+
+# --- exercises -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size, k, padding, stride", [
+    ((8, 8), 3, 1, 1), ((8, 8), 3, 1, 2), ((8, 8), 3, 0, 3), ((7, 9), 2, 2, 2), ((5, 5), 5, 0, 1),
+])
+def test_exercise_corr2d_strided_equals_f_conv2d_and_the_size_rule(size, k, padding, stride):
+    torch.manual_seed(0)
+    X, K = torch.rand(size), torch.rand(k, k)
+    mine = L.corr2d_strided(X, K, padding, stride)
+    builtin = F.conv2d(X[None], K[None, None], padding=padding, stride=stride)[0]
+    assert torch.allclose(mine, builtin, atol=1e-6)
+    assert mine.shape == tuple(L.conv_out_size(n, k, padding, stride) for n in size)
+    if padding == 0 and stride == 1:
+        assert torch.allclose(mine, L.corr2d(X, K), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 6, 6), 2), ((1, 4, 9, 9), 3), ((2, 1, 7, 5), 2)])
+def test_exercise_avg_pool_as_conv_equals_f_avg_pool2d(shape, k):
+    torch.manual_seed(0)
+    x = torch.rand(shape, dtype=torch.float64)
+    assert torch.allclose(L.avg_pool_as_conv(x, k), F.avg_pool2d(x, k))
+    assert L.avg_pool_as_conv(x, k).dtype == torch.float64  # the kernel follows the input

@@ -718,3 +718,37 @@ def test_page_blames_the_sigmoid_for_the_zero_gradient(lang):
     assert "p(1 − p)" in text and "10¹²" in text
     assert "so the loss is cut off at 100 and the gradient is exactly 0" not in text
     assert "于是损失被截成 100，梯度恰好为 0" not in text
+
+
+# --- exercises -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1.0, 10.0, 100.0])
+def test_exercise_two_class_logits_make_cross_entropy_equal_bce_with_logits(scale):
+    from snippets import losses as L
+
+    torch.manual_seed(0)
+    x = torch.randn(64, dtype=torch.float64) * scale
+    y = torch.randint(0, 2, (64,))
+    two = L.two_class_logits(x)
+    assert two.shape == (64, 2) and torch.all(two[:, 0] == 0)
+    assert torch.allclose(F.softmax(two, dim=1)[:, 1], torch.sigmoid(x))
+    assert torch.allclose(F.cross_entropy(two, y), F.binary_cross_entropy_with_logits(x, y.double()))
+    bce, ce = L.exercise_two_class_logits()  # the page's numbers
+    assert torch.allclose(bce, ce)
+
+
+def test_exercise_inverse_frequency_weights_give_every_class_the_same_say():
+    from snippets import losses as L
+
+    target = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])
+    w = L.inverse_frequency_weights(target, 3)
+    assert torch.allclose(w, torch.tensor([10 / 18, 10 / 9, 10 / 3]))
+    assert torch.allclose(torch.bincount(target, weights=w[target]), torch.full((3,), 10 / 3))
+    weighted, per_class_mean = L.exercise_inverse_frequency()
+    assert torch.allclose(weighted, per_class_mean)
+
+
+def test_exercise_inverse_frequency_weights_refuse_a_class_without_samples():
+    from snippets import losses as L
+
+    with pytest.raises(ValueError, match=r"classes \[1, 3\] have no samples in target"):
+        L.inverse_frequency_weights(torch.tensor([0, 2, 2]), 4)

@@ -1033,3 +1033,38 @@ def test_the_page_points_at_the_ddp_train_download(lang, words):
     text = (ROOT / "docs" / lang / "multi-gpu.md").read_text(encoding="utf-8")
     assert "snippets/ddp_train.py" in text.split("---")[1]            # offered as a download ...
     assert words in text and "save the next six blocks" not in text    # ... and the page says so
+
+
+# --- exercises -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size, num_replicas", [(10, 3), (8, 2), (16, 4), (7, 4), (5, 2)])
+@pytest.mark.parametrize("epoch", [0, 1, 5])
+def test_exercise_rank_indices_equals_distributed_sampler(size, num_replicas, epoch):
+    from torch.utils.data.distributed import DistributedSampler
+
+    for rank in range(num_replicas):
+        sampler = DistributedSampler(range(size), num_replicas=num_replicas, rank=rank, seed=0)
+        sampler.set_epoch(epoch)
+        assert mg.rank_indices(size, num_replicas, rank, epoch) == list(sampler)
+    shares = [mg.rank_indices(size, num_replicas, rank, epoch) for rank in range(num_replicas)]
+    assert len({len(share) for share in shares}) == 1  # the same number of steps on every rank
+    assert set().union(*map(set, shares)) == set(range(size))
+
+
+def test_exercise_rank_indices_pads_with_the_first_two_of_the_permutation_as_the_page_says():
+    shares = [mg.rank_indices(10, 3, rank, 0) for rank in range(3)]
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0)).tolist()
+    flat = [i for share in shares for i in share]
+    assert sorted(i for i in set(flat) if flat.count(i) == 2) == sorted(order[:2])
+
+
+def test_exercise_ddp_grads_equal_the_whole_batch_only_for_equal_shares():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    X, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    for n, replicas, equal in [(16, 4, True), (16, 2, True), (12, 3, True), (10, 4, False), (15, 4, False)]:
+        ddp = mg.ddp_grads(model, X[:n], y[:n], replicas)
+        one = mg.mean_loss_grads(model, X[:n], y[:n])
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ddp, one)) is equal, (n, replicas)
+    # what unequal shares compute: a mean weighted by 1 / (share size), not the plain mean
+    shares = [len(s) for s in X[:10].tensor_split(4)]
+    assert shares == [3, 3, 2, 2]

@@ -270,8 +270,6 @@ def test_an_output_inside_a_collapsed_solution_is_labelled_inside_it():
 
 
 # --- what a chapter gives readers: goals first, a recap and exercises last ---------------------------
-# Chapters that have them so far (issue 22), in the nav's order
-WITH_EXERCISES = ["environment.md", "autograd.md"]
 OPENER = {"zh": ('!!! abstract "本章概览"', "**你将学到：**", "**先读：**", "**运行时间：**", "2 核 CPU"),
           "en": ('!!! abstract "In this chapter"', "**You will learn**", "**You need first:**", "**Run time:**",
                  "2-core CPU")}
@@ -279,7 +277,7 @@ ENDING = {"zh": ("## 小结", "## 练习", '??? success "答案"'), "en": ("## R
 
 
 @pytest.mark.parametrize("lang", LANGS)
-@pytest.mark.parametrize("page", WITH_EXERCISES)
+@pytest.mark.parametrize("page", CHAPTERS)
 def test_a_chapter_opens_with_its_goals_and_ends_with_a_recap_and_two_exercises(page, lang):
     """Under the title's first paragraph: what the reader will learn (3-5 points), the earlier
     chapters to read first (linked), the program's run time on a 2-core CPU. At the end: a recap
@@ -311,3 +309,26 @@ def test_a_chapter_opens_with_its_goals_and_ends_with_a_recap_and_two_exercises(
         # the solution is asserted, not only run: tests/test_<module>.py has a test named for it
         tests = (ROOT / "tests" / f"test_{module}.py").read_text(encoding="utf-8")
         assert re.search(rf"^def test_{section[1]}\w*\(", tests, re.M), section[1]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_the_notebooks_prose_has_no_stray_indented_lines(page, lang):
+    """Prose that follows a block inside an admonition (an exercise's solution) stays in that
+    admonition, quoted, in the notebook; indented by four spaces it would read as code."""
+    text = (ROOT / "docs" / lang / page).read_text(encoding="utf-8")
+    chapter = export.read_chapter(text, "https://example.invalid/x/", "https://example.invalid/", lang=lang)
+    for kind, part in chapter.parts:
+        if kind != "md":
+            continue
+        outside_fences = re.sub(r"^```.*?^```", "", part, flags=re.S | re.M)
+        assert not re.search(r"^ {4}\S", outside_fences, re.M), part[:200]
+
+
+def test_prose_after_a_solutions_block_is_quoted_like_its_header():
+    page = ('Task.\n\n??? success "Solution"\n\n    ```python\n    --8<-- "snippets/autograd.py:imports"\n    ```\n\n'
+            "    Why it works.\n\n    More.\n\nNext task.\n")
+    parts = export.read_chapter(page, "https://example.invalid/x/", "https://example.invalid/").parts
+    assert [kind for kind, _ in parts] == ["md", "code", "md"]
+    assert parts[0][1] == "Task.\n\n> **Solution**\n>"
+    assert parts[2][1] == "> Why it works.\n>\n> More.\n\nNext task."

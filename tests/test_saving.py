@@ -902,3 +902,46 @@ def test_cuda_load_checkpoint_into_a_gpu_model(in_tmp):
     dst = S.Net().to("cuda")
     S.load_checkpoint("w.pt", dst)  # tensors go to the CPU first, then are copied onto the GPU
     assert dst.hidden.weight.is_cuda and torch.equal(dst.hidden.weight.cpu(), src.hidden.weight)
+
+
+# --- exercises -------------------------------------------------------------------------------------
+def test_exercise_atomic_save_keeps_the_previous_checkpoint_when_saving_fails(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = S.Net().state_dict()
+    assert S.atomic_save({"epoch": 1, "model": state}, "ckpt.pt") == Path("ckpt.pt")
+    with pytest.raises(TypeError, match="cannot pickle 'generator' object"):
+        S.atomic_save({"epoch": 2, "batches": (b for b in range(3))}, "ckpt.pt")
+    loaded = torch.load("ckpt.pt", weights_only=True)
+    assert loaded["epoch"] == 1 and all(torch.equal(loaded["model"][k], v) for k, v in state.items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+    S.atomic_save({"epoch": 3}, "ckpt.pt")  # a save that succeeds replaces the file
+    assert torch.load("ckpt.pt", weights_only=True) == {"epoch": 3}
+    assert S.exercise_atomic_save()["epoch"] == 1  # the page's run
+
+
+def test_exercise_atomic_save_is_needed_plain_torch_save_destroys_the_checkpoint(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save({"epoch": 1}, path)
+    with pytest.raises(TypeError):
+        torch.save({"epoch": 2, "batches": (b for b in range(3))}, path)
+    with pytest.raises(RuntimeError, match="corrupted"):
+        torch.load(path, weights_only=True)
+
+
+def test_exercise_load_matching_loads_what_fits_and_names_the_rest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(1)
+    trained = S.Net().state_dict()
+    torch.save(trained, "net_weights.pt")
+    model, state, left_out = S.exercise_load_matching()
+    assert left_out == ["out.bias", "out.weight"]
+    assert torch.equal(model.hidden.weight, trained["hidden.weight"])
+    assert torch.equal(model.hidden.bias, trained["hidden.bias"])
+    assert model.out.weight.shape == (5, 32)
+    with pytest.raises(RuntimeError, match="size mismatch for out.weight"):
+        fresh = S.Net()
+        fresh.out = nn.Linear(32, 5)
+        fresh.load_state_dict(trained, strict=False)  # strict=False does not skip a shape
+    typo = {("hiden.weight" if k == "hidden.weight" else k): v for k, v in trained.items()}
+    fresh = S.Net()
+    assert S.load_matching(fresh, typo) == ["hiden.weight"]  # named, not silently dropped

@@ -900,8 +900,7 @@ def test_speed_section_quotes_the_committed_measurement(lang):
     import json
     data = json.loads((ROOT / "generated" / "training-compile.json").read_text(encoding="utf-8"))
     eager = next(row for row in data["rows"] if row["mode"] == "eager")
-    speed = page_text(lang).split("\n## ")[-1]
-    assert speed.startswith(("Speed", "速度"))
+    speed = next(s for s in page_text(lang).split("\n## ") if s.startswith(("Speed", "速度")))
     assert f"{eager['steady'] * 1000:.1f} ms" in speed and "23" in speed
     assert f"{eager['steady'] * 1000:.1f} ms" in (ROOT / "generated" / f"training-compile.{lang}.md").read_text(
         encoding="utf-8")
@@ -915,3 +914,54 @@ def test_labels_are_checked_before_fit_on_the_page(lang):
     check = text.index('--8<-- "snippets/training.py:check_labels"')
     fit = text.index('--8<-- "snippets/training.py:demo_fit"')
     assert loop < check < fit
+
+
+# --- exercises -------------------------------------------------------------------------------------
+def test_exercise_confusion_matrix_counts_every_image_and_its_diagonal_is_the_accuracy(trained, loaders):
+    model, history = trained
+    _, val_loader = loaders
+    cm = tr.confusion_matrix(model, val_loader, CPU)
+    labels = val_loader.dataset.tensors[1]
+    assert cm.shape == (10, 10) and cm.dtype == torch.int64
+    assert cm.sum(dim=1).tolist() == torch.bincount(labels, minlength=10).tolist()  # rows: true digits
+    _, acc = tr.evaluate(model, val_loader, nn.CrossEntropyLoss(), CPU)
+    assert cm.diag().sum().item() / cm.sum().item() == acc == max(history["val_acc"])
+    with torch.no_grad():
+        pred = model(val_loader.dataset.tensors[0]).argmax(dim=1)
+    assert cm[8, 1].item() == ((labels == 8) & (pred == 1)).sum().item() == 2  # as the page says
+
+
+def test_exercise_confusion_matrix_of_a_perfect_and_a_constant_model():
+    data = torch.zeros(6, 3)
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    loader = DataLoader(TensorDataset(data, labels), batch_size=4)
+
+    class Says(nn.Module):
+        def __init__(self, answers):
+            super().__init__()
+            self.answers = answers
+
+        def forward(self, x):
+            return nn.functional.one_hot(self.answers[: len(x)], 3).float()
+
+    perfect = tr.confusion_matrix(Says(torch.tensor([0, 1, 2, 2])), [(data[:4], labels[:4])], CPU, 3)
+    assert torch.equal(perfect, torch.diag(torch.tensor([1, 1, 2])))
+    always_0 = tr.confusion_matrix(Says(torch.zeros(6, dtype=torch.long)), loader, CPU, 3)
+    assert torch.equal(always_0[:, 0], torch.tensor([2, 2, 2])) and always_0[:, 1:].sum() == 0
+
+
+def test_exercise_warmup_rises_linearly_then_follows_the_cosine():
+    lrs = tr.exercise_warmup()
+    base, warmup, total = 0.1, 3, 10
+    expected = [base * (e + 1) / warmup if e < warmup
+                else base * 0.5 * (1 + math.cos(math.pi * (e - warmup) / (total - warmup))) for e in range(total)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[:3] == pytest.approx([base / 3, 2 * base / 3, base]) and max(lrs) == pytest.approx(base)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+
+
+@pytest.mark.parametrize("warmup, total", [(0, 10), (10, 10), (12, 10)])
+def test_exercise_warmup_refuses_a_warmup_outside_the_run(warmup, total):
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="need 0 < warmup < total"):
+        tr.warmup_cosine(optimizer, warmup, total)
