@@ -332,3 +332,17 @@ def test_prose_after_a_solutions_block_is_quoted_like_its_header():
     assert [kind for kind, _ in parts] == ["md", "code", "md"]
     assert parts[0][1] == "Task.\n\n> **Solution**\n>"
     assert parts[2][1] == "> Why it works.\n>\n> More.\n\nNext task."
+
+
+# What a test does belongs in its docstring and CONTRIBUTING.md; a page may say that a claim is
+# checked, and a skip reason names its test, but the prose does not describe the test suite.
+_ABOUT_THE_TESTS = re.compile(r"\b(?<!tests/)test_\w+|\bA test\b|another test|repository's tests|test in the repository"
+                              r"|有一个测试|另一个测试|页面测试|仓库中的测试在|仓库中的测试把")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_the_page_talks_to_readers_not_about_its_tests(page, lang):
+    text = (ROOT / "docs" / lang / page).read_text(encoding="utf-8")
+    prose = [line for line in text.splitlines() if not line.lstrip().startswith(("<!--", "--8<--"))]
+    assert [line for line in prose if _ABOUT_THE_TESTS.search(line)] == []
