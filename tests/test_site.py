@@ -361,6 +361,21 @@ def test_every_chapter_is_in_the_home_pages_table(lang):
     assert {p for p in pages if f"]({p})" not in table} == set()
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_home_page_starts_a_learner_on_every_chapter_in_order(lang):
+    """"Start here": a numbered path through every chapter, once each, in the nav's order, and the
+    name of the runnable-copy button as the pages show it (hooks/chapters.py's RUNNABLE_WORDS)."""
+    from hooks.chapters import RUNNABLE_WORDS
+    from pagekit.project import CHAPTERS
+
+    text = (DOCS / lang / "index.md").read_text(encoding="utf-8")
+    title = {"zh": "## 从这里开始\n", "en": "## Start here\n"}[lang]
+    section = text.split(title)[1].split("\n## ")[0]
+    path = re.findall(r"^\d+\. \[[^\]]+\]\(([\w-]+\.md)\)", section, re.M)
+    assert path == [chapter.page for chapter in CHAPTERS]
+    assert RUNNABLE_WORDS[lang][0].split("（")[0].split(" (")[0] in section
+
+
 # ---------------------------------------------------------------- everything in the page's language
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
