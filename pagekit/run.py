@@ -419,6 +419,7 @@ def _preload(paths: list[str], virtual_cuda: bool) -> None:
 def run_all(paths: list[str], parallel: int = 2, virtual_cuda: bool = False) -> dict[str, dict]:
     _preload(paths, virtual_cuda)
     results, running, waiting = {}, {}, list(paths)
+    parent = os.getppid()
     while waiting or running:
         while waiting and len(running) < parallel:
             path = waiting.pop(0)
@@ -428,6 +429,10 @@ def run_all(paths: list[str], parallel: int = 2, virtual_cuda: bool = False) -> 
             running[pid] = (path, time.perf_counter())
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid == 0:  # none finished yet: stop any that ran too long, then look again
+            if os.getppid() != parent:  # whoever asked is gone (a killed pytest): stop, leave nothing
+                for other in running:
+                    os.kill(other, signal.SIGKILL)
+                sys.exit(f"pagekit.run: the parent process {parent} exited; runs stopped")
             for other, (_, other_start) in running.items():
                 if time.perf_counter() - other_start > TIMEOUT_S:
                     os.kill(other, signal.SIGKILL)

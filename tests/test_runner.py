@@ -205,3 +205,31 @@ def test_background_work_starts_only_for_the_pages_the_selected_tests_take():
         tests_conftest.pytest_collection_finish(session)
         session.config.stash[tests_conftest.EARLY].close()
         assert started["pages"] == pages
+
+
+def test_a_run_whose_parent_dies_stops_its_programs(tmp_path):
+    """A killed pytest leaves no page runs behind, still using the CPU."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    program = tmp_path / "slow.py"
+    program.write_text("import time\nfor _ in range(600):\n    time.sleep(0.1)\n")
+    # a shell starts the run in the background and exits at once, as a killed parent would
+    shell = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m pagekit.run {tmp_path / 'out.json'} --parallel 1 {program} & "
+                       "sleep 3; echo $!"], capture_output=True, text=True, check=True)
+    runner = int(shell.stdout.split()[-1])
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(runner, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(runner, signal.SIGKILL)
+        pytest.fail("pagekit.run kept running after its parent exited")
+    assert not (tmp_path / "out.json").exists()
