@@ -196,6 +196,44 @@ def test_a_page_offers_the_files_its_front_matter_lists(built_site):
         assert (folder / "ddp_train.py").read_bytes() == (ROOT / "snippets" / "ddp_train.py").read_bytes()
 
 
+# --- API names link to PyTorch's documentation ----------------------------------------------------
+API_LINK = re.compile(r'<a class="tpn-api" href="([^"]*)" title="([^"]*)"><code>([^<]*)</code></a>')
+# Names as each chapter writes them, linked on both languages' pages (pagekit/apilinks.py).
+LINKED = {"data.md": ["DataLoader", "ImageFolder", "v2.RandomAffine"],
+          "layers.md": ["nn.Conv2d", "F.conv2d", "F.max_pool2d"],
+          "training.md": ["autocast", "GradScaler", "optimizer.zero_grad()", "torch.no_grad()"],
+          "saving.md": ["torch.save", "torch.load", "state_dict"],
+          "multi-gpu.md": ["nn.DataParallel", "DistributedDataParallel", "DistributedSampler"],
+          "init.md": ["nn.init.xavier_normal_", "model.apply"],
+          "losses.md": ["nn.BCEWithLogitsLoss", "F.cross_entropy"]}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", sorted(LINKED))
+def test_api_names_in_the_prose_link_to_their_documentation(built_site, page, lang):
+    from pagekit import apilinks
+    text = (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")
+    found = {html.unescape(written): (href, title) for href, title, written in API_LINK.findall(text)}
+    for written in LINKED[page]:
+        full = apilinks.full_name(written)
+        assert found.get(written) == (apilinks.inventory()[full], full), f"{lang}/{page}: {written}"
+
+
+def test_every_linked_api_name_is_in_the_inventory_and_outside_headings_and_code(built_site):
+    from pagekit import apilinks
+    names, pages = apilinks.inventory(), 0
+    for path in built_site.rglob("index.html"):
+        text = path.read_text(encoding="utf-8")
+        for href, title, written in API_LINK.findall(text):
+            assert names.get(title) == href and apilinks.full_name(html.unescape(written)) == title, path
+        pages += 'class="tpn-api"' in text
+        for heading in re.findall(r"<h[1-6][^>]*>.*?</h[1-6]>", text, re.S):
+            assert 'class="tpn-api"' not in heading, path
+        for block in re.findall(r"<pre.*?</pre>", text, re.S):
+            assert 'class="tpn-api"' not in block, path
+    assert pages >= 2 * len(LINKED)
+
+
 # --- blocks outside the page's program -------------------------------------------------------------
 NOTE = re.compile(r'<p class="tpn-not-run"[^>]*>(.*?)</p>\s*(?:<!--.*?-->\s*)*<div class="language-python highlight">')
 
