@@ -190,7 +190,8 @@ def on_page_markdown(markdown, page, config, files):
         f"{slug}.py": export.script(chapter, lang, f"{slug}.py"),
     }
     for rel in page.meta.get("downloads", []):
-        page.chapter_files[Path(rel).name] = (ROOT / rel).read_text(encoding="utf-8")
+        # the file itself on the English page; its comments and docstrings in the page's language
+        page.chapter_files[Path(rel).name] = comments.file_in_language(rel, lang)
     page.checkpoint_files = checkpoints
     words = LINK_WORDS[lang]
     page.chapter_downloads = [(f"{slug}.ipynb", words[0]), (f"{slug}.py", words[1])]

@@ -189,11 +189,20 @@ def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
 
 
 def test_a_page_offers_the_files_its_front_matter_lists(built_site):
-    """multi-gpu shows ddp_train.py in sections; torchrun starts the whole file, offered as it is."""
+    """multi-gpu shows ddp_train.py in sections; torchrun starts the whole file, offered as it is
+    on the English page and with its comments and docstrings in Chinese on the zh page, as the
+    zh page's blocks show them."""
+    source = ROOT / "snippets" / "ddp_train.py"
     for lang in LANGS:
         folder = site_folder(built_site, lang, "multi-gpu.md")
         assert '<a href="ddp_train.py" download' in (folder / "index.html").read_text(encoding="utf-8")
-        assert (folder / "ddp_train.py").read_bytes() == (ROOT / "snippets" / "ddp_train.py").read_bytes()
+    en = (site_folder(built_site, "en", "multi-gpu.md") / "ddp_train.py").read_bytes()
+    assert en == source.read_bytes()
+    zh = (site_folder(built_site, "zh", "multi-gpu.md") / "ddp_train.py").read_text(encoding="utf-8")
+    assert code_tokens(zh) == code_tokens(source.read_text(encoding="utf-8"))
+    assert "DDP 在这里对所有 rank 的梯度取平均" in zh and '"""用 DistributedDataParallel（DDP）' in zh
+    shown = "\n".join(html_python_blocks(built_site, "zh", "multi-gpu.md"))
+    assert "# DDP 在这里对所有 rank 的梯度取平均" in shown  # the same words as the page's block
 
 
 # --- API names link to PyTorch's documentation ----------------------------------------------------
