@@ -175,6 +175,77 @@ def test_the_box_of_a_chapter_that_starts_workers_says_what_windows_and_macos_re
     assert with_note == {"data.md"}
 
 
+# --- Colab: each chapter's notebook, committed where repo_url points (pagekit/colab.py) -----------
+def test_the_colab_notebooks_are_committed_as_make_colab_writes_them():
+    from pagekit import colab
+    assert colab.write_all(check=True) == [], "run `make colab` and commit notebooks/"
+    committed = {p.relative_to(colab.NOTEBOOKS).as_posix() for p in colab.NOTEBOOKS.rglob("*.ipynb")}
+    assert committed == {f"{lang}/{Path(page).stem}.ipynb" for page in CHAPTERS for lang in LANGS}
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_a_colab_notebook_is_the_built_notebook_with_its_setup_cell_in_front(served_site, page):
+    """The notebook Colab opens is the one the page offers (made for the hosted site, whose
+    address the committed copy holds where this build holds its own), one cell added."""
+    from pagekit import colab
+    hosted = colab.configured("site_url", "SITE_URL")
+    for lang in LANGS:
+        built = (site_folder(served_site.root, lang, page) / f"{Path(page).stem}.ipynb").read_text(encoding="utf-8")
+        built_nb = nbformat.reads(built.replace(served_site.base, hosted), as_version=4)
+        committed = nbformat.read(colab.notebook_path(page, lang), as_version=4)
+        nbformat.validate(committed)
+        assert committed.cells[0].id == "colab-setup"
+        assert committed.cells[1:] == built_nb.cells
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_a_colab_notebooks_first_cell_installs_only_what_colab_lacks(page, lang):
+    from pagekit import colab
+    nb = nbformat.read(colab.notebook_path(page, lang), as_version=4)
+    first, rest = nb.cells[0], nb.cells[1:]
+    imported = {name for cell in rest if cell.cell_type == "code"
+                for name in colab.third_party(colab.imported(nbformat.from_dict({"cells": [cell]})))}
+    lacking = sorted(imported - colab.COLAB_HAS)
+    if not lacking:
+        assert first.cell_type == "markdown" and "pip" not in first.source
+        assert all(colab.DISTRIBUTION.get(n, n) in first.source for n in imported)
+        return
+    assert first.cell_type == "code"
+    pip = first.source.split("\n")[-1]
+    assert pip.startswith("%pip install -q ")
+    assert sorted(re.findall(r'"([A-Za-z0-9_.-]+)>=', pip)) == lacking
+
+
+def test_only_the_saving_chapter_needs_an_install_in_colab():
+    from pagekit import colab
+    needs = {page: colab.to_install(colab.chapter_notebook(page, "en")) for page in CHAPTERS}
+    assert {page: found for page, found in needs.items() if found} == {
+        "saving.md": [f"safetensors>={project.pins()['safetensors']}"]}
+
+
+def test_a_colab_notebook_of_an_unknown_page_or_language_is_refused():
+    from pagekit import colab
+    with pytest.raises(FileNotFoundError, match="docs/en/nope.md: no such page"):
+        colab.chapter_notebook("nope.md", "en")
+    with pytest.raises(ValueError, match="no Colab words for language 'fr'"):
+        colab.chapter_notebook("layers.md", "fr")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_each_chapter_opens_its_committed_notebook_in_colab(built_site, lang):
+    from pagekit import colab
+    repo = os.environ.get("REPO_URL") or colab.configured("repo_url", "REPO_URL")
+    words = "Open in Colab" if lang == "en" else "在 Colab 中打开"
+    for page in CHAPTERS:
+        text = (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")
+        url = colab.colab_url(repo, lang, Path(page).stem)
+        assert url.endswith(f"/blob/main/notebooks/{lang}/{Path(page).stem}.ipynb") and colab.notebook_path(page, lang).is_file()
+        link = re.search(rf'<a href="{re.escape(url)}" class="md-button tpn-download tpn-colab">(.*?)</a>', text, re.S)
+        assert link and f"<span>{words}</span>" in link.group(1), f"{lang}/{page}"
+    assert colab.colab_url("https://gitlab.com/a/b", lang, "layers") is None
+
+
 def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = x + 1")]
