@@ -306,10 +306,9 @@ def on_page_content(html_text, page, config, files):
 
 
 # Words in the page chrome that come from a library in English only: the heading permalink's
-# tooltip (Python-Markdown's toc) and the lab cells' copy button (mkdocs-jupyter).
-CHROME = {"zh": {'title="Permanent link"': 'title="永久链接"',
-                 'aria-label="Copy to Clipboard"': 'aria-label="复制到剪贴板"',
-                 '<span class="notice" hidden="">Copied!</span>': '<span class="notice" hidden="">已复制</span>'}}
+# tooltip (Python-Markdown's toc). (The lab cells' own copy button is gone: they have Material's,
+# in the page's language, as the chapters' blocks do; hooks/notebook_pages.py.)
+CHROME = {"zh": {'title="Permanent link"': 'title="永久链接"'}}
 
 
 def in_page_language(output: str, lang: str) -> str:
