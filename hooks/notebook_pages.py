@@ -188,9 +188,19 @@ def with_heading_ids(content: str, toc) -> str:
 
 OUTPUT_LABEL = {"zh": "输出", "en": "Output"}  # as on the chapters (hooks/chapters.py)
 _CODE_CELL = re.compile(r'<div class="highlight-ipynb hl-python"><pre><span></span>(.*?)</pre></div>', re.S)
+# A name's span: Material colours `.highlight .n` with --md-code-hl-name-color, which its palette sets
+# to the code's own colour, so the span changes nothing on screen; the task1 lab has 1,200 of them,
+# which hooks/notebook_css.py would keep because a stylesheet names the class (tests/test_browser.py
+# compares every cell's look with the converter's own, spans and all).
+_NAME = re.compile(r'<span class="n">([^<]*)</span>')
 _COPY_BUTTON = re.compile(r'<div class="zeroclipboard-container">\s*<clipboard-copy\b.*?</clipboard-copy>\s*</div>\s*', re.S)
 _TEXT_OUTPUT = re.compile(r'<div class="jp-RenderedText jp-OutputArea-output"( data-mime-type="[^"]*")? tabindex="0">\s*'
                           r'<pre>(.*?)</pre>\s*</div>', re.S)
+
+
+def _as_python_block(m: re.Match) -> str:
+    code = _NAME.sub(lambda name: name.group(1), m.group(1))
+    return f'<div class="language-python highlight highlight-ipynb hl-python"><pre><span></span><code>{code}</code></pre></div>'
 
 
 def chapter_look(content: str, lang: str) -> str:
@@ -201,8 +211,7 @@ def chapter_look(content: str, lang: str) -> str:
     if lang not in OUTPUT_LABEL:
         raise ValueError(f"no output label for language {lang!r}; known: {', '.join(OUTPUT_LABEL)}")
     content = _COPY_BUTTON.sub("", content)
-    content = _CODE_CELL.sub(lambda m: '<div class="language-python highlight highlight-ipynb hl-python">'
-                             f"<pre><span></span><code>{m.group(1)}</code></pre></div>", content)
+    content = _CODE_CELL.sub(_as_python_block, content)
     label = OUTPUT_LABEL[lang]
     return _TEXT_OUTPUT.sub(
         lambda m: f'<div class="jp-RenderedText jp-OutputArea-output language-text highlight tpn-output"{m.group(1) or ""}'

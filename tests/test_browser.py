@@ -914,10 +914,13 @@ _CODE_LOOK_JS = """(originals) => [...document.querySelectorAll('article .highli
         target.innerHTML = originals[i].replace(/^<span><\\/span>/, '');
         if (pre.textContent !== before) return {error: `cell ${i + 1}: the converter's code differs`};
     }
+    // the background on screen: the first one not transparent, from the text's element up
+    const shown = (el) => { for (; el; el = el.parentElement) { const bg = getComputedStyle(el).backgroundColor;
+        if (bg !== 'rgba(0, 0, 0, 0)' && bg !== 'transparent') return bg; } return 'none'; };
     const runs = [], walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
     for (let node; (node = walker.nextNode());) {
         const cs = getComputedStyle(node.parentElement);
-        const look = [cs.color, cs.backgroundColor, cs.fontFamily, cs.fontSize, cs.fontWeight, cs.fontStyle,
+        const look = [cs.color, shown(node.parentElement), cs.fontFamily, cs.fontSize, cs.fontWeight, cs.fontStyle,
                       cs.textDecorationLine, cs.letterSpacing].join(' | ');
         if (runs.length && runs.at(-1)[1] === look) runs.at(-1)[0] += node.data; else runs.push([node.data, look]);
     }

@@ -155,7 +155,8 @@ def test_lab_page_has_the_markup_of_a_chapter(built_site, lab, lang):
 
 def test_chapter_look_rewrites_cells_and_outputs_and_refuses_an_unknown_language():
     cell = ('<div class="zeroclipboard-container">\n<clipboard-copy for="cell-1"><div>x</div></clipboard-copy>\n</div>\n'
-            '<div class="highlight-ipynb hl-python"><pre><span></span><span class="k">import</span> os\n</pre></div>'
+            '<div class="highlight-ipynb hl-python"><pre><span></span><span class="k">import</span>'
+            ' <span class="n">os</span>\n</pre></div>'
             '<div class="jp-RenderedText jp-OutputArea-output" data-mime-type="text/plain" tabindex="0">\n'
             "<pre>1 &lt; 2\n</pre>\n</div>")
     out = notebook_pages.chapter_look(cell, "en")
