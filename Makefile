@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks gpu-check matrix lighthouse browser-deps clean
+.PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks colab api-inventory gpu-check matrix lighthouse browser-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -50,6 +50,12 @@ figures: $(STAMP)  ## every picture shown on a page -> docs/assets/img/
 
 notebooks: $(STAMP)  ## the lab notebooks (tools/labs.py) -> docs/{zh,en}/labs/*.ipynb
 	$(BIN)/python -m tools.make_notebooks
+
+colab: $(STAMP)  ## each chapter's notebook as Colab opens it from the repository -> notebooks/{zh,en}/<slug>.ipynb
+	$(BIN)/python -m tools.colab_notebooks
+
+api-inventory: $(STAMP)  ## API names -> their docs.pytorch.org pages, from the installed torch -> generated/api-inventory.json
+	$(BIN)/python -m tools.api_inventory
 
 # On a CUDA machine, with that machine's own python3 and torch (not .venv, not requirements.txt's pin):
 # every `cuda` test and every block shown on the site -> generated/gpu-report.{json,md}, generated/verified.{zh,en}.md.

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 from mkdocs.plugins import event_priority
 
-from pagekit import comments, export, memo, reports, runnable
+from pagekit import colab, comments, export, memo, reports, runnable
 from pagekit.compare import code_sha, mask
 from pagekit.page import MARKER, TITLE, expand, is_chapter, parse_page
 from pagekit.project import DEFAULT_LANG, LANGS, ROOT, pins
@@ -174,7 +174,7 @@ def on_pre_build(config):
 
 def on_page_markdown(markdown, page, config, files):
     src = Path(page.file.src_uri)
-    page.chapter_downloads, page.runnable, page.nested_outputs = [], [], {}
+    page.chapter_downloads, page.runnable, page.nested_outputs, page.colab_url = [], [], {}, None
     if src.suffix != ".md" or not is_chapter(markdown):  # the home page's shell block: its comments too
         return comments.page_in_language(markdown, _lang(config)) if src.suffix == ".md" else markdown
     lang, slug = _lang(config), src.stem
@@ -190,8 +190,11 @@ def on_page_markdown(markdown, page, config, files):
         f"{slug}.py": export.script(chapter, lang, f"{slug}.py"),
     }
     for rel in page.meta.get("downloads", []):
-        page.chapter_files[Path(rel).name] = (ROOT / rel).read_text(encoding="utf-8")
+        # the file itself on the English page; its comments and docstrings in the page's language
+        page.chapter_files[Path(rel).name] = comments.file_in_language(rel, lang)
     page.checkpoint_files = checkpoints
+    # the chapter's notebook in Colab, opened from the repository (notebooks/<lang>/<slug>.ipynb)
+    page.colab_url = colab.colab_url(config.repo_url, lang, slug)
     words = LINK_WORDS[lang]
     page.chapter_downloads = [(f"{slug}.ipynb", words[0]), (f"{slug}.py", words[1])]
     page.chapter_downloads += [(name, name) for name in list(page.chapter_files)[2:]]
@@ -303,10 +306,9 @@ def on_page_content(html_text, page, config, files):
 
 
 # Words in the page chrome that come from a library in English only: the heading permalink's
-# tooltip (Python-Markdown's toc) and the lab cells' copy button (mkdocs-jupyter).
-CHROME = {"zh": {'title="Permanent link"': 'title="永久链接"',
-                 'aria-label="Copy to Clipboard"': 'aria-label="复制到剪贴板"',
-                 '<span class="notice" hidden="">Copied!</span>': '<span class="notice" hidden="">已复制</span>'}}
+# tooltip (Python-Markdown's toc). (The lab cells' own copy button is gone: they have Material's,
+# in the page's language, as the chapters' blocks do; hooks/notebook_pages.py.)
+CHROME = {"zh": {'title="Permanent link"': 'title="永久链接"'}}
 
 
 def in_page_language(output: str, lang: str) -> str:

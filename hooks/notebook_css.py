@@ -218,7 +218,8 @@ def named_classes(css: str, page: str) -> set[str] | None:
     return named
 
 
-_CODE_BLOCK = re.compile(r'(<div class="highlight-ipynb[^"]*"><pre>)(.*?)(</pre>)', re.S)
+# a code cell as the template writes it, or as a chapter's block (hooks/notebook_pages.py: chapter_look)
+_CODE_BLOCK = re.compile(r'(<div class="(?:[\w-]+ )*highlight-ipynb[^"]*"><pre>)(.*?)(</pre>)', re.S)
 _PLAIN_SPAN = re.compile(r'<span class="([\w-]+)">([^<]*)</span>')
 
 

@@ -20,6 +20,11 @@ notebook and the plugin's options only; the key here also holds this file (how n
 and render) and requirements.txt (the versions that make the outputs), so that a warm build
 gives the same pages as a cold one after either changes.
 
+A lab reads like a chapter (`chapter_look`): each code cell gets the markup of a chapter's Python
+block (Material's highlight classes and its copy button, in place of the template's own), each
+printed output the chapter's labelled output box (输出 / Output), and overrides/assets/stylesheets/
+extra.css hides the "In [1]:" prompts and sets the cells in the chapters' colours and widths.
+
 Figures a notebook draws are written into its page as base64 PNGs (69 of the Task1 lab's
 98 kB, gzipped): the page's first paint waited for them. Each goes into a file next to the
 page instead (figure-<hash>.png), with its width and height, loaded lazily.
@@ -181,8 +186,43 @@ def with_heading_ids(content: str, toc) -> str:
     return content
 
 
+OUTPUT_LABEL = {"zh": "输出", "en": "Output"}  # as on the chapters (hooks/chapters.py)
+_CODE_CELL = re.compile(r'<div class="highlight-ipynb hl-python"><pre><span></span>(.*?)</pre></div>', re.S)
+# A name's span: Material colours `.highlight .n` with --md-code-hl-name-color, which its palette sets
+# to the code's own colour, so the span changes nothing on screen; the task1 lab has 1,200 of them,
+# which hooks/notebook_css.py would keep because a stylesheet names the class (tests/test_browser.py
+# compares every cell's look with the converter's own, spans and all).
+_NAME = re.compile(r'<span class="n">([^<]*)</span>')
+_COPY_BUTTON = re.compile(r'<div class="zeroclipboard-container">\s*<clipboard-copy\b.*?</clipboard-copy>\s*</div>\s*', re.S)
+_TEXT_OUTPUT = re.compile(r'<div class="jp-RenderedText jp-OutputArea-output"( data-mime-type="[^"]*")? tabindex="0">\s*'
+                          r'<pre>(.*?)</pre>\s*</div>', re.S)
+
+
+def _as_python_block(m: re.Match) -> str:
+    code = _NAME.sub(lambda name: name.group(1), m.group(1))
+    return f'<div class="language-python highlight highlight-ipynb hl-python"><pre><span></span><code>{code}</code></pre></div>'
+
+
+def chapter_look(content: str, lang: str) -> str:
+    """A lab's code cells and printed outputs in the markup of a chapter's blocks: a code cell as a
+    Python block (`div.language-python.highlight > pre > code`, which Material colours and gives
+    its copy button; the template's own copy button goes), a text output as a chapter's output
+    box, labelled in the page's language and left out of the search index as a chapter's is."""
+    if lang not in OUTPUT_LABEL:
+        raise ValueError(f"no output label for language {lang!r}; known: {', '.join(OUTPUT_LABEL)}")
+    content = _COPY_BUTTON.sub("", content)
+    content = _CODE_CELL.sub(_as_python_block, content)
+    label = OUTPUT_LABEL[lang]
+    return _TEXT_OUTPUT.sub(
+        lambda m: f'<div class="jp-RenderedText jp-OutputArea-output language-text highlight tpn-output"{m.group(1) or ""}'
+                  f' tabindex="0" data-search-exclude="1"><span class="filename">{label}</span><pre><span></span><code>{m.group(2)}</code></pre></div>',
+        content)
+
+
 def on_page_content(content, page, config, files):
     if not page.file.src_uri.endswith(".ipynb"):
         return content
     folder = Path(config.site_dir) / Path(page.file.dest_uri).parent
-    return with_image_files(without_external_scripts(with_heading_ids(content, page.toc)), folder)
+    lang = config.theme["language"]
+    content = chapter_look(with_heading_ids(content, page.toc), lang if lang in OUTPUT_LABEL else "en")
+    return with_image_files(without_external_scripts(content), folder)

@@ -186,8 +186,14 @@ def translate(source: str, lang: str, shell: bool = False) -> str:
     code = expand(source)
     if lang == SOURCE_LANG:
         return code
+    return _in_language(code, words(source, shell), lang)
+
+
+def _in_language(code: str, found, lang: str) -> str:
+    """`code` with each of its comments and docstrings `found` in `lang`, where its module's
+    table has it."""
     lines = code.split("\n")
-    for w in reversed(words(source, shell)):
+    for w in reversed(found):
         text = table(w.module, lang).get(key(w.text)) if w.module else None
         if text is None or text == w.text:
             continue
@@ -195,6 +201,55 @@ def translate(source: str, lang: str, shell: bool = False) -> str:
         new = lines[srow - 1][:scol] + _translated_token(w, text) + lines[erow - 1][ecol:]
         lines[srow - 1:erow] = new.split("\n")
     return "\n".join(lines)
+
+
+_SECTION_MARK = re.compile(r"^#\s*-{1,}8<-{1,}\s*\[(start|end):([^\]]*)\]")
+
+
+@lru_cache(maxsize=64)
+def file_words(module: str) -> tuple[Words, ...]:
+    """Every comment and docstring of a whole snippet file that a page offers as a download
+    (front matter `downloads:`), with the section it sits in ('' outside every section);
+    the `--8<--` section marks are not words to translate."""
+    path = ROOT / module
+    if not path.is_file():
+        raise FileNotFoundError(f"{module}: no such file to offer (a page's `downloads:` names it)")
+    code, shell = path.read_text(encoding="utf-8"), path.suffix == ".sh"
+    docs = {} if shell else _docstrings(code)
+    sections = [""]
+    for line in code.split("\n"):
+        mark = _SECTION_MARK.match(line.strip())
+        sections.append(mark.group(2) if mark and mark.group(1) == "start" else
+                        "" if mark else sections[-1])
+    found = []
+    tokens = _shell_comments(code) if shell else tokenize.generate_tokens(io.StringIO(code).readline)
+    for tok in tokens:
+        if tok.type == tokenize.COMMENT and not _SECTION_MARK.match(tok.string):
+            kind, text = "comment", tok.string[1:].strip()
+        elif tok.type == tokenize.STRING and tok.start in docs:
+            kind, text = "docstring", docs[tok.start]
+        else:
+            continue
+        found.append(Words(module, sections[tok.start[0]], kind, text, tok.start, tok.end, tok.string))
+    return tuple(found)
+
+
+def file_in_language(module: str, lang: str) -> str:
+    """A snippet file offered as a download, as the `lang` page offers it: the file itself, byte
+    for byte, in English; in another language each comment and docstring its table translates,
+    in that language (the code the same, token for token)."""
+    text = (ROOT / module).read_text(encoding="utf-8") if (ROOT / module).is_file() else None
+    found = file_words(module)  # FileNotFoundError for a file that is not there
+    return text if lang == SOURCE_LANG else _in_language(text, found, lang)
+
+
+def offered_files(pages: list[Path] | None = None) -> list[str]:
+    """The snippet files the pages offer as downloads beside their notebook and script."""
+    from pagekit.page import front_matter
+
+    pages = pages or sorted((ROOT / "docs" / SOURCE_LANG).rglob("*.md"))
+    return sorted({rel for page in pages
+                   for rel in front_matter(page.read_text(encoding="utf-8")).get("downloads", [])})
 
 
 def page_in_language(markdown: str, lang: str) -> str:
@@ -232,15 +287,18 @@ def clear_caches() -> None:
     table.cache_clear()
     words.cache_clear()
     translate.cache_clear()
+    file_words.cache_clear()
 
 
 def shown_words(pages: list[Path] | None = None) -> list[Words]:
-    """Every comment and docstring the pages' Python blocks show (both languages show the same)."""
+    """Every comment and docstring the pages' Python blocks show (both languages show the same),
+    and those of the files the pages offer as downloads."""
     from pagekit.page import parse_page
 
     pages = pages or sorted((ROOT / "docs" / SOURCE_LANG).rglob("*.md"))
     return [w for page in pages for b in parse_page(page.read_text(encoding="utf-8"), str(page))
-            if b.is_python or b.lang in SHELLS for w in words(b.source, b.lang in SHELLS)]
+            if b.is_python or b.lang in SHELLS for w in words(b.source, b.lang in SHELLS)] + [
+        w for module in offered_files(pages) for w in file_words(module)]
 
 
 def missing(lang: str) -> dict[str, dict[str, Words]]:

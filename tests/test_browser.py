@@ -658,7 +658,7 @@ def _block(page: Page, block: dict) -> str:
     return f"{page.path} block {block['n']} ({block['kind']}, {block['first']!r})"
 
 
-CODE_PAGES = [pytest.param(p, id=p.path) for p in all_pages() if not p.is_notebook]
+CODE_PAGES = [pytest.param(p, id=p.path) for p in all_pages()]  # the labs' cells are chapter blocks too
 
 
 @pytest.mark.parametrize("page", CODE_PAGES)
@@ -909,15 +909,18 @@ def test_lab_page_looks_the_same_with_the_full_notebook_css(tab, lab_view, page:
 # box: spans that change nothing on screen do not show. With `originals`, each <pre>'s content
 # is first replaced by the converter's own (the same text, every token in its span).
 _CODE_LOOK_JS = """(originals) => [...document.querySelectorAll('article .highlight-ipynb pre')].map((pre, i) => {
-    if (originals) {
-        const before = pre.textContent;
-        pre.innerHTML = originals[i];
+    if (originals) {  // into the <code> a lab's cell has as a chapter's block (hooks/notebook_pages.py)
+        const before = pre.textContent, target = pre.querySelector(':scope > code') || pre;
+        target.innerHTML = originals[i].replace(/^<span><\\/span>/, '');
         if (pre.textContent !== before) return {error: `cell ${i + 1}: the converter's code differs`};
     }
+    // the background on screen: the first one not transparent, from the text's element up
+    const shown = (el) => { for (; el; el = el.parentElement) { const bg = getComputedStyle(el).backgroundColor;
+        if (bg !== 'rgba(0, 0, 0, 0)' && bg !== 'transparent') return bg; } return 'none'; };
     const runs = [], walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
     for (let node; (node = walker.nextNode());) {
         const cs = getComputedStyle(node.parentElement);
-        const look = [cs.color, cs.backgroundColor, cs.fontFamily, cs.fontSize, cs.fontWeight, cs.fontStyle,
+        const look = [cs.color, shown(node.parentElement), cs.fontFamily, cs.fontSize, cs.fontWeight, cs.fontStyle,
                       cs.textDecorationLine, cs.letterSpacing].join(' | ');
         if (runs.length && runs.at(-1)[1] === look) runs.at(-1)[0] += node.data; else runs.push([node.data, look]);
     }
@@ -975,6 +978,46 @@ def test_lab_code_looks_the_same_as_the_converters(lab_view, page: Page):
         first = next((a, b) for a, b in zip(ours["runs"] + [None], theirs["runs"] + [None]) if a != b) \
             if ours["runs"] != theirs["runs"] else None
         assert first is None, f"{page.path} code cell {i}: first different run:\n  built:     {first[0]}\n  converter: {first[1]}"
+
+
+# A lab's code cell, a token in it, its output's label and box, and what a chapter has there; and
+# the prompts ("In [1]:") a reader would see.
+_LOOK_JS = """() => {
+    const style = (sel, props) => { const el = document.querySelector('article ' + sel); if (!el) return null;
+        const cs = getComputedStyle(el), box = el.getBoundingClientRect();
+        return Object.fromEntries(props.map(p => [p, cs.getPropertyValue(p)]).concat([['width', Math.round(box.width)]])); };
+    const code = ['font-size', 'font-family', 'color', 'background-color', 'line-height', 'padding-left'];
+    return {
+        code: style('div.language-python.highlight pre > code', code),
+        keyword: style('div.language-python.highlight pre > code .kn', ['color', 'font-weight', 'font-style']),
+        label: style('.tpn-output > .filename', ['font-size', 'font-family', 'font-weight', 'border-left-color']),
+        label_text: document.querySelector('article .tpn-output > .filename')?.textContent,
+        output: style('.tpn-output pre > code', code.concat(['border-left-width', 'white-space'])),
+        prompts: [...document.querySelectorAll('.jp-InputPrompt, .jp-OutputPrompt')]
+            .filter(e => e.getClientRects().length && e.textContent.trim()).length,
+        article: Math.round(document.querySelector('article').getBoundingClientRect().width),
+    };
+}"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("lang", [lang for lang, _ in languages()])
+def test_a_lab_looks_like_a_chapter(tab, lang, width):
+    """The labs follow the chapters' look (hooks/notebook_pages.py, extra.css): no "In [1]:"
+    prompts, code cells in the chapters' font, colours and width, outputs in the chapters'
+    labelled box; the same computed style as the chapter whose code the lab runs, at both widths."""
+    seen = {}
+    for source in ("labs/task1.ipynb", "training.md"):
+        tab.reset()
+        tab.goto(page_of(lang, source).path)
+        _set_width(tab, width)
+        seen[source] = tab.page.evaluate(_LOOK_JS)
+        tab.assert_clean(f"{source} at {width} px")
+    lab, chapter = seen["labs/task1.ipynb"], seen["training.md"]
+    assert lab["prompts"] == 0, f"{lang} lab at {width} px shows {lab['prompts']} prompts"
+    for part in ("code", "keyword", "label", "output"):
+        assert lab[part] is not None and lab[part] == chapter[part], f"{lang} {part} at {width} px: lab {lab[part]}, chapter {chapter[part]}"
+    assert lab["label_text"] == chapter["label_text"] == ("输出" if lang == "zh" else "Output")
 
 
 # ---------------------------------------------------------------- 404

@@ -89,6 +89,21 @@ def test_lab_cells_are_prose_in_both_languages_or_snippet_sections(lab):
 
 
 @pytest.mark.parametrize("lab", sorted(LABS))
+def test_lab_code_cells_follow_the_chapters_block_rules(lab):
+    """As a chapter's blocks (tests/test_pages.py): no cell over 45 lines, a median of at most
+    15, no line over 88 characters."""
+    import statistics
+
+    from tests.test_pages import LINE_LENGTH, MAX_LINES, MEDIAN_LINES
+    lengths = [len(source.split("\n")) for source in code_cells(make_notebooks.build(lab, "en"))]
+    assert max(lengths) <= MAX_LINES, lengths
+    assert statistics.median(lengths) <= MEDIAN_LINES, lengths
+    wide = [line for source in code_cells(make_notebooks.build(lab, "en")) for line in source.split("\n")
+            if len(line) > LINE_LENGTH]
+    assert wide == []
+
+
+@pytest.mark.parametrize("lab", sorted(LABS))
 def test_both_languages_run_the_same_code(lab):
     zh, en = (make_notebooks.build(lab, lang) for lang in LANGS)
     assert code_cells(zh) == code_cells(en)
@@ -116,6 +131,42 @@ def test_lab_page_is_the_executed_notebook(built_site, lab, lang):
         with Image.open(site_path(built_site, lang, f"labs/{lab}/{name}")) as picture:
             assert picture.format == "PNG" and picture.size == (int(width), int(height))
     assert f"<title>{NAV_TITLES[lab, lang]} - " in page
+
+
+LAB_CODE = '<div class="language-python highlight highlight-ipynb hl-python"><pre><span></span><code>'
+LAB_OUTPUT = re.compile(r'<div class="jp-RenderedText jp-OutputArea-output language-text highlight tpn-output"'
+                        r'[^>]*><span class="filename">([^<]*)</span><pre><span></span><code>')
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("lab", sorted(LABS))
+def test_lab_page_has_the_markup_of_a_chapter(built_site, lab, lang):
+    """Each code cell is a chapter's Python block (Material colours it and gives it its copy
+    button; the template's own button is gone), each printed output a chapter's output box
+    labelled in the page's language (hooks/notebook_pages.py: chapter_look)."""
+    page = site_path(built_site, lang, f"labs/{lab}/index.html").read_text(encoding="utf-8")
+    nb = nbformat.read(ROOT / "docs" / lang / "labs" / f"{lab}.ipynb", as_version=4)
+    assert page.count(LAB_CODE) == len(code_cells(nb)) and '<div class="highlight-ipynb' not in page
+    assert "zeroclipboard-container" not in page and "<clipboard-copy" not in page
+    labels = LAB_OUTPUT.findall(page)
+    assert labels and set(labels) == {notebook_pages.OUTPUT_LABEL[lang]}
+    assert len(labels) == page.count('class="jp-RenderedText jp-OutputArea-output')
+
+
+def test_chapter_look_rewrites_cells_and_outputs_and_refuses_an_unknown_language():
+    cell = ('<div class="zeroclipboard-container">\n<clipboard-copy for="cell-1"><div>x</div></clipboard-copy>\n</div>\n'
+            '<div class="highlight-ipynb hl-python"><pre><span></span><span class="k">import</span>'
+            ' <span class="n">os</span>\n</pre></div>'
+            '<div class="jp-RenderedText jp-OutputArea-output" data-mime-type="text/plain" tabindex="0">\n'
+            "<pre>1 &lt; 2\n</pre>\n</div>")
+    out = notebook_pages.chapter_look(cell, "en")
+    assert out == (LAB_CODE + '<span class="k">import</span> os\n</code></pre></div>'
+                   '<div class="jp-RenderedText jp-OutputArea-output language-text highlight tpn-output"'
+                   ' data-mime-type="text/plain" tabindex="0" data-search-exclude="1"><span class="filename">Output</span>'
+                   "<pre><span></span><code>1 &lt; 2\n</code></pre></div>")
+    assert '<span class="filename">输出</span>' in notebook_pages.chapter_look(cell, "zh")
+    with pytest.raises(ValueError, match="no output label for language 'fr'"):
+        notebook_pages.chapter_look(cell, "fr")
 
 
 @pytest.mark.parametrize("lang", LANGS)

@@ -134,3 +134,13 @@ def test_linked_stylesheets_are_read_from_the_built_site(tmp_path):
     assert linked_stylesheets(page, "labs/task1/", str(tmp_path)) == [".a{x:1}"]
     with pytest.raises(ValueError, match="another host"):
         linked_stylesheets('<link rel="stylesheet" href="https://cdn.example/a.css">', "labs/task1/", str(tmp_path))
+
+
+def test_plain_spans_go_from_a_cell_in_a_chapter_blocks_markup_too():
+    """hooks/notebook_pages.py gives a lab's cell a chapter block's markup (<code> inside <pre>)."""
+    page = ('<div class="jupyter-wrapper"><div class="language-python highlight highlight-ipynb hl-python">'
+            '<pre><span></span><code><span class="n">x</span><span class="o">=</span></code></pre></div></div>')
+    out, gone = unwrap_plain_spans(page, [".highlight-ipynb .o{color:green}"])
+    assert gone == {"n"}
+    assert out == page.replace('<span class="n">x</span>', "x")
+

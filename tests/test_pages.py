@@ -175,6 +175,77 @@ def test_the_box_of_a_chapter_that_starts_workers_says_what_windows_and_macos_re
     assert with_note == {"data.md"}
 
 
+# --- Colab: each chapter's notebook, committed where repo_url points (pagekit/colab.py) -----------
+def test_the_colab_notebooks_are_committed_as_make_colab_writes_them():
+    from pagekit import colab
+    assert colab.write_all(check=True) == [], "run `make colab` and commit notebooks/"
+    committed = {p.relative_to(colab.NOTEBOOKS).as_posix() for p in colab.NOTEBOOKS.rglob("*.ipynb")}
+    assert committed == {f"{lang}/{Path(page).stem}.ipynb" for page in CHAPTERS for lang in LANGS}
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_a_colab_notebook_is_the_built_notebook_with_its_setup_cell_in_front(served_site, page):
+    """The notebook Colab opens is the one the page offers (made for the hosted site, whose
+    address the committed copy holds where this build holds its own), one cell added."""
+    from pagekit import colab
+    hosted = colab.configured("site_url", "SITE_URL")
+    for lang in LANGS:
+        built = (site_folder(served_site.root, lang, page) / f"{Path(page).stem}.ipynb").read_text(encoding="utf-8")
+        built_nb = nbformat.reads(built.replace(served_site.base, hosted), as_version=4)
+        committed = nbformat.read(colab.notebook_path(page, lang), as_version=4)
+        nbformat.validate(committed)
+        assert committed.cells[0].id == "colab-setup"
+        assert committed.cells[1:] == built_nb.cells
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_a_colab_notebooks_first_cell_installs_only_what_colab_lacks(page, lang):
+    from pagekit import colab
+    nb = nbformat.read(colab.notebook_path(page, lang), as_version=4)
+    first, rest = nb.cells[0], nb.cells[1:]
+    imported = {name for cell in rest if cell.cell_type == "code"
+                for name in colab.third_party(colab.imported(nbformat.from_dict({"cells": [cell]})))}
+    lacking = sorted(imported - colab.COLAB_HAS)
+    if not lacking:
+        assert first.cell_type == "markdown" and "pip" not in first.source
+        assert all(colab.DISTRIBUTION.get(n, n) in first.source for n in imported)
+        return
+    assert first.cell_type == "code"
+    pip = first.source.split("\n")[-1]
+    assert pip.startswith("%pip install -q ")
+    assert sorted(re.findall(r'"([A-Za-z0-9_.-]+)>=', pip)) == lacking
+
+
+def test_only_the_saving_chapter_needs_an_install_in_colab():
+    from pagekit import colab
+    needs = {page: colab.to_install(colab.chapter_notebook(page, "en")) for page in CHAPTERS}
+    assert {page: found for page, found in needs.items() if found} == {
+        "saving.md": [f"safetensors>={project.pins()['safetensors']}"]}
+
+
+def test_a_colab_notebook_of_an_unknown_page_or_language_is_refused():
+    from pagekit import colab
+    with pytest.raises(FileNotFoundError, match="docs/en/nope.md: no such page"):
+        colab.chapter_notebook("nope.md", "en")
+    with pytest.raises(ValueError, match="no Colab words for language 'fr'"):
+        colab.chapter_notebook("layers.md", "fr")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_each_chapter_opens_its_committed_notebook_in_colab(built_site, lang):
+    from pagekit import colab
+    repo = os.environ.get("REPO_URL") or colab.configured("repo_url", "REPO_URL")
+    words = "Open in Colab" if lang == "en" else "在 Colab 中打开"
+    for page in CHAPTERS:
+        text = (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")
+        url = colab.colab_url(repo, lang, Path(page).stem)
+        assert url.endswith(f"/blob/main/notebooks/{lang}/{Path(page).stem}.ipynb") and colab.notebook_path(page, lang).is_file()
+        link = re.search(rf'<a href="{re.escape(url)}" class="md-button tpn-download tpn-colab">(.*?)</a>', text, re.S)
+        assert link and f"<span>{words}</span>" in link.group(1), f"{lang}/{page}"
+    assert colab.colab_url("https://gitlab.com/a/b", lang, "layers") is None
+
+
 def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = x + 1")]
@@ -189,11 +260,58 @@ def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
 
 
 def test_a_page_offers_the_files_its_front_matter_lists(built_site):
-    """multi-gpu shows ddp_train.py in sections; torchrun starts the whole file, offered as it is."""
+    """multi-gpu shows ddp_train.py in sections; torchrun starts the whole file, offered as it is
+    on the English page and with its comments and docstrings in Chinese on the zh page, as the
+    zh page's blocks show them."""
+    source = ROOT / "snippets" / "ddp_train.py"
     for lang in LANGS:
         folder = site_folder(built_site, lang, "multi-gpu.md")
         assert '<a href="ddp_train.py" download' in (folder / "index.html").read_text(encoding="utf-8")
-        assert (folder / "ddp_train.py").read_bytes() == (ROOT / "snippets" / "ddp_train.py").read_bytes()
+    en = (site_folder(built_site, "en", "multi-gpu.md") / "ddp_train.py").read_bytes()
+    assert en == source.read_bytes()
+    zh = (site_folder(built_site, "zh", "multi-gpu.md") / "ddp_train.py").read_text(encoding="utf-8")
+    assert code_tokens(zh) == code_tokens(source.read_text(encoding="utf-8"))
+    assert "DDP 在这里对所有 rank 的梯度取平均" in zh and '"""用 DistributedDataParallel（DDP）' in zh
+    shown = "\n".join(html_python_blocks(built_site, "zh", "multi-gpu.md"))
+    assert "# DDP 在这里对所有 rank 的梯度取平均" in shown  # the same words as the page's block
+
+
+# --- API names link to PyTorch's documentation ----------------------------------------------------
+API_LINK = re.compile(r'<a class="tpn-api" href="([^"]*)" title="([^"]*)"><code>([^<]*)</code></a>')
+# Names as each chapter writes them, linked on both languages' pages (pagekit/apilinks.py).
+LINKED = {"data.md": ["DataLoader", "ImageFolder", "v2.RandomAffine"],
+          "layers.md": ["nn.Conv2d", "F.conv2d", "F.max_pool2d"],
+          "training.md": ["autocast", "GradScaler", "optimizer.zero_grad()", "torch.no_grad()"],
+          "saving.md": ["torch.save", "torch.load", "state_dict"],
+          "multi-gpu.md": ["nn.DataParallel", "DistributedDataParallel", "DistributedSampler"],
+          "init.md": ["nn.init.xavier_normal_", "model.apply"],
+          "losses.md": ["nn.BCEWithLogitsLoss", "F.cross_entropy"]}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page", sorted(LINKED))
+def test_api_names_in_the_prose_link_to_their_documentation(built_site, page, lang):
+    from pagekit import apilinks
+    text = (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")
+    found = {html.unescape(written): (href, title) for href, title, written in API_LINK.findall(text)}
+    for written in LINKED[page]:
+        full = apilinks.full_name(written)
+        assert found.get(written) == (apilinks.inventory()[full], full), f"{lang}/{page}: {written}"
+
+
+def test_every_linked_api_name_is_in_the_inventory_and_outside_headings_and_code(built_site):
+    from pagekit import apilinks
+    names, pages = apilinks.inventory(), 0
+    for path in built_site.rglob("index.html"):
+        text = path.read_text(encoding="utf-8")
+        for href, title, written in API_LINK.findall(text):
+            assert names.get(title) == href and apilinks.full_name(html.unescape(written)) == title, path
+        pages += 'class="tpn-api"' in text
+        for heading in re.findall(r"<h[1-6][^>]*>.*?</h[1-6]>", text, re.S):
+            assert 'class="tpn-api"' not in heading, path
+        for block in re.findall(r"<pre.*?</pre>", text, re.S):
+            assert 'class="tpn-api"' not in block, path
+    assert pages >= 2 * len(LINKED)
 
 
 # --- blocks outside the page's program -------------------------------------------------------------

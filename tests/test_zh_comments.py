@@ -184,3 +184,27 @@ def test_shell_blocks_show_comments_in_their_language(built_site, lang):
             assert code in "\n".join(cell.source for cell in nb.cells), (lang, page.name)
         checked += 1
     assert checked == 4
+
+
+@pytest.mark.parametrize("module", comments.offered_files())
+def test_a_downloaded_file_is_itself_in_english_and_translated_in_chinese(module):
+    """A file a page offers beside its notebook and script (multi-gpu: ddp_train.py): the English
+    page offers it byte for byte; the zh page with every comment and docstring in Chinese (the
+    `--8<--` section marks stay), its code token for token the same."""
+    source = (ROOT / module).read_text(encoding="utf-8")
+    assert comments.file_in_language(module, "en") == source
+    zh = comments.file_in_language(module, "zh")
+    compile(zh, module, "exec")
+    assert code_tokens(zh) == code_tokens(source)
+    english = [w.text for w in comments.file_words(module)]
+    assert english and [w.text for w in comments.words(zh)] != english
+    for w in comments.file_words(module):  # each one has its Chinese in the table, and the file shows it
+        chinese = table(module, "zh")[key(w.text)]
+        assert chinese.split("\n")[0] in zh, w.text
+    assert zh.count("# --8<-- [start:") == source.count("# --8<-- [start:") > 0
+
+
+def test_a_download_that_is_not_there_is_named():
+    with pytest.raises(FileNotFoundError, match="snippets/nope.py: no such file to offer"):
+        comments.file_in_language("snippets/nope.py", "zh")
+
