@@ -75,7 +75,7 @@ def test_rejected_variants_are_caught():
 # English terms that have a chosen Chinese term: in Chinese prose the Chinese one is written.
 # An English gloss in parentheses right after the Chinese term (一轮（epoch）) is allowed.
 ENGLISH_IN_ZH = {
-    "epoch": "轮", "batch": "批量", "mini-batch": "小批量", "micro-batch": "微批量",
+    "epoch": "轮", "batch": "批量", "buffer": "缓冲区", "mini-batch": "小批量", "micro-batch": "微批量",
     "checkpoint": "检查点", "optimizer": "优化器", "pooling": "池化", "stride": "步幅",
     "loss function": "损失函数", "mixed precision": "混合精度", "gradient clipping": "梯度裁剪",
     "gradient accumulation": "梯度累加", "learning-rate scheduler": "学习率调度器",
