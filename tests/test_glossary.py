@@ -26,6 +26,7 @@ GLOSSARY = {
     "gradient clipping": ("梯度裁剪", r"梯度截断|梯度剪裁|梯度修剪"),
     "leaf tensor": ("叶子张量", r"叶节点|叶张量"),
     "learning-rate scheduler": ("学习率调度器", r"学习率调整器|学习率计划器|学习率调度程序"),
+    "linear layer": ("全连接层", r"(?<!非)线性层"),
     "load": ("加载", r"载入|装载"),
     "mixed precision": ("混合精度", r"混精度|混合精确度"),
     "named tuple": ("具名元组", r"命名元组"),
@@ -70,6 +71,8 @@ def test_rejected_variants_are_caught():
     assert re.search(GLOSSARY["micro-batch"][1], "切成微批再累加")
     assert not re.search(GLOSSARY["micro-batch"][1], "切成微批量再累加")
     assert re.search(GLOSSARY["load"][1], "把权重载入模型")
+    assert re.search(GLOSSARY["linear layer"][1], "把残差块里的线性层置零")
+    assert not re.search(GLOSSARY["linear layer"][1], "非线性层")
 
 
 # English terms that have a chosen Chinese term: in Chinese prose the Chinese one is written.
