@@ -24,7 +24,7 @@ GLOSSARY = {
     "DDP (DistributedDataParallel)": ("分布式数据并行", r"分布式并行(?!训练)|分散式"),
     "gradient accumulation": ("梯度累加", r"梯度累积"),
     "gradient clipping": ("梯度裁剪", r"梯度截断|梯度剪裁|梯度修剪"),
-    "leaf tensor": ("叶子张量", r"叶节点|叶张量"),
+    "leaf tensor": ("叶子张量", r"叶子?节点|叶张量"),
     "learning-rate scheduler": ("学习率调度器", r"学习率调整器|学习率计划器|学习率调度程序"),
     "linear layer": ("全连接层", r"(?<!非)线性层"),
     "load": ("加载", r"载入|装载"),
