@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ZH = ROOT / "docs" / "zh"
@@ -30,6 +31,7 @@ GLOSSARY = {
     "load": ("加载", r"载入|装载"),
     "mixed precision": ("混合精度", r"混精度|混合精确度"),
     "named tuple": ("具名元组", r"命名元组"),
+    "running mean, running statistics": ("滑动均值、滑动统计量", r"(?:累计|运行)的?(?:均值|方差|统计量)"),
     "state_dict": ("state_dict", r"状态字典"),
     "stride": ("步幅", r"步长"),
 }
@@ -45,6 +47,12 @@ def chinese_texts() -> dict[str, str]:
     for fragment in sorted((ROOT / "generated").glob("*zh*.md")):
         texts[str(fragment.relative_to(ROOT))] = fragment.read_text(encoding="utf-8")
     return texts
+
+
+def chinese_comments() -> dict[str, str]:
+    """The Chinese of the code comments the zh pages, notebooks and scripts show."""
+    return {str(p.relative_to(ROOT)): "\n".join(str(v) for v in (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).values())
+            for p in sorted((ROOT / "snippets").glob("*.zh.yml"))}
 
 
 def glossary_rows(lang: str) -> dict[str, str]:
@@ -63,7 +71,8 @@ def test_glossary_page_lists_each_chosen_term(lang):
 def test_chinese_pages_use_only_the_chosen_term(english):
     chosen, rejected = GLOSSARY[english]
     found = [f"{where}: {m[0]!r} in …{text[max(m.start() - 12, 0):m.end() + 12]}…"
-             for where, text in chinese_texts().items() for m in re.finditer(rejected, text)]
+             for where, text in {**chinese_texts(), **chinese_comments()}.items()
+             for m in re.finditer(rejected, text)]
     assert found == [], f"{english} is {chosen} on Chinese pages; found:\n  " + "\n  ".join(found)
 
 
@@ -73,6 +82,8 @@ def test_rejected_variants_are_caught():
     assert re.search(GLOSSARY["load"][1], "把权重载入模型")
     assert re.search(GLOSSARY["linear layer"][1], "把残差块里的线性层置零")
     assert not re.search(GLOSSARY["linear layer"][1], "非线性层")
+    assert re.search(GLOSSARY["running mean, running statistics"][1], "评估时改用这两个累计的统计量")
+    assert re.search(GLOSSARY["running mean, running statistics"][1], "使用运行统计量，不更新")
 
 
 # English terms that have a chosen Chinese term: in Chinese prose the Chinese one is written.
