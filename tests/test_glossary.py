@@ -20,6 +20,7 @@ ZH = ROOT / "docs" / "zh"
 GLOSSARY = {
     "batch": ("批量", r"批次"),
     "micro-batch": ("微批量", r"微批(?!量)"),
+    "class index": ("类别下标", r"类别索引|类别序号"),
     "checkpoint": ("检查点", r"存档点|检测点"),
     "DataParallel": ("数据并行", r"数据平行|资料并行"),
     "DDP (DistributedDataParallel)": ("分布式数据并行", r"分布式并行(?!训练)|分散式"),
