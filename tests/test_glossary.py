@@ -32,6 +32,7 @@ GLOSSARY = {
     "load": ("加载", r"载入|装载"),
     "mixed precision": ("混合精度", r"混精度|混合精确度"),
     "named tuple": ("具名元组", r"命名元组"),
+    "register (a submodule, parameter or buffer)": ("注册", r"登记"),
     "running mean, running statistics": ("滑动均值、滑动统计量", r"(?:累计|运行)的?(?:均值|方差|统计量)"),
     "state_dict": ("state_dict", r"状态字典"),
     "stride": ("步幅", r"步长"),
