@@ -794,3 +794,23 @@ def test_page_agrees_with_training_that_a_per_batch_label_check_costs_a_sync(lan
     text = (Path(__file__).resolve().parents[1] / "docs" / lang / "losses.md").read_text(encoding="utf-8")
     assert says in text and "(training.md#" in text
     assert "that is cheap" not in text and "开销很小" not in text
+
+
+def test_multi_label_bce_takes_one_logit_per_sample_and_label():
+    """The page: binary, one logit per sample; multi-label, [N, L] logits with an [N, L] target,
+    each element an independent binary loss."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 3), (torch.rand(4, 3) > 0.5).float()
+    per_label = [F.binary_cross_entropy_with_logits(logits[:, j], target[:, j], reduction="sum")
+                 for j in range(3)]
+    assert torch.allclose(F.binary_cross_entropy_with_logits(logits, target), sum(per_label) / 12)
+    with pytest.raises(ValueError, match="must be the same as input size"):
+        F.binary_cross_entropy_with_logits(logits[:, 0], target)  # one logit per sample is too few
+
+
+@pytest.mark.parametrize("lang, says", [("en", "one per sample and label, shape `[N, L]`"),
+                                        ("zh", "每个样本的每个标签各一个，形状为 `[N, L]`")])
+def test_page_gives_multi_label_one_logit_per_label(lang, says):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "losses.md").read_text(encoding="utf-8")
+    assert says in text
