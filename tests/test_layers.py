@@ -261,6 +261,20 @@ def test_notes_E9_pool2d_stride_differs_from_f_max_pool2d():
         torch.allclose(notes_pool2d(torch.rand(8, 8), (2, 2)), F.max_pool2d(torch.rand(1, 1, 8, 8), 2)[0, 0])
 
 
+def test_the_notes_versions_on_the_pages_other_mistakes_give_what_the_page_lists():
+    """demo_more_errors' four inputs, handed to the notes' corr2d and pool2d: a kernel too large
+    and a 3-D input give empty tensors (no error), an unknown mode zeros, avg on integers an error."""
+    X = torch.arange(16).reshape(4, 4)
+    assert notes_corr2d(X, torch.ones(5, 5)).shape == (0, 0)
+    assert notes_pool2d(X[None], (2, 2)).shape == (0, 3)
+    assert torch.equal(notes_pool2d(X, (2, 2), mode="min"), torch.zeros(3, 3))
+    with pytest.raises(RuntimeError, match=r"mean\(\): could not infer output dtype"):
+        notes_pool2d(X, (2, 2), mode="avg")
+    for lang, says in (("en", "an empty tensor, another empty tensor, all zeros"),
+                       ("zh", "返回空张量、同样返回空张量、返回全零")):
+        assert says in (ROOT / "docs" / lang / "layers.md").read_text(encoding="utf-8")
+
+
 def test_notes_E9_pool2d_unknown_mode_returns_zeros():
     X = torch.arange(1.0, 17.0).reshape(4, 4)
     assert torch.equal(notes_pool2d(X, (2, 2), mode="min"), torch.zeros(3, 3))
