@@ -403,3 +403,16 @@ def test_exercise_second_derivative_is_6x_for_x_cubed_and_minus_sin_for_sin(x):
 
 def test_exercise_second_derivative_at_2_is_12():
     assert ag.second_derivative(lambda t: t**3, 2.0) == 12.0
+
+
+@pytest.mark.parametrize("lang, says", [
+    ("en", ["micro-batches of equal size", "divide each one's loss by their number", "`len(xb) / len(X)`",
+            "`BatchNorm`", "With SGD each step then goes 4 times as far"]),
+    ("zh", ["大小相同的微批量，每个的损失除以微批量个数", "大小相同的微批量", "`len(xb) / len(X)`", "`BatchNorm`",
+            "用 SGD 时，每一步都会走出 4 倍远"])])
+def test_page_states_when_micro_batches_add_up_to_the_full_batch(lang, says):
+    """The conditions the tests above check: equal sizes (or weights by share), a mean loss divided
+    by the count, no BatchNorm; and the 4x learning rate holds for SGD, not Adam."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "autograd.md").read_text(encoding="utf-8")
+    assert [s for s in says if s not in text] == []
