@@ -184,9 +184,8 @@ def make_init(conv_bias: float = 0.0, linear_std: float = 0.01):
             nn.init.normal_(m.weight, mean=0.0, std=linear_std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        else:
+            init_weights(m)  # normalisation layers: reset_parameters(), as above
     return init
 # --8<-- [end:make_init]
 

@@ -93,6 +93,69 @@ def test_micro_batches_without_scaling_would_be_too_large():
     assert torch.allclose(model.weight.grad, 4 * full[0], atol=1e-5)
 
 
+def _accumulated(model, X, y, sizes, scale):
+    model.zero_grad()
+    for xb, yb in zip(X.split(sizes), y.split(sizes)):
+        (nn.functional.mse_loss(model(xb), yb) * scale(xb)).backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_unequal_micro_batches_need_weights_by_their_share_of_the_samples():
+    """The page: equal sizes; a smaller last micro-batch is weighted by len(xb) / len(X)."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    X, y = torch.randn(8, 4), torch.randn(8, 1)
+    full = ag.grads_after(model, X, y, micro_batches=1)
+    by_count = _accumulated(model, X, y, [3, 3, 2], lambda xb: 1 / 3)
+    by_share = _accumulated(model, X, y, [3, 3, 2], lambda xb: len(xb) / len(X))
+    assert not torch.allclose(by_count[0], full[0], atol=1e-3)
+    assert all(torch.allclose(f, a, atol=1e-6) for f, a in zip(full, by_share))
+
+
+def test_batchnorm_breaks_micro_batch_equality():
+    """BatchNorm's statistics are per micro-batch, so the accumulated gradient differs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    X, y = torch.randn(8, 4), torch.randn(8, 1)
+    full = ag.grads_after(model, X, y, micro_batches=1)
+    acc = ag.grads_after(model, X, y, micro_batches=2)
+    assert not torch.allclose(full[0], acc[0], atol=1e-3)
+
+
+def _steps(make_opt, unscaled: bool):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    X, y = torch.randn(8, 4), torch.randn(8, 1)
+    start = model.weight.detach().clone()
+    opt = make_opt(model.parameters())
+    for _ in range(5):
+        _accumulated(model, X, y, [2, 2, 2, 2], lambda xb: 1.0 if unscaled else 0.25)
+        opt.step()
+    return model.weight.detach() - start
+
+
+def test_unscaled_accumulation_is_a_4x_learning_rate_for_sgd_but_hardly_changes_adam():
+    sgd = lambda ps: torch.optim.SGD(ps, lr=0.01)  # noqa: E731
+    adam = lambda ps: torch.optim.Adam(ps, lr=0.01)  # noqa: E731
+    sgd_first = _steps(sgd, unscaled=False)
+    # SGD with lr 0.04 on the right gradient goes where SGD with lr 0.01 goes on 4x the gradient
+    assert torch.allclose(_steps(sgd, unscaled=True),
+                          _steps(lambda ps: torch.optim.SGD(ps, lr=0.04), unscaled=False), atol=1e-6)
+    assert not torch.allclose(_steps(sgd, unscaled=True), sgd_first, atol=1e-3)
+    assert torch.allclose(_steps(adam, unscaled=True), _steps(adam, unscaled=False), atol=1e-6)
+
+
+def test_unscaled_accumulation_shows_in_what_reads_the_gradients_size():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    X, y = torch.randn(8, 4), torch.randn(8, 1)
+    _accumulated(model, X, y, [2, 2, 2, 2], lambda xb: 0.25)
+    right = nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+    _accumulated(model, X, y, [2, 2, 2, 2], lambda xb: 1.0)
+    unscaled = nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+    assert torch.allclose(unscaled, 4 * right)
+
+
 @pytest.mark.parametrize("bad", [0, 3, -1])
 def test_grads_after_rejects_a_split_that_does_not_divide(bad):
     with pytest.raises(ValueError, match="must be >= 1 and divide the batch size 8"):
@@ -340,3 +403,16 @@ def test_exercise_second_derivative_is_6x_for_x_cubed_and_minus_sin_for_sin(x):
 
 def test_exercise_second_derivative_at_2_is_12():
     assert ag.second_derivative(lambda t: t**3, 2.0) == 12.0
+
+
+@pytest.mark.parametrize("lang, says", [
+    ("en", ["micro-batches of equal size", "divide each one's loss by their number", "`len(xb) / len(X)`",
+            "`BatchNorm`", "With SGD each step then goes 4 times as far"]),
+    ("zh", ["大小相同的微批量，每个的损失除以微批量个数", "大小相同的微批量", "`len(xb) / len(X)`", "`BatchNorm`",
+            "用 SGD 时，每一步都会走出 4 倍远"])])
+def test_page_states_when_micro_batches_add_up_to_the_full_batch(lang, says):
+    """The conditions the tests above check: equal sizes (or weights by share), a mean loss divided
+    by the count, no BatchNorm; and the 4x learning rate holds for SGD, not Adam."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "autograd.md").read_text(encoding="utf-8")
+    assert [s for s in says if s not in text] == []

@@ -116,6 +116,15 @@ def test_plain_list_layers_are_not_registered():
     assert model.layers[0].weight.dtype == torch.float32  # .to(float64) skipped it
 
 
+@pytest.mark.parametrize("lang, says", [("en", "Handing the parameters to an optimizer fails at once"),
+                                        ("zh", "创建优化器时就会立刻失败")])
+def test_page_says_the_optimizer_fails_when_it_is_built_not_at_its_first_step(lang, says):
+    """The error comes from the optimizer's constructor (the next test); no step is ever taken."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "containers.md").read_text(encoding="utf-8")
+    assert says in text and "第一步就会失败" not in text
+
+
 def test_plain_list_optimizer_gets_an_empty_parameter_list():
     with pytest.raises(ValueError) as err:
         C.demo_list_optimizer()

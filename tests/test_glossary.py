@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ZH = ROOT / "docs" / "zh"
@@ -19,16 +20,20 @@ ZH = ROOT / "docs" / "zh"
 GLOSSARY = {
     "batch": ("批量", r"批次"),
     "micro-batch": ("微批量", r"微批(?!量)"),
+    "class index": ("类别下标", r"类别索引|类别序号"),
     "checkpoint": ("检查点", r"存档点|检测点"),
     "DataParallel": ("数据并行", r"数据平行|资料并行"),
     "DDP (DistributedDataParallel)": ("分布式数据并行", r"分布式并行(?!训练)|分散式"),
     "gradient accumulation": ("梯度累加", r"梯度累积"),
     "gradient clipping": ("梯度裁剪", r"梯度截断|梯度剪裁|梯度修剪"),
-    "leaf tensor": ("叶子张量", r"叶节点|叶张量"),
+    "leaf tensor": ("叶子张量", r"叶子?节点|叶张量"),
     "learning-rate scheduler": ("学习率调度器", r"学习率调整器|学习率计划器|学习率调度程序"),
+    "linear layer": ("全连接层", r"(?<!非)线性层"),
     "load": ("加载", r"载入|装载"),
     "mixed precision": ("混合精度", r"混精度|混合精确度"),
     "named tuple": ("具名元组", r"命名元组"),
+    "register (a submodule, parameter or buffer)": ("注册", r"登记"),
+    "running mean, running statistics": ("滑动均值、滑动统计量", r"(?:累计|运行)的?(?:均值|方差|统计量)"),
     "state_dict": ("state_dict", r"状态字典"),
     "stride": ("步幅", r"步长"),
 }
@@ -44,6 +49,12 @@ def chinese_texts() -> dict[str, str]:
     for fragment in sorted((ROOT / "generated").glob("*zh*.md")):
         texts[str(fragment.relative_to(ROOT))] = fragment.read_text(encoding="utf-8")
     return texts
+
+
+def chinese_comments() -> dict[str, str]:
+    """The Chinese of the code comments the zh pages, notebooks and scripts show."""
+    return {str(p.relative_to(ROOT)): "\n".join(str(v) for v in (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).values())
+            for p in sorted((ROOT / "snippets").glob("*.zh.yml"))}
 
 
 def glossary_rows(lang: str) -> dict[str, str]:
@@ -62,7 +73,8 @@ def test_glossary_page_lists_each_chosen_term(lang):
 def test_chinese_pages_use_only_the_chosen_term(english):
     chosen, rejected = GLOSSARY[english]
     found = [f"{where}: {m[0]!r} in …{text[max(m.start() - 12, 0):m.end() + 12]}…"
-             for where, text in chinese_texts().items() for m in re.finditer(rejected, text)]
+             for where, text in {**chinese_texts(), **chinese_comments()}.items()
+             for m in re.finditer(rejected, text)]
     assert found == [], f"{english} is {chosen} on Chinese pages; found:\n  " + "\n  ".join(found)
 
 
@@ -70,12 +82,16 @@ def test_rejected_variants_are_caught():
     assert re.search(GLOSSARY["micro-batch"][1], "切成微批再累加")
     assert not re.search(GLOSSARY["micro-batch"][1], "切成微批量再累加")
     assert re.search(GLOSSARY["load"][1], "把权重载入模型")
+    assert re.search(GLOSSARY["linear layer"][1], "把残差块里的线性层置零")
+    assert not re.search(GLOSSARY["linear layer"][1], "非线性层")
+    assert re.search(GLOSSARY["running mean, running statistics"][1], "评估时改用这两个累计的统计量")
+    assert re.search(GLOSSARY["running mean, running statistics"][1], "使用运行统计量，不更新")
 
 
 # English terms that have a chosen Chinese term: in Chinese prose the Chinese one is written.
 # An English gloss in parentheses right after the Chinese term (一轮（epoch）) is allowed.
 ENGLISH_IN_ZH = {
-    "epoch": "轮", "batch": "批量", "mini-batch": "小批量", "micro-batch": "微批量",
+    "epoch": "轮", "batch": "批量", "buffer": "缓冲区", "mini-batch": "小批量", "micro-batch": "微批量",
     "checkpoint": "检查点", "optimizer": "优化器", "pooling": "池化", "stride": "步幅",
     "loss function": "损失函数", "mixed precision": "混合精度", "gradient clipping": "梯度裁剪",
     "gradient accumulation": "梯度累加", "learning-rate scheduler": "学习率调度器",

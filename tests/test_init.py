@@ -276,6 +276,18 @@ def test_make_init_defaults_are_bias_0_std_0_01():
     assert net[2].weight.std().item() == pytest.approx(0.01, rel=0.01)
 
 
+@pytest.mark.parametrize("make", [lambda: nn.BatchNorm1d(3), lambda: nn.BatchNorm2d(3),
+                                  lambda: nn.BatchNorm2d(3, affine=False), lambda: nn.GroupNorm(1, 3)])
+def test_make_init_resets_normalisation_layers_like_init_weights(make):
+    """The factory's functions once set BatchNorm2d's weight and bias only: affine=False failed,
+    other BatchNorms were skipped, and the running statistics of the old data stayed."""
+    torch.manual_seed(0)
+    fresh, used = make(), _used(make())
+    ini.make_init()(used)
+    assert all(torch.equal(a, b) for a, b in zip(used.state_dict().values(), fresh.state_dict().values()))
+    assert used.state_dict().keys() == fresh.state_dict().keys()
+
+
 @pytest.mark.parametrize("std", [0, -0.1])
 def test_make_init_rejects_a_std_that_is_not_positive(std):
     with pytest.raises(ValueError, match=rf"linear_std is a standard deviation and must be > 0, got {std}; "

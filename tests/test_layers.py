@@ -261,6 +261,20 @@ def test_notes_E9_pool2d_stride_differs_from_f_max_pool2d():
         torch.allclose(notes_pool2d(torch.rand(8, 8), (2, 2)), F.max_pool2d(torch.rand(1, 1, 8, 8), 2)[0, 0])
 
 
+def test_the_notes_versions_on_the_pages_other_mistakes_give_what_the_page_lists():
+    """demo_more_errors' four inputs, handed to the notes' corr2d and pool2d: a kernel too large
+    and a 3-D input give empty tensors (no error), an unknown mode zeros, avg on integers an error."""
+    X = torch.arange(16).reshape(4, 4)
+    assert notes_corr2d(X, torch.ones(5, 5)).shape == (0, 0)
+    assert notes_pool2d(X[None], (2, 2)).shape == (0, 3)
+    assert torch.equal(notes_pool2d(X, (2, 2), mode="min"), torch.zeros(3, 3))
+    with pytest.raises(RuntimeError, match=r"mean\(\): could not infer output dtype"):
+        notes_pool2d(X, (2, 2), mode="avg")
+    for lang, says in (("en", "an empty tensor, another empty tensor, all zeros"),
+                       ("zh", "返回空张量、同样返回空张量、返回全零")):
+        assert says in (ROOT / "docs" / lang / "layers.md").read_text(encoding="utf-8")
+
+
 def test_notes_E9_pool2d_unknown_mode_returns_zeros():
     X = torch.arange(1.0, 17.0).reshape(4, 4)
     assert torch.equal(notes_pool2d(X, (2, 2), mode="min"), torch.zeros(3, 3))
@@ -491,8 +505,9 @@ def test_committed_bench_table_measures_channels_last_and_it_was_faster_for_ever
 
 # -- the prose under the speed tables says what the committed measurement shows ----------------
 def test_speed_prose_matches_the_committed_measurement():
-    """'a few hundred times' slower than unfold, 'thousands of times' slower than F.conv2d; the
-    factor over F.conv2d grows with the input, the one over unfold does not keep growing."""
+    """'over a hundred times' as long as unfold and 'over a thousand times' as long as F.conv2d,
+    at every size; the factor over unfold grew with the input, the one over F.conv2d was largest
+    at 64²."""
     from tools import bench_layers
 
     data = bench_layers.load()
@@ -507,10 +522,11 @@ def test_speed_prose_matches_the_committed_measurement():
     middle = [s["n"] for s in data["sizes"]].index(64)
     assert all(min(builtin[middle]) > max(runs) for i, runs in enumerate(builtin) if i != middle), builtin
     for lang, words in {"en": ["over a hundred times", "over a thousand times", "largest at 64²", "5 times"],
-                        "zh": ["一百多倍以上", "一千多倍以上", "在 64² 时最大", "测了 5 次"]}.items():
+                        "zh": ["的一百倍以上", "的一千倍以上", "在 64² 时最大", "测了 5 次"]}.items():
         text = (ROOT / "docs" / lang / "layers.md").read_text(encoding="utf-8")
         assert all(w in text for w in words), lang
         assert "orders of magnitude" not in text and "数量级" not in text
+        assert "多倍以上" not in text  # 多 and 以上 say "over" twice
 
 
 def test_layers_code_reads_weights_with_detach_not_data():

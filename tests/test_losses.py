@@ -752,3 +752,65 @@ def test_exercise_inverse_frequency_weights_refuse_a_class_without_samples():
 
     with pytest.raises(ValueError, match=r"classes \[1, 3\] have no samples in target"):
         L.inverse_frequency_weights(torch.tensor([0, 2, 2]), 4)
+
+
+class _HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the tensor-to-Python conversions (bool, item) that a GPU would wait for."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in ("__bool__", "item", "tolist"):
+            self.reads += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_target_range_check_reads_a_value_back_on_every_call():
+    """The page: `if invalid.any():` waits for the device on every call, so in training the labels
+    are checked once, before the first step (as the training chapter does), not in every loss."""
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    with _HostReads() as mode:
+        check_class_target(logits, target)
+        FocalLoss(gamma=2.0)(logits, target)
+    assert mode.reads == 2
+
+
+@pytest.mark.cuda
+def test_the_target_range_check_synchronises_on_cuda():
+    logits, target = torch.randn(4, 3, device="cuda"), torch.tensor([0, 1, 2, 0], device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pytest.raises(RuntimeError, match="called a synchronizing CUDA operation"):
+            check_class_target(logits, target)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("lang, says", [("en", "waits for the device on every call"), ("zh", "每次调用都要等设备")])
+def test_page_agrees_with_training_that_a_per_batch_label_check_costs_a_sync(lang, says):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "losses.md").read_text(encoding="utf-8")
+    assert says in text and "(training.md#" in text
+    assert "that is cheap" not in text and "开销很小" not in text
+
+
+def test_multi_label_bce_takes_one_logit_per_sample_and_label():
+    """The page: binary, one logit per sample; multi-label, [N, L] logits with an [N, L] target,
+    each element an independent binary loss."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 3), (torch.rand(4, 3) > 0.5).float()
+    per_label = [F.binary_cross_entropy_with_logits(logits[:, j], target[:, j], reduction="sum")
+                 for j in range(3)]
+    assert torch.allclose(F.binary_cross_entropy_with_logits(logits, target), sum(per_label) / 12)
+    with pytest.raises(ValueError, match="must be the same as input size"):
+        F.binary_cross_entropy_with_logits(logits[:, 0], target)  # one logit per sample is too few
+
+
+@pytest.mark.parametrize("lang, says", [("en", "one per sample and label, shape `[N, L]`"),
+                                        ("zh", "每个样本的每个标签各一个，形状为 `[N, L]`")])
+def test_page_gives_multi_label_one_logit_per_label(lang, says):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / lang / "losses.md").read_text(encoding="utf-8")
+    assert says in text

@@ -455,7 +455,7 @@ def test_prose_after_a_solutions_block_is_quoted_like_its_header():
 # What a test does belongs in its docstring and CONTRIBUTING.md; a page may say that a claim is
 # checked, and a skip reason names its test, but the prose does not describe the test suite.
 _ABOUT_THE_TESTS = re.compile(r"\b(?<!tests/)test_\w+|\bA test\b|another test|repository's tests|test in the repository"
-                              r"|有一个测试|另一个测试|页面测试|仓库中的测试在|仓库中的测试把")
+                              r"|repository's settings|有一个测试|另一个测试|页面测试|仓库中的测试在|仓库中的测试把|本仓库的设置")
 
 
 @pytest.mark.parametrize("lang", LANGS)
