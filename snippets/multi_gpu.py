@@ -26,11 +26,12 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 # isort: split
 # --8<-- [start:imports_ddp]
+import itertools
 import subprocess
 import sys
 
 import torch.distributed as dist
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 # --8<-- [end:imports_ddp]
@@ -394,6 +395,138 @@ def fsdp_worker(rank: int, world_size: int, init_file: str) -> None:
 # --8<-- [end:dcp_checks]
 
 
+# --8<-- [start:skip_ahead]
+class SkipAhead(Sampler[int]):
+    """A sampler's indices from position `start` on: resuming inside an epoch."""
+
+    def __init__(self, sampler, start: int = 0):
+        if not hasattr(sampler, "__len__"):
+            raise TypeError("sampler must have a length (a Sampler such as "
+                            f"DistributedSampler), got {type(sampler).__name__}")
+        if isinstance(start, bool) or not isinstance(start, int) \
+                or not 0 <= start <= len(sampler):
+            raise ValueError(f"start must be an int from 0 to {len(sampler)} "
+                             f"(the sampler's length), got {start!r}")
+        self.sampler, self.start = sampler, start
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.start, None)  # reads no data
+
+    def __len__(self) -> int:
+        return len(self.sampler) - self.start
+
+# --8<-- [end:skip_ahead]
+
+
+# --8<-- [start:resume_checkpoint]
+def save_resume_point(path: str, model: DDP, opt, epoch: int, batch: int) -> None:
+    """Rank 0 saves the model, the optimizer, the position and every rank's
+    generator state; every rank waits until the file is complete."""
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, torch.get_rng_state())  # one state per rank
+    if dist.get_rank() == 0:
+        torch.save({"model": model.module.state_dict(), "optimizer": opt.state_dict(),
+                    "epoch": epoch, "batch": batch, "rng": states}, path)
+    dist.barrier()  # no rank reads the file, or quits, before it is complete
+
+
+def load_resume_point(path: str, model: DDP, opt, device: torch.device):
+    """Each rank reads the file onto its own device; returns (epoch, batch)."""
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    model.module.load_state_dict(checkpoint["model"])
+    opt.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["rng"][dist.get_rank()].cpu())  # its own
+    return checkpoint["epoch"], checkpoint["batch"]
+
+# --8<-- [end:resume_checkpoint]
+
+
+# --8<-- [start:resume_training]
+def toy_data() -> TensorDataset:
+    """24 random samples of 3 classes, the same on every rank."""
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randn(24, 4, generator=g),
+                         torch.randint(0, 3, (24,), generator=g))
+
+
+def new_run(rank: int, seed: int):
+    """A DDP model with dropout and its optimizer, built from `seed`."""
+    torch.manual_seed(seed)
+    model = DDP(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5),
+                              nn.Linear(16, 3)))  # rank 0's weights on every rank
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    torch.manual_seed(seed + 1 + rank)  # each rank draws its own dropout masks
+    return model, opt
+
+
+def train_from(model, opt, data, epochs: int, epoch: int = 0, batch: int = 0,
+               stop_after: int | None = None, batch_size: int = 3):
+    """Train from batch `batch` of epoch `epoch`; stop after `stop_after` steps.
+    Returns the losses and the position reached, (epoch, batch)."""
+    sampler, losses = DistributedSampler(data, shuffle=True, seed=0), []
+    for e in range(epoch, epochs):
+        sampler.set_epoch(e)  # the saved epoch's order, then the next ones
+        skip = batch if e == epoch else 0  # batches already trained on
+        rest = SkipAhead(sampler, skip * batch_size)
+        loader = DataLoader(data, batch_size, sampler=rest,
+                            generator=torch.Generator())  # not the global one
+        for b, (X, y) in enumerate(loader, start=skip):
+            loss = nn.functional.cross_entropy(model(X), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if len(losses) == stop_after:
+                return losses, (e, b + 1)
+    return losses, (epochs, 0)
+
+# --8<-- [end:resume_training]
+
+
+# --8<-- [start:resume_runs]
+def interrupted_run(rank: int, world_size: int, init_file: str) -> None:
+    """Train 6 of the 12 steps, save a resume point, and stop, as if killed."""
+    join(rank, world_size, init_file)
+    try:
+        model, opt = new_run(rank, seed=0)
+        losses, (epoch, batch) = train_from(model, opt, toy_data(), 3, stop_after=6)
+        save_resume_point("resume.pt", model, opt, epoch, batch)
+        if rank == 0:
+            print(f"run 1: stopped after {len(losses)} steps, in epoch {epoch} "
+                  f"after batch {batch}; rank 0 saved resume.pt")
+        del model
+    finally:
+        leave()
+
+
+def resumed_run(rank: int, world_size: int, init_file: str) -> None:
+    """New processes load the file and finish; then the whole run in one go."""
+    join(rank, world_size, init_file)
+    try:
+        model, opt = new_run(rank, seed=1)  # other weights: all must come from the file
+        device = torch.device("cpu")  # one GPU per rank: torch.device("cuda", rank)
+        epoch, batch = load_resume_point("resume.pt", model, opt, device)
+        resumed, _ = train_from(model, opt, toy_data(), 3, epoch, batch)
+        whole, whole_opt = new_run(rank, seed=0)
+        uninterrupted, _ = train_from(whole, whole_opt, toy_data(), 3)
+        same = resumed == uninterrupted[-len(resumed):] and all(
+            torch.equal(a, b) for a, b in zip(model.parameters(), whole.parameters()))
+        everyone = [None] * world_size
+        dist.all_gather_object(everyone, same)
+        if rank == 0:
+            print(f"run 2: resumed in epoch {epoch} at batch {batch}")
+            print("rank 0, last 6 losses, resumed:      ",
+                  " ".join(f"{v:.4f}" for v in resumed))
+            print("rank 0, last 6 losses, uninterrupted:",
+                  " ".join(f"{v:.4f}" for v in uninterrupted[-6:]))
+            print(f"same losses and weights on each rank: {everyone}")
+        del model, whole
+    finally:
+        leave()
+
+# --8<-- [end:resume_runs]
+
+
 def tour() -> None:
     """The page's runnable blocks in page order, in one namespace."""
     # --8<-- [start:demo_dp]
@@ -576,6 +709,17 @@ def tour() -> None:
     print(torch.allclose(per_rank, full_batch), f"{gap:.3f}")
     # --8<-- [end:demo_bn_per_rank]
 
+    # --8<-- [start:demo_skip_ahead]
+    data = TensorDataset(torch.arange(12))
+    sampler = DistributedSampler(data, num_replicas=2, rank=0, seed=0)
+    sampler.set_epoch(1)  # the epoch saved in the checkpoint
+    whole = DataLoader(data, batch_size=2, sampler=sampler)
+    print("epoch 1 on rank 0:", [b.tolist() for (b,) in whole])
+    done = 2 * 2  # 2 batches of 2 samples already trained on
+    rest = DataLoader(data, batch_size=2, sampler=SkipAhead(sampler, done))
+    print("after 2 batches:  ", [b.tolist() for (b,) in rest])
+    # --8<-- [end:demo_skip_ahead]
+
     # --8<-- [start:demo_visible_devices]
     code = ("import torch; from torch import nn; print(torch.cuda.device_count(), "
             "nn.DataParallel(nn.Linear(2, 2)).device_ids)")
@@ -665,6 +809,14 @@ def run_ddp_checks() -> None:
     # --8<-- [end:run_ddp_checks]
 
 
+def run_resume_checks() -> None:
+    """Start 2 processes that train and stop, then 2 new ones that resume."""
+    # --8<-- [start:run_resume_checks]
+    launch(interrupted_run)  # 6 steps, rank 0 saves resume.pt, the processes end
+    launch(resumed_run)  # new processes: load, train the rest, compare
+    # --8<-- [end:run_resume_checks]
+
+
 def run_fsdp_checks() -> None:
     """Start 2 processes (gloo) that shard a model with FSDP2 and use dcp."""
     # --8<-- [start:run_fsdp_checks]
@@ -672,7 +824,8 @@ def run_fsdp_checks() -> None:
     # --8<-- [end:run_fsdp_checks]
 
 
-SPAWN_DEMOS = {"ddp": run_ddp_checks, "fsdp": run_fsdp_checks}
+SPAWN_DEMOS = {"ddp": run_ddp_checks, "resume": run_resume_checks,
+               "fsdp": run_fsdp_checks}
 SPAWN_SEPARATOR = "\f"  # between the runs' outputs, for tests/test_multi_gpu.py
 
 # ---- the table of the four combinations (generated/multi-gpu-table.{zh,en}.md) ----

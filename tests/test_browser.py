@@ -124,6 +124,7 @@ SEARCHES = [
     ("en", "SyncBatchNorm", "multi-gpu.md"),
     ("en", "DistributedSampler", "multi-gpu.md"),
     ("en", "no_sync", "multi-gpu.md"),
+    ("en", "SkipAhead", "multi-gpu.md"),
     ("en", "module prefix", "multi-gpu.md"),
     # Chinese: terms typed without spaces (cut into jieba's words), mixed with identifiers
     ("zh", "安装 CUDA 版本", "environment.md"),
@@ -192,6 +193,7 @@ SEARCHES = [
     ("zh", "去掉前缀", "multi-gpu.md"),
     ("zh", "SyncBatchNorm", "multi-gpu.md"),
     ("zh", "no_sync", "multi-gpu.md"),
+    ("zh", "SkipAhead", "multi-gpu.md"),
 ]
 
 pytestmark = pytest.mark.browser

@@ -18,6 +18,7 @@ ZH = ROOT / "docs" / "zh"
 
 # English term: (the chosen Chinese term, a pattern of rejected variants)
 GLOSSARY = {
+    "barrier": ("屏障", r"栅栏"),
     "batch": ("批量", r"批次"),
     "micro-batch": ("微批量", r"微批(?!量)"),
     "class index": ("类别下标", r"类别索引|类别序号"),

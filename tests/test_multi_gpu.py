@@ -436,9 +436,12 @@ DDP_SECTIONS = ["imports", "helpers", "setup", "train", "finish", "main"]
 DDP_TEST = "tests/test_multi_gpu.py::test_ddp_run_sh_trains_on_two_cpu_processes"
 # the sections shown in skipped blocks that run in spawned processes; the runs' outputs
 SPAWN_SECTIONS = ["check_sync_batchnorm", "check_no_sync", "launch", "run_ddp_checks",
+                  "resume_checkpoint", "resume_training", "resume_runs", "run_resume_checks",
                   "imports_workers", "fsdp_model", "fsdp_checks", "dcp_checks", "run_fsdp_checks"]
 SPAWN_TEST = "tests/test_multi_gpu.py::test_spawned_checks_print_what_the_page_shows"
-SPAWN_OUTPUTS = {"ddp": "snippets/multi_gpu.py:run_ddp_checks", "fsdp": "snippets/multi_gpu.py:run_fsdp_checks"}
+SPAWN_OUTPUTS = {"ddp": "snippets/multi_gpu.py:run_ddp_checks",
+                 "resume": "snippets/multi_gpu.py:run_resume_checks",
+                 "fsdp": "snippets/multi_gpu.py:run_fsdp_checks"}
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -522,6 +525,7 @@ def test_no_runnable_block_uses_a_name_a_skipped_block_defines():
                           if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
                 stored |= {n.name for n in ast.walk(tree)
                            if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+                stored |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}  # parameters
                 if block.mark("skip"):
                     defined |= stored - used
                 else:
@@ -807,9 +811,123 @@ def test_dcp_writes_one_file_per_rank_and_loads_back(spawned):
 def test_spawned_lines_are_whole_lines_from_rank_0(spawned):
     # only rank 0 prints: with PYTHONUNBUFFERED=1 no line is split or doubled
     lines = [line for out in spawned[0].values() for line in out.splitlines()]
-    assert len(lines) == len(set(lines)) == 9
-    assert all(re.match(r"^(SyncBatchNorm|no_sync|parameters|0\.weight|one step|dcp|loaded|model\.pt)", line)
+    assert len(lines) == len(set(lines)) == 14
+    assert all(re.match(r"^(SyncBatchNorm|no_sync|parameters|0\.weight|one step|dcp|loaded|model\.pt"
+                        r"|run [12]: |rank 0, last 6 losses|same losses)", line)
                for line in lines)
+
+
+@pytest.mark.multiprocess
+def test_a_resumed_ddp_run_has_the_uninterrupted_runs_losses_and_weights(spawned):
+    out = spawned[0]["resume"]
+    assert "run 1: stopped after 6 steps, in epoch 1 after batch 2; rank 0 saved resume.pt" in out
+    assert "run 2: resumed in epoch 1 at batch 2" in out
+    resumed = re.search(r"^rank 0, last 6 losses, resumed: +(.+)$", out, re.M).group(1).split()
+    whole = re.search(r"^rank 0, last 6 losses, uninterrupted: +(.+)$", out, re.M).group(1).split()
+    assert len(resumed) == 6 and resumed == whole
+    assert out.endswith("same losses and weights on each rank: [True, True]\n")
+
+
+@pytest.mark.multiprocess
+def test_the_resume_point_holds_the_inner_model_the_position_and_each_ranks_generator(spawned):
+    checkpoint = torch.load(spawned[1] / "resume.pt", weights_only=True)  # rank 0 alone wrote it
+    assert sorted(checkpoint) == ["batch", "epoch", "model", "optimizer", "rng"]
+    assert (checkpoint["epoch"], checkpoint["batch"]) == (1, 2)  # 6 steps = 4 + 2
+    assert list(checkpoint["model"]) == ["0.weight", "0.bias", "3.weight", "3.bias"]  # no module.
+    momentum = [s["momentum_buffer"] for s in checkpoint["optimizer"]["state"].values()]
+    assert len(momentum) == 4 and all(m.abs().sum() > 0 for m in momentum)
+    first, second = checkpoint["rng"]  # one state per rank, and they differ
+    assert first.dtype == second.dtype == torch.uint8 and not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("size, world, batch", [(12, 2, 2), (10, 3, 2), (24, 2, 3)])
+@pytest.mark.parametrize("epoch", [0, 1, 4])
+def test_skip_ahead_yields_the_rest_of_the_saved_epoch(size, world, batch, epoch):
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    for rank in range(world):
+        original = DistributedSampler(range(size), num_replicas=world, rank=rank, seed=0)
+        original.set_epoch(epoch)
+        whole = [b.tolist() for b in DataLoader(range(size), batch, sampler=original)]
+        for done in range(len(whole) + 1):
+            fresh = DistributedSampler(range(size), num_replicas=world, rank=rank, seed=0)
+            fresh.set_epoch(epoch)  # a new process: the saved epoch, set again
+            rest = mg.SkipAhead(fresh, done * batch)
+            assert [b.tolist() for b in DataLoader(range(size), batch, sampler=rest)] == whole[done:]
+            assert len(rest) == len(fresh) - done * batch
+        if epoch:  # without set_epoch, a new process would replay epoch 0's order
+            unset = DistributedSampler(range(size), num_replicas=world, rank=rank, seed=0)
+            assert list(unset) != list(original)
+
+
+def test_skip_ahead_demo_prints_the_last_batch_of_the_epoch():
+    from torch.utils.data.distributed import DistributedSampler
+
+    sampler = DistributedSampler(range(12), num_replicas=2, rank=0, seed=0)
+    sampler.set_epoch(1)
+    order = list(sampler)
+    assert len(order) == 6 and list(mg.SkipAhead(sampler, 4)) == order[4:]
+
+
+def test_skip_ahead_reads_no_skipped_sample():
+    from torch.utils.data import DataLoader, Dataset
+
+    class Counting(Dataset):
+        def __init__(self):
+            self.read = []
+
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            self.read.append(i)
+            return i
+
+    data = Counting()
+    order = list(range(10))
+    list(DataLoader(data, batch_size=2, sampler=mg.SkipAhead(order, 6)))
+    assert data.read == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("sampler, start, error, message", [
+    (range(6), 7, ValueError, "start must be an int from 0 to 6 (the sampler's length), got 7"),
+    (range(6), -1, ValueError, "start must be an int from 0 to 6 (the sampler's length), got -1"),
+    (range(6), 2.0, ValueError, "start must be an int from 0 to 6 (the sampler's length), got 2.0"),
+    (range(6), True, ValueError, "start must be an int from 0 to 6 (the sampler's length), got True"),
+    (iter(range(6)), 0, TypeError, "sampler must have a length (a Sampler such as DistributedSampler), "
+                                   "got range_iterator"),
+])
+def test_skip_ahead_rejects_bad_input(sampler, start, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        mg.SkipAhead(sampler, start)
+
+
+def test_iter_of_a_dataloader_draws_from_the_global_generator_unless_it_has_its_own():
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    iter(DataLoader(range(4), batch_size=2, generator=torch.Generator()))
+    assert torch.equal(torch.get_rng_state(), before)  # its own generator: global untouched
+    iter(DataLoader(range(4), batch_size=2))  # shuffle=False, yet one number is drawn
+    assert not torch.equal(torch.get_rng_state(), before)
+    # so the dropout mask after a restore differs when the loader is built after it
+    masks = []
+    for own in (True, False):
+        torch.set_rng_state(before)
+        iter(DataLoader(range(4), batch_size=2, generator=torch.Generator() if own else None))
+        masks.append(nn.functional.dropout(torch.ones(64), 0.5))
+    torch.set_rng_state(before)
+    reference = nn.functional.dropout(torch.ones(64), 0.5)
+    assert torch.equal(masks[0], reference) and not torch.equal(masks[1], reference)
+
+
+def test_set_rng_state_accepts_only_a_cpu_tensor():
+    state = torch.get_rng_state()
+    with pytest.raises(TypeError, match="RNG state must be a torch.ByteTensor"):
+        torch.set_rng_state(state.to("meta"))  # any device but the CPU
+    torch.set_rng_state(state)  # the CPU tensor is accepted
 
 
 def test_accumulate_step_divides_by_the_number_of_micro_batches():
@@ -838,6 +956,22 @@ def test_cuda_ddp_uses_nccl_on_every_gpu(tmp_path):
     world = torch.cuda.device_count()
     out = run_torchrun(tmp_path, "gpu", {})  # torchrun starts one process per GPU
     check_ddp_run(out, tmp_path, world=world, backend="nccl")
+
+
+@pytest.mark.cuda
+def test_cuda_each_rank_loads_onto_its_own_device_only_with_map_location(tmp_path, seeded_net):
+    """Rank 0's file, read without map_location, lands on cuda:0 wherever it is read; the
+    rng state map_location moved to a GPU must go back to the CPU for set_rng_state."""
+    torch.save({"model": seeded_net.to("cuda:0").state_dict(), "rng": torch.get_rng_state()},
+               tmp_path / "resume.pt")
+    plain = torch.load(tmp_path / "resume.pt", weights_only=True)
+    assert {str(t.device) for t in plain["model"].values()} == {"cuda:0"}
+    last = torch.device("cuda", torch.cuda.device_count() - 1)  # the last rank's GPU
+    mapped = torch.load(tmp_path / "resume.pt", map_location=last, weights_only=True)
+    assert {t.device for t in mapped["model"].values()} == {last} and mapped["rng"].device == last
+    with pytest.raises(TypeError, match="RNG state must be a torch.ByteTensor"):
+        torch.set_rng_state(mapped["rng"])
+    torch.set_rng_state(mapped["rng"].cpu())
 
 
 @pytest.mark.cuda
