@@ -31,6 +31,8 @@ GLOSSARY = {
     "named tuple": ("具名元组", r"命名元组"),
     "state_dict": ("state_dict", r"状态字典"),
     "stride": ("步幅", r"步长"),
+    "mask": ("掩码", r"遮罩|蒙版"),
+    "sampler": ("采样器", r"取样器|抽样器"),
 }
 
 
