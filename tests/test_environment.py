@@ -727,8 +727,11 @@ def test_the_pages_examples_run_in_order_in_an_empty_folder(tmp_path, monkeypatc
     env.tour()
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{torch.__version__} {__import__('torchvision').__version__}"
-    assert out[-5:] == ["True", "True", "torch.float32 torch.float64", "torch.float64",
-                        "cuda-11.0/bin/nvcc"]
+    import multiprocessing
+    assert out[-6:] == ["True", "True", "torch.float32 torch.float64", "torch.float64",
+                        f"{multiprocessing.get_all_start_methods()} True", "cuda-11.0/bin/nvcc"]
+    assert out[1:4] == [f"{system:8} {env.install_command(system, build)}" for system, build
+                        in [("Linux", "cpu"), ("Windows", "cu130"), ("Darwin", "mps")]]
     assert (tmp_path / "cuda-11.0" / "bin" / "nvcc").is_file()
 
 
