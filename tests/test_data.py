@@ -1192,7 +1192,7 @@ NOTEBOOK_DEFINES_ITS_CLASS = NOTEBOOK_IMPORTS_ITS_CLASS.replace(
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_a_notebooks_workers_under_spawn_load_classes_from_a_py_file_not_from_a_cell(tmp_path):
+def test_notes_E4_a_notebooks_workers_under_spawn_load_classes_from_a_py_file_not_a_cell(tmp_path):
     """The page's notebook advice on Windows and macOS, with spawn forced on Linux: a notebook's
     __main__ has no file (here `python -c`), so a class defined there fails in the worker and the
     loader reports the dead worker; imported from a .py file beside it, the same class works."""
