@@ -1217,3 +1217,13 @@ def test_a_spawned_worker_starts_much_slower_than_a_forked_one():
         loader = DataLoader(WhichProcess(), batch_size=2, num_workers=1, multiprocessing_context=context)
         return epoch_starts(loader, epochs=1)[0][0]
     assert first("spawn") > 3 * first("fork")
+
+
+def test_pack_padded_sequence_takes_pad_collates_lengths(ink):
+    """The page: recurrent layers take the lengths through pack_padded_sequence."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    padded, lengths, _ = pad_collate([ink[i] for i in range(4)])
+    packed = pack_padded_sequence(padded.unsqueeze(-1), lengths, batch_first=True, enforce_sorted=False)
+    assert packed.data.shape[0] == lengths.sum()                          # the padding is left out
+    unpacked, back = pad_packed_sequence(packed, batch_first=True)
+    assert torch.equal(back, lengths) and torch.equal(unpacked.squeeze(-1), padded)
