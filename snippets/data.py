@@ -71,6 +71,26 @@ import matplotlib.pyplot as plt
 from torch.utils.data import get_worker_info
 
 # --8<-- [end:imports_seed]
+# isort: split
+# --8<-- [start:imports_pad]
+from torch.nn.utils.rnn import pad_sequence
+
+# --8<-- [end:imports_pad]
+# isort: split
+# --8<-- [start:imports_sampler]
+from torch.utils.data import Subset, WeightedRandomSampler
+
+# --8<-- [end:imports_sampler]
+# isort: split
+# --8<-- [start:imports_stream]
+from torch.utils.data import IterableDataset
+
+# --8<-- [end:imports_stream]
+# isort: split
+# --8<-- [start:imports_time]
+import time
+
+# --8<-- [end:imports_time]
 
 
 # --8<-- [start:plain_dataset]
@@ -601,6 +621,101 @@ def demo_notes_transpose(val_loader) -> None:
     # --8<-- [end:demo_notes_transpose]
 
 
+# --8<-- [start:ink_sequences]
+class InkSequences(SimpleDigits):
+    """Each digit as a sequence: the values of its inked pixels, row by row."""
+
+    def __getitem__(self, index):
+        pixels = self.images[index].flatten()
+        return pixels[pixels > 0], int(self.labels[index])  # its length varies
+# --8<-- [end:ink_sequences]
+
+
+def demo_ink_sequences() -> InkSequences:
+    digits = load_digits()
+    # --8<-- [start:demo_ink_sequences]
+    ink = InkSequences(digits.images, digits.target)  # SimpleDigits' __init__
+    print([len(ink[i][0]) for i in range(6)], ink[0][0][:4])
+    # --8<-- [end:demo_ink_sequences]
+    return ink
+
+
+def demo_default_collate_fails(ink) -> None:
+    # --8<-- [start:demo_default_collate_fails]
+    next(iter(DataLoader(ink, batch_size=4)))  # default collate: torch.stack
+    # --8<-- [end:demo_default_collate_fails]
+
+
+# --8<-- [start:pad_collate]
+def pad_collate(batch):
+    """(sequence, label) samples -> padded [B, T], lengths [B], labels [B]."""
+    if len(batch) == 0:
+        raise ValueError("pad_collate got an empty batch")
+    sequences, labels = zip(*batch)
+    for i, seq in enumerate(sequences):
+        if not isinstance(seq, torch.Tensor) or seq.dim() == 0:
+            shape = tuple(seq.shape) if isinstance(seq, torch.Tensor) else seq
+            raise ValueError(f"sample {i} of the batch is not a sequence: got "
+                             f"{shape!r}; each sample must be (tensor [T, ...], label)")
+    lengths = torch.tensor([len(seq) for seq in sequences])
+    padded = pad_sequence(sequences, batch_first=True, padding_value=0.0)
+    return padded, lengths, torch.tensor(labels)
+# --8<-- [end:pad_collate]
+
+
+def demo_pad_collate(ink) -> None:
+    # --8<-- [start:demo_pad_collate]
+    loader = DataLoader(ink, batch_size=4, collate_fn=pad_collate)
+    padded, lengths, labels = next(iter(loader))
+    print(padded.shape, lengths, labels)
+    mask = torch.arange(padded.shape[1]) < lengths[:, None]  # True where real data
+    print(mask.sum(dim=1), padded[1, 30:].tolist())  # sample 1: 5 zeros
+    mean = (padded * mask).sum(dim=1) / lengths  # padding left out of the mean
+    print(torch.allclose(mean, torch.stack([ink[i][0].mean() for i in range(4)])))
+    # --8<-- [end:demo_pad_collate]
+
+
+# --8<-- [start:balanced_sampler]
+def balanced_sampler(labels, generator=None) -> WeightedRandomSampler:
+    """Draw each class about equally often: weight 1 / (its class's count)."""
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1 or len(labels) == 0 or labels.is_floating_point():
+        raise ValueError("labels must be a non-empty 1-D sequence of class "
+                         f"indices, got shape {tuple(labels.shape)}, {labels.dtype}")
+    if labels.min() < 0:
+        raise ValueError(f"class indices must be >= 0, got {labels.min().item()}")
+    counts = torch.bincount(labels)  # samples per class
+    weights = 1.0 / counts[labels].double()  # a rare class weighs more
+    return WeightedRandomSampler(weights, num_samples=len(labels),
+                                 replacement=True, generator=generator)
+# --8<-- [end:balanced_sampler]
+
+
+def demo_sampler(simple: SimpleDigits) -> None:
+    # --8<-- [start:demo_imbalanced]
+    zeros = (simple.labels == 0).nonzero().flatten()
+    ones = (simple.labels == 1).nonzero().flatten()[::10]  # keep one 1 in ten
+    rare = Subset(simple, torch.cat([zeros, ones]).tolist())
+    rare_labels = simple.labels[rare.indices]
+    print(torch.bincount(rare_labels).tolist()[:2])  # 0s, 1s
+    # --8<-- [end:demo_imbalanced]
+    # --8<-- [start:demo_balanced]
+    def batch_counts(**how):
+        loader = DataLoader(rare, batch_size=50, **how)
+        return [torch.bincount(labels, minlength=2).tolist() for _, labels in loader]
+
+    shuffled = batch_counts(shuffle=True, generator=torch.Generator().manual_seed(0))
+    sampler = balanced_sampler(rare_labels, torch.Generator().manual_seed(0))
+    balanced = batch_counts(sampler=sampler)
+    print("shuffle:", shuffled)
+    print("sampler:", balanced)
+    drawn = set(rare.indices[i] for i in sampler)  # one more epoch's samples
+    print("different samples drawn:",
+          f"zeros {len(drawn & set(zeros.tolist()))} of {len(zeros)},",
+          f"ones {len(drawn & set(ones.tolist()))} of {len(ones)}")
+    # --8<-- [end:demo_balanced]
+
+
 # --8<-- [start:workers]
 def main() -> None:
     train_path, _ = write_digit_folders("digits")  # same call as above: files reused
@@ -687,6 +802,69 @@ def demo_seed_worker() -> None:
     # --8<-- [end:demo_seed_worker]
 
 
+# --8<-- [start:number_stream]
+class NumberStream(IterableDataset):
+    """Samples 0..n-1 read one after the other, as from a file or a socket."""
+
+    def __init__(self, n: int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        self.n = n
+
+    def __iter__(self):
+        return iter(range(self.n))  # every copy of the dataset reads everything
+# --8<-- [end:number_stream]
+
+
+def demo_stream_copies() -> None:
+    # --8<-- [start:demo_stream_copies]
+    def seen(dataset, num_workers):
+        loader = DataLoader(dataset, batch_size=4, num_workers=num_workers)
+        return sorted(int(i) for batch in loader for i in batch)
+
+    print(get_worker_info())  # None: this is the main process
+    print(seen(NumberStream(6), num_workers=0))
+    print(seen(NumberStream(6), num_workers=2))  # each worker reads it all
+    # --8<-- [end:demo_stream_copies]
+
+
+# --8<-- [start:sharded_stream]
+class ShardedStream(NumberStream):
+    """Each (rank, worker) pair reads its own share: every sample once per epoch."""
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1):
+        super().__init__(n)
+        if isinstance(world_size, bool) or not isinstance(world_size, int) \
+                or world_size < 1:
+            raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) \
+                or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an int in 0..{world_size - 1} "
+                             f"for world_size={world_size}, got {rank!r}")
+        self.rank, self.world_size = rank, world_size
+
+    def __iter__(self):
+        info = get_worker_info()  # None without workers
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        shards = self.world_size * workers  # readers in all processes
+        shard = self.rank * workers + worker  # this reader's number
+        return itertools.islice(super().__iter__(), shard, None, shards)
+# --8<-- [end:sharded_stream]
+
+
+def demo_sharded_stream() -> None:
+    # --8<-- [start:demo_sharded_stream]
+    def seen_by(rank, epochs=2):
+        loader = DataLoader(ShardedStream(10, rank, world_size=2), batch_size=2,
+                            num_workers=2, persistent_workers=True)
+        return [[int(i) for batch in loader for i in batch] for _ in range(epochs)]
+
+    rank_0, rank_1 = seen_by(0), seen_by(1)  # in DDP: each rank in its process
+    print("rank 0:", rank_0[0], "rank 1:", rank_1[0])
+    print(all(sorted(a + b) == list(range(10)) for a, b in zip(rank_0, rank_1)))
+    # --8<-- [end:demo_sharded_stream]
+
+
 def demo_pin_memory(val_data) -> None:
     # --8<-- [start:demo_pin_memory]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -711,15 +889,33 @@ class WhichProcess(Dataset):
 # --8<-- [end:which_process]
 
 
-def demo_persistent() -> None:
+# --8<-- [start:epoch_starts]
+def epoch_starts(loader, epochs=3) -> tuple[list[float], set[int]]:
+    """Per epoch, seconds from iter(loader) to its first batch; the pids seen."""
+    times, pids = [], set()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        batches = iter(loader)  # a new epoch: new workers, unless persistent
+        first = next(batches)
+        times.append(time.perf_counter() - start)
+        pids.update(int(pid) for batch in (first, *batches) for pid in batch)
+    return times, pids
+# --8<-- [end:epoch_starts]
+
+
+def demo_persistent() -> dict:
     # --8<-- [start:demo_persistent]
+    starts = {}
     for persistent in (False, True):
         loader = DataLoader(WhichProcess(), batch_size=2, num_workers=2,
                             persistent_workers=persistent)
-        pids = {int(pid) for epoch in range(3) for batch in loader for pid in batch}
+        starts[persistent], pids = epoch_starts(loader)
         print(f"persistent_workers={persistent}: {len(pids)} worker processes "
               "in 3 epochs")
+        times = ", ".join(f"{t:.2f} s" for t in starts[persistent])
+        print("  first batch after", times)
     # --8<-- [end:demo_persistent]
+    return starts
 
 
 def demo_prefetch(val_data) -> None:
@@ -750,7 +946,9 @@ def save_figures(out_dir) -> list[Path]:
 def run_demos() -> None:
     """Every demo in order (they write files: `python -m snippets.data` runs them in a
     temporary folder)."""
-    for demo in (demo_plain_dataset, demo_dataset, demo_dataset_errors, demo_endless):
+    print("--- demo_plain_dataset")
+    simple = demo_plain_dataset()
+    for demo in (demo_dataset, demo_dataset_errors, demo_endless):
         print(f"--- {demo.__name__}")
         demo()
     print("--- demo_write")
@@ -772,11 +970,21 @@ def run_demos() -> None:
     demo_next_iter(val_loader, val_data)
     print("--- demo_show")
     demo_show(train_loader)
+    print("--- collate_fn: sequences of different lengths")
+    ink = demo_ink_sequences()
+    with contextlib.suppress(RuntimeError):
+        demo_default_collate_fails(ink)
+    demo_pad_collate(ink)
+    print("--- WeightedRandomSampler")
+    demo_sampler(simple)
     print("--- demo_guard (worker processes)")
     demo_guard()
     print("--- random transforms in workers")
     demo_random_workers(aug_data)
     demo_seed_worker()
+    print("--- IterableDataset")
+    demo_stream_copies()
+    demo_sharded_stream()
     print("--- pin_memory, persistent_workers, prefetch_factor")
     demo_pin_memory(val_data)
     demo_persistent()

@@ -12,7 +12,9 @@ import tempfile
 # --8<-- [start:imports]
 import ctypes
 import importlib.metadata
+import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,29 @@ import torch
 from torch import nn
 
 # --8<-- [end:imports]
+
+
+# --8<-- [start:install_command]
+def install_command(system: str, build: str = "cpu") -> str:
+    """The pip line for torch and torchvision on 'Linux', 'Windows' or 'Darwin'."""
+    systems = ("Linux", "Windows", "Darwin")  # the names platform.system() gives
+    if system not in systems:
+        raise ValueError(f"system must be one of {systems} (platform.system()), "
+                         f"got {system!r}")
+    if not isinstance(build, str) or not re.fullmatch(r"cpu|mps|cu\d{3}", build):
+        raise ValueError("build must be 'cpu', 'mps' or a CUDA tag such as 'cu130', "
+                         f"got {build!r}")
+    pip = "python -m pip install torch torchvision"  # the pip of this python
+    if system == "Darwin":
+        if build.startswith("cu"):
+            raise ValueError("there are no CUDA builds of torch for macOS; on Apple "
+                             "silicon the default wheel brings MPS: use build='mps'")
+        return pip  # PyPI's macOS wheel: CPU, and MPS on Apple silicon
+    if build == "mps":
+        raise ValueError(f"MPS is the GPU of Apple silicon Macs, not of {system}; "
+                         "use 'cpu' or a CUDA tag such as 'cu130'")
+    return f"{pip} --index-url https://download.pytorch.org/whl/{build}"
+# --8<-- [end:install_command]
 
 
 # --8<-- [start:cuda_runtime_wheel]
@@ -171,6 +196,11 @@ def tour() -> None:
     print(torch.__version__, torchvision.__version__)  # one release pair, one build
     # --8<-- [end:demo_pair]
 
+    # --8<-- [start:demo_install_command]
+    for system, build in [("Linux", "cpu"), ("Windows", "cu130"), ("Darwin", "mps")]:
+        print(f"{system:8}", install_command(system, build))
+    # --8<-- [end:demo_install_command]
+
     # --8<-- [start:demo_device_report]
     print(device_report())
     # --8<-- [end:demo_device_report]
@@ -220,6 +250,11 @@ def tour() -> None:
     print(model.weight.dtype)  # the module itself changed
     # --8<-- [end:demo_to_dtype]
 
+    # --8<-- [start:demo_start_methods]
+    methods = multiprocessing.get_all_start_methods()  # this system's, default first
+    print(methods, "spawn" in methods)
+    # --8<-- [end:demo_start_methods]
+
     # --8<-- [start:demo_check_cuda_home]
     root = Path("cuda-11.0")  # a stand-in for /usr/local/cuda-11.0
     (root / "bin").mkdir(parents=True, exist_ok=True)
@@ -238,6 +273,12 @@ def demo_hip_device() -> None:
     # --8<-- [start:demo_hip_device]
     pick_device("hip")  # a ROCm GPU is "cuda" in torch
     # --8<-- [end:demo_hip_device]
+
+
+def demo_install_mac_cuda() -> None:
+    # --8<-- [start:demo_install_mac_cuda]
+    install_command("Darwin", "cu130")  # a Mac has no NVIDIA GPU
+    # --8<-- [end:demo_install_mac_cuda]
 
 
 def demo_notes_cuda_home() -> None:

@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from sklearn.datasets import load_digits
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, get_worker_info
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -30,11 +31,24 @@ from snippets.data import (
     CsvImageDataset,
     Cycle,
     DigitsDataset,
+    NumberStream,
     RandomShift,
+    ShardedStream,
+    SimpleDigits,
     WhichProcess,
+    balanced_sampler,
     data_transform,
+    demo_default_collate_fails,
+    demo_ink_sequences,
+    demo_pad_collate,
+    demo_persistent,
+    demo_sampler,
+    demo_sharded_stream,
+    demo_stream_copies,
+    epoch_starts,
     first_batch_of,
     open_image_folder,
+    pad_collate,
     save_batch_grid,
     save_figures,
     seed_worker,
@@ -621,7 +635,7 @@ def test_persistent_workers_and_prefetch_need_workers(val_data):
 
 UNGUARDED_SCRIPT = """\
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, get_worker_info
 
 loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=4, num_workers=1,
                     multiprocessing_context="spawn")
@@ -906,3 +920,310 @@ def test_exercise_random_split_is_repeatable_disjoint_complete_and_not_stratifie
     assert sorted(train_part.indices + val_part.indices) == list(range(len(simple)))
     counts = torch.bincount(simple.labels[val_part.indices], minlength=10)
     assert (counts.min().item(), counts.max().item()) == (28, 42)  # stratified: 35 to 37 per digit
+
+
+# --- Samples of different lengths: collate_fn ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ink():
+    return demo_ink_sequences()
+
+
+def test_ink_sequences_are_the_inked_pixels_and_vary_in_length(ink, digits):
+    lengths = [len(ink[i][0]) for i in range(6)]
+    assert (min(lengths), max(lengths)) == (30, 35) and lengths[:2] == [35, 30]  # 30 to 35 values
+    image = torch.as_tensor(digits.images[0], dtype=torch.float32).flatten() / 16
+    assert torch.equal(ink[0][0], image[image > 0]) and (ink[0][0] > 0).all()
+    assert ink[0][1] == 0 and len(ink) == 1797
+
+
+def test_default_collate_refuses_sequences_of_different_lengths(ink):
+    with pytest.raises(RuntimeError, match=r"stack expects each tensor to be equal size, "
+                                           r"but got \[35\] at entry 0 and \[30\] at entry 1"):
+        demo_default_collate_fails(ink)
+
+
+def test_pad_collate_pads_to_the_longest_and_returns_lengths(ink):
+    padded, lengths, labels = next(iter(DataLoader(ink, batch_size=4, collate_fn=pad_collate)))
+    assert padded.shape == (4, 35) and lengths.tolist() == [35, 30, 34, 33]
+    assert labels.tolist() == [0, 1, 2, 3]
+    for i in range(4):
+        seq = ink[i][0]
+        assert torch.equal(padded[i, :len(seq)], seq)
+        assert (padded[i, len(seq):] == 0).all()
+    assert padded[1, 30:].tolist() == [0.0] * 5
+
+
+def test_masked_mean_leaves_the_padding_out_and_a_plain_mean_does_not(ink, capsys):
+    padded, lengths, _ = pad_collate([ink[i] for i in range(4)])
+    mask = torch.arange(padded.shape[1]) < lengths[:, None]
+    assert mask.sum(dim=1).tolist() == lengths.tolist()
+    true_means = torch.stack([ink[i][0].mean() for i in range(4)])
+    assert torch.allclose((padded * mask).sum(dim=1) / lengths, true_means)
+    assert not torch.allclose(padded.mean(dim=1), true_means)              # the zeros count there
+    demo_pad_collate(ink)
+    assert capsys.readouterr().out.splitlines()[-1] == "True"
+
+
+def test_each_batch_is_padded_to_its_own_longest_sample(ink):
+    loader = DataLoader(ink, batch_size=64, collate_fn=pad_collate)
+    widths = [padded.shape[1] for padded, lengths, _ in loader if padded.shape[1] == lengths.max()]
+    assert len(widths) == len(loader) and len(set(widths)) > 1            # batch by batch
+    longest = max(len(ink[i][0]) for i in range(len(ink)))
+    assert sum(p.numel() for p, _, _ in loader) < len(ink) * longest      # less than padding all
+
+
+def test_pad_collate_keeps_trailing_dimensions():
+    padded, lengths, _ = pad_collate([(torch.ones(3, 2), 0), (torch.ones(1, 2), 1)])
+    assert padded.shape == (2, 3, 2) and lengths.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("batch, message", [
+    ([], "pad_collate got an empty batch"),
+    ([(torch.tensor(1.0), 0)], r"sample 0 of the batch is not a sequence: got \(\)"),
+    ([(torch.ones(2), 0), ([1, 2], 1)], r"sample 1 of the batch is not a sequence: got \[1, 2\]"),
+])
+def test_pad_collate_rejects_what_is_not_a_batch_of_sequences(batch, message):
+    with pytest.raises(ValueError, match=message):
+        pad_collate(batch)
+
+
+def test_key_padding_mask_marks_the_padding_with_true():
+    """The page: attention's key_padding_mask is the opposite of the data mask (True = padding)."""
+    torch.manual_seed(0)
+    attention = torch.nn.MultiheadAttention(4, 1, batch_first=True)
+    x = torch.randn(1, 3, 4)
+    short = attention(x[:, :2], x[:, :2], x[:, :2])[0]
+    masked = attention(x, x, x, key_padding_mask=torch.tensor([[False, False, True]]))[0]
+    assert torch.allclose(masked[:, :2], short, atol=1e-6)
+
+
+# --- Imbalanced classes: WeightedRandomSampler ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rare(digits):
+    labels = torch.as_tensor(digits.target)
+    zeros, ones = (labels == 0).nonzero().flatten(), (labels == 1).nonzero().flatten()[::10]
+    indices = torch.cat([zeros, ones])
+    return indices, labels[indices], zeros, ones
+
+
+def test_the_rare_set_holds_every_zero_and_one_one_in_ten(rare, capsys, digits):
+    _, labels, zeros, ones = rare
+    assert torch.bincount(labels).tolist() == [178, 19] and len(zeros) == 178 and len(ones) == 19
+    demo_sampler(SimpleDigits(digits.images, digits.target))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[178, 19]" and len(out) == 4
+
+
+def test_shuffled_batches_keep_the_imbalance_and_sampled_batches_are_about_even(rare, digits, capsys):
+    demo_sampler(SimpleDigits(digits.images, digits.target))
+    out = capsys.readouterr().out.splitlines()
+    shuffled = json.loads(out[1].removeprefix("shuffle: "))
+    balanced = json.loads(out[2].removeprefix("sampler: "))
+    assert [sum(c) for c in zip(*shuffled)] == [178, 19]                   # every sample once
+    full = shuffled[:-1]
+    assert 8 <= sum(z for z, _ in full) / sum(o for _, o in full) <= 11     # about nine 0s per 1
+    assert all(zero > 5 * one for zero, one in full)
+    assert sum(map(sum, balanced)) == 197                                  # num_samples = len
+    assert all(abs(zero - one) <= 0.25 * (zero + one) for zero, one in balanced)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_sampler_repeats_the_ones_and_skips_most_zeros(rare, seed):
+    indices, labels, zeros, ones = rare
+    drawn = [indices[i].item() for i in balanced_sampler(labels, torch.Generator().manual_seed(seed))]
+    ones_drawn = sum(i in set(ones.tolist()) for i in drawn)
+    assert 0.4 < ones_drawn / len(drawn) < 0.6
+    assert 4 <= ones_drawn / len(ones) <= 6.5                              # each 1 about five times
+    assert len(set(drawn) & set(zeros.tolist())) < len(zeros) / 2         # most 0s not seen
+
+
+def test_the_sampler_is_repeatable_with_its_generator(rare):
+    _, labels, _, _ = rare
+    draw = [list(balanced_sampler(labels, torch.Generator().manual_seed(s))) for s in (0, 0, 1)]
+    assert draw[0] == draw[1] != draw[2]
+
+
+def test_weights_are_one_over_the_class_count(rare):
+    _, labels, _, _ = rare
+    sampler = balanced_sampler(labels)
+    assert sampler.replacement and sampler.num_samples == 197
+    assert torch.allclose(sampler.weights[labels == 0], torch.tensor(1 / 178, dtype=torch.double))
+    assert torch.allclose(sampler.weights[labels == 1], torch.tensor(1 / 19, dtype=torch.double))
+    assert sampler.weights[labels == 0].sum() == pytest.approx(sampler.weights[labels == 1].sum())
+
+
+def test_sampler_and_shuffle_exclude_each_other(rare):
+    _, labels, _, _ = rare
+    with pytest.raises(ValueError, match="sampler option is mutually exclusive with shuffle"):
+        DataLoader(TensorDataset(labels), sampler=balanced_sampler(labels), shuffle=True)
+
+
+@pytest.mark.parametrize("labels, error, message", [
+    ([], ValueError, r"non-empty 1-D sequence of class indices, got shape \(0,\)"),
+    ([[0, 1]], ValueError, r"got shape \(1, 2\)"),
+    ([0.0, 1.0], ValueError, "torch.float32"),
+    ([0, -1], ValueError, "class indices must be >= 0, got -1"),
+])
+def test_balanced_sampler_rejects_bad_labels(labels, error, message):
+    with pytest.raises(error, match=message):
+        balanced_sampler(torch.tensor(labels))
+
+
+# --- A stream of samples: IterableDataset --------------------------------------------------------
+
+def _seen(dataset, num_workers, epochs=1, batch_size=2, **kwargs):
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                        persistent_workers=num_workers > 0 and epochs > 1, **kwargs)
+    return [[int(i) for batch in loader for i in batch] for _ in range(epochs)]
+
+
+def test_get_worker_info_is_none_in_the_main_process():
+    assert get_worker_info() is None
+    assert _seen(ShardedStream(5), 0) == [[0, 1, 2, 3, 4]]
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")  # 2-core machines
+@pytest.mark.multiprocess
+def test_an_unsharded_stream_gives_each_sample_once_per_worker():
+    assert sorted(_seen(NumberStream(6), 2)[0]) == sorted(list(range(6)) * 2)
+    assert sorted(_seen(NumberStream(6), 3)[0]) == sorted(list(range(6)) * 3)
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")  # 2-core machines
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+@pytest.mark.parametrize("num_workers", [0, 1, 2, 3])
+def test_sharded_stream_gives_each_sample_once_per_epoch_over_ranks_and_workers(world_size, num_workers):
+    n = 10
+    per_rank = [_seen(ShardedStream(n, rank, world_size), num_workers, epochs=2)
+                for rank in range(world_size)]
+    for epoch in range(2):
+        seen = [i for rank in per_rank for i in rank[epoch]]
+        assert sorted(seen) == list(range(n)), (world_size, num_workers, epoch)
+
+
+@pytest.mark.multiprocess
+def test_the_page_split_rank_0_six_rank_1_four_and_in_worker_turns(capsys):
+    demo_sharded_stream()
+    assert capsys.readouterr().out.splitlines() == [
+        "rank 0: [0, 4, 1, 5, 8, 9] rank 1: [2, 6, 3, 7]", "True"]
+
+
+@pytest.mark.multiprocess
+def test_a_length_that_is_a_multiple_gives_every_rank_the_same_batches():
+    world_size, num_workers, batch_size = 2, 2, 2
+    n = world_size * num_workers * batch_size * 3
+    counts = [len(_seen(ShardedStream(n, rank, world_size), num_workers)[0]) for rank in range(world_size)]
+    assert counts == [n // world_size] * world_size
+    uneven = [len(_seen(ShardedStream(10, rank, 2), 2)[0]) for rank in range(2)]
+    assert uneven == [6, 4]
+
+
+def test_an_iterable_dataset_takes_no_shuffle_and_no_sampler():
+    with pytest.raises(ValueError, match="DataLoader with IterableDataset: expected unspecified shuffle"):
+        DataLoader(NumberStream(4), shuffle=True)
+    with pytest.raises(ValueError, match="DataLoader with IterableDataset: expected unspecified sampler"):
+        DataLoader(NumberStream(4), sampler=range(4))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n": -1}, "n must be an int >= 0, got -1"),
+    ({"n": 2.0}, "n must be an int >= 0, got 2.0"),
+    ({"n": 4, "world_size": 0}, "world_size must be an int >= 1, got 0"),
+    ({"n": 4, "rank": 2, "world_size": 2}, r"rank must be an int in 0..1 for world_size=2, got 2"),
+    ({"n": 4, "rank": True, "world_size": 2}, "rank must be an int in 0..1"),
+])
+def test_sharded_stream_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ShardedStream(**kwargs)
+
+
+@pytest.mark.multiprocess
+def test_the_page_shows_an_unsharded_stream_twice_with_two_workers(capsys):
+    demo_stream_copies()
+    assert capsys.readouterr().out.splitlines() == [
+        "None", "[0, 1, 2, 3, 4, 5]", "[0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]"]
+
+
+# --- persistent_workers: what it changes, measured ------------------------------------------------
+
+@pytest.mark.multiprocess
+def test_persistent_workers_start_once_and_later_epochs_get_their_first_batch_sooner():
+    starts = demo_persistent()
+    assert all(len(t) == 3 for t in starts.values())
+    # every epoch without persistent workers starts two processes; with them only the first
+    assert min(starts[False]) > 5 * max(starts[True][1:]), starts
+    assert starts[True][0] > 5 * max(starts[True][1:]), starts
+
+
+@pytest.mark.multiprocess
+def test_epoch_starts_counts_the_processes_that_served_the_epochs():
+    times, pids = epoch_starts(DataLoader(WhichProcess(), batch_size=2, num_workers=2), epochs=2)
+    assert len(times) == 2 and len(pids) == 4 and os.getpid() not in pids
+    times, pids = epoch_starts(DataLoader(WhichProcess(), batch_size=2), epochs=2)
+    assert pids == {os.getpid()}
+
+
+# --- Workers on Windows and macOS: a notebook's classes, spawn forced on Linux ---------------------
+
+SQUARES_MODULE = """\
+from torch.utils.data import Dataset
+
+
+class Squares(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return i * i
+"""
+NOTEBOOK_IMPORTS_ITS_CLASS = """\
+import multiprocessing
+from torch.utils.data import DataLoader
+from my_data import Squares
+multiprocessing.set_start_method("spawn", force=True)
+print(next(iter(DataLoader(Squares(), batch_size=4, num_workers=1))).tolist())
+"""
+NOTEBOOK_DEFINES_ITS_CLASS = NOTEBOOK_IMPORTS_ITS_CLASS.replace(
+    "from my_data import Squares\n", "").replace("import DataLoader\n", "import DataLoader\n" + SQUARES_MODULE)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_notes_E4_a_notebooks_workers_under_spawn_load_classes_from_a_py_file_not_a_cell(tmp_path):
+    """The page's notebook advice on Windows and macOS, with spawn forced on Linux: a notebook's
+    __main__ has no file (here `python -c`), so a class defined there fails in the worker and the
+    loader reports the dead worker; imported from a .py file beside it, the same class works."""
+    (tmp_path / "my_data.py").write_text(SQUARES_MODULE)
+    runs = {name: subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for name, code in (("imported", NOTEBOOK_IMPORTS_ITS_CLASS), ("in a cell", NOTEBOOK_DEFINES_ITS_CLASS))}
+    done = {name: (proc.communicate(timeout=240), proc.returncode) for name, proc in runs.items()}
+    (out, err), code = done["imported"]
+    assert code == 0 and out == "[0, 1, 4, 9]\n", err[-2000:]
+    (out, err), code = done["in a cell"]
+    assert code != 0
+    assert "AttributeError: Can't get attribute 'Squares' on <module '__main__'" in err
+    assert re.search(r"RuntimeError: DataLoader worker \(pid\(s\) [\d, ]+\) exited unexpectedly", err)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_a_spawned_worker_starts_much_slower_than_a_forked_one():
+    """The page: under spawn each worker imports torch and the script again, much slower than fork."""
+    def first(context):
+        loader = DataLoader(WhichProcess(), batch_size=2, num_workers=1, multiprocessing_context=context)
+        return epoch_starts(loader, epochs=1)[0][0]
+    assert first("spawn") > 3 * first("fork")
+
+
+def test_pack_padded_sequence_takes_pad_collates_lengths(ink):
+    """The page: recurrent layers take the lengths through pack_padded_sequence."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    padded, lengths, _ = pad_collate([ink[i] for i in range(4)])
+    packed = pack_padded_sequence(padded.unsqueeze(-1), lengths, batch_first=True, enforce_sorted=False)
+    assert packed.data.shape[0] == lengths.sum()                          # the padding is left out
+    unpacked, back = pad_packed_sequence(packed, batch_first=True)
+    assert torch.equal(back, lengths) and torch.equal(unpacked.squeeze(-1), padded)

@@ -727,8 +727,11 @@ def test_the_pages_examples_run_in_order_in_an_empty_folder(tmp_path, monkeypatc
     env.tour()
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{torch.__version__} {__import__('torchvision').__version__}"
-    assert out[-5:] == ["True", "True", "torch.float32 torch.float64", "torch.float64",
-                        "cuda-11.0/bin/nvcc"]
+    import multiprocessing
+    assert out[-6:] == ["True", "True", "torch.float32 torch.float64", "torch.float64",
+                        f"{multiprocessing.get_all_start_methods()} True", "cuda-11.0/bin/nvcc"]
+    assert out[1:4] == [f"{system:8} {env.install_command(system, build)}" for system, build
+                        in [("Linux", "cpu"), ("Windows", "cu130"), ("Darwin", "mps")]]
     assert (tmp_path / "cuda-11.0" / "bin" / "nvcc").is_file()
 
 
@@ -761,3 +764,102 @@ def test_exercise_matching_pair_accepts_the_installed_pair():
     import torchvision
 
     assert env.matching_pair(torch.__version__, torchvision.__version__)
+
+
+# ---------------------------------------------------------------- Windows and macOS
+
+@pytest.mark.parametrize("system, build, expected", [
+    ("Linux", "cpu", "python -m pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"),
+    ("Windows", "cu130", "python -m pip install torch torchvision --index-url https://download.pytorch.org/whl/cu130"),
+    ("Windows", "cpu", "python -m pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"),
+    ("Darwin", "mps", "python -m pip install torch torchvision"),
+    ("Darwin", "cpu", "python -m pip install torch torchvision"),
+])
+def test_install_command_per_system(system, build, expected):
+    assert env.install_command(system, build) == expected
+
+
+@pytest.mark.parametrize("build", ["cpu", "cu126", "cu130"])
+def test_install_command_uses_the_index_install_sh_uses(build):
+    """The Linux/Windows line takes torch from the same index as install.sh."""
+    _, args, _ = run_install(build)
+    url = args[args.index("--index-url") + 1]
+    assert env.install_command("Linux", build).endswith(f"--index-url {url}")
+
+
+@pytest.mark.parametrize("system, build, message", [
+    ("Darwin", "cu130", "there are no CUDA builds of torch for macOS; on Apple silicon the default "
+                        "wheel brings MPS: use build='mps'"),
+    ("Linux", "mps", "MPS is the GPU of Apple silicon Macs, not of Linux; use 'cpu' or a CUDA tag"),
+    ("Windows", "mps", "not of Windows"),
+    ("macOS", "cpu", r"system must be one of \('Linux', 'Windows', 'Darwin'\) \(platform.system\(\)\), "
+                     "got 'macOS'"),
+    ("Linux", "cuda", "build must be 'cpu', 'mps' or a CUDA tag such as 'cu130', got 'cuda'"),
+    ("Linux", 130, "got 130"),
+])
+def test_install_command_refuses_what_does_not_exist(system, build, message):
+    with pytest.raises(ValueError, match=message):
+        env.install_command(system, build)
+
+
+def test_this_linux_torch_has_no_mps_and_platform_names_the_system():
+    import platform
+    assert platform.system() == "Linux"
+    assert not torch.backends.mps.is_built() and not torch.backends.mps.is_available()
+
+
+def test_get_all_start_methods_offers_spawn_and_lists_the_default_first():
+    import multiprocessing
+    methods = multiprocessing.get_all_start_methods()
+    assert "spawn" in methods and set(methods) <= {"fork", "spawn", "forkserver"}
+    done = subprocess.run([sys.executable, "-c", "import multiprocessing as m; "
+                           "print(m.get_start_method(), m.get_all_start_methods()[0])"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    default, first = done.stdout.split()
+    assert default == first
+    assert default == ("fork" if sys.version_info < (3, 14) else "forkserver")  # Linux
+
+
+SPAWN_SCRIPT = """\
+import multiprocessing
+import sys
+
+
+def child_main_name():
+    return sys.modules["__main__"].__name__
+
+
+print("top level runs in", __name__, flush=True)
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn")
+    with multiprocessing.Pool(1) as pool:
+        print("the child imported the script as", pool.apply(child_main_name), flush=True)
+"""
+
+
+@pytest.mark.multiprocess
+def test_spawn_forced_on_linux_imports_the_script_again_as_mp_main(tmp_path):
+    """The page: a spawned child imports the main script again, under the name __mp_main__,
+    so its top level runs once more in the child and the guarded code does not."""
+    (tmp_path / "script.py").write_text(SPAWN_SCRIPT)
+    done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines.count("top level runs in __main__") == 1
+    assert lines.count("top level runs in __mp_main__") == 1
+    assert lines[-1] == "the child imported the script as __mp_main__"
+
+
+@pytest.mark.multiprocess
+def test_spawn_cannot_send_a_lambda_or_a_function_defined_inside_another():
+    import multiprocessing
+    import pickle
+
+    def inner():
+        return 1
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        for func in (lambda: 1, inner):
+            with pytest.raises((pickle.PicklingError, AttributeError), match="(?i)can't pickle"):
+                pool.apply(func)

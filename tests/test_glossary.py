@@ -37,6 +37,8 @@ GLOSSARY = {
     "running mean, running statistics": ("滑动均值、滑动统计量", r"(?:累计|运行)的?(?:均值|方差|统计量)"),
     "state_dict": ("state_dict", r"状态字典"),
     "stride": ("步幅", r"步长"),
+    "mask": ("掩码", r"遮罩|蒙版"),
+    "sampler": ("采样器", r"取样器|抽样器"),
 }
 
 
