@@ -156,18 +156,19 @@ def _uses(item, *fixtures: str) -> bool:
 
 class Early:
     """Subprocess work a test module's fixtures need, started at the end of collection, in the
-    background: the module lists `EARLY = {fixture name: start(folder)}` (start returns a handle
-    whose `result()` waits); each one a collected test uses starts then, and the fixture returns
-    `early.result(name, start)` (which starts it there if nothing did)."""
+    background: the module lists `EARLY = {fixture name: start(folder, pages)}` (start returns a
+    handle whose `result()` waits); each one a collected test uses starts then, for the pages those
+    tests are parametrized with (`pages=None`: every page, when one of them is not), and the fixture
+    returns `early.result(name, start)` (which starts it there, for every page, if nothing did)."""
 
     def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="tpn-early-"))
         self.handles: dict = {}
 
-    def start(self, name: str, start) -> None:
+    def start(self, name: str, start, pages: set[str] | None = None) -> None:
         if name not in self.handles:
             (self.folder / name).mkdir()
-            self.handles[name] = start(self.folder / name)
+            self.handles[name] = start(self.folder / name, pages)
 
     def result(self, name: str, start):
         self.start(name, start)
@@ -187,11 +188,20 @@ def early(request) -> Early:
     return request.config.stash.setdefault(EARLY, Early())
 
 
+def _page(item) -> str | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return params.get("chapter", params.get("page"))
+
+
 def pytest_collection_finish(session):
+    wanted: dict[str, tuple] = {}  # fixture name -> (start, the pages its tests take, or None: all)
     for item in session.items:
         for name, start in getattr(getattr(item, "module", None), "EARLY", {}).items():
             if _uses(item, name):
-                session.config.stash.setdefault(EARLY, Early()).start(name, start)
+                pages = wanted.get(name, (start, set()))[1]
+                wanted[name] = (start, None if pages is None or _page(item) is None else pages | {_page(item)})
+    for name, (start, pages) in wanted.items():  # -k multi-gpu starts multi-gpu's work only
+        session.config.stash.setdefault(EARLY, Early()).start(name, start, pages)
     if any(_uses(item, "served_site", "built_site") for item in session.items):
         session.config.stash[BUILD] = SiteBuild(downloads=any(_uses(item, "downloads") for item in session.items),
                                                 again=any(_uses(item, "second_build") for item in session.items))

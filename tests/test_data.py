@@ -660,7 +660,7 @@ class SpawnRuns:
     with its `if __name__ == "__main__":` guard and without it. Started at the end of collection
     (EARLY, tests/conftest.py), at a lower CPU priority; `result()`: name -> (exit status, out, err)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, pages: set[str] | None = None):  # every spawn run
         page = "\n\n".join(expand(f'--8<-- "snippets/data.py:{name}"') for name in PAGE_SCRIPT_SECTIONS) + "\n"
         scripts = {"unguarded.py": ([], UNGUARDED_SCRIPT),
                    "page_guarded.py": (["-c", SPAWN], page + expand('--8<-- "snippets/data.py:guard"')),

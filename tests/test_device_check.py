@@ -189,10 +189,11 @@ class DeviceCheckRun:
     in a fresh process, started in the background at the end of collection (EARLY,
     tests/conftest.py) at a lower CPU priority."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, pages: set[str] | None = None):
         self.out = folder / "report.json"
+        chosen = [page for page in PAGES if pages is None or page.name in pages]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tools.device_check", "--parallel", "1", "--json", str(self.out), *map(str, PAGES)],
+            [sys.executable, "-m", "tools.device_check", "--parallel", "1", "--json", str(self.out), *map(str, chosen)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(5))
 
     def result(self) -> dict[str, list[dict]]:

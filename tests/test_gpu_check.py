@@ -305,7 +305,7 @@ class BareMachineRun:
     checkout copied without .git; started in the background at the end of collection (EARLY,
     tests/conftest.py). `--test-on-cpu` lifts the GPU refusal and writes the report elsewhere."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, pages: set[str] | None = None):  # the machine, not pages
         import bare_machine
 
         self.folder = folder

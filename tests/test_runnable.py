@@ -75,10 +75,12 @@ class RunnableRuns:
     only, test below), each alone in an empty folder, in a fresh interpreter, in the background
     from the end of collection (EARLY, tests/conftest.py)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, pages: set[str] | None = None):
         self.expected: dict[str, list[tuple[int, str, str]]] = {}  # page -> (line, file, output)
         files: dict[str, Path] = {}
         for chapter in CHAPTERS:
+            if pages is not None and chapter.page not in pages:
+                continue
             blocks = python_blocks(read(chapter.path("en")))
             for (chosen, text), block in zip(programs(blocks), blocks):
                 if block.mark("skip") or block.mark("cuda"):

@@ -179,3 +179,29 @@ def test_a_run_is_remembered_by_what_it_depends_on_and_a_failure_is_not(tmp_path
     monkeypatch.setenv("TPN_RUN_CACHE", "0")
     forced, _ = fresh("f", "print('hello')")
     assert forced.process is not None and forced.results()
+
+
+def test_background_work_starts_only_for_the_pages_the_selected_tests_take():
+    """`pytest -k layers` starts the runnable copies of the layers chapter, not of all ten."""
+    import types
+
+    import conftest as tests_conftest  # tests/conftest.py (pytest puts tests/ on the path)
+
+    started = {}
+    def start(folder, pages):
+        started["pages"] = pages
+        return types.SimpleNamespace(close=lambda: None)
+
+    module = types.SimpleNamespace(EARLY={"work": start})
+
+    def item(**params):
+        return types.SimpleNamespace(module=module, fixturenames=["work"],
+                                     callspec=types.SimpleNamespace(params=params))
+
+    for items, pages in (([item(chapter="layers.md"), item(chapter="init.md")], {"layers.md", "init.md"}),
+                         ([item(chapter="layers.md"), item()], None)):
+        started.clear()
+        session = types.SimpleNamespace(items=items, config=types.SimpleNamespace(stash={}))
+        tests_conftest.pytest_collection_finish(session)
+        session.config.stash[tests_conftest.EARLY].close()
+        assert started["pages"] == pages
