@@ -31,6 +31,11 @@ GLOSSARY = {
     "named tuple": ("具名元组", r"命名元组"),
     "state_dict": ("state_dict", r"状态字典"),
     "stride": ("步幅", r"步长"),
+    "meta device": ("meta 设备", r"元设备"),
+    "memory map (mmap)": ("内存映射", r"记忆体映射|存储映射"),
+    "resident memory (RSS)": ("常驻内存", r"驻留内存|常驻集"),
+    "shard": ("分片", r"碎片|分块文件"),
+    "ahead-of-time compilation (AOTInductor)": ("预先编译", r"提前编译|预编译"),
 }
 
 
