@@ -190,6 +190,21 @@ def test_aoti_package_runs_the_exported_program(exported, monkeypatch, capsys):
     assert any("/aotinductor/" in n for n in names)
 
 
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_aoti_package_of_a_gpu_export_runs_on_the_gpu(in_tmp):
+    """The page: a model exported with its weights and example inputs on a GPU gives a
+    package of GPU kernels."""
+    torch.manual_seed(0)
+    model, x = S.Net().eval().cuda(), torch.randn(2, 64, device="cuda")
+    program = torch.export.export(model, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    path = torch._inductor.aoti_compile_and_package(program, package_path="net_cuda.pt2")
+    compiled = torch._inductor.aoti_load_package(path)
+    x5 = torch.randn(5, 64, device="cuda")
+    out = compiled(x5)
+    assert out.device.type == "cuda"
+    assert torch.allclose(out.cpu(), model(x5).cpu(), rtol=1e-3, atol=1e-4)
+
 def test_notes_E28_aoti_api_and_its_cpp_loader_ship_with_torch():
     assert "package_path" in inspect.signature(torch._inductor.aoti_compile_and_package).parameters
     assert callable(torch._inductor.aoti_load_package)
