@@ -563,6 +563,27 @@ def test_load_sharded_reads_one_shard_at_a_time(in_tmp, monkeypatch):
     assert all(torch.equal(skeleton.state_dict()[k], v) for k, v in source.state_dict().items())
 
 
+def test_a_meta_model_of_40_gb_costs_no_memory():
+    start = S.resident_mib()
+    with torch.device("meta"):
+        huge = nn.Linear(100_000, 100_000)  # 10^10 float32 numbers: 40 GB on a real device
+    assert huge.weight.shape == (100_000, 100_000) and huge.weight.is_meta
+    assert S.resident_mib() - start < 16  # MiB, of 40 GB: a few lazy initialisations at most
+
+
+def test_load_sharded_into_a_cpu_model_replaces_and_frees_its_tensors(in_tmp):
+    import gc
+    import weakref
+    torch.manual_seed(0)
+    source = S.Net()
+    S.save_sharded(source.state_dict(), "net_sharded", max_shard_bytes=8192)
+    model = S.Net()  # built on the CPU: random weights
+    old = [weakref.ref(p) for p in model.parameters()]
+    S.load_sharded(model, "net_sharded")
+    gc.collect()
+    assert all(ref() is None for ref in old)  # the random weights are gone
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in source.state_dict().items())
+
 def test_sharded_helpers_reject_what_they_cannot_use(in_tmp):
     with pytest.raises(ValueError, match="max_shard_bytes must be a positive int, got 0"):
         S.save_sharded(S.Net().state_dict(), "x", max_shard_bytes=0)
