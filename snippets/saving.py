@@ -325,7 +325,7 @@ def demo_load_big() -> dict:
     growth = {}
     for how in ["copy", "assign", "mmap"]:
         big, growth[how] = load_big(lambda: nn.Linear(4096, 4096), "big.pt", how)
-        print(f"{how:6}: memory grew by {growth[how] / size:.1f} x the file")
+        print(f"{how:6}: memory grew by {growth[how] / size:.0f} x the file")
         del big                              # free it before the next way
     # --8<-- [end:demo_load_big]
     # --8<-- [start:demo_mmap_touch]
@@ -333,7 +333,7 @@ def demo_load_big() -> dict:
     big, _ = load_big(lambda: nn.Linear(4096, 4096), "big.pt", "mmap")
     sum(p.sum() for p in big.parameters())  # reads every weight once
     growth["mmap, used"] = resident_mib() - start
-    print(f"mmap, every weight read: {growth['mmap, used'] / size:.1f} x the file")
+    print(f"mmap, every weight read: {growth['mmap, used'] / size:.0f} x the file")
     # --8<-- [end:demo_mmap_touch]
     growth["size"] = size
     return growth
