@@ -12,16 +12,19 @@ import tempfile
 # isort: split
 # --8<-- [start:imports]
 import argparse
+import json
 import pickle
 import random
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, load_model, save_file, save_model
@@ -132,6 +135,17 @@ def demo_export_without_net(model: nn.Module) -> str:
     print(last_line)
     # --8<-- [end:demo_export_without_net]
     return last_line
+
+
+def demo_aoti(model: nn.Module, program: torch.export.ExportedProgram) -> nn.Module:
+    # --8<-- [start:demo_aoti]
+    path = torch._inductor.aoti_compile_and_package(
+        program, package_path="net_aoti.pt2")    # writes and compiles C++
+    compiled = torch._inductor.aoti_load_package(path)  # the compiled code, loaded
+    x7 = torch.randn(7, 64)                  # the batch stays free, as exported
+    print(torch.allclose(compiled(x7), model(x7)))
+    # --8<-- [end:demo_aoti]
+    return compiled
 
 
 def demo_extension() -> None:
@@ -255,6 +269,152 @@ def demo_assign_is_not_loading() -> None:
           result.missing_keys, result.unexpected_keys)
     print("weights loaded:", torch.equal(model.hidden.weight, trained.hidden.weight))
     # --8<-- [end:demo_load_is_loading]
+
+
+def demo_meta() -> nn.Module:
+    # --8<-- [start:demo_meta]
+    with torch.device("meta"):               # tensors made here have no data
+        skeleton = Net()
+    print(skeleton.out.bias)
+    # --8<-- [end:demo_meta]
+    # --8<-- [start:demo_meta_copy]
+    state = torch.load("net_weights.pt", weights_only=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        skeleton.load_state_dict(state)      # copies into tensors that hold nothing
+    print(skeleton.out.bias.device, "|", len(caught), "warnings, the first:")
+    print(str(caught[0].message).split(". (")[0])
+    # --8<-- [end:demo_meta_copy]
+    # --8<-- [start:demo_meta_assign]
+    print(skeleton.load_state_dict(state, assign=True))
+    weight = skeleton.out.weight
+    print(weight.device, type(weight).__name__, weight.requires_grad,
+          weight.data_ptr() == state["out.weight"].data_ptr())  # the file's tensor
+    # --8<-- [end:demo_meta_assign]
+    return skeleton
+
+
+# --8<-- [start:load_big]
+def resident_mib() -> float:
+    """The memory this process holds in RAM (its resident set size), in MiB."""
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def load_big(build, path, how: str) -> tuple[nn.Module, float]:
+    """Build a model with `build()` and load the state_dict at `path` into it the
+    way `how` names; return the model and how much resident memory grew, in MiB."""
+    if how not in ("copy", "assign", "mmap"):
+        raise ValueError(f"how must be 'copy', 'assign' or 'mmap', got {how!r}")
+    if isinstance(build, nn.Module) or not callable(build):
+        raise TypeError(f"build must be a function that returns the model, "
+                        f"got {type(build).__name__}")
+    start = resident_mib()
+    with torch.device("cpu" if how == "copy" else "meta"):
+        model = build()                      # on meta: shapes only, no memory
+    state = torch.load(path, weights_only=True, mmap=how == "mmap")
+    model.load_state_dict(state, assign=how != "copy")
+    return model, resident_mib() - start
+# --8<-- [end:load_big]
+
+
+def demo_load_big() -> dict:
+    # --8<-- [start:demo_load_big]
+    torch.manual_seed(0)
+    torch.save(nn.Linear(4096, 4096).state_dict(), "big.pt")  # 64 MiB of float32
+    size = Path("big.pt").stat().st_size / 2**20
+    growth = {}
+    for how in ["copy", "assign", "mmap"]:
+        big, growth[how] = load_big(lambda: nn.Linear(4096, 4096), "big.pt", how)
+        print(f"{how:6}: memory grew by {growth[how] / size:.0f} x the file")
+        del big                              # free it before the next way
+    # --8<-- [end:demo_load_big]
+    # --8<-- [start:demo_mmap_touch]
+    start = resident_mib()
+    big, _ = load_big(lambda: nn.Linear(4096, 4096), "big.pt", "mmap")
+    sum(p.sum() for p in big.parameters())  # reads every weight once
+    growth["mmap, used"] = resident_mib() - start
+    print(f"mmap, every weight read: {growth['mmap, used'] / size:.0f} x the file")
+    # --8<-- [end:demo_mmap_touch]
+    growth["size"] = size
+    return growth
+
+
+# --8<-- [start:save_sharded]
+INDEX = "model.safetensors.index.json"  # the name Hugging Face gives the index
+
+
+def save_sharded(state: dict, folder, max_shard_bytes: int) -> dict:
+    """Write `state` as safetensors shards of at most `max_shard_bytes` each (a
+    bigger tensor gets a shard of its own) and an index that maps each name to its
+    shard, as Hugging Face lays out a big model. Returns the index."""
+    if not (isinstance(max_shard_bytes, int) and max_shard_bytes > 0):
+        raise ValueError("max_shard_bytes must be a positive int, "
+                         f"got {max_shard_bytes!r}")
+    if not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise TypeError("state must map names to tensors, such as model.state_dict()")
+    shards, size = [{}], 0
+    for name, tensor in state.items():
+        if shards[-1] and size + tensor.nbytes > max_shard_bytes:
+            shards, size = shards + [{}], 0  # this one would not fit: a new shard
+        shards[-1][name], size = tensor, size + tensor.nbytes
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    total = sum(t.nbytes for t in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": {}}
+    for i, shard in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, folder / name, metadata={"format": "pt"})
+        index["weight_map"].update(dict.fromkeys(shard, name))
+    (folder / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return index
+# --8<-- [end:save_sharded]
+
+
+# --8<-- [start:load_sharded]
+def load_sharded(model: nn.Module, folder) -> list[tuple[str, int]]:
+    """Load the shards that `folder`'s index lists into `model` (best built on the
+    meta device), one shard at a time, with assign=True. Returns each shard's name
+    and how many bytes of tensors it brought."""
+    index_file = Path(folder) / INDEX
+    if not index_file.is_file():
+        raise FileNotFoundError(f"no {INDEX} in '{folder}': save_sharded writes it "
+                                "beside the shards")
+    weight_map = json.loads(index_file.read_text())["weight_map"]
+    missing = sorted(set(model.state_dict()) - set(weight_map))
+    unexpected = sorted(set(weight_map) - set(model.state_dict()))
+    if missing or unexpected:
+        raise ValueError(f"the index does not fit the model: missing {missing}, "
+                         f"unexpected {unexpected}")
+    brought = []
+    for name in sorted(set(weight_map.values())):
+        shard = load_file(Path(folder) / name)  # only this shard is read now
+        model.load_state_dict(shard, strict=False, assign=True)
+        brought.append((name, sum(t.nbytes for t in shard.values())))
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    left = [name for name, t in tensors if t.is_meta]
+    if left:
+        raise ValueError(f"no values for {left} (not in any shard); they are still on "
+                         "the meta device: build them after loading, or save them too")
+    return brought
+# --8<-- [end:load_sharded]
+
+
+def demo_sharded() -> tuple[dict, nn.Module, nn.Module]:
+    # --8<-- [start:demo_sharded]
+    torch.manual_seed(0)
+    source = Net().eval()
+    index = save_sharded(source.state_dict(), "net_sharded", max_shard_bytes=8192)
+    print(Path("net_sharded", INDEX).read_text(), end="")
+    # --8<-- [end:demo_sharded]
+    # --8<-- [start:demo_load_sharded]
+    with torch.device("meta"):
+        skeleton = Net()
+    for name, nbytes in load_sharded(skeleton, "net_sharded"):
+        print(f"{name}: {nbytes} bytes")
+    x4 = torch.randn(4, 64)
+    print(torch.equal(skeleton.eval()(x4), source(x4)))
+    # --8<-- [end:demo_load_sharded]
+    return index, skeleton, source
 
 
 # --8<-- [start:rng_states]
@@ -720,6 +880,10 @@ def tour() -> None:
     demo_export(model, x)
     demo_export_load(model)
     demo_export_without_net(model)
+    demo_aoti(model, torch.export.load("net.pt2"))  # C++: tens of seconds
+    demo_meta()
+    demo_load_big()
+    demo_sharded()
     for demo in (demo_extension, demo_not_a_pickle, demo_refuse_payload,
                  demo_safe_globals, demo_common_refusals,
                  demo_assign_is_not_loading, demo_resume,

@@ -39,6 +39,11 @@ GLOSSARY = {
     "stride": ("步幅", r"步长"),
     "mask": ("掩码", r"遮罩|蒙版"),
     "sampler": ("采样器", r"取样器|抽样器"),
+    "meta device": ("meta 设备", r"元设备"),
+    "memory map (mmap)": ("内存映射", r"记忆体映射|存储映射"),
+    "resident memory (RSS)": ("常驻内存", r"驻留内存|常驻集"),
+    "shard": ("分片", r"碎片|分块文件"),
+    "ahead-of-time compilation (AOTInductor)": ("预先编译", r"提前编译|预编译"),
 }
 
 

@@ -171,6 +171,56 @@ def test_onnx_export_builds_on_torch_export_and_needs_onnxscript(in_tmp):
         torch.onnx.export(S.Net().eval(), (torch.randn(2, 64),), "net.onnx")
 
 
+@pytest.mark.slow
+def test_aoti_package_runs_the_exported_program(exported, monkeypatch, capsys):
+    """The page's skipped block: compile (C++, tens of seconds here), load, compare."""
+    import time
+    model, _, loaded, folder = exported
+    monkeypatch.chdir(folder)
+    start = time.perf_counter()
+    compiled = S.demo_aoti(model, loaded)
+    print(f"aoti block: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    assert capsys.readouterr().out == "True\n"
+    for batch in (1, 5):  # the batch dimension stayed free
+        xb = torch.randn(batch, 64)
+        assert compiled(xb).shape == (batch, 10) and torch.allclose(compiled(xb), model(xb))
+    with zipfile.ZipFile("net_aoti.pt2") as z:  # C++ source and the library compiled from it
+        names = z.namelist()
+    assert any(n.endswith(".so") for n in names) and any(n.endswith(".cpp") for n in names)
+    assert any("/aotinductor/" in n for n in names)
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_aoti_package_of_a_gpu_export_runs_on_the_gpu(in_tmp):
+    """The page: a model exported with its weights and example inputs on a GPU gives a
+    package of GPU kernels."""
+    torch.manual_seed(0)
+    model, x = S.Net().eval().cuda(), torch.randn(2, 64, device="cuda")
+    program = torch.export.export(model, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    path = torch._inductor.aoti_compile_and_package(program, package_path="net_cuda.pt2")
+    compiled = torch._inductor.aoti_load_package(path)
+    x5 = torch.randn(5, 64, device="cuda")
+    out = compiled(x5)
+    assert out.device.type == "cuda"
+    assert torch.allclose(out.cpu(), model(x5).cpu(), rtol=1e-3, atol=1e-4)
+
+def test_notes_E28_aoti_api_and_its_cpp_loader_ship_with_torch():
+    assert "package_path" in inspect.signature(torch._inductor.aoti_compile_and_package).parameters
+    assert callable(torch._inductor.aoti_load_package)
+    header = (Path(torch.__file__).parent / "include/torch/csrc/inductor/aoti_package"
+              / "model_package_loader.h")
+    assert "class TORCH_API AOTIModelPackageLoader" in header.read_text()
+    assert "namespace torch::inductor" in header.read_text()
+
+
+def test_notes_E28_executorch_onnx_and_onnx_runtime_are_not_installed_here():
+    """The page shows no ExecuTorch or ONNX code because it cannot run it here."""
+    for module in ("executorch", "onnx", "onnxscript", "onnxruntime"):
+        if importlib.util.find_spec(module) is not None:
+            pytest.fail(f"{module} is installed now: show and run its code on the saving page")
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_page_no_longer_sells_a_whole_model_as_a_way_to_hide_code(lang):
     page = (Path(__file__).parents[1] / "docs" / lang / "saving.md").read_text()
@@ -319,6 +369,233 @@ def test_assign_page_demo(capsys):
         "<All keys matched successfully> | _IncompatibleKeys [] []",
         "weights loaded: True",
     ]
+
+
+# --- E27: big checkpoints: meta, assign=True, mmap=True, shards -----------------------
+
+def test_notes_E27_a_meta_model_has_no_data_and_copying_into_it_does_nothing(in_tmp, capsys):
+    torch.manual_seed(0)
+    torch.save(S.Net().state_dict(), "net_weights.pt")
+    with torch.device("meta"):
+        skeleton = S.Net()
+    assert all(p.is_meta for p in skeleton.parameters())
+    state = torch.load("net_weights.pt", weights_only=True)
+    with pytest.warns(UserWarning, match="which is a no-op") as caught:
+        result = skeleton.load_state_dict(state)
+    assert repr(result) == "<All keys matched successfully>"
+    assert len(caught) == len(state) == 4  # one warning per tensor
+    assert all(p.is_meta for p in skeleton.parameters())  # nothing was copied
+
+
+def test_notes_E27_assign_makes_the_loaded_tensors_the_parameters(in_tmp, capsys):
+    S.demo_state_dict()
+    skeleton = S.demo_meta()
+    out = capsys.readouterr().out.splitlines()[-6:]
+    assert out == [
+        "Parameter containing:",
+        "tensor(..., device='meta', size=(10,), requires_grad=True)",
+        "meta | 4 warnings, the first:",
+        "for hidden.weight: copying from a non-meta parameter in the checkpoint to a meta "
+        "parameter in the current model, which is a no-op",
+        "<All keys matched successfully>",
+        "cpu Parameter True True",
+    ]
+    state = torch.load("net_weights.pt", weights_only=True)
+    for name, tensor in skeleton.state_dict().items():
+        assert tensor.device.type == "cpu" and torch.equal(tensor, state[name])
+
+
+def test_assign_keeps_requires_grad_and_shares_memory_copy_does_not():
+    torch.manual_seed(0)
+    state = S.Net().state_dict()
+    with torch.device("meta"):
+        skeleton = S.Net()
+    skeleton.out.weight.requires_grad_(False)  # e.g. a frozen layer
+    skeleton.load_state_dict(state, assign=True)
+    assert isinstance(skeleton.out.weight, nn.Parameter)
+    assert skeleton.out.weight.requires_grad is False and skeleton.hidden.weight.requires_grad
+    assert all(skeleton.state_dict()[k].data_ptr() == v.data_ptr() for k, v in state.items())
+    torch.manual_seed(1)
+    other = S.Net().state_dict()
+    copied = S.Net()
+    copied.load_state_dict(other)  # without assign: values copied into its own tensors
+    assert not any(copied.state_dict()[k].data_ptr() == v.data_ptr() for k, v in other.items())
+    with torch.no_grad():
+        other["out.bias"].add_(1.0)
+    assert not torch.equal(copied.out.bias, other["out.bias"])
+
+
+class WithBuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.register_buffer("scale", torch.ones(2), persistent=False)  # not in state_dict
+
+
+def test_a_non_persistent_buffer_stays_on_meta_and_load_sharded_names_it(in_tmp):
+    source = WithBuffer()
+    assert list(source.state_dict()) == ["fc.weight", "fc.bias"]
+    with torch.device("meta"):
+        skeleton = WithBuffer()
+    skeleton.load_state_dict(source.state_dict(), assign=True)
+    assert skeleton.scale.is_meta and not skeleton.fc.weight.is_meta
+    S.save_sharded(source.state_dict(), "shards", max_shard_bytes=1000)
+    with torch.device("meta"):
+        skeleton = WithBuffer()
+    with pytest.raises(ValueError, match=r"no values for \['scale'\] \(not in any shard\)"):
+        S.load_sharded(skeleton, "shards")
+
+
+@pytest.fixture(scope="module")
+def big_growth(tmp_path_factory):
+    import os
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("big"))
+    try:
+        return S.demo_load_big(), Path.cwd()
+    finally:
+        os.chdir(cwd)
+
+
+def test_notes_E27_memory_copy_twice_assign_once_mmap_nothing_until_used(big_growth):
+    """RSS growth, in multiples of the 64 MiB file (Linux, this machine's allocator)."""
+    growth, _ = big_growth
+    size = growth["size"]
+    assert 64 <= size < 64.1
+    assert 1.9 < growth["copy"] / size < 2.1
+    assert 0.9 < growth["assign"] / size < 1.1
+    assert growth["mmap"] / size < 0.05
+    assert 0.9 < growth["mmap, used"] / size < 1.1
+
+
+def test_mmap_reads_only_the_tensors_used(big_growth, monkeypatch):
+    _, folder = big_growth
+    monkeypatch.chdir(folder)
+    size = Path("big.pt").stat().st_size / 2**20
+    start = S.resident_mib()
+    state = torch.load("big.pt", weights_only=True, mmap=True)
+    state["bias"].sum()
+    assert (S.resident_mib() - start) / size < 0.05  # the 16 KiB bias, not the 64 MiB weight
+    state["weight"].sum()
+    assert (S.resident_mib() - start) / size > 0.9
+
+
+def test_mmap_is_copy_on_write_the_file_stays(in_tmp):
+    torch.save({"w": torch.zeros(1024)}, "w.pt")
+    state = torch.load("w.pt", weights_only=True, mmap=True)
+    state["w"].add_(1.0)  # like a training step on an assigned parameter
+    assert state["w"].sum().item() == 1024
+    assert torch.load("w.pt", weights_only=True)["w"].sum().item() == 0
+
+
+def test_load_big_rejects_bad_arguments(in_tmp):
+    with pytest.raises(ValueError, match="how must be 'copy', 'assign' or 'mmap', got 'fast'"):
+        S.load_big(S.Net, "x.pt", "fast")
+    with pytest.raises(TypeError, match="build must be a function that returns the model, got Net"):
+        S.load_big(S.Net(), "x.pt", "copy")
+
+
+def test_load_big_builds_the_model_on_meta_only_when_assigning(in_tmp):
+    torch.save(S.Net().state_dict(), "net.pt")
+    devices = []
+
+    def build():
+        devices.append(torch.empty(0).device.type)  # the device in force while building
+        return S.Net()
+
+    for how in ("copy", "assign", "mmap"):
+        model, _ = S.load_big(build, "net.pt", how)
+        assert not any(p.is_meta for p in model.parameters())
+    assert devices == ["cpu", "meta", "meta"]
+
+
+def test_save_sharded_writes_the_hugging_face_layout(in_tmp, capsys):
+    import json
+
+    from safetensors import safe_open
+    index, skeleton, source = S.demo_sharded()
+    names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert sorted(p.name for p in Path("net_sharded").iterdir()) == names + ["model.safetensors.index.json"]
+    assert json.loads(Path("net_sharded/model.safetensors.index.json").read_text()) == index
+    state = source.state_dict()
+    assert index["metadata"]["total_size"] == sum(t.nbytes for t in state.values()) == 9640
+    assert index["weight_map"] == {"hidden.weight": names[0], "hidden.bias": names[1],
+                                   "out.weight": names[1], "out.bias": names[1]}
+    for name in names:
+        with safe_open(f"net_sharded/{name}", framework="pt") as f:
+            assert f.metadata() == {"format": "pt"}
+            keys = list(f.keys())
+            assert sum(f.get_tensor(k).nbytes for k in keys) <= 8192
+            assert all(torch.equal(f.get_tensor(k), state[k]) for k in keys)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-3:] == [f"{names[0]}: 8192 bytes", f"{names[1]}: 1448 bytes", "True"]
+    assert all(torch.equal(skeleton.state_dict()[k], v) for k, v in state.items())
+
+
+def test_save_sharded_gives_a_bigger_tensor_a_shard_of_its_own(in_tmp):
+    state = S.Net().state_dict()
+    index = S.save_sharded(state, "small", max_shard_bytes=200)  # hidden.weight: 8192 bytes
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) == 4 and shards[-1] == "model-00004-of-00004.safetensors"
+    assert len(set(index["weight_map"].values())) == len(index["weight_map"])
+
+
+def test_load_sharded_reads_one_shard_at_a_time(in_tmp, monkeypatch):
+    torch.manual_seed(0)
+    source = S.Net()
+    S.save_sharded(source.state_dict(), "net_sharded", max_shard_bytes=8192)
+    read, held = [], []
+    real_load_file = S.load_file
+
+    def load_file(path):
+        shard = real_load_file(path)
+        read.append(Path(path).name)
+        held.append(sum(t.nbytes for t in shard.values()))
+        return shard
+
+    monkeypatch.setattr(S, "load_file", load_file)
+    with torch.device("meta"):
+        skeleton = S.Net()
+    brought = S.load_sharded(skeleton, "net_sharded")
+    assert read == [name for name, _ in brought] and len(read) == 2
+    assert held == [n for _, n in brought] == [8192, 1448]
+    assert max(held) < sum(held) == 9640
+    assert all(torch.equal(skeleton.state_dict()[k], v) for k, v in source.state_dict().items())
+
+
+def test_a_meta_model_of_40_gb_costs_no_memory():
+    start = S.resident_mib()
+    with torch.device("meta"):
+        huge = nn.Linear(100_000, 100_000)  # 10^10 float32 numbers: 40 GB on a real device
+    assert huge.weight.shape == (100_000, 100_000) and huge.weight.is_meta
+    assert S.resident_mib() - start < 16  # MiB, of 40 GB: a few lazy initialisations at most
+
+
+def test_load_sharded_into_a_cpu_model_replaces_and_frees_its_tensors(in_tmp):
+    import gc
+    import weakref
+    torch.manual_seed(0)
+    source = S.Net()
+    S.save_sharded(source.state_dict(), "net_sharded", max_shard_bytes=8192)
+    model = S.Net()  # built on the CPU: random weights
+    old = [weakref.ref(p) for p in model.parameters()]
+    S.load_sharded(model, "net_sharded")
+    gc.collect()
+    assert all(ref() is None for ref in old)  # the random weights are gone
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in source.state_dict().items())
+
+def test_sharded_helpers_reject_what_they_cannot_use(in_tmp):
+    with pytest.raises(ValueError, match="max_shard_bytes must be a positive int, got 0"):
+        S.save_sharded(S.Net().state_dict(), "x", max_shard_bytes=0)
+    with pytest.raises(TypeError, match="state must map names to tensors"):
+        S.save_sharded({"epoch": 3}, "x", max_shard_bytes=100)
+    with pytest.raises(FileNotFoundError, match="no model.safetensors.index.json in 'empty': "
+                                                 "save_sharded writes it beside the shards"):
+        S.load_sharded(S.Net(), "empty")
+    S.save_sharded(S.Net().state_dict(), "net_sharded", max_shard_bytes=8192)
+    with pytest.raises(ValueError, match=r"the index does not fit the model: missing \['fc.bias', "
+                                         r"'fc.weight'\], unexpected \['hidden.bias'"):
+        S.load_sharded(WithBuffer(), "net_sharded")
 
 
 # --- resuming training ---------------------------------------------------------------

@@ -69,6 +69,7 @@ NEEDS = (
     Need("numpy", "numpy", "page blocks and tests use NumPy arrays", "compiled"),
     Need("pillow", "PIL", "the data chapter writes and reads PNG files", "compiled"),
     Need("safetensors", "safetensors", "the saving chapter saves and loads .safetensors files", "compiled"),
+    Need("psutil", "psutil", "the saving chapter measures resident memory", "compiled"),
     Need("matplotlib", "matplotlib", "page blocks draw figures", "compiled"),
     Need("scikit-learn", "sklearn", "the real digits data set (load_digits)", "compiled"),
     Need("torchvision", "torchvision", "datasets and transforms", "torch-matched"),
