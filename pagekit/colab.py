@@ -19,8 +19,9 @@ from pagekit.project import DEFAULT_LANG, ROOT, pins
 
 NOTEBOOKS = ROOT / "notebooks"
 COLAB = "https://colab.research.google.com/github/"
-# Imported by the chapters and installed on every Colab runtime (with the standard library).
-COLAB_HAS = {"torch", "torchvision", "numpy", "matplotlib", "sklearn", "PIL", "IPython"}
+# Imported by the chapters and installed on every Colab runtime (with the standard library);
+# psutil comes with ipykernel, which every notebook runtime runs on.
+COLAB_HAS = {"torch", "torchvision", "numpy", "matplotlib", "sklearn", "PIL", "IPython", "psutil"}
 DISTRIBUTION = {"sklearn": "scikit-learn", "PIL": "pillow"}  # import name -> the name pip knows
 
 WORDS = {

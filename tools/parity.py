@@ -205,6 +205,11 @@ STATED_FACTS: dict[str, dict[str, str]] = {
                      "297": "1,797 − 1,500, arithmetic in the prose", "85%": "the accuracy the test requires",
                      "2017": "the year of the linear scaling rule's paper",
                      "2.14": "the torch version the page was checked with"},
+    "saving.md": {"16": "seconds the AOTInductor compile took on the 2-core build machine (the block is run "
+                        "by the slow test test_aoti_package_runs_the_exported_program, not by the page)",
+                  "34": "the same compile's slowest time, measured while other work shared the cores",
+                  "2.14": "the torch version the compile was measured with",
+                  "32×64": "hidden.weight's shape, printed in the first section's output"},
     "training.md": {"80%": "test_size=0.2 in the code", "2×2": "the pooling window", "3×3": "the kernel size",
                     "4×4": "8×8 after 2×2 pooling", "512×64": "the first linear layer, arithmetic in the prose",
                     "32832": "512 × 64 + 64, arithmetic in the prose", "1×2": "the 1×2 stripe example",
