@@ -419,11 +419,20 @@ class SkipAhead(Sampler[int]):
 
 
 # --8<-- [start:resume_checkpoint]
+def rng_state(device: torch.device) -> dict:
+    """The generators a rank draws from: the CPU's, and its GPU's on CUDA."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":  # dropout on a GPU draws from the GPU's generator
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
 def save_resume_point(path: str, model: DDP, opt, epoch: int, batch: int) -> None:
     """Rank 0 saves the model, the optimizer, the position and every rank's
     generator state; every rank waits until the file is complete."""
     states = [None] * dist.get_world_size()
-    dist.all_gather_object(states, torch.get_rng_state())  # one state per rank
+    device = next(model.parameters()).device
+    dist.all_gather_object(states, rng_state(device))  # one state per rank
     if dist.get_rank() == 0:
         torch.save({"model": model.module.state_dict(), "optimizer": opt.state_dict(),
                     "epoch": epoch, "batch": batch, "rng": states}, path)
@@ -435,7 +444,10 @@ def load_resume_point(path: str, model: DDP, opt, device: torch.device):
     checkpoint = torch.load(path, map_location=device, weights_only=True)
     model.module.load_state_dict(checkpoint["model"])
     opt.load_state_dict(checkpoint["optimizer"])
-    torch.set_rng_state(checkpoint["rng"][dist.get_rank()].cpu())  # its own
+    state = checkpoint["rng"][dist.get_rank()]  # its own
+    torch.set_rng_state(state["cpu"].cpu())  # set_rng_state takes CPU tensors only
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
     return checkpoint["epoch"], checkpoint["batch"]
 
 # --8<-- [end:resume_checkpoint]

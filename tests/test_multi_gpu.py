@@ -837,7 +837,13 @@ def test_the_resume_point_holds_the_inner_model_the_position_and_each_ranks_gene
     momentum = [s["momentum_buffer"] for s in checkpoint["optimizer"]["state"].values()]
     assert len(momentum) == 4 and all(m.abs().sum() > 0 for m in momentum)
     first, second = checkpoint["rng"]  # one state per rank, and they differ
-    assert first.dtype == second.dtype == torch.uint8 and not torch.equal(first, second)
+    assert list(first) == list(second) == ["cpu"]  # gloo on the CPU: no GPU generator
+    assert first["cpu"].dtype == torch.uint8 and not torch.equal(first["cpu"], second["cpu"])
+
+
+def test_rng_state_keeps_the_gpus_generator_only_on_cuda():
+    assert list(mg.rng_state(torch.device("cpu"))) == ["cpu"]
+    assert torch.equal(mg.rng_state(torch.device("cpu"))["cpu"], torch.get_rng_state())
 
 
 @pytest.mark.parametrize("size, world, batch", [(12, 2, 2), (10, 3, 2), (24, 2, 3)])
@@ -972,6 +978,34 @@ def test_cuda_each_rank_loads_onto_its_own_device_only_with_map_location(tmp_pat
     with pytest.raises(TypeError, match="RNG state must be a torch.ByteTensor"):
         torch.set_rng_state(mapped["rng"])
     torch.set_rng_state(mapped["rng"].cpu())
+
+
+@pytest.mark.cuda
+def test_cuda_resume_point_brings_back_the_gpus_dropout_masks(tmp_path):
+    """On a GPU dropout draws from the GPU's generator: the resume point saves and restores
+    it, so the masks after loading are those drawn after saving; the CPU state alone is not
+    enough."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    device = torch.device("cuda", 0)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = DDP(nn.Sequential(nn.Linear(4, 64), nn.Dropout(0.5)).to(device))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        X = torch.ones(8, 4, device=device)
+        mg.save_resume_point(str(tmp_path / "resume.pt"), model, opt, 0, 0)
+        after_save = model(X)
+        saved = torch.load(tmp_path / "resume.pt", weights_only=True)["rng"][0]
+        assert list(saved) == ["cpu", "cuda"]
+        model(X)  # the generators move on
+        mg.load_resume_point(str(tmp_path / "resume.pt"), model, opt, device)
+        assert torch.equal(model(X), after_save)
+        torch.set_rng_state(saved["cpu"])  # the CPU's state alone, as the old helper saved
+        assert not torch.equal(model(X), after_save)
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.mark.cuda
