@@ -48,7 +48,7 @@ tables: $(STAMP)  ## the multi-gpu chapter's load table -> generated/multi-gpu-t
 figures: $(STAMP)  ## every picture shown on a page -> docs/assets/img/
 	$(BIN)/python -m tools.figures
 
-notebooks: $(STAMP)  ## the lab notebooks (tools/labs.py) -> docs/{zh,en}/labs/*.ipynb
+notebooks: $(STAMP)  ## the lab notebooks (tools/make_notebooks.py) -> docs/{zh,en}/labs/*.ipynb
 	$(BIN)/python -m tools.make_notebooks
 
 colab: $(STAMP)  ## each chapter's notebook as Colab opens it from the repository -> notebooks/{zh,en}/<slug>.ipynb

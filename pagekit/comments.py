@@ -298,7 +298,14 @@ def shown_words(pages: list[Path] | None = None) -> list[Words]:
     pages = pages or sorted((ROOT / "docs" / SOURCE_LANG).rglob("*.md"))
     return [w for page in pages for b in parse_page(page.read_text(encoding="utf-8"), str(page))
             if b.is_python or b.lang in SHELLS for w in words(b.source, b.lang in SHELLS)] + [
-        w for module in offered_files(pages) for w in file_words(module)]
+        w for module in offered_files(pages) for w in file_words(module)] + [
+        w for name in lab_sections() for w in words(f'--8<-- "{name}"')]
+
+
+def lab_sections() -> list[str]:
+    """The snippet sections the lab notebooks' code cells show (snippets/labs.cells.yml)."""
+    labs = yaml.load((ROOT / "snippets" / "labs.cells.yml").read_text(encoding="utf-8"), Loader=_Loader)
+    return [name for cells in labs.values() for cell in cells if isinstance(cell, list) for name in cell]
 
 
 def missing(lang: str) -> dict[str, dict[str, Words]]:

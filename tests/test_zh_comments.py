@@ -208,3 +208,21 @@ def test_a_download_that_is_not_there_is_named():
     with pytest.raises(FileNotFoundError, match="snippets/nope.py: no such file to offer"):
         comments.file_in_language("snippets/nope.py", "zh")
 
+
+
+@pytest.mark.parametrize("lab", ["task1", "task3"])
+def test_the_zh_lab_shows_chinese_comments_and_the_same_code(lab):
+    """The lab notebooks' code cells come from the same sections as the pages: the zh notebook
+    shows their comments and docstrings in Chinese (snippets/labs.zh.yml for the labs' own code),
+    and its code is the English notebook's, token for token."""
+    import json
+
+    cells = {lang: [c["source"] for c in json.loads((ROOT / "docs" / lang / "labs" / f"{lab}.ipynb")
+                                                    .read_text(encoding="utf-8"))["cells"]
+                    if c["cell_type"] == "code"] for lang in LANGS}
+    cells = {lang: ["".join(s) if isinstance(s, list) else s for s in found] for lang, found in cells.items()}
+    assert [code_tokens(c) for c in cells["zh"]] == [code_tokens(c) for c in cells["en"]]
+    english = [w.text for c in cells["zh"] for w in words(c) if not re.search(r"[\u4e00-\u9fff]", w.text)
+               and re.search(r"[A-Za-z]{3,} [A-Za-z]{3,}", w.text)]
+    assert english == [], f"English left in the zh {lab} notebook"
+    assert cells["zh"] != cells["en"]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from pagekit.comments import translate
 from pagekit.export import join_code
-from pagekit.page import expand
 from pagekit.project import LANGS, ROOT
 
 LABS = yaml.safe_load((ROOT / "snippets" / "labs.cells.yml").read_text(encoding="utf-8"))
@@ -25,9 +25,10 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "languag
           "language_info": {"name": "python"}}
 
 
-def code_source(sections: list[str]) -> str:
-    """The sections' code, each expanded as a page expands it, with PEP 8 blank lines between them."""
-    return join_code([expand(f'--8<-- "{name}"') for name in sections])
+def code_source(sections: list[str], lang: str = "en") -> str:
+    """The sections' code, each expanded as a page expands it (its comments and docstrings in
+    `lang`, as the `lang` page shows them), with PEP 8 blank lines between them."""
+    return join_code([translate(f'--8<-- "{name}"', lang) for name in sections])
 
 
 _WIDE = re.compile(r"[\u2e80-\u9fff\u3000-\u303f\uff00-\uffef“”‘’]")
@@ -58,7 +59,7 @@ def build(lab: str, lang: str):
         if isinstance(cell, dict):
             cells.append(new_markdown_cell(unwrap(cell[lang])))
         else:
-            cells.append(new_code_cell(code_source(cell)))
+            cells.append(new_code_cell(code_source(cell, lang)))
         cells[-1]["id"] = f"{lab}-{i}"  # stable ids: regenerating gives the same bytes
     nb = new_notebook(cells=cells, metadata=KERNEL)
     nbformat.validate(nb)
