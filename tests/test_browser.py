@@ -278,7 +278,7 @@ def _need(reason: str):
 def chromium_path() -> str:
     path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        _need("Debian's Chromium is not installed (apt-get install chromium fonts-wqy-microhei)")
+        _need("Debian's Chromium is not installed (apt-get install chromium fonts-wqy-microhei fonts-dejavu-extra)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -436,6 +436,11 @@ def _page_facts(tab) -> dict:
                 .filter(m => m.getBoundingClientRect().width > 0).length,
             tall: [...document.querySelectorAll('.arithmatex > math[display=block]')]
                 .map(m => m.getBoundingClientRect().height),
+            // a stretchy fence beside a fraction: its height over the fraction's (a math font stretches it)
+            fences: [...document.querySelectorAll('.arithmatex > math[display=block] mo[stretchy=true]')]
+                .filter(mo => mo.parentElement.querySelector(':scope > mfrac'))
+                .map(mo => mo.getBoundingClientRect().height
+                     / mo.parentElement.querySelector(':scope > mfrac').getBoundingClientRect().height),
             scripts: [...document.scripts].map(s => s.src).filter(s => /katex|math\\.js/.test(s)),
             raw: [...document.querySelectorAll('.arithmatex')].filter(e => /\\\\[(\\[]/.test(e.textContent))
                 .map(e => e.textContent),
@@ -1074,13 +1079,15 @@ MATH_PAGES = ["layers.md", "init.md", "losses.md"]
 @pytest.mark.parametrize("source", MATH_PAGES)
 def test_formulas_render_as_math(tab, lang, source):
     """pymdownx.arithmatex + hooks/formulas.py: every formula is MathML the browser lays out, with
-    no math script on the page; a displayed fraction is taller than a line of text."""
+    no math script on the page; a displayed fraction is taller than a line of text, and the brackets
+    around it stretch to its height (a math font in extra.css's list: DejaVu Math on this machine)."""
     page = page_of(lang, source)
     seen = _seen(tab, page)
     facts = seen.facts["math"]
     assert facts["formulas"] > 0 and facts["typeset"] == facts["formulas"], facts
     assert facts["raw"] == [] and facts["scripts"] == [], facts
     assert all(height > 30 for height in facts["tall"]), facts
+    assert all(ratio > 0.8 for ratio in facts["fences"]), facts  # the floor brackets span the fraction
     _assert_clean(seen.problems, page.path)
 
 
