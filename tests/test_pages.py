@@ -168,7 +168,9 @@ def test_downloaded_script_is_the_program_the_page_run_ran(built_site, page, lan
 @pytest.mark.parametrize("lang", LANGS)
 def test_the_box_of_a_chapter_that_starts_workers_says_what_windows_and_macos_readers_do(built_site, lang):
     """Only the data chapter starts worker processes; its box says how to run it under spawn."""
-    words = {"zh": "Windows 和 macOS 用 spawn", "en": "Windows and macOS start them by spawn"}[lang]
+    # the box's first words: the environment chapter's recap also says that Windows and macOS use spawn
+    words = {"zh": "本章会启动 worker 进程。Windows 和 macOS 用 spawn",
+             "en": "This chapter starts worker processes. Windows and macOS start them by spawn"}[lang]
     with_note = {page for page in CHAPTERS
                  if words in (site_folder(built_site, lang, page) / "index.html").read_text(encoding="utf-8")}
     assert with_note == {page for page in CHAPTERS if export.starts_processes(page_blocks(page))}
