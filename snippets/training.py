@@ -673,7 +673,8 @@ def demo_graph_break() -> object:
     with torch.no_grad():
         report = torch._dynamo.explain(forward_logged)(torch.rand(64, 1, 8, 8))
     print(report.graph_count, "graphs,", report.graph_break_count, "graph break")
-    print("break in:", report.break_reasons[0].user_stack[-1].name)  # the function
+    for reason in report.break_reasons:
+        print("break in:", reason.user_stack[-1].name)  # the function
     # --8<-- [end:demo_graph_break]
     return report
 
