@@ -378,7 +378,7 @@ def demo_device_agnostic(device: torch.device) -> int | None:
     # --8<-- [start:demo_device_agnostic]
     x = torch.randn(1024, 1024, device=device)  # 4 MiB of float32
     x = x @ x  # on an accelerator this is only queued, and the call returns at once
-    wait_for(device)  # so wait for it before reading a clock or a memory counter
+    wait_for(device)  # so wait for it before reading a clock
     used = memory_in_use(device)
     print(device.type, "(not counted)" if used is None else f"{used / 2**20:.0f} MiB")
     # --8<-- [end:demo_device_agnostic]
@@ -608,7 +608,7 @@ def demo_tf32_defaults() -> None:
     print(torch.get_float32_matmul_precision(),  # "highest": full float32 matmuls
           torch.backends.cuda.matmul.allow_tf32,  # False: the default since torch 1.12
           torch.backends.cudnn.allow_tf32)  # True: cuDNN convolutions may use TF32
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch 2.9 and later
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # newer torch only
         print(torch.backends.cuda.matmul.fp32_precision,  # "none": not set here
               torch.backends.cudnn.conv.fp32_precision)
     # --8<-- [end:demo_tf32_defaults]
