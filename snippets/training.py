@@ -71,6 +71,39 @@ def digit_loaders(batch_size: int = 64, val_fraction: float = 0.2,
 # --8<-- [end:digit_loaders]
 
 
+# --8<-- [start:device_helpers]
+def as_device(device) -> torch.device:
+    """`device` as a torch.device, with a clear error for anything else."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError("device must be a torch.device or a name such as 'cuda', "
+                        f"got {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"{device!r} is not a device name; use what pick_device() "
+                         "returns, or 'cpu', 'cuda', 'mps', 'xpu'") from err
+
+
+def wait_for(device) -> None:
+    """Block until `device` has run all the work queued on it (the CPU has no queue)."""
+    device = as_device(device)
+    if device.type != "cpu":
+        torch.accelerator.synchronize(device)  # torch 2.6+: any accelerator
+
+
+def memory_in_use(device) -> int | None:
+    """Bytes held by tensors on `device`; None on the CPU (torch keeps no count)."""
+    device = as_device(device)
+    if device.type == "cpu":
+        return None
+    if hasattr(torch.accelerator, "memory_allocated"):  # newer torch: any accelerator
+        return torch.accelerator.memory_allocated(device)
+    if device.type == "mps":  # older torch: each backend's own function
+        return torch.mps.current_allocated_memory()
+    return getattr(torch, device.type).memory_allocated(device)
+# --8<-- [end:device_helpers]
+
+
 # --8<-- [start:model]
 class DigitCNN(nn.Module):
     """conv-relu-conv-relu-maxpool, then dropout and two linear layers."""
@@ -341,6 +374,17 @@ def demo_device() -> torch.device:
     return device
 
 
+def demo_device_agnostic(device: torch.device) -> int | None:
+    # --8<-- [start:demo_device_agnostic]
+    x = torch.randn(1024, 1024, device=device)  # 4 MiB of float32
+    x = x @ x  # on an accelerator this is only queued, and the call returns at once
+    wait_for(device)  # so wait for it before reading a clock
+    used = memory_in_use(device)
+    print(device.type, "(not counted)" if used is None else f"{used / 2**20:.0f} MiB")
+    # --8<-- [end:demo_device_agnostic]
+    return used
+
+
 def demo_model(data: torch.Tensor, device: torch.device) -> nn.Module:
     # --8<-- [start:demo_model]
     model = DigitCNN().to(device)
@@ -507,7 +551,8 @@ def demo_autocast(train_loader) -> None:
     seed_everything(0)
     model = DigitCNN()
     data, label = next(iter(train_loader))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    device = torch.device("cpu")
+    with torch.autocast(device.type, dtype=torch.bfloat16):  # the type from the device
         features = model.features(data)  # activations inside: bfloat16
         output = model.classifier(features)
         loss = nn.CrossEntropyLoss()(output, label)  # autocast: float32
@@ -542,6 +587,39 @@ def demo_fp16_cuda() -> dict:
     print(f"best val acc {max(history['val_acc']):.3f}, scale {scaler.get_scale()}")
     # --8<-- [end:demo_fp16_cuda]
     return history
+
+
+def demo_fp16_range() -> None:
+    # --8<-- [start:demo_fp16_range]
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        info = torch.finfo(dtype)
+        print(f"{str(dtype):15} max {info.max:.3g}  smallest normal {info.tiny:.3g}"
+              f"  eps {info.eps:.3g}")
+    grads = torch.tensor([1e-8, 1e-3, 7e4])  # a tiny gradient, a usual one, a huge one
+    print(grads.to(torch.float16))  # 1e-8 underflows to 0, 7e4 overflows to inf
+    print(grads.to(torch.bfloat16))  # float32's range: all three survive, rounded
+    scale = 2.0**16  # GradScaler's first scale factor
+    print((grads[0] * scale).to(torch.float16).float() / scale)  # scaled, it survives
+    # --8<-- [end:demo_fp16_range]
+
+
+def demo_tf32_defaults() -> None:
+    # --8<-- [start:demo_tf32_defaults]
+    print(torch.get_float32_matmul_precision(),  # "highest": full float32 matmuls
+          torch.backends.cuda.matmul.allow_tf32,  # False: the default since torch 1.12
+          torch.backends.cudnn.allow_tf32)  # True: cuDNN convolutions may use TF32
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # newer torch only
+        print(torch.backends.cuda.matmul.fp32_precision,  # "none": not set here
+              torch.backends.cudnn.conv.fp32_precision)
+    # --8<-- [end:demo_tf32_defaults]
+
+
+def demo_tf32_on() -> None:
+    # --8<-- [start:demo_tf32_on]
+    torch.set_float32_matmul_precision("high")  # float32 matmuls may use TF32
+    print(torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32)
+    torch.set_float32_matmul_precision("highest")  # back to full float32
+    # --8<-- [end:demo_tf32_on]
 
 
 def demo_compile_wrap() -> tuple[nn.Module, nn.Module]:
@@ -580,6 +658,46 @@ def demo_compile_run(model, compiled) -> None:
         print(f"first call: {time.perf_counter() - start:.1f} s")
         print(torch.allclose(y, model(x), rtol=1e-4, atol=1e-5))
     # --8<-- [end:demo_compile_run]
+
+
+def demo_graph_break() -> object:
+    # --8<-- [start:demo_graph_break]
+    model = DigitCNN().eval()
+
+    def forward_logged(x):
+        features = model.features(x)
+        # printing is Python I/O, which dynamo cannot put into a graph
+        print("features", tuple(features.shape))
+        return model.classifier(features)
+
+    with torch.no_grad():
+        report = torch._dynamo.explain(forward_logged)(torch.rand(64, 1, 8, 8))
+    print(report.graph_count, "graphs,", report.graph_break_count, "graph break")
+    for reason in report.break_reasons:
+        print("break in:", reason.user_stack[-1].name)  # the function
+    # --8<-- [end:demo_graph_break]
+    return report
+
+
+def demo_recompile() -> dict:
+    # --8<-- [start:demo_recompile]
+    graphs = []
+
+    def count_graphs(gm, example_inputs):  # a backend that only counts the graphs
+        graphs.append(gm)
+        return gm.forward  # and runs each as it is, without compiling it
+
+    model, counts = DigitCNN().eval(), {}
+    for dynamic in (None, False, True):
+        torch.compiler.reset()  # forget everything compiled so far
+        graphs.clear()
+        counted = torch.compile(model, backend=count_graphs, dynamic=dynamic)
+        for batch in (64, 29, 256, 104):  # an epoch's batch sizes, then validation's
+            counted(torch.rand(batch, 1, 8, 8))
+        counts[dynamic] = len(graphs)
+        print(f"dynamic={dynamic}: {len(graphs)} graph(s) for 4 batch sizes")
+    # --8<-- [end:demo_recompile]
+    return counts
 
 
 # --8<-- [start:exercise_confusion_matrix]
@@ -643,6 +761,7 @@ def tour() -> None:
     """The page's demos in order (they write files: run it in an empty folder)."""
     train_loader, val_loader = demo_data()
     device = demo_device()
+    demo_device_agnostic(device)
     data, label = next(iter(train_loader))
     model = demo_model(data, device)
     demo_modes(model)
@@ -654,9 +773,14 @@ def tour() -> None:
     demo_clip()
     demo_autocast(train_loader)
     demo_fit_scheduled()
+    demo_fp16_range()
+    demo_tf32_defaults()
+    demo_tf32_on()
     model, compiled = demo_compile_wrap()
     demo_compile_save(model, compiled)
     demo_compile_run(model, compiled)
+    demo_graph_break()
+    demo_recompile()
     exercise_confusion_matrix(device)
     exercise_warmup()
 

@@ -44,6 +44,9 @@ GLOSSARY = {
     "resident memory (RSS)": ("常驻内存", r"驻留内存|常驻集"),
     "shard": ("分片", r"碎片|分块文件"),
     "ahead-of-time compilation (AOTInductor)": ("预先编译", r"提前编译|预编译"),
+    "graph break": ("图中断", r"图断裂|断图|图打断"),
+    "loss scaling": ("损失缩放", r"损失放缩|损失比例缩放"),
+    "recompilation": ("重新编译", r"重编译"),
 }
 
 

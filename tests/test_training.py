@@ -965,3 +965,285 @@ def test_exercise_warmup_refuses_a_warmup_outside_the_run(warmup, total):
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError, match="need 0 < warmup < total"):
         tr.warmup_cosine(optimizer, warmup, total)
+
+
+# --- one program for every accelerator (issue 24, item 1) ----------------------------------------
+
+def test_as_device_accepts_names_and_devices_and_rejects_the_rest():
+    assert tr.as_device("cpu") == CPU and tr.as_device(CPU) is not None
+    assert tr.as_device("cuda:1") == torch.device("cuda", 1)  # a name is not checked against the machine
+    with pytest.raises(TypeError, match="device must be a torch.device or a name such as 'cuda', got int"):
+        tr.as_device(0)
+    with pytest.raises(ValueError, match="'gpu' is not a device name; use what pick_device"):
+        tr.as_device("gpu")
+
+
+def test_wait_for_asks_torch_accelerator_and_never_waits_for_the_cpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.accelerator, "synchronize", lambda device=None: calls.append(device))
+    tr.wait_for("cpu")
+    tr.wait_for(CPU)
+    assert calls == []                                        # the CPU has no queue
+    tr.wait_for("cuda:0")
+    tr.wait_for(torch.device("xpu"))
+    assert calls == [torch.device("cuda", 0), torch.device("xpu")]  # whatever the accelerator
+
+
+def test_memory_in_use_asks_torch_accelerator_and_none_on_the_cpu(monkeypatch):
+    assert tr.memory_in_use("cpu") is None
+    monkeypatch.setattr(torch.accelerator, "memory_allocated", lambda device=None: 123, raising=False)
+    assert tr.memory_in_use("cuda") == tr.memory_in_use("mps") == 123
+
+
+def test_memory_in_use_falls_back_to_the_backend_on_an_older_torch(monkeypatch):
+    monkeypatch.delattr(torch.accelerator, "memory_allocated", raising=False)  # as on torch 2.6
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 7)
+    monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: 9)
+    assert tr.memory_in_use("cuda:0") == 7 and tr.memory_in_use("mps") == 9
+
+
+def test_the_accelerator_functions_the_page_names_exist_from_the_releases_it_names():
+    """synchronize since 2.6; the memory queries in the releases after it (2.9 has them)."""
+    assert callable(torch.accelerator.synchronize)
+    if torch.__version__ >= "2.9":
+        for name in ("memory_allocated", "max_memory_allocated", "reset_peak_memory_stats"):
+            assert callable(getattr(torch.accelerator, name)), name
+
+
+def test_demo_device_agnostic_prints_the_device_and_no_count_on_the_cpu(capsys):
+    assert tr.demo_device_agnostic(CPU) is None
+    assert capsys.readouterr().out == "cpu (not counted)\n"
+
+
+def test_autocast_takes_its_device_type_from_the_device(monkeypatch):
+    """train_epoch_amp and the page's autocast demo name no device type: they read device.type."""
+    import inspect
+    import re
+    for fn in (tr.train_epoch_amp, tr.demo_autocast):
+        source = inspect.getsource(fn)
+        assert "torch.autocast(" in source and not re.search(r"torch\.autocast\(\s*['\"]", source), fn.__name__
+    seen = []
+    real = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda device_type, **kw: seen.append(device_type) or real(device_type, **kw))
+    train, _ = tiny_loaders()
+    model = tr.DigitCNN()
+    tr.train_epoch_amp(model, train, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                       CPU, amp_dtype=torch.bfloat16)
+    assert seen and set(seen) == {"cpu"}
+
+
+@pytest.mark.cuda
+def test_device_agnostic_demo_on_cuda_counts_the_tensor(capsys):
+    used = tr.demo_device_agnostic(torch.device("cuda"))
+    assert used >= 4 * 2**20
+    assert capsys.readouterr().out.startswith("cuda ")
+
+
+# --- TF32 and float16 vs bfloat16 (issue 24, item 3) ----------------------------------------------
+
+needs_fp32_precision = pytest.mark.skipif(
+    not hasattr(torch.backends.cuda.matmul, "fp32_precision"),
+    reason="this torch predates the fp32_precision settings (2.9 has them)")
+
+
+def run_fresh(code: str) -> subprocess.CompletedProcess:
+    """`code` in a new interpreter: the TF32 switches are process-wide, so each check starts clean."""
+    return subprocess.run([sys.executable, "-c", "import torch\n" + code], capture_output=True, text=True)
+
+
+@needs_fp32_precision
+def test_tf32_defaults_matmul_off_cudnn_convolutions_on(capsys):
+    done = run_fresh("print(torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32,"
+                     " torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.fp32_precision,"
+                     " torch.backends.cudnn.conv.fp32_precision)")
+    assert done.stdout.split() == ["highest", "False", "True", "none", "tf32"], done.stderr
+
+
+@needs_fp32_precision
+def test_the_tf32_demos_print_the_defaults_then_high(capsys):
+    done = run_fresh("from snippets import training as tr\ntr.demo_tf32_defaults()\ntr.demo_tf32_on()\n"
+                     "print(torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32)")
+    assert done.stdout.splitlines() == ["highest False True", "none tf32", "high True", "highest False"], done.stderr
+
+
+@needs_fp32_precision
+def test_high_precision_allows_tf32_for_matmuls_only():
+    done = run_fresh('torch.set_float32_matmul_precision("high")\n'
+                     "print(torch.backends.cuda.matmul.allow_tf32, torch.backends.cuda.matmul.fp32_precision,"
+                     " torch.backends.cudnn.allow_tf32)")
+    assert done.stdout.split() == ["True", "tf32", "True"], done.stderr
+
+
+@needs_fp32_precision
+def test_fp32_precision_none_means_the_level_above_decides():
+    done = run_fresh('torch.backends.fp32_precision = "tf32"\n'
+                     "print(torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)\n"
+                     'torch.backends.fp32_precision = "ieee"\n'
+                     "print(torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)")
+    assert done.stdout.split() == ["tf32", "tf32", "ieee", "ieee"], done.stderr
+
+
+@needs_fp32_precision
+@pytest.mark.parametrize("read", ["torch.backends.cuda.matmul.allow_tf32", "torch.get_float32_matmul_precision()"])
+def test_mixing_the_new_and_the_legacy_tf32_settings_raises(read):
+    done = run_fresh(f'torch.backends.cuda.matmul.fp32_precision = "tf32"\nprint({read})')
+    assert done.returncode != 0
+    assert "RuntimeError" in done.stderr and "mix of the legacy and new APIs" in done.stderr
+
+
+def test_reading_the_legacy_flags_is_fine_when_only_they_are_used():
+    done = run_fresh("torch.backends.cuda.matmul.allow_tf32 = True\n"
+                     "print(torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())")
+    assert done.returncode == 0 and done.stdout.split() == ["True", "high"], done.stderr
+
+
+def test_high_precision_changes_no_cpu_matmul():
+    torch.manual_seed(0)
+    a, b = torch.randn(200, 300), torch.randn(300, 100)
+    full = a @ b
+    torch.set_float32_matmul_precision("high")
+    try:
+        assert torch.equal(a @ b, full)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+def test_fp16_range_demo_underflow_overflow_and_loss_scaling(capsys):
+    tr.demo_fp16_range()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("torch.float32") and "max 6.55e+04" in lines[1] and "max 3.39e+38" in lines[2]
+    grads = torch.tensor([1e-8, 1e-3, 7e4])
+    half, bf16 = grads.half(), grads.bfloat16()
+    assert half[0] == 0 and torch.isinf(half[2])                        # under- and overflow
+    assert (bf16 != 0).all() and torch.isfinite(bf16).all()              # float32's range
+    rescued = (grads[0] * 2.0**16).half().float() / 2.0**16
+    assert rescued.item() == pytest.approx(1e-8, rel=1e-3)               # loss scaling keeps it
+    assert torch.finfo(torch.float16).tiny == pytest.approx(6.1035e-05, rel=1e-4)
+    assert torch.finfo(torch.float16).eps < torch.finfo(torch.bfloat16).eps  # float16: more mantissa
+
+
+def test_grad_scaler_starts_at_two_to_the_sixteen():
+    import inspect
+    assert inspect.signature(torch.amp.GradScaler.__init__).parameters["init_scale"].default == 2.0**16
+
+
+def test_inductor_suggests_high_precision_when_tf32_is_unused():
+    import torch._inductor.compile_fx as compile_fx
+    assert "torch.set_float32_matmul_precision('high')" in Path(compile_fx.__file__).read_text()
+
+
+@pytest.mark.cuda
+def test_tf32_matmul_is_less_precise_than_ieee_on_ampere_or_later():
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("TF32 needs an Ampere or later NVIDIA GPU")
+    torch.manual_seed(0)
+    a, b = torch.randn(1024, 1024, device="cuda"), torch.randn(1024, 1024, device="cuda")
+    exact = (a.double() @ b.double())
+    torch.set_float32_matmul_precision("highest")
+    ieee = (a @ b - exact).abs().max().item()
+    torch.set_float32_matmul_precision("high")
+    try:
+        tf32 = (a @ b - exact).abs().max().item()
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert tf32 > 10 * ieee                       # 10 mantissa bits against float32's 23
+
+
+@pytest.mark.cuda
+def test_bf16_without_a_scaler_reaches_95_percent_on_cuda():
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU does not compute in bfloat16 natively")
+    tr.seed_everything(0)
+    train, val = tr.digit_loaders(batch_size=64, seed=0)
+    history = tr.fit_scheduled(tr.DigitCNN(), train, val, epochs=8, lr=3e-3, device=torch.device("cuda"),
+                               amp_dtype=torch.bfloat16, max_norm=1.0)
+    assert max(history["val_acc"]) >= 0.95
+
+
+# --- torch.compile in practice (issue 24, item 4) ---------------------------------------------------
+
+def test_explain_finds_two_graphs_and_the_print_that_breaks_them(capsys):
+    report = tr.demo_graph_break()
+    assert (report.graph_count, report.graph_break_count) == (2, 1)
+    assert report.break_reasons[0].user_stack[-1].name == "forward_logged"
+    assert capsys.readouterr().out.splitlines()[-2:] == ["2 graphs, 1 graph break", "break in: forward_logged"]
+
+
+def test_without_the_print_the_forward_pass_is_one_graph():
+    model = tr.DigitCNN().eval()
+    with torch.no_grad():
+        report = torch._dynamo.explain(model)(torch.rand(64, 1, 8, 8))
+    assert (report.graph_count, report.graph_break_count) == (1, 0)
+
+
+def test_fullgraph_turns_the_first_graph_break_into_an_error():
+    def logged(x):
+        print("x")
+        return x + 1
+    torch.compiler.reset()
+    with pytest.raises(torch._dynamo.exc.Unsupported):
+        torch.compile(logged, backend="eager", fullgraph=True)(torch.ones(2))
+
+
+def test_recompilations_for_each_dynamic_setting():
+    assert tr.demo_recompile() == {None: 2, False: 4, True: 1}
+
+
+def test_the_digits_training_loader_ends_each_epoch_with_29(loaders):
+    assert len(loaders[0].dataset) % 64 == 29 and len(loaders[1].dataset) % 256 == 104
+
+
+def test_torch_logs_show_graph_breaks_and_recompilations(tmp_path):
+    script = tmp_path / "logged.py"
+    script.write_text("import torch\n\ndef f(x):\n    y = x.sin()\n    print('hi')\n    return y.cos()\n\n"
+                      "g = torch.compile(f, backend='eager')\ng(torch.ones(3))\ng(torch.ones(5))\n")
+    env = {**__import__("os").environ, "TORCH_LOGS": "graph_breaks,recompiles"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Graph break in user code at" in done.stderr and "logged.py:5" in done.stderr
+    assert "Recompiling function f" in done.stderr
+    quiet = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
+                           env={k: v for k, v in env.items() if k != "TORCH_LOGS"})
+    assert "Graph break" not in quiet.stderr and "Recompiling" not in quiet.stderr
+
+
+def test_recompile_limit_and_ddp_defaults_the_page_names():
+    import torch._dynamo
+    from torch.nn.parallel import distributed
+    config = torch._dynamo.config
+    assert (config.recompile_limit if hasattr(config, "recompile_limit") else config.cache_size_limit) == 8
+    assert torch._dynamo.config.optimize_ddp is True                     # DDPOptimizer is on
+    assert "a default size of 25 MiB" in " ".join(distributed.DistributedDataParallel.__doc__.split())
+
+
+def test_compiling_a_ddp_wrapper_prefixes_keys_with_orig_mod_module():
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        model = tr.DigitCNN()
+        compiled = torch.compile(DDP(model))
+        assert list(compiled.state_dict())[0] == "_orig_mod.module.features.0.weight"
+        assert list(model.state_dict())[0] == "features.0.weight"         # the plain module: plain keys
+    finally:
+        dist.destroy_process_group()
+
+
+def test_compiler_reset_forgets_what_was_compiled():
+    graphs = []
+
+    def count(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    def double(x):
+        return x * 2
+
+    torch.compiler.reset()
+    compiled = torch.compile(double, backend=count)
+    compiled(torch.ones(3))
+    compiled(torch.ones(3))
+    assert len(graphs) == 1                       # kept: the same shapes reuse the graph
+    torch.compiler.reset()
+    compiled(torch.ones(3))
+    assert len(graphs) == 2                       # forgotten: compiled again

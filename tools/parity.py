@@ -214,7 +214,9 @@ STATED_FACTS: dict[str, dict[str, str]] = {
                     "4×4": "8×8 after 2×2 pooling", "512×64": "the first linear layer, arithmetic in the prose",
                     "32832": "512 × 64 + 64, arithmetic in the prose", "1×2": "the 1×2 stripe example",
                     "9×0": "the 9×0 example of a wrong shape", "12": "epochs of `make figures` (tools/figures.py)",
-                    "8×8": "the digits' image size", "75": "about 75: the output's 74.9828, rounded"},
+                    "8×8": "the digits' image size", "75": "about 75: the output's 74.9828, rounded",
+                    "25": "DDP's default bucket_cap_mb (MiB), tests/test_training.py checks it",
+                    "2.9": "a torch release that has torch.accelerator's memory queries and fp32_precision"},
 }
 
 
