@@ -792,8 +792,10 @@ def demo_checkpoint_cost(plain, checkpointed, x) -> tuple[dict, dict]:
                                 globals={"train_step": train_step, "model": model},
                                 num_threads=torch.get_num_threads())
         ms[model.checkpointed] = timer.blocked_autorange(min_run_time=0.5).median * 1e3
+    more = flops[True] - flops[False]
     print(f"GFLOP per step: {flops[False] / 1e9:.3f} plain, "
-          f"{flops[True] / 1e9:.3f} checkpointed")
+          f"{flops[True] / 1e9:.3f} checkpointed "
+          f"(+{more / 1e9:.3f}, +{100 * more / flops[False]:.0f} %)")
     print(f"time per step:  {ms[False]:.1f} ms plain, {ms[True]:.1f} ms checkpointed")
     # --8<-- [end:demo_checkpoint_cost]
     return flops, ms

@@ -1226,7 +1226,8 @@ def test_the_page_states_the_counted_operations(checkpointed_pair, lang):
 def test_the_cost_demo_counts_more_operations_checkpointed(checkpointed_pair, capsys):
     flops, ms = tr.demo_checkpoint_cost(*checkpointed_pair)
     assert flops[True] > flops[False] and ms[True] > 0 and ms[False] > 0
-    assert capsys.readouterr().out.startswith("GFLOP per step: 1.577 plain, 1.845 checkpointed\n")
+    assert capsys.readouterr().out.startswith(
+        "GFLOP per step: 1.577 plain, 1.845 checkpointed (+0.268, +17 %)\n")
 
 
 def test_checkpoint_restores_the_random_state_so_dropout_draws_the_same_mask():

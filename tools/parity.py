@@ -214,7 +214,9 @@ STATED_FACTS: dict[str, dict[str, str]] = {
                     "4×4": "8×8 after 2×2 pooling", "512×64": "the first linear layer, arithmetic in the prose",
                     "32832": "512 × 64 + 64, arithmetic in the prose", "1×2": "the 1×2 stripe example",
                     "9×0": "the 9×0 example of a wrong shape", "12": "epochs of `make figures` (tools/figures.py)",
-                    "8×8": "the digits' image size", "75": "about 75: the output's 74.9828, rounded"},
+                    "8×8": "the digits' image size", "75": "about 75: the output's 74.9828, rounded",
+                    "72": "8 blocks x 9 activations, arithmetic in the prose",
+                    "4×128": "DeepMLP's hidden width: 4 times its width of 128"},
 }
 
 
