@@ -24,7 +24,11 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils import benchmark
+from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
 # --8<-- [end:imports]
 # isort: split
@@ -343,6 +347,109 @@ def strip_compile_prefix(state: dict) -> dict:
 # --8<-- [end:strip_compile_prefix]
 
 
+# --8<-- [start:profiler_activities]
+def profiler_activities(device) -> list[ProfilerActivity]:
+    """What the profiler records for work on `device`: the CPU and its kernels."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError("device must be a device name such as 'cuda' or a "
+                        f"torch.device, got {type(device).__name__}")
+    device = torch.device(device)
+    activities = [ProfilerActivity.CPU]
+    kernels = getattr(ProfilerActivity, device.type.upper(), None)  # CUDA, XPU...
+    if device.type != "cpu" and kernels in torch.profiler.supported_activities():
+        activities.append(kernels)
+    return activities
+# --8<-- [end:profiler_activities]
+
+
+# --8<-- [start:labelled_step]
+def labelled_step(model, loss_fn, optimizer, data, label) -> torch.Tensor:
+    """One training step, its three parts labelled for the profiler."""
+    optimizer.zero_grad()
+    with record_function("forward"):
+        loss = loss_fn(model(data), label)
+    with record_function("backward"):
+        loss.backward()
+    with record_function("step"):
+        optimizer.step()
+    return loss.detach()
+# --8<-- [end:labelled_step]
+
+
+# --8<-- [start:time_ms]
+def time_ms(fn, device, repeat: int = 20) -> float:
+    """Mean milliseconds per call of fn(), whose work runs on `device`."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a function to call, got {type(fn).__name__}")
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+        raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
+    fn()  # warm-up: the first call allocates memory and picks kernels
+    wait_for(device)  # start with an empty queue
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    wait_for(device)  # wait for the work, not only its launch
+    return (time.perf_counter() - start) * 1000 / repeat
+# --8<-- [end:time_ms]
+
+
+# --8<-- [start:deep_mlp]
+class FeedForward(nn.Module):
+    """x + Linear(GELU(Linear(x))), the feed-forward block of a transformer."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
+                                 nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class DeepMLP(nn.Module):
+    """`depth` feed-forward blocks; checkpointed=True keeps only each block's input."""
+
+    def __init__(self, width: int = 128, depth: int = 8, checkpointed: bool = False):
+        super().__init__()
+        for name, value in (("width", width), ("depth", depth)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.blocks = nn.ModuleList(FeedForward(width) for _ in range(depth))
+        self.checkpointed = checkpointed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            if self.checkpointed:  # save x; run the block again in backward
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+# --8<-- [end:deep_mlp]
+
+
+# --8<-- [start:saved_bytes]
+def saved_bytes(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """model(x), and the bytes of the tensors autograd saved for its backward.
+
+    Each storage counts once; the model's parameters do not count.
+    """
+    if not isinstance(model, nn.Module) or not isinstance(x, torch.Tensor):
+        raise TypeError("give a model and its input tensor, e.g. saved_bytes(model, x)")
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}  # storage address -> size in bytes
+
+    def pack(tensor):  # called for each tensor an operation saves for backward
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor  # kept as it is
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model(x)
+    return output, sum(saved.values())
+# --8<-- [end:saved_bytes]
+
+
 def save_figures(out_dir) -> list[Path]:
     """`make figures`: the loss/accuracy curves of a seeded CPU run."""
     _, history = train_digits(seed=0, epochs=12, device=torch.device("cpu"))
@@ -512,12 +619,12 @@ def demo_scheduler() -> torch.optim.lr_scheduler.LRScheduler:
 
 def demo_scheduler_state(scheduler) -> None:
     # --8<-- [start:demo_scheduler_state]
-    checkpoint = {"optimizer": scheduler.optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict()}
+    saved = {"optimizer": scheduler.optimizer.state_dict(),
+             "scheduler": scheduler.state_dict()}
     optimizer2 = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     scheduler2 = torch.optim.lr_scheduler.StepLR(optimizer2, step_size=2, gamma=0.5)
-    optimizer2.load_state_dict(checkpoint["optimizer"])  # holds the current lr
-    scheduler2.load_state_dict(checkpoint["scheduler"])  # holds the epoch count
+    optimizer2.load_state_dict(saved["optimizer"])  # holds the current lr
+    scheduler2.load_state_dict(saved["scheduler"])  # holds the epoch count
     print(scheduler2.last_epoch, scheduler2.get_last_lr(),
           optimizer2.param_groups[0]["lr"])
     # --8<-- [end:demo_scheduler_state]
@@ -700,6 +807,115 @@ def demo_recompile() -> dict:
     return counts
 
 
+def demo_profile(train_loader, device):
+    # --8<-- [start:demo_profile]
+    seed_everything(0)
+    model = DigitCNN().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    data, label = (t.to(device) for t in next(iter(train_loader)))
+
+    def step():
+        return labelled_step(model, nn.CrossEntropyLoss(), optimizer, data, label)
+
+    step()  # warm-up, not profiled
+    with profile(activities=profiler_activities(device)) as prof:
+        step()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    Path("profile.txt").write_text(table)  # open it: the top operators
+    # --8<-- [end:demo_profile]
+    return prof, step
+
+
+def demo_profile_read(prof) -> dict:
+    # --8<-- [start:demo_profile_read]
+    averages = {row.key: row for row in prof.key_averages()}  # one row per name
+    for name in ("forward", "backward", "step"):
+        row = averages[name]
+        print(f"{name:8} {row.count} call, CPU total {row.cpu_time_total / 1e3:.2f} ms")
+    forward = next(event for event in prof.events() if event.name == "forward")
+    print(*(op.name.removeprefix("aten::") for op in forward.cpu_children))
+    # --8<-- [end:demo_profile_read]
+    return averages
+
+
+def demo_cuda_timing() -> dict:
+    # --8<-- [start:demo_cuda_timing]
+    x = torch.randn(4096, 4096, device="cuda")
+    x @ x  # warm-up: cuBLAS loads and picks its kernel
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    x @ x  # queued on the GPU; the call returns at once
+    launch = time.perf_counter() - start
+    torch.cuda.synchronize()  # wait until the GPU has finished
+    work = time.perf_counter() - start
+    begin = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    begin.record()  # a mark in the GPU's queue
+    x @ x
+    end.record()
+    end.synchronize()  # wait until the GPU has passed the second mark
+    print(f"without synchronize {launch * 1e3:.3f} ms, with {work * 1e3:.3f} ms, "
+          f"events {begin.elapsed_time(end):.3f} ms")
+    # --8<-- [end:demo_cuda_timing]
+    return {"launch": launch * 1e3, "work": work * 1e3,
+            "events": begin.elapsed_time(end)}
+
+
+def demo_time_step(step, device) -> benchmark.Measurement:
+    # --8<-- [start:demo_time_step]
+    print(f"time_ms: {time_ms(step, device):.2f} ms per step")
+    timer = benchmark.Timer(stmt="step()", globals={"step": step},
+                            num_threads=torch.get_num_threads())  # default: 1
+    measured = timer.blocked_autorange(min_run_time=0.5)
+    print(f"Timer:   median {measured.median * 1e3:.2f} ms, "
+          f"IQR {measured.iqr * 1e3:.2f} ms")
+    # --8<-- [end:demo_time_step]
+    return measured
+
+
+def demo_checkpoint_memory() -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    # --8<-- [start:demo_checkpoint_memory]
+    torch.manual_seed(0)
+    x = torch.randn(256, 128)  # 256 samples of 128 features: 0.125 MiB
+    plain = DeepMLP(width=128, depth=8)
+    checkpointed = copy.deepcopy(plain)  # the same weights
+    checkpointed.checkpointed = True
+    for model in (plain, checkpointed):
+        output, size = saved_bytes(model, x)
+        output.pow(2).mean().backward()
+        print(f"checkpointed={model.checkpointed!s:5}  saved for backward: "
+              f"{size / 2**20:.3f} MiB")
+    same = all(torch.equal(p.grad, q.grad)
+               for p, q in zip(plain.parameters(), checkpointed.parameters()))
+    print("same gradients:", same)
+    # --8<-- [end:demo_checkpoint_memory]
+    return plain, checkpointed, x
+
+
+def demo_checkpoint_cost(plain, checkpointed, x) -> tuple[dict, dict]:
+    # --8<-- [start:demo_checkpoint_cost]
+    def train_step(model):
+        model.zero_grad()
+        model(x).pow(2).mean().backward()
+
+    flops, ms = {}, {}
+    for model in (plain, checkpointed):
+        with FlopCounterMode(display=False) as counter:  # counts, does not time
+            train_step(model)
+        flops[model.checkpointed] = counter.get_total_flops()
+        timer = benchmark.Timer(stmt="train_step(model)",
+                                globals={"train_step": train_step, "model": model},
+                                num_threads=torch.get_num_threads())
+        ms[model.checkpointed] = timer.blocked_autorange(min_run_time=0.5).median * 1e3
+    more = flops[True] - flops[False]
+    print(f"GFLOP per step: {flops[False] / 1e9:.3f} plain, "
+          f"{flops[True] / 1e9:.3f} checkpointed "
+          f"(+{more / 1e9:.3f}, +{100 * more / flops[False]:.0f} %)")
+    print(f"time per step:  {ms[False]:.1f} ms plain, {ms[True]:.1f} ms checkpointed")
+    # --8<-- [end:demo_checkpoint_cost]
+    return flops, ms
+
+
 # --8<-- [start:exercise_confusion_matrix]
 def confusion_matrix(model, loader, device, num_classes: int = 10) -> torch.Tensor:
     """counts[i, j]: the images of class i that the model calls j."""
@@ -781,6 +997,12 @@ def tour() -> None:
     demo_compile_run(model, compiled)
     demo_graph_break()
     demo_recompile()
+    prof, step = demo_profile(train_loader, device)
+    demo_profile_read(prof)
+    if device.type == "cuda":
+        demo_cuda_timing()
+    demo_time_step(step, device)
+    demo_checkpoint_cost(*demo_checkpoint_memory())
     exercise_confusion_matrix(device)
     exercise_warmup()
 

@@ -47,6 +47,11 @@ GLOSSARY = {
     "graph break": ("图中断", r"图断裂|断图|图打断"),
     "loss scaling": ("损失缩放", r"损失放缩|损失比例缩放"),
     "recompilation": ("重新编译", r"重编译"),
+    "activation": ("激活值", r"激活量|激励值"),
+    "activation checkpointing": ("激活检查点", r"梯度检查点|重计算检查点|激活值检查点"),
+    "asynchronous execution": ("异步执行", r"非同步执行|异步运行"),
+    "profiler": ("性能分析器", r"剖析器|(?<!性能)分析器|性能剖析"),
+    "warm-up": ("预热", r"热身"),
 }
 
 
@@ -107,6 +112,7 @@ ENGLISH_IN_ZH = {
     "loss function": "损失函数", "mixed precision": "混合精度", "gradient clipping": "梯度裁剪",
     "gradient accumulation": "梯度累加", "learning-rate scheduler": "学习率调度器",
     "leaf tensor": "叶子张量", "named tuple": "具名元组", "autograd": "自动求导",
+    "profiler": "性能分析器", "activation checkpointing": "激活检查点", "warm-up": "预热",
 }
 
 

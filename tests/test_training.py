@@ -1247,3 +1247,424 @@ def test_compiler_reset_forgets_what_was_compiled():
     torch.compiler.reset()
     compiled(torch.ones(3))
     assert len(graphs) == 2                       # forgotten: compiled again
+
+
+# --- where the time goes: the profiler ---------------------------------------------------------------
+
+FORWARD_OPS = ["aten::conv2d", "aten::relu", "aten::conv2d", "aten::relu", "aten::max_pool2d", "aten::flatten",
+               "aten::dropout", "aten::linear", "aten::relu", "aten::linear", "aten::cross_entropy_loss"]
+
+
+@pytest.fixture(scope="module")
+def profiled(loaders, tmp_path_factory):
+    """The page's profiled step (it writes profile.txt into the folder it runs in)."""
+    folder = tmp_path_factory.mktemp("profile")
+    with __import__("contextlib").chdir(folder):
+        prof, step = tr.demo_profile(loaders[0], CPU)
+    return prof, step, folder
+
+
+def test_profiler_activities_are_the_cpu_plus_the_devices_kernels(monkeypatch):
+    from torch.profiler import ProfilerActivity as A
+    assert tr.profiler_activities("cpu") == [A.CPU] == tr.profiler_activities(CPU)
+    monkeypatch.setattr(torch.profiler, "supported_activities", lambda: {A.CPU, A.CUDA, A.XPU})
+    assert tr.profiler_activities("cuda") == [A.CPU, A.CUDA] == tr.profiler_activities(torch.device("cuda", 1))
+    assert tr.profiler_activities("xpu") == [A.CPU, A.XPU]
+    assert tr.profiler_activities("mps") == [A.CPU]          # the profiler has no activity for Apple's GPU
+    monkeypatch.setattr(torch.profiler, "supported_activities", lambda: {A.CPU})
+    assert tr.profiler_activities("cuda") == [A.CPU]         # a build without the GPU's tracer
+
+
+def test_profiler_activities_rejects_what_is_not_a_device():
+    with pytest.raises(TypeError, match="device must be a device name such as 'cuda' or a torch.device, got int"):
+        tr.profiler_activities(0)
+    with pytest.raises(RuntimeError, match="device type"):
+        tr.profiler_activities("gpu")
+
+
+def test_profiled_step_has_its_three_labels_and_each_region_holds_its_operators(profiled):
+    prof, _, _ = profiled
+    averages = {row.key: row for row in prof.key_averages()}
+    assert all(averages[name].count == 1 for name in ("forward", "backward", "step"))
+    forward = next(e for e in prof.events() if e.name == "forward")
+    assert [op.name for op in forward.cpu_children] == FORWARD_OPS   # the layers' operators, in call order
+    # CPU total includes the operators called; self time is what is left
+    assert forward.cpu_time_total >= sum(op.cpu_time_total for op in forward.cpu_children)
+    assert forward.self_cpu_time_total < forward.cpu_time_total
+    assert averages["forward"].cpu_time_total >= averages["aten::conv2d"].cpu_time_total   # the page's holds
+    step = next(e for e in prof.events() if e.name == "step")
+    assert any("Adam.step" in op.name for op in step.cpu_children)
+
+
+def test_the_table_sorted_by_self_time_puts_the_heaviest_operator_first(profiled):
+    prof, _, folder = profiled
+    lines = (folder / "profile.txt").read_text().splitlines()
+    assert lines[1].split() == ["Name", "Self", "CPU", "%", "Self", "CPU", "CPU", "total", "%", "CPU", "total",
+                                "CPU", "time", "avg", "#", "of", "Calls"]
+    rows = [line for line in lines[3:] if line.strip() and not line.startswith("-")]
+    assert len(rows) == 12 + 1                              # 12 rows and the "Self CPU time total" line
+    heaviest = max(prof.key_averages(), key=lambda row: row.self_cpu_time_total)
+    assert rows[0].split()[0] == heaviest.key
+    # the GPU's sort keys are accepted on any profile
+    assert "Name" in prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=3)
+
+
+def test_export_chrome_trace_writes_the_timeline_as_json(profiled, tmp_path):
+    import json
+    prof, _, _ = profiled
+    prof.export_chrome_trace(str(tmp_path / "trace.json"))
+    events = json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+    assert {"forward", "backward", "step"} <= {e.get("name") for e in events}
+
+
+def test_the_first_step_creates_adams_state_the_next_ones_reuse_it():
+    """What a warm-up step pays once: Adam's two state tensors per parameter."""
+    model = tr.DigitCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    data, label = torch.rand(8, 1, 8, 8), torch.arange(8)
+    assert len(optimizer.state) == 0
+    tr.labelled_step(model, nn.CrossEntropyLoss(), optimizer, data, label)
+    state = {p: (s["exp_avg"], s["exp_avg_sq"]) for p, s in optimizer.state.items()}
+    assert len(state) == len(list(model.parameters())) == 8
+    tr.labelled_step(model, nn.CrossEntropyLoss(), optimizer, data, label)
+    assert all(optimizer.state[p]["exp_avg"] is a and optimizer.state[p]["exp_avg_sq"] is b
+               for p, (a, b) in state.items())                # updated in place, not created again
+
+
+# --- timing: synchronize before reading the clock -----------------------------------------------------
+
+def _record_timing(monkeypatch, device, repeat=3):
+    log = []
+    monkeypatch.setattr(torch.accelerator, "synchronize", lambda *a: log.append("sync"))
+    clock = iter(range(100))
+    monkeypatch.setattr(tr, "time", type("Time", (), {"perf_counter": staticmethod(
+        lambda: log.append("clock") or next(clock))}))
+    tr.time_ms(lambda: log.append("fn"), device, repeat=repeat)
+    return log
+
+
+def test_time_ms_warms_up_then_synchronizes_before_each_reading_of_the_clock(monkeypatch):
+    assert _record_timing(monkeypatch, "cuda") == ["fn", "sync", "clock", "fn", "fn", "fn", "sync", "clock"]
+    assert _record_timing(monkeypatch, "mps") == ["fn", "sync", "clock", "fn", "fn", "fn", "sync", "clock"]
+    assert _record_timing(monkeypatch, "cpu") == ["fn", "clock", "fn", "fn", "fn", "clock"]  # nothing queued
+
+
+def test_time_ms_returns_milliseconds_per_call(monkeypatch):
+    ticks = iter([10.0, 10.5])                                  # 0.5 s for 5 calls
+    monkeypatch.setattr(tr, "time", type("Time", (), {"perf_counter": staticmethod(lambda: next(ticks))}))
+    assert tr.time_ms(lambda: None, "cpu", repeat=5) == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("fn, repeat, error, match", [
+    (None, 5, TypeError, "fn must be a function to call, got NoneType"),
+    (print, 0, ValueError, "repeat must be an integer >= 1, got 0"),
+    (print, True, ValueError, "repeat must be an integer >= 1, got True"),
+    (print, "20", ValueError, "repeat must be an integer >= 1, got '20'"),
+])
+def test_time_ms_rejects_bad_arguments(fn, repeat, error, match):
+    with pytest.raises(error, match=match):
+        tr.time_ms(fn, "cpu", repeat=repeat)
+
+
+def test_the_gpu_timing_block_reads_the_launch_before_and_the_work_after_synchronizing():
+    import inspect
+    lines = [line.strip() for line in inspect.getsource(tr.demo_cuda_timing).splitlines()]
+    at = {key: next(i for i, line in enumerate(lines) if line.startswith(key))
+          for key in ("launch = time.perf_counter()", "torch.cuda.synchronize()  # wait", "work = time.perf_counter()",
+                      "begin.record()", "end.record()", "end.synchronize()", 'print(f"without')}
+    assert at["launch = time.perf_counter()"] < at["torch.cuda.synchronize()  # wait"] < at["work = time.perf_counter()"]
+    assert at["begin.record()"] < at["end.record()"] < at["end.synchronize()"] < at['print(f"without']
+    assert lines[at["begin.record()"] + 1] == "x @ x"           # only the work between the marks
+
+
+def test_benchmark_timer_synchronizes_the_accelerator_when_it_reads_its_clock(monkeypatch):
+    import inspect
+
+    from torch.utils.benchmark.utils import timer as timer_module
+    if "accelerator" in inspect.getsource(timer_module.timer):   # newer releases: any accelerator
+        log = []
+        monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+        monkeypatch.setattr(torch.accelerator, "synchronize", lambda *a: log.append("sync"))
+        timer_module.timer()
+        assert log == ["sync"]
+    else:                                                        # older: CUDA, chosen when imported
+        assert "torch.cuda.synchronize()" in inspect.getsource(timer_module)
+
+
+def test_timer_runs_one_thread_unless_told_and_does_not_count_its_warm_up():
+    from torch.utils import benchmark
+    calls, threads = [0], set()
+
+    def stmt():
+        calls[0] += 1
+        threads.add(torch.get_num_threads())
+
+    measured = benchmark.Timer("stmt()", globals={"stmt": stmt}).blocked_autorange(min_run_time=0.05)
+    assert threads == {1}
+    assert calls[0] > measured.number_per_run * len(measured.times)   # the warm-up runs are not counted
+    threads.clear()
+    benchmark.Timer("stmt()", globals={"stmt": stmt}, num_threads=torch.get_num_threads()).timeit(1)
+    assert threads == {torch.get_num_threads()}
+
+
+def test_timer_reports_the_median_and_the_iqr_and_warns_when_the_spread_is_wide():
+    import numpy as np
+    from torch.utils.benchmark.utils.common import Measurement, TaskSpec
+    times = [1.0, 1.1, 2.0, 3.0]
+    measured = Measurement(number_per_run=1, raw_times=times, task_spec=TaskSpec(stmt="step()", setup="pass"))
+    assert measured.median == pytest.approx(np.median(times))
+    assert measured.iqr == pytest.approx(np.quantile(times, 0.75) - np.quantile(times, 0.25))
+    assert "WARNING: Interquartile range" in repr(measured)
+    steady = Measurement(number_per_run=1, raw_times=[1.0, 1.0, 1.01, 1.0], task_spec=TaskSpec(stmt="step()",
+                                                                                               setup="pass"))
+    assert "WARNING" not in repr(steady)
+
+
+def test_the_timing_demo_prints_time_ms_and_the_timers_median(capsys):
+    measured = tr.demo_time_step(lambda: torch.ones(64, 64) @ torch.ones(64, 64), CPU)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("time_ms: ") and out[0].endswith(" ms per step")
+    assert out[1].startswith("Timer:   median ") and measured.median > 0
+
+
+# --- activation checkpointing --------------------------------------------------------------------------
+
+UNIT = 256 * 128 * 4        # one activation of the page's batch, in bytes (0.125 MiB)
+
+
+@pytest.fixture(scope="module")
+def checkpointed_pair():
+    """The page's two models after one backward pass each: (plain, checkpointed, x)."""
+    return tr.demo_checkpoint_memory()
+
+
+def test_checkpointing_keeps_one_activation_per_block_instead_of_nine():
+    torch.manual_seed(0)
+    for depth, batch in ((8, 256), (4, 256), (8, 512)):
+        x = torch.randn(batch, 128)
+        unit = batch * 128 * 4
+        _, plain = tr.saved_bytes(tr.DeepMLP(width=128, depth=depth), x)
+        _, kept = tr.saved_bytes(tr.DeepMLP(width=128, depth=depth, checkpointed=True), x)
+        assert plain == (9 * depth) * unit        # x, then 4 + 4 around each GELU, and each block's output
+        assert kept == depth * unit               # each block's input only
+    assert (plain, kept) == (2 * 72 * UNIT, 2 * 8 * UNIT)   # twice the batch, twice the memory
+
+
+def test_the_page_run_saves_9_mib_and_1_mib_with_the_same_gradients(checkpointed_pair, capsys):
+    plain, checkpointed, x = checkpointed_pair
+    assert 72 * UNIT == 9 * 2**20 and 8 * UNIT == 2**20 and UNIT == 2**20 / 8
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(plain.parameters(), checkpointed.parameters()))
+    assert torch.equal(plain(x), checkpointed(x))
+
+
+def test_saved_bytes_counts_each_storage_once_and_leaves_out_the_parameters():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    _, size = tr.saved_bytes(model, torch.ones(2, 4))
+    # the first layer keeps x (32 bytes); ReLU keeps its output, which the second layer keeps too
+    assert size == 2 * 32
+
+
+@pytest.mark.parametrize("args", [(nn.Linear(2, 2), [1.0, 2.0]), (lambda x: x, torch.ones(2))])
+def test_saved_bytes_rejects_what_is_not_a_model_and_a_tensor(args):
+    with pytest.raises(TypeError, match=r"give a model and its input tensor, e.g. saved_bytes\(model, x\)"):
+        tr.saved_bytes(*args)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"width": 0}, "width must be an integer >= 1, got 0"),
+                                           ({"depth": 2.0}, "depth must be an integer >= 1, got 2.0")])
+def test_deep_mlp_rejects_bad_sizes(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tr.DeepMLP(**kwargs)
+
+
+def _flops(model, x) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        model.zero_grad()
+        model(x).pow(2).mean().backward()
+    return counter.get_total_flops()
+
+
+def test_recomputation_runs_each_blocks_first_linear_layer_again_and_stops(checkpointed_pair):
+    from torch.utils.checkpoint import set_checkpoint_early_stop
+    plain, checkpointed, x = checkpointed_pair
+    linear = 2 * 256 * 128 * 512                   # one of a block's two linear layers, forward
+    more = _flops(checkpointed, x) - _flops(plain, x)
+    assert more == 8 * linear                      # the first linear layer of each block, once more
+    with set_checkpoint_early_stop(False):        # without stopping early: the whole block again
+        assert _flops(checkpointed, x) - _flops(plain, x) == 8 * 2 * linear
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_page_states_the_counted_operations(checkpointed_pair, lang):
+    plain, checkpointed, x = checkpointed_pair
+    flops_plain, flops_kept = _flops(plain, x), _flops(checkpointed, x)
+    section = next(s for s in page_text(lang).split("\n## ") if s.startswith(("Memory", "内存")))
+    assert f"{(flops_kept - flops_plain) / 1e9:.3f} GFLOP" in section
+    assert f"{round(100 * (flops_kept / flops_plain - 1))} %" in section
+    assert f"GFLOP per step: {flops_plain / 1e9:.3f} plain, {flops_kept / 1e9:.3f} checkpointed" in section
+
+
+def test_the_cost_demo_counts_more_operations_checkpointed(checkpointed_pair, capsys):
+    flops, ms = tr.demo_checkpoint_cost(*checkpointed_pair)
+    assert flops[True] > flops[False] and ms[True] > 0 and ms[False] > 0
+    assert capsys.readouterr().out.startswith(
+        "GFLOP per step: 1.577 plain, 1.845 checkpointed (+0.268, +17 %)\n")
+
+
+def test_checkpoint_restores_the_random_state_so_dropout_draws_the_same_mask():
+    from torch.utils.checkpoint import checkpoint
+    block = nn.Sequential(nn.Linear(16, 16), nn.Dropout(0.5), nn.Linear(16, 16))
+    x = torch.randn(32, 16)
+
+    def grads(**kwargs):
+        block.zero_grad()
+        torch.manual_seed(1)
+        checkpoint(block, x, use_reentrant=False, **kwargs).pow(2).sum().backward()
+        return [p.grad.clone() for p in block.parameters()]
+
+    block.zero_grad()
+    torch.manual_seed(1)
+    block(x).pow(2).sum().backward()
+    plain = [p.grad.clone() for p in block.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(plain, grads()))                       # the default
+    assert not all(torch.equal(a, b) for a, b in zip(plain, grads(preserve_rng_state=False)))
+
+
+def test_reentrant_checkpoint_gives_a_first_block_fed_data_no_gradient_with_only_a_warning():
+    from torch.utils.checkpoint import checkpoint
+    torch.manual_seed(0)
+    block, head, x = tr.FeedForward(8), nn.Linear(8, 1), torch.randn(4, 8)   # x: data, no grad
+    with pytest.warns(UserWarning, match="None of the inputs have requires_grad=True"):
+        out = checkpoint(block, x, use_reentrant=True)
+    head(out).sum().backward()
+    assert all(p.grad is None for p in block.parameters()) and head.weight.grad is not None
+    head(checkpoint(block, x, use_reentrant=False)).sum().backward()
+    assert all(p.grad is not None for p in block.parameters())
+
+
+def test_reentrant_checkpoint_does_not_work_with_autograd_grad():
+    from torch.utils.checkpoint import checkpoint
+    block, x = tr.FeedForward(8), torch.randn(4, 8, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"(not compatible|incompatible) with \.grad\(\)"):
+        torch.autograd.grad(checkpoint(block, x, use_reentrant=True).sum(), x)
+    (grad,) = torch.autograd.grad(checkpoint(block, x, use_reentrant=False).sum(), x)
+    assert grad.shape == x.shape
+
+
+def test_leaving_out_use_reentrant_warns_and_takes_the_reentrant_variant():
+    import warnings
+
+    from torch.utils.checkpoint import checkpoint
+    block, x = tr.FeedForward(8), torch.randn(4, 8, requires_grad=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = checkpoint(block, x)
+    except (RuntimeError, ValueError) as err:                     # a later release may refuse instead
+        assert "use_reentrant" in str(err)
+        return
+    assert any("use_reentrant parameter should be passed explicitly" in str(w.message) for w in caught)
+    assert type(out.grad_fn).__name__ == "CheckpointFunctionBackward"   # the reentrant variant's node
+
+
+def test_the_documentation_recommends_use_reentrant_false():
+    from torch.utils.checkpoint import checkpoint
+    assert "It is recommended that you use ``use_reentrant=False``" in " ".join(checkpoint.__doc__.split())
+
+
+def test_checkpointing_single_linear_layers_saves_nothing():
+    from torch.utils.checkpoint import checkpoint
+    layers = nn.ModuleList(nn.Linear(64, 64) for _ in range(4))
+
+    class Chain(nn.Module):
+        def __init__(self, checkpointed):
+            super().__init__()
+            self.layers, self.checkpointed = layers, checkpointed
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = checkpoint(layer, x, use_reentrant=False) if self.checkpointed else layer(x)
+            return x
+
+    x = torch.randn(32, 64)
+    assert tr.saved_bytes(Chain(True), x)[1] == tr.saved_bytes(Chain(False), x)[1] == 4 * 32 * 64 * 4
+
+
+def test_checkpoint_sequential_checkpoints_every_segment_but_the_last():
+    from torch.utils.checkpoint import checkpoint_sequential
+    torch.manual_seed(0)
+    model, x = nn.Sequential(*(tr.FeedForward(128) for _ in range(8))), torch.randn(256, 128)
+
+    class Segmented(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return checkpoint_sequential(self.model, 4, x, use_reentrant=False)
+
+    out, size = tr.saved_bytes(Segmented(), x)
+    # three checkpointed segments keep their inputs; the last two blocks keep everything (2 x 9)
+    assert size == (3 + 2 * 9) * UNIT
+    assert torch.equal(out, model(x))
+
+
+@pytest.mark.cuda
+def test_cuda_perf_counter_alone_measures_the_launch_not_the_work(capsys):
+    times = tr.demo_cuda_timing()
+    assert times["launch"] < times["work"] / 10                    # the clock stopped before the GPU did
+    assert 0.5 * times["work"] < times["events"] < 2 * times["work"]
+    assert capsys.readouterr().out.startswith("without synchronize ")
+
+
+@pytest.mark.cuda
+def test_cuda_time_ms_and_the_timer_measure_the_work_not_the_launch():
+    import time
+
+    from torch.utils import benchmark
+    x = torch.randn(4096, 4096, device="cuda")
+    work = tr.time_ms(lambda: x @ x, "cuda", repeat=5)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(5):
+        x @ x
+    launch = (time.perf_counter() - start) * 1000 / 5             # no synchronize: the launches only
+    torch.cuda.synchronize()
+    median = benchmark.Timer("x @ x", globals={"x": x}).blocked_autorange(min_run_time=0.2).median * 1000
+    assert work > 5 * launch and 0.5 < median / work < 2
+
+
+@pytest.mark.cuda
+def test_cuda_profiler_records_the_gpu_kernels():
+    from torch.profiler import ProfilerActivity, profile
+    assert tr.profiler_activities("cuda") == [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    x = torch.randn(1024, 1024, device="cuda")
+    with profile(activities=tr.profiler_activities("cuda")) as prof:
+        x @ x
+        torch.cuda.synchronize()
+    rows = prof.key_averages()
+    assert max(getattr(r, "self_device_time_total", 0) for r in rows) > 0
+    assert "CUDA" in rows.table(sort_by="self_cuda_time_total", row_limit=5)
+
+
+@pytest.mark.cuda
+def test_cuda_checkpointing_lowers_the_peak_memory_and_keeps_the_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(4096, 128, device="cuda")
+    plain = tr.DeepMLP(width=128, depth=8).cuda()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.checkpointed = True
+    peaks, saved = {}, {}
+    for model in (plain, checkpointed):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        out, saved[model.checkpointed] = tr.saved_bytes(model, x)
+        out.pow(2).mean().backward()
+        torch.cuda.synchronize()
+        peaks[model.checkpointed] = torch.cuda.max_memory_allocated() - base
+    unit = 4096 * 128 * 4
+    assert (saved[False], saved[True]) == (72 * unit, 8 * unit)       # the same tensors as on the CPU
+    assert peaks[False] - peaks[True] > 0.5 * (72 - 8) * unit
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(plain.parameters(), checkpointed.parameters()))

@@ -216,7 +216,9 @@ STATED_FACTS: dict[str, dict[str, str]] = {
                     "9×0": "the 9×0 example of a wrong shape", "12": "epochs of `make figures` (tools/figures.py)",
                     "8×8": "the digits' image size", "75": "about 75: the output's 74.9828, rounded",
                     "25": "DDP's default bucket_cap_mb (MiB), tests/test_training.py checks it",
-                    "2.9": "a torch release that has torch.accelerator's memory queries and fp32_precision"},
+                    "2.9": "a torch release that has torch.accelerator's memory queries and fp32_precision",
+                    "72": "8 blocks x 9 activations, arithmetic in the prose",
+                    "4×128": "DeepMLP's hidden width: 4 times its width of 128"},
 }
 
 
