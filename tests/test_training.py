@@ -1499,7 +1499,7 @@ def test_recomputation_runs_each_blocks_first_linear_layer_again_and_stops(check
 def test_the_page_states_the_counted_operations(checkpointed_pair, lang):
     plain, checkpointed, x = checkpointed_pair
     flops_plain, flops_kept = _flops(plain, x), _flops(checkpointed, x)
-    section = next(s for s in page_text(lang).split("\n## ") if s.startswith(("Memory", "内存")))
+    section = next(s for s in page_text(lang).split("\n## ") if s.startswith(("Trading compute for memory", "以计算换内存")))
     assert f"{(flops_kept - flops_plain) / 1e9:.3f} GFLOP" in section
     assert f"{round(100 * (flops_kept / flops_plain - 1))} %" in section
     assert f"GFLOP per step: {flops_plain / 1e9:.3f} plain, {flops_kept / 1e9:.3f} checkpointed" in section
