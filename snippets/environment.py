@@ -221,8 +221,12 @@ def tour() -> None:
 
     # --8<-- [start:demo_backends]
     print("CUDA:", torch.version.cuda, "| ROCm (HIP):", torch.version.hip)
-    found = torch.accelerator.current_accelerator()  # the build's, even with no GPU
-    print("accelerator:", found, "| usable:", torch.accelerator.is_available())
+    usable = torch.accelerator.is_available()
+    try:
+        found = torch.accelerator.current_accelerator()  # the build's, even with no GPU
+    except RuntimeError:  # torch 2.6: none is usable
+        found = None
+    print("accelerator:", found, "| usable:", usable)
     # --8<-- [end:demo_backends]
 
     # --8<-- [start:demo_device_refused]
