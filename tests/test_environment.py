@@ -778,6 +778,9 @@ def test_exercise_to_device_moves_every_tensor_and_leaves_the_batch_where_it_was
     ("2.14.1+cpu", "0.29.1+cu130", False),       # one release, two builds
     ("2.14.1+cu130", "0.29.1", False),
     ("2.14.1", "0.28.0", False),                 # torchvision 0.28 is torch 2.13's
+    ("2.15.0+cu132", "0.29.2+cu132", True),      # the page: 0.29 asks for torch>=2.14 (make matrix's 2.15)
+    ("2.13.0", "0.29.0", False),
+    ("2.15.0", "0.28.0", False),
 ])
 def test_exercise_matching_pair(torch_version, vision_version, matching):
     assert env.matching_pair(torch_version, vision_version) is matching
