@@ -199,6 +199,7 @@ STATED_FACTS: dict[str, dict[str, str]] = {
                        "0.21": "torchvision for torch 2.6, whose requirement tests/test_environment.py reads under make matrix",
                        "0.26": "torchvision for torch 2.11, the same",
                        "2.15": "the newest torch the pages support (tools/matrix.py RELEASES)",
+                       "0.30": "the torchvision release that does not exist yet (PyPI's newest is 0.29.2)",
                        "2.7": "the torch release from which current_accelerator() answers without a device (PyTorch's docs)"},
     "init.md": {"23": "√512 ≈ 22.6, arithmetic in the prose", "73728": "the weights of the 128×64×3×3 layer, arithmetic in the prose"},
     "layers.md": {"20": "a value of the 5×5 input shown (0 to 24)", "2×2": "the example kernel's size", "1×2": "the edge kernel's size",
