@@ -15,6 +15,7 @@ says on the page why it depends on the machine; its `holds` expression must be t
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -110,6 +111,40 @@ def differs(shown: str, got: str, *, exact: bool | None = None, error: str | Non
         return True
     message = shown_error.split(": ", 1)[1]
     return own is None or any(part in message for part in own)
+
+
+def _printed_lines(text: str) -> list[str]:
+    return [line for line in mask(text).split("\n") if line.strip()]
+
+
+def program_differs(blocks: list, printed: str, *, exact: bool | None = None,
+                    own: list[str] | None = None) -> bool:
+    """Does a runnable copy's output differ from what the page shows under its blocks?
+
+    A runnable copy (pagekit/runnable.py) is `blocks` run as one program; `printed` is its whole
+    output. Blank lines aside, it is held to the page by the same policy as the page's run
+    (`differs`, `problem`): on the pinned CPU versions it is the blocks' outputs, exactly.
+    Elsewhere it must split, in order, into one run of lines per block such that each passes on
+    its own: a `varies` block's lines are free (its page says why; the page's run checks its
+    `holds`), a must-fail block's error may be worded otherwise when it is not the project's own
+    (`own`), and every other block prints what the page shows."""
+    got = _printed_lines(printed)
+    if exact if exact is not None else exact_environment():
+        return got != [line for b in blocks for line in _printed_lines(b.expected or "")]
+
+    @functools.cache
+    def fits(i: int, start: int) -> bool:  # blocks[i:] print got[start:]
+        if i == len(blocks):
+            return start == len(got)
+        block, shown = blocks[i], "\n".join(_printed_lines(blocks[i].expected or ""))
+        ends = range(start, len(got) + 1)
+        if not (block.mark("varies") or block.must_fail):
+            ends = [start + len(_printed_lines(shown))] if start + len(_printed_lines(shown)) <= len(got) else []
+        return any((block.mark("varies") or not differs(shown, "\n".join(got[start:end]), exact=False,
+                                                          error=block.must_fail, own=own))
+                   and fits(i + 1, end) for end in ends)
+
+    return not fits(0, 0)
 
 
 def problem(result: Result, *, exact: bool | None = None, own: list[str] | None = None) -> str | None:

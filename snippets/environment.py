@@ -221,8 +221,12 @@ def tour() -> None:
 
     # --8<-- [start:demo_backends]
     print("CUDA:", torch.version.cuda, "| ROCm (HIP):", torch.version.hip)
-    found = torch.accelerator.current_accelerator()  # the build's, even with no GPU
-    print("accelerator:", found, "| usable:", torch.accelerator.is_available())
+    usable = torch.accelerator.is_available()
+    try:
+        found = torch.accelerator.current_accelerator()  # the build's, even with no GPU
+    except RuntimeError:  # torch 2.6: none is usable
+        found = None
+    print("accelerator:", found, "| usable:", usable)
     # --8<-- [end:demo_backends]
 
     # --8<-- [start:demo_device_refused]
@@ -309,7 +313,11 @@ def matching_pair(torch_version: str, vision_version: str) -> bool:
     v_release, _, v_build = vision_version.partition("+")
     t_major, t_minor = (int(n) for n in t_release.split(".")[:2])
     v_major, v_minor = (int(n) for n in v_release.split(".")[:2])
-    return (t_major, v_major, v_minor) == (2, 0, t_minor + 15) and t_build == v_build
+    if (t_major, v_major) != (2, 0) or t_build != v_build:
+        return False
+    if v_minor >= 29:  # stable ABI: 0.29 asks for torch>=2.14, so 2.15 too
+        return t_minor >= v_minor - 15
+    return t_minor == v_minor - 15
 # --8<-- [end:exercise_matching_pair]
 
 

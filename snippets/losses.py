@@ -416,11 +416,13 @@ def demo_errors() -> None:
         "integer logits": (logits.round().long(), torch.tensor([0, 2, 1, 2])),
     }
     loss_fns = {"built-in": F.cross_entropy, "ours": FocalLoss(gamma=0.0)}
+    raised = {}
     for case, (x, y) in cases.items():
         for who, loss_fn in loss_fns.items():
             try:
                 loss_fn(x, y)
             except Exception as err:
+                raised[case, who] = err
                 print(f"{case} | {who} | {type(err).__name__}: {err}")
     # --8<-- [end:demo_errors]
 

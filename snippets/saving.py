@@ -157,7 +157,8 @@ def demo_extension() -> None:
     data = [Path(name).read_bytes() for name in names]
     print("identical bytes:", data[0] == data[1] == data[2])
     print("zip archive:", zipfile.is_zipfile("weights.pkl"))
-    print(zipfile.ZipFile("weights.pkl").namelist()[:3])
+    names = zipfile.ZipFile("weights.pkl").namelist()
+    print("weights/data.pkl" in names, [n for n in names if n.startswith("weights/data/")])
     # --8<-- [end:demo_extension]
     # --8<-- [start:demo_other_name]
     torch.save(state, "other.pt")            # another name: another folder in the zip

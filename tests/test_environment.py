@@ -17,6 +17,7 @@ from torch import nn
 from snippets import environment as env
 
 ROOT = Path(__file__).resolve().parents[1]
+TORCH_RELEASE = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])  # (2, 14)
 INSTALL_SH = ROOT / "snippets" / "install.sh"
 CUDA_ENV_SH = ROOT / "snippets" / "cuda_env.sh"
 BASE_PATH = "/usr/bin:/bin"  # no real nvcc on it (this machine has one in /usr/local/bin)
@@ -117,8 +118,15 @@ def test_torchvision_requirement_carries_no_build_tag_so_pip_accepts_any_torch_b
     from packaging.requirements import Requirement
     from packaging.version import Version
     needs = [Requirement(r) for r in importlib.metadata.requires("torchvision") if r.startswith("torch ")]
-    assert len(needs) == 1 and needs[0].specifier == Requirement("torch>=2.14.0").specifier
-    for build in ("2.14.1+cpu", "2.14.1+cu126", "2.14.1+cu130"):  # PEP 440: the tag is ignored
+    vision = Version(importlib.metadata.version("torchvision")).release[:2]
+    release = torch.__version__.split("+")[0]
+    if vision >= (0, 29):  # the page's 0.29.1: any torch from 2.14 on
+        assert len(needs) == 1 and needs[0].specifier == Requirement("torch>=2.14.0").specifier
+        builds = ("2.14.1+cpu", "2.14.1+cu126", "2.14.1+cu130")
+    else:  # the page: older ones (0.21, 0.26) ask for exactly their torch: the release, not the build
+        assert len(needs) == 1 and needs[0].specifier == Requirement(f"torch=={release}").specifier
+        builds = (f"{release}+cpu", f"{release}+cu126")
+    for build in builds:  # PEP 440: the tag is ignored
         assert needs[0].specifier.contains(build)
     # and an installed torchvision of another build satisfies install.sh's pin: pip keeps it
     assert Requirement("torchvision==0.29.1").specifier.contains(Version("0.29.1+cu130"))
@@ -126,7 +134,11 @@ def test_torchvision_requirement_carries_no_build_tag_so_pip_accepts_any_torch_b
 
 def test_this_pair_is_one_release_pair_and_one_build():
     import torchvision
-    assert torch.__version__.split("+")[0] == "2.14.1" and torchvision.__version__.split("+")[0] == "0.29.1"
+
+    from pagekit.project import pins
+    if torch.__version__.split("+")[0] == pins()["torch"]:  # the pair install.sh pins
+        assert torchvision.__version__.split("+")[0] == pins()["torchvision"] == "0.29.1"
+    assert env.matching_pair(torch.__version__, torchvision.__version__)
     assert torch.__version__.partition("+")[2] == torchvision.__version__.partition("+")[2]
 
 
@@ -424,8 +436,13 @@ def test_torch_accelerator_has_the_four_calls_the_page_names():
 @pytest.mark.skipif(torch.cuda.is_available() or not torch.version.cuda,
                     reason="the claim is about a CUDA build on a machine without a GPU (this site's build machine)")
 def test_current_accelerator_names_the_builds_accelerator_even_without_a_device():
-    # the page: current_accelerator() answers 'cuda' here, is_available() False, so ask it first
-    assert torch.accelerator.current_accelerator().type == "cuda"
+    # the page: current_accelerator() answers 'cuda' here, is_available() False, so ask it first;
+    # only torch 2.6 raises instead
+    if TORCH_RELEASE == (2, 6):
+        with pytest.raises(RuntimeError, match="Cannot access accelerator device when none is available"):
+            torch.accelerator.current_accelerator()
+    else:
+        assert torch.accelerator.current_accelerator().type == "cuda"
     assert torch.accelerator.is_available() is False
     assert env.pick_device() == torch.device("cpu")
 
@@ -662,11 +679,17 @@ def test_notes_E1_extension_build_cannot_find_nvcc(probe_after_switch):
     if not probe["checks"]:
         pytest.skip("needs a CUDA build of torch whose cpp_extension has _check_cuda_version")
     corrected, notes = probe["checks"]
-    assert notes == ["FileNotFoundError", f"nvcc not found at '{root}/bin:/bin/nvcc'. "
-                     f"Ensure CUDA path '{root}/bin:' is correct."]
+    if TORCH_RELEASE == (2, 6):  # the page: torch 2.6 stops where it runs nvcc, with the OS's words
+        assert notes == ["FileNotFoundError", "2", "No such file or directory"]
+    else:
+        assert notes == ["FileNotFoundError", f"nvcc not found at '{root}/bin:/bin/nvcc'. "
+                         f"Ensure CUDA path '{root}/bin:' is correct."]
     # the corrected value gets past the lookup to the version check: the major versions must agree
     assert corrected[0] == "RuntimeError" and "mismatches the version" in corrected[1]
-    assert corrected[2:] == ["11.0", torch.version.cuda]
+    if TORCH_RELEASE == (2, 6):  # the versions written into the message
+        assert "(11.0)" in corrected[1] and f"({torch.version.cuda})" in corrected[1]
+    else:
+        assert corrected[2:] == ["11.0", torch.version.cuda]
 
 
 @pytest.mark.skipif(torch.version.cuda is None, reason="a CPU-only torch build loads no CUDA libraries")
@@ -755,6 +778,9 @@ def test_exercise_to_device_moves_every_tensor_and_leaves_the_batch_where_it_was
     ("2.14.1+cpu", "0.29.1+cu130", False),       # one release, two builds
     ("2.14.1+cu130", "0.29.1", False),
     ("2.14.1", "0.28.0", False),                 # torchvision 0.28 is torch 2.13's
+    ("2.15.0+cu132", "0.29.2+cu132", True),      # the page: 0.29 asks for torch>=2.14 (make matrix's 2.15)
+    ("2.13.0", "0.29.0", False),
+    ("2.15.0", "0.28.0", False),
 ])
 def test_exercise_matching_pair(torch_version, vision_version, matching):
     assert env.matching_pair(torch_version, vision_version) is matching

@@ -184,3 +184,17 @@ def test_the_committed_report_is_what_its_json_renders():
         assert (matrix.GENERATED / f"matrix-summary.{lang}.md").read_text(encoding="utf-8") == \
             matrix.render_summary(report, lang)
     assert {e["release"] for e in report["releases"]} >= {"2.11.0", report["pinned_torch"]}
+
+
+def test_the_supported_range_is_the_matrix_and_readers_find_it_in_the_readme_and_the_environment_page():
+    """The issue asks for the range in the README and on the environment page: the oldest and the
+    newest release the matrix runs, in both languages."""
+    from pagekit.project import DOCS, ROOT
+    assert list(matrix.RELEASES) == sorted(matrix.RELEASES, key=matrix.version_key)
+    oldest, newest = (".".join(r.split(".")[:2]) for r in (matrix.RELEASES[0], matrix.RELEASES[-1]))
+    words = {"en": f"torch {oldest} to {newest}", "zh": f"torch {oldest} 到 {newest}"}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for lang in LANGS:
+        assert words[lang] in readme, words[lang]
+        page = (DOCS / lang / "environment.md").read_text(encoding="utf-8")
+        assert words[lang] in page and all(r in page for r in matrix.RELEASES), lang

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from pagekit.compare import differs
-from pagekit.page import exception_type, expand, includes, parse_page
+from pagekit.compare import differs, exact_environment, own_messages
+from pagekit.export import block_code
+from pagekit.page import exception_type, expand, includes, parse_page, python_blocks, read
 from pagekit.project import LANGS
 from pagekit.run import error_line
 from snippets import ddp_train
@@ -442,6 +443,14 @@ SPAWN_TEST = "tests/test_multi_gpu.py::test_spawned_checks_print_what_the_page_s
 SPAWN_OUTPUTS = {"ddp": "snippets/multi_gpu.py:run_ddp_checks",
                  "resume": "snippets/multi_gpu.py:run_resume_checks",
                  "fsdp": "snippets/multi_gpu.py:run_fsdp_checks"}
+TORCH_RELEASE = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])  # (2, 14)
+# the page: torch 2.6's FSDP2 does not run on CPU processes (its all-gather records an event on
+# the CPU stream, which has no record_event): there the fsdp run is left out, its tests skipped
+FSDP_ON_CPU = TORCH_RELEASE != (2, 6)
+NEEDS_FSDP_ON_CPU = pytest.mark.skipif(not FSDP_ON_CPU, reason="torch 2.6's FSDP2 does not run on CPU "
+                                       "processes ('Stream' object has no attribute 'record_event'); the page says so")
+if not FSDP_ON_CPU:
+    del SPAWN_OUTPUTS["fsdp"]
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -495,7 +504,9 @@ def test_gpu_file_block(section, tmp_path):
             assert isinstance(error, exception_type(block.must_fail)), f"{lang}: {error!r}"
         else:
             assert error is None, f"{lang}: {error!r}"
-        assert block.expected is not None and not differs(block.expected, printed), \
+        own = own_messages("\n".join(block_code(b) for b in python_blocks(read(PAGES[lang]))))
+        assert block.expected is not None and not differs(block.expected, printed, error=block.must_fail,
+                                                          own=own), \
             f"{lang}: the page shows\n{block.expected}\nbut it printed\n{printed}\n" \
             "(`python -m tests.test_multi_gpu` rewrites these fences)"
 
@@ -767,6 +778,10 @@ def test_spawned_checks_print_what_the_page_shows(spawned):
         for lang in PAGES:
             block = shown_block(lang, include)
             assert block.mark("skip") and SPAWN_TEST in block.mark("skip").reason
+            varies = block.mark("varies")
+            if varies and not exact_environment():  # elsewhere: free, but what it states must hold
+                assert eval(varies.holds, {"out": outputs[name]}), f"{lang} {name}: {varies.holds}\n{outputs[name]}"
+                continue
             assert block.expected is not None and not differs(block.expected, outputs[name]), \
                 f"{lang}: the page shows\n{block.expected}\nbut it printed\n{outputs[name]}\n" \
                 "(`python -m tests.test_multi_gpu` rewrites these fences)"
@@ -781,10 +796,12 @@ def test_no_sync_accumulation_equals_the_unaccumulated_gradient_with_one_allredu
 
 @pytest.mark.multiprocess
 def test_sync_batchnorm_in_a_group_needs_gpu_tensors(spawned):
-    assert ("SyncBatchNorm on CPU tensors: ValueError: SyncBatchNorm expected input tensor to be on GPU "
-            "or XPU or privateuseone") in spawned[0]["ddp"]
+    devices = "GPU or privateuseone" if TORCH_RELEASE == (2, 6) else "GPU or XPU or privateuseone"  # the page
+    assert ("SyncBatchNorm on CPU tensors: ValueError: SyncBatchNorm expected input tensor to be on "
+            f"{devices}") in spawned[0]["ddp"]
 
 
+@NEEDS_FSDP_ON_CPU
 @pytest.mark.multiprocess
 def test_fsdp2_shards_each_parameter_and_steps_like_one_process(spawned):
     out = spawned[0]["fsdp"]
@@ -793,6 +810,7 @@ def test_fsdp2_shards_each_parameter_and_steps_like_one_process(spawned):
     assert "one step on 2 ranks equals one on the whole batch: True" in out
 
 
+@NEEDS_FSDP_ON_CPU
 @pytest.mark.multiprocess
 def test_dcp_writes_one_file_per_rank_and_loads_back(spawned):
     out, folder = spawned[0]["fsdp"], spawned[1]
@@ -811,7 +829,7 @@ def test_dcp_writes_one_file_per_rank_and_loads_back(spawned):
 def test_spawned_lines_are_whole_lines_from_rank_0(spawned):
     # only rank 0 prints: with PYTHONUNBUFFERED=1 no line is split or doubled
     lines = [line for out in spawned[0].values() for line in out.splitlines()]
-    assert len(lines) == len(set(lines)) == 14
+    assert len(lines) == len(set(lines)) == (14 if FSDP_ON_CPU else 8)
     assert all(re.match(r"^(SyncBatchNorm|no_sync|parameters|0\.weight|one step|dcp|loaded|model\.pt"
                         r"|run [12]: |rank 0, last 6 losses|same losses)", line)
                for line in lines)

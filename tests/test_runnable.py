@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pagekit.comments import code_tokens
-from pagekit.compare import mask
+from pagekit.compare import mask, own_messages, program_differs
+from pagekit.export import block_code
 from pagekit.page import parse_page, python_blocks, read
 from pagekit.project import CHAPTERS, LANGS
 from pagekit.run import FreshRun
@@ -76,12 +77,14 @@ class RunnableRuns:
     from the end of collection (EARLY, tests/conftest.py)."""
 
     def __init__(self, folder: Path, pages: set[str] | None = None):
-        self.expected: dict[str, list[tuple[int, str, str]]] = {}  # page -> (line, file, output)
+        self.expected: dict[str, list[tuple[int, str, list]]] = {}  # page -> (line, file, its blocks)
+        self.own: dict[str, list[str]] = {}  # page -> the project's own error messages
         files: dict[str, Path] = {}
         for chapter in CHAPTERS:
             if pages is not None and chapter.page not in pages:
                 continue
             blocks = python_blocks(read(chapter.path("en")))
+            self.own[chapter.page] = own_messages("\n".join(block_code(b) for b in blocks))
             for (chosen, text), block in zip(programs(blocks), blocks):
                 if block.mark("skip") or block.mark("cuda"):
                     continue
@@ -89,8 +92,8 @@ class RunnableRuns:
                     files[text] = folder / f"{len(files)}-{chapter.module}" / "program.py"
                     files[text].parent.mkdir()
                     files[text].write_text(text, encoding="utf-8")
-                shown = "".join(blocks[j].expected or "" for j in chosen + [blocks.index(block)])
-                self.expected.setdefault(chapter.page, []).append((block.lineno, str(files[text]), shown))
+                parts = [blocks[j] for j in chosen + [blocks.index(block)]]
+                self.expected.setdefault(chapter.page, []).append((block.lineno, str(files[text]), parts))
         self.run = FreshRun(list(files.values()), folder, parallel=1)
 
     def result(self) -> RunnableRuns:
@@ -109,19 +112,19 @@ def runnable_runs(early) -> RunnableRuns:
     return early.result("runnable_runs", RunnableRuns)
 
 
-def _lines(text: str) -> list[str]:
-    return [line for line in mask(text).split("\n") if line.strip()]
-
-
 @pytest.mark.parametrize("chapter", [c.page for c in CHAPTERS])
 def test_each_runnable_program_runs_alone_and_prints_what_the_page_shows(chapter, runnable_runs):
+    """Compared as the page's run is (`pagekit.compare.program_differs`): exactly on the pinned
+    CPU versions; under another torch release torch's wording of an error, and the output of a
+    block the page marks `varies`, may differ."""
     problems = []
-    for line, file, shown in runnable_runs.expected[chapter]:
+    for line, file, parts in runnable_runs.expected[chapter]:
         status = runnable_runs.status[file]["returncode"]
         printed = Path(f"{file}.out").read_text(encoding="utf-8", errors="replace")
         if status != 0:
             problems.append(f"line {line}: exited {status}:\n{Path(f'{file}.err').read_text()[-1500:]}")
-        elif _lines(printed) != _lines(shown):
+        elif program_differs(parts, printed, own=runnable_runs.own[chapter]):
+            shown = "".join(b.expected or "" for b in parts)
             problems.append(f"line {line}: printed\n{mask(printed)}\nthe page shows\n{shown}")
     assert not problems, f"{chapter}:\n" + "\n".join(problems)
 
@@ -139,6 +142,45 @@ def test_without_a_block_it_needs_the_program_fails(tmp_path):
     (tmp_path / "p.py").write_text(program(blocks, index, without), encoding="utf-8")
     done = subprocess.run([sys.executable, "p.py"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 1 and "NameError: name '_check_2d' is not defined" in done.stderr
+
+
+# --- what a runnable copy may print elsewhere ----------------------------------------------------
+def shown_page(*blocks: tuple[str, str, str]) -> list:
+    """Blocks as (marker comment, code, the output the page shows)."""
+    text = "\n\n".join(f"{mark}\n```python\n{code}\n```\n\n<!--pytest-codeblocks:expected-output-->\n"
+                       f"```text\n{out}\n```" for mark, code, out in blocks)
+    return python_blocks(parse_page(text))
+
+
+POLICY_PAGE = shown_page(
+    ("", "print(1)", "x = 1"),
+    ('<!--pytest.mark.varies(reason="other kernels", holds="True")-->', "print(2)", "loss 0.681\nacc 0.95"),
+    ("<!--pytest.mark.xfail(raises=TypeError, strict=True)-->", "print(3)",
+     "before\nTypeError: transpose() received an invalid combination of arguments"),
+    ("<!--pytest.mark.xfail(raises=ValueError, strict=True)-->", "print(4)", "ValueError: x must be positive"),
+)
+SHOWN = "x = 1\nloss 0.681\nacc 0.95\nbefore\nTypeError: transpose() received an invalid combination of arguments\n" \
+        "ValueError: x must be positive\n"
+
+
+@pytest.mark.parametrize("printed, exact, different", [
+    (SHOWN, True, False),
+    (SHOWN.replace("x = 1\n", "x = 1\n\n"), True, False),  # blank lines aside
+    (SHOWN.replace("0.681", "0.769"), True, True),  # exact on the pin, varies or not
+    (SHOWN.replace("0.681", "0.769"), False, False),  # a varies block's lines are free elsewhere
+    (SHOWN.replace("acc 0.95\n", "acc 0.96\nepoch 2\n"), False, False),  # ... their number too
+    (SHOWN.replace("x = 1", "x = 2"), False, True),  # any other block prints what the page shows
+    (SHOWN.replace("x = 1\n", ""), False, True),
+    (SHOWN + "extra\n", False, True),
+    (SHOWN.replace("received an invalid combination of arguments", "takes 2 positional arguments"), False, False),
+    (SHOWN.replace("received an invalid combination of arguments", "takes 2 positional arguments"), True, True),
+    (SHOWN.replace("TypeError: transpose()", "RuntimeError: transpose()"), False, True),  # the type holds
+    (SHOWN.replace("before", "after"), False, True),  # and what the must-fail block printed before it
+    (SHOWN.replace("x must be positive", "x must be > 0"), False, True),  # the project's own message
+])
+def test_a_runnable_copy_is_held_to_the_pages_policy(printed, exact, different):
+    own = ["x must be positive"]
+    assert program_differs(POLICY_PAGE, printed, exact=exact, own=own) is different
 
 
 # --- the buttons on the built pages --------------------------------------------------------------
