@@ -158,7 +158,8 @@ def demo_extension() -> None:
     print("identical bytes:", data[0] == data[1] == data[2])
     print("zip archive:", zipfile.is_zipfile("weights.pkl"))
     names = zipfile.ZipFile("weights.pkl").namelist()
-    print("weights/data.pkl" in names, [n for n in names if n.startswith("weights/data/")])
+    storages = [n for n in names if n.startswith("weights/data/")]
+    print("weights/data.pkl" in names, storages)
     # --8<-- [end:demo_extension]
     # --8<-- [start:demo_other_name]
     torch.save(state, "other.pt")            # another name: another folder in the zip
