@@ -889,3 +889,32 @@ def test_spawn_cannot_send_a_lambda_or_a_function_defined_inside_another():
         for func in (lambda: 1, inner):
             with pytest.raises((pickle.PicklingError, AttributeError), match="(?i)can't pickle"):
                 pool.apply(func)
+
+
+HIDE_SETUPTOOLS = textwrap.dedent("""
+    import importlib.abc, sys
+    class Hide(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "setuptools":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    sys.meta_path.insert(0, Hide())
+    """)
+
+
+@pytest.mark.parametrize("code", ["from torch.utils import benchmark",
+                                  "import torch; torch.compile(lambda x: x + 1)(torch.ones(2))"])
+def test_benchmark_and_compile_on_cpu_stop_without_setuptools(code):
+    """The environment page: both import setuptools, through torch.utils.cpp_extension."""
+    done = subprocess.run([sys.executable, "-c", HIDE_SETUPTOOLS + code], capture_output=True, text=True,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode != 0
+    assert "ModuleNotFoundError: No module named 'setuptools'" in done.stderr
+
+
+def test_which_torch_releases_install_setuptools_with_them():
+    """The environment page: 2.11 and later require setuptools; 2.6 only on Python 3.12 and later."""
+    wanted = [r for r in importlib.metadata.requires("torch") if re.match(r"setuptools\b", r)]
+    if TORCH_RELEASE >= (2, 11):
+        assert wanted and all(";" not in r for r in wanted), wanted
+    elif TORCH_RELEASE == (2, 6):
+        assert [r.split(";")[1].strip() for r in wanted] == ['python_version >= "3.12"']

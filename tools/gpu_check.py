@@ -66,6 +66,8 @@ NEEDS = (
     Need("PyYAML", "yaml", "reads mkdocs.yml", "pure"),
     Need("Markdown", "markdown", "expands the pages' includes", "pure"),
     Need("pymdown-extensions", "pymdownx", "pymdownx.snippets expands the pages' includes", "pure"),
+    Need("setuptools", "setuptools", "torch.utils.benchmark and torch.compile on CPU import it "
+         "(torch 2.6 on Python 3.11 does not install it)", "pure"),
     Need("numpy", "numpy", "page blocks and tests use NumPy arrays", "compiled"),
     Need("pillow", "PIL", "the data chapter writes and reads PNG files", "compiled"),
     Need("safetensors", "safetensors", "the saving chapter saves and loads .safetensors files", "compiled"),
