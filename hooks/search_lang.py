@@ -14,6 +14,11 @@
    run of Chinese characters cut into jieba's words ("混合精度" -> "混合 精度"), each word asked
    for whole as well as a prefix; it links a page found by its sections with their words
    (Material's "?h=" was empty). The pages' `search` worker address points at it.
+
+3. The glossary's Chinese terms are words. jieba cuts "图中断" (graph break) into "图 中断" and
+   "损失缩放" into "损失 缩放", and a page that says 中断 or 损失 often ranked above the one that
+   teaches the term. Each term of docs/zh/glossary.md's 中文 column is given to jieba as one word
+   before the pages are indexed, so the index holds it whole and the query cutter finds it.
 """
 from __future__ import annotations
 
@@ -28,6 +33,28 @@ _CONFIG_BASE = re.compile(r'(<script id="__config" type="application/json">[^<]*
 _WORKER_URL = re.compile(r'("search": "[^"]*/workers/)search\.[0-9a-f]+\.min\.js(")')
 
 SHIM = Path(__file__).with_name("search_worker.js")  # Material's worker, with the queries in the index's words
+
+
+GLOSSARY = Path(__file__).resolve().parents[1] / "docs" / "zh" / "glossary.md"
+_ROW = re.compile(r"^\| [^|]+ \| ([^|]+?) \|", re.M)
+
+
+def glossary_terms(text: str) -> list[str]:
+    """The Chinese terms of the glossary's table that jieba should keep whole (two or more Han
+    characters, nothing else: "meta 设备" and "rank" are cut at their spaces anyway)."""
+    table = text.split("| --- |", 1)[-1]  # the rows under the header
+    terms = (t.strip() for cell in _ROW.findall(table) for t in cell.split("、"))
+    return [t for t in terms if re.fullmatch(r"[\u4e00-\u9fff]{2,}", t)]
+
+
+def on_config(config):
+    try:
+        import jieba
+    except ImportError:  # Material indexes without segmenting, and so does this
+        return config
+    for term in glossary_terms(GLOSSARY.read_text(encoding="utf-8")):
+        jieba.add_word(term)
+    return config
 
 
 def _i18n(config):

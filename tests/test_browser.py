@@ -206,6 +206,12 @@ SEARCHES = [
     ("zh", "重新编译", "training.md"),
     ("zh", "预热", "training.md"),
     ("zh", "TF32", "training.md"),
+    ("zh", "图中断", "training.md"),       # jieba alone: 图 中断 (hooks/search_lang.py keeps the glossary's terms whole)
+    ("zh", "损失缩放", "training.md"),
+    ("zh", "异步执行", "training.md"),
+    ("zh", "常驻内存", "saving.md"),
+    ("zh", "进程组", "multi-gpu.md"),
+    ("zh", "微批量", "autograd.md"),
     ("zh", "数据并行", "multi-gpu.md"),
     ("zh", "DataParallel", "multi-gpu.md"),
     ("zh", "多卡训练", "multi-gpu.md"),

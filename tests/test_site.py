@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hooks import search_lang
 from pagekit.page import MarkerError, expand, includes, parse_page
 from pagekit.project import LANGS, ROOT
 from tools.reproducible import differences
@@ -174,8 +175,12 @@ def test_search_index_holds_jieba_segmented_chinese(built_site):
     index = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
     zh_docs = [d for d in index["docs"] if not d["location"].startswith("en/")]
     text = " ".join(d["title"] + " " + d["text"] for d in zh_docs)
-    # jieba splits 梯度累加 ("gradient accumulation") into two searchable words
-    assert "梯度\u200b累加" in text
+    # jieba splits 训练循环 ("training loop") into two searchable words, but keeps the glossary's
+    # terms whole (hooks/search_lang.py): 梯度累加 ("gradient accumulation"), 图中断 ("graph break")
+    assert "训练\u200b循环" in text
+    for term in search_lang.glossary_terms((ROOT / "docs" / "zh" / "glossary.md").read_text(encoding="utf-8")):
+        assert f"\u200b{term}\u200b" in text or term not in text.replace("\u200b", ""), term
+    assert "\u200b梯度累加\u200b" in text and "\u200b图中断\u200b" in text
     assert "\\u200b" in index["config"]["separator"]
 
 
