@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks import search_lang
 from pagekit.page import MarkerError, expand, includes, parse_page
 from pagekit.project import LANGS, ROOT
 from tools.reproducible import differences
@@ -178,6 +177,8 @@ def test_search_index_holds_jieba_segmented_chinese(built_site):
     # jieba splits 训练循环 ("training loop") into two searchable words, but keeps the glossary's
     # terms whole (hooks/search_lang.py): 梯度累加 ("gradient accumulation"), 图中断 ("graph break")
     assert "训练\u200b循环" in text
+    from hooks import search_lang  # imports mkdocs: not at module level (the GPU machine has none)
+
     for term in search_lang.glossary_terms((ROOT / "docs" / "zh" / "glossary.md").read_text(encoding="utf-8")):
         assert f"\u200b{term}\u200b" in text or term not in text.replace("\u200b", ""), term
     assert "\u200b梯度累加\u200b" in text and "\u200b图中断\u200b" in text
