@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.build:
             figures["test warm"] = _timed(["make", "test"], ROOT)
             fresh = _clone(Path(tmp) / "fresh")
-            figures["test fresh clone"] = _timed(["make", "test"], fresh)
+            # -o: the shared venv is installed; without it the clone's newer requirements.txt would
+            # reinstall it, and repoint this venv's editable pagekit at the clone
+            figures["test fresh clone"] = _timed(["make", "-o", ".venv/.installed", "test"], fresh)
     over = 0
     for name, seconds in figures.items():
         budget = BUDGETS[name]
