@@ -45,6 +45,14 @@ def code_sha(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()[:16]
 
 
+def torch_release() -> tuple[int, ...]:
+    """The running torch's release as numbers, (2, 14) for 2.14.1+cu130: comparable, unlike strings
+    ("2.11" < "2.9")."""
+    import torch
+
+    return tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])
+
+
 def exact_environment() -> bool:
     """True on the versions the page outputs were made with: compare exactly."""
     import torch

@@ -14,10 +14,11 @@ import pytest
 import torch
 from torch import nn
 
+from pagekit.compare import torch_release
 from snippets import environment as env
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_RELEASE = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])  # (2, 14)
+TORCH_RELEASE = torch_release()  # (2, 14)
 INSTALL_SH = ROOT / "snippets" / "install.sh"
 CUDA_ENV_SH = ROOT / "snippets" / "cuda_env.sh"
 BASE_PATH = "/usr/bin:/bin"  # no real nvcc on it (this machine has one in /usr/local/bin)

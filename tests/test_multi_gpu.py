@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from pagekit.compare import differs, exact_environment, own_messages
+from pagekit.compare import differs, exact_environment, own_messages, torch_release
 from pagekit.export import block_code
 from pagekit.page import exception_type, expand, includes, parse_page, python_blocks, read
 from pagekit.project import LANGS
@@ -443,7 +443,7 @@ SPAWN_TEST = "tests/test_multi_gpu.py::test_spawned_checks_print_what_the_page_s
 SPAWN_OUTPUTS = {"ddp": "snippets/multi_gpu.py:run_ddp_checks",
                  "resume": "snippets/multi_gpu.py:run_resume_checks",
                  "fsdp": "snippets/multi_gpu.py:run_fsdp_checks"}
-TORCH_RELEASE = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])  # (2, 14)
+TORCH_RELEASE = torch_release()  # (2, 14)
 # the page: torch 2.6's FSDP2 does not run on CPU processes (its all-gather records an event on
 # the CPU stream, which has no record_event): there the fsdp run is left out, its tests skipped
 FSDP_ON_CPU = TORCH_RELEASE != (2, 6)

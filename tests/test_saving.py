@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from pagekit.compare import torch_release
 from snippets import saving as S
 
-TORCH_RELEASE = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])  # (2, 14)
+TORCH_RELEASE = torch_release()  # (2, 14)
 CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="shows CPU-only behaviour; a GPU is present")
 
 
