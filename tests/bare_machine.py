@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 from packaging.markers import Marker
+
+from tools.reproducible import working_tree_copy
 
 BARE = ("torch", "torchvision", "numpy", "pip")  # what the GPU machine's python3 is said to have
 
@@ -88,10 +89,4 @@ def wheels(names, dest: Path, have=BARE) -> list[Path]:
 
 def checkout_copy(root: Path, dest: Path) -> Path:
     """The working tree's files that git knows or would add (no .git, .venv, .cache, site/)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        if (root / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / rel, dest / rel)
-    return dest
+    return working_tree_copy(dest, root)

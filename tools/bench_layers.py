@@ -11,14 +11,11 @@ on N x N inputs, on the CPU; then nn.Conv2d layers (inference, no_grad) on conti
 measured RUNS times with torch.utils.benchmark (each run: the median of as many calls as
 fit in its time) and shown as the range of those runs, a factor as the range of its
 per-run ratios: one run on one machine is not a property of the code.
-The measurement is kept in generated/layers-bench.json; each page includes the table in
-its own language (generated/layers-bench.<lang>.md), both rendered from that one file.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import sys
 from pathlib import Path
@@ -37,8 +34,6 @@ GENERATED = Path(__file__).resolve().parents[1] / "generated"
 DATA = "layers-bench.json"  # the measurement; both languages' tables are rendered from it
 FRAGMENT = "layers-bench.{lang}.md"  # one table per language, each page includes its own
 COMMAND = "make bench"
-
-
 RUNS = 5
 
 
@@ -55,16 +50,6 @@ def ratios(a: list[float], b: list[float]) -> list[float]:
 
 def fmt(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} µs"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(sizes: list[int], n_runs: int, min_run_time: float) -> list[dict]:
@@ -106,21 +91,17 @@ def measure_channels_last(layers: list[tuple], n_runs: int, min_run_time: float)
     return rows
 
 
-def machine() -> dict:
-    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
-
-
 def measure_all(quick: bool = False) -> dict:
     """Everything the tables show, as written to generated/layers-bench.json."""
-    if quick:
-        sizes = measure([8, 16], n_runs=2, min_run_time=0.01)
-        layers = measure_channels_last(CONV_LAYERS_QUICK, n_runs=2, min_run_time=0.01)
-    else:
-        sizes = measure([32, 64, 128], n_runs=RUNS, min_run_time=0.2)
-        layers = measure_channels_last(CONV_LAYERS, n_runs=RUNS, min_run_time=0.2)
-    return {"machine": machine(), "command": COMMAND, "runs": 2 if quick else RUNS,
-            "sizes": sizes, "channels_last": layers}
+    n_runs, min_run_time = (2, 0.01) if quick else (RUNS, 0.2)
+    sizes = measure([8, 16] if quick else [32, 64, 128], n_runs, min_run_time)
+    layers = measure_channels_last(CONV_LAYERS_QUICK if quick else CONV_LAYERS,
+                                   n_runs, min_run_time)
+    machine = {"cpu": measured.cpu_name(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "python": platform.python_version(),
+               "date": datetime.date.today().isoformat()}
+    return {"machine": machine, "command": COMMAND, "runs": n_runs, "sizes": sizes,
+            "channels_last": layers}
 
 
 # The tables' words, per language (the numbers are the same in both; code names stay as they are).
@@ -145,9 +126,8 @@ WORDS = {
 }
 
 
-def span(values: list[float], show=None) -> str:
+def span(values: list[float], show=fmt) -> str:
     """A range of measurements, e.g. "8.5–9.1 ms" or "280–310×" (one value when they agree)."""
-    show = show or fmt
     low, high = show(min(values)), show(max(values))
     if low == high:
         return low
@@ -164,16 +144,6 @@ def _header(cells: tuple[str, ...], align: str) -> list[str]:
     return ["| " + " | ".join(cells) + " |", "|" + f" {align} |" * len(cells)]
 
 
-def render_channels_last(rows: list[dict], lang: str = "en") -> str:
-    words = WORDS[lang]
-    lines = _header(words["layers"], "--:")
-    lines[1] = lines[1].replace("--:", "---", 1)
-    for r in rows:
-        lines.append(f"| {words['layer'].format(r['layer'])} | {r['input']} | {span(r['contiguous'])} "
-                     f"| {span(r['channels_last'])} | {factor(r['speedup'])} |")
-    return "\n".join(lines)
-
-
 def render(data: dict, lang: str) -> str:
     """One language's tables, from the measurement `data` (generated/layers-bench.json)."""
     if lang not in WORDS:
@@ -184,15 +154,16 @@ def render(data: dict, lang: str) -> str:
             f"| {r['n']}² | {span(r['loop'])} | {span(r['unfold'])} | {span(r['builtin'])} "
             f"| {factor(r['loop_per_unfold'])} | {factor(r['loop_per_builtin'])} |")
     if data.get("channels_last"):
-        lines += ["", render_channels_last(data["channels_last"], lang)]
+        words = WORDS[lang]
+        lines += ["", *_header(words["layers"], "--:")]
+        lines[-1] = lines[-1].replace("--:", "---", 1)  # the layer's name, left-aligned
+        for r in data["channels_last"]:
+            lines.append(f"| {words['layer'].format(r['layer'])} | {r['input']} "
+                         f"| {span(r['contiguous'])} | {span(r['channels_last'])} "
+                         f"| {factor(r['speedup'])} |")
     stamp = WORDS[lang]["machine"].format(command=data["command"], runs=data["runs"], **data["machine"])
     lines += ["", f"<small>{stamp}</small>", ""]
     return "\n".join(lines)
-
-
-def write(data: dict, out_dir: Path = GENERATED) -> list[Path]:
-    """Write the measurement and each language's tables into out_dir."""
-    return measured.write(data, out_dir, DATA, FRAGMENT, render)
 
 
 def load(out_dir: Path = GENERATED) -> dict:
@@ -213,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output == "-":
         sys.stdout.write("\n".join(render(data, lang) for lang in LANGS))
         return 0
-    for path in write(data, Path(args.output)):
-        print(f"wrote {os.path.relpath(path)}")
+    measured.write(data, Path(args.output), DATA, FRAGMENT, render)
     return 0
 
 

@@ -12,9 +12,7 @@ and time at which the accuracy first reached 95 %. Imports are timed separately.
 
 --compile-table times one training step (forward, backward, Adam step) of DigitCNN on a
 batch of 64 on the CPU, eager and under torch.compile: the first call (for compile: the
-compilation, with an empty inductor cache) and the median of the following calls. It keeps
-the measurement in generated/training-compile.json and renders from it the table each
-training page includes in its own language (generated/training-compile.<lang>.md).
+compilation, with an empty inductor cache) and the median of the following calls.
 """
 from __future__ import annotations
 
@@ -46,18 +44,8 @@ COMPILE_COMMAND = "python -m tools.bench_training --compile-table"
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": measured.cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads()}
-
-
-def machine() -> str:
-    return "{cpu}, {cores} cores, torch {torch}, {threads} threads".format(**machine_info())
 
 
 def bench(seed: int, epochs: int, device: torch.device) -> dict:
@@ -135,16 +123,6 @@ def render_compile_table(data: dict, lang: str) -> str:
     return "\n".join(lines) + f"\n\n<small>{stamp}</small>\n"
 
 
-def compile_table(steps: int = 50, lang: str = "en") -> str:
-    """Eager vs torch.compile on the CPU, measured now, as a Markdown table."""
-    return render_compile_table(measure_compile(steps), lang)
-
-
-def write_compile_tables(data: dict, out_dir: Path = GENERATED) -> list[Path]:
-    """Write the measurement and each language's table into out_dir."""
-    return measured.write(data, out_dir, COMPILE_DATA, COMPILE_FRAGMENT, render_compile_table)
-
-
 def load_compile_data(out_dir: Path = GENERATED) -> dict:
     return measured.load(out_dir, COMPILE_DATA, COMPILE_COMMAND)
 
@@ -171,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         data = load_compile_data(Path(args.output)) if args.render else measure_compile()
         print(render_compile_table(data, "en"), end="")
         if args.output != "-":
-            for path in write_compile_tables(data, Path(args.output)):
-                print(f"wrote {os.path.relpath(path)}")
+            measured.write(data, Path(args.output), COMPILE_DATA, COMPILE_FRAGMENT, render_compile_table)
         return 0
     device = pick_device(args.device)
-    print(f"{machine()}; device {device}; imports {IMPORT_SECONDS:.1f} s")
+    machine = "{cpu}, {cores} cores, torch {torch}, {threads} threads".format(**machine_info())
+    print(f"{machine}; device {device}; imports {IMPORT_SECONDS:.1f} s")
     ok = True
     for seed in args.seeds:
         r = bench(seed, args.epochs, device)

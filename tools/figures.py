@@ -1,12 +1,10 @@
 """Regenerate every picture the pages show, once per language: `make figures`.
 
-Each snippet module that draws pictures defines `save_figures(out_dir) -> list[Path]`; the
-snippets draw with English words (titles, axis labels, legends), as the code on the pages does.
-This calls them all and writes each picture once per page language into docs/assets/img/:
-`<name>.en.png` as the snippet drew it, `<name>.zh.png` the same figure with its words replaced
-by the Chinese in LABELS (the glossary's terms), set in WenQuanYi Micro Hei (fonts-wqy-microhei,
-installed by `make browser-deps`). A word with no translation stops the run, so a new label in a
-snippet cannot reach a Chinese page in English. Each page links its own language's picture.
+Each snippet module that draws pictures defines `save_figures(out_dir) -> list[Path]` and draws
+English words, as the code on the pages does. This writes each picture into docs/assets/img/ as
+`<name>.en.png` and `<name>.zh.png`, its words from LABELS in WenQuanYi Micro Hei (`make
+browser-deps`; CONTRIBUTING.md says the rest). A word with no translation stops the run, so a new
+label in a snippet cannot reach a Chinese page in English.
 
     python -m tools.figures            # every module
     python -m tools.figures training   # only snippets/training.py
@@ -22,6 +20,7 @@ import io
 import pkgutil
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,15 +129,7 @@ def every_language() -> Iterator[Callable[[Path], dict[str, bytes]]]:
         Figure.savefig = original
 
 
-def language_path(out: Path, name: str, lang: str) -> Path:
-    """docs/assets/img/training-curves.png -> docs/assets/img/training-curves.zh.png"""
-    stem, suffix = name.rsplit(".", 1)
-    return out / f"{stem}.{lang}.{suffix}"
-
-
 def main(names: list[str], out: Path = OUT) -> int:
-    import tempfile
-
     out.mkdir(parents=True, exist_ok=True)
     _cjk_family()  # fail before a long run, not after it
     for info in pkgutil.iter_modules(snippets.__path__):
@@ -150,7 +141,8 @@ def main(names: list[str], out: Path = OUT) -> int:
         with tempfile.TemporaryDirectory() as tmp, every_language() as variants:
             for path in module.save_figures(Path(tmp)):
                 for lang, png in variants(Path(path)).items():
-                    target = language_path(out, Path(path).name, lang)
+                    name = Path(path).with_suffix(f".{lang}{Path(path).suffix}").name
+                    target = out / name  # training-curves.zh.png
                     target.write_bytes(png)
                     print(f"wrote {target.relative_to(out.parents[2])}")
     return 0

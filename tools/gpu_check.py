@@ -110,14 +110,6 @@ def missing_message(missing: list[Need], python: str, wheels: Path | None) -> st
     return "\n".join(lines)
 
 
-def installed(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 def wheels_to_install(wheels: Path) -> list[Path]:
     """The folder's wheels for distributions this interpreter does not have. What it has stays
     its own (NumPy built for its torch, say), and torch's family never comes from the folder."""
@@ -126,7 +118,7 @@ def wheels_to_install(wheels: Path) -> list[Path]:
         dist = path.name.split("-")[0]
         if dist.lower().replace("_", "-") in NEVER_INSTALLED or dist.lower().startswith("nvidia"):
             continue
-        if not installed(dist):
+        if dist_version(dist) is None:
             chosen[dist.lower()] = path
     return list(chosen.values())
 
@@ -162,9 +154,8 @@ def download_wheels(dest: Path, python_version: str, extra: list[str], platforms
         return 2
     specs = [f"{name}=={pinned[name.lower()]}" if name.lower() in pinned else name for name in wanted]
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", python_version,
-           "--implementation", "cp", "--disable-pip-version-check", "-q", "-d", str(dest)]
-    for tag in platforms:
-        cmd += ["--platform", tag]
+           "--implementation", "cp", "--disable-pip-version-check", "-q", "-d", str(dest),
+           *(arg for tag in platforms for arg in ("--platform", tag))]
     print("+", shlex.join(cmd + specs), flush=True)
     rc = subprocess.run(cmd + specs).returncode
     if rc == 0:
@@ -185,18 +176,16 @@ def gpu_facts() -> dict:
         hint = f"; CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""
         raise NoGPU(f"no CUDA device: torch {torch.__version__} ({build}) on {sys.executable} sees no GPU{hint}. "
                     "Refusing to write a GPU report from a CPU run; on a CPU machine `make test` is the check.")
-    gpus = []
-    for i in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(i)
-        gpus.append({"name": props.name, "capability": f"{props.major}.{props.minor}",
-                     "memory_gib": round(props.total_memory / 2**30, 1)})
-    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": cudnn_version(torch.backends.cudnn.version()), "driver": driver_version(),
-            "torchvision": dist_version("torchvision"), "gpus": gpus}
+    props = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+    gpus = [{"name": p.name, "capability": f"{p.major}.{p.minor}",
+             "memory_gib": round(p.total_memory / 2**30, 1)} for p in props]
+    return cpu_facts() | {"cudnn": cudnn_version(torch.backends.cudnn.version()),
+                          "driver": driver_version(), "gpus": gpus}
 
 
 def cpu_facts() -> dict:
-    """gpu_facts' fields on a machine without a GPU (the test of the procedure only)."""
+    """gpu_facts' fields, the GPU's left empty: gpu_facts fills them in; on a machine without a GPU
+    (the test of the procedure only) these are the facts."""
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -268,19 +257,16 @@ def target_dists(target: Path = TARGET) -> list[str]:
     return sorted(f"{d.metadata['Name']} {d.version}" for d in found)
 
 
-def selection(tests: list[dict]) -> str:
-    blocks = sum(t["id"].startswith("docs/") for t in tests)
-    return (f"{len(tests) - blocks} tests marked `cuda` (tests/) and {blocks} code blocks shown on the site "
-            "(docs/), each run as a reader runs it")
-
-
 def build_report(facts: dict, results: dict, command: str, from_wheels: list[str], commit: str | None = None) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc)
     packages = {n.dist: dist_version(n.dist) for n in NEEDS if n.kind != "torch-matched"}
     tests = sorted(results["tests"], key=lambda t: t["id"])
+    blocks = sum(t["id"].startswith("docs/") for t in tests)
+    selection = (f"{len(tests) - blocks} tests marked `cuda` (tests/) and {blocks} code blocks shown on the site "
+                 "(docs/), each run as a reader runs it")
     return {"status": "ran", "date": now.strftime("%Y-%m-%d"), "finished": now.strftime("%Y-%m-%d %H:%M UTC"),
             **facts, "packages": packages, "from_wheels": from_wheels, "commit": commit or git_commit(),
-            "command": command, "selection": selection(tests), "exitstatus": results["exitstatus"],
+            "command": command, "selection": selection, "exitstatus": results["exitstatus"],
             "counts": reports.counts(tests), "tests": tests}
 
 

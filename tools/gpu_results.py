@@ -34,8 +34,7 @@ def _message(report) -> str:
         text = str(report.longrepr[2]).removeprefix("Skipped: ")
     else:
         crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
-        text = crash.message if crash is not None else report.longreprtext.strip().splitlines()[-1:]
-        text = text if isinstance(text, str) else "".join(text)
+        text = crash.message if crash is not None else "".join(report.longreprtext.strip().splitlines()[-1:])
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS - 1] + "…"
 
@@ -56,15 +55,12 @@ class Recorder:
             entry["outcome"], entry["message"] = outcome, message
 
     def pytest_runtest_logreport(self, report):
-        if report.skipped:
+        if report.skipped:  # xfailed: the error the block raised, as its page says
             outcome = "xfailed" if hasattr(report, "wasxfail") else "skipped"
-            # xfailed: the error the block raised, as its page says
-            message = (_message(report) or report.wasxfail) if outcome == "xfailed" else _message(report)
-            self._set(report.nodeid, outcome, message, report.duration)
-        elif report.failed:
-            self._set(report.nodeid, "failed" if report.when == "call" else "error", _message(report), report.duration)
         else:
-            self._set(report.nodeid, "passed", "", report.duration)
+            outcome = ("failed" if report.when == "call" else "error") if report.failed else "passed"
+        message = "" if outcome == "passed" else _message(report) or getattr(report, "wasxfail", "")
+        self._set(report.nodeid, outcome, message, report.duration)
         blocks = dict(getattr(report, "user_properties", ())).get("block_results")
         if report.when == "call" and blocks is not None:  # a page: what each of its blocks printed
             self.tests[report.nodeid]["blocks"] = blocks

@@ -70,12 +70,6 @@ def path(lab: str, lang: str) -> Path:
     return ROOT / "docs" / lang / "labs" / f"{lab}.ipynb"
 
 
-def render(lab: str, lang: str) -> str:
-    import nbformat
-
-    return nbformat.writes(build(lab, lang)) + "\n"
-
-
 def shown(target: Path) -> str:
     return str(target.relative_to(ROOT)) if target.is_relative_to(ROOT) else str(target)
 
@@ -84,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Generate the lab notebooks.")
     ap.add_argument("--check", action="store_true", help="fail if a committed notebook is out of date")
     args = ap.parse_args(argv)
+    import nbformat
+
     stale = []
     for lab in LABS:
         for lang in LANGS:
-            target, text = path(lab, lang), render(lab, lang)
+            target, text = path(lab, lang), nbformat.writes(build(lab, lang)) + "\n"
             if args.check:
                 if not target.exists() or target.read_text(encoding="utf-8") != text:
                     stale.append(shown(target))

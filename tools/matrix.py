@@ -4,21 +4,14 @@
     python3.11 -m tools.matrix 2.11.0 2.15.0     # some releases (`2.16.0:0.31.0` names torchvision too)
     python3.11 -m tools.matrix --render          # rewrite the Markdown from generated/matrix.json
 
-For each release, one after the other: a fresh venv (.cache/matrix/venv-<torch>, `python3.11 -m
-venv`) with that torch, its torchvision (TORCHVISION) and the page and test packages at
-requirements.txt's pins (PACKAGES; not the site build stack), from PyPI through one shared wheel
-folder (.cache/matrix/wheels: each wheel is downloaded once for all releases; pip's own cache
-config and this machine's pip constraints are not used); then one pytest session like
-tools/gpu_check.py's, on CPU: every page's blocks and every claim test, without the tests that
-build the site or drive a browser (LEFT_OUT), one progress line per page and test file, within
---timeout-s; the venv is removed afterwards. PyPI's Linux torch wheels are CUDA builds and run on
-CPU; without their nvidia-* wheels (`pip install --no-deps torch`) `import torch` fails
-(`libcudnn.so.9: cannot open shared object file`), so each venv has them: about 3 GB of downloads
-per CUDA generation and 5.6 GiB per venv. Results, merged by release into what is there:
-
-    generated/matrix.json               versions, counts, each failure with its message
-    generated/matrix.md                 the report: per release, each failing block, what differs, why
-    generated/matrix-summary.{zh,en}.md the release x passed/failed table, for a page to include
+What it does per release is README.md's "Other torch releases": a fresh venv
+(.cache/matrix/venv-<torch>) from one shared wheel folder (.cache/matrix/wheels; pip's own config
+stays out), one pytest session like tools/gpu_check.py's on CPU without LEFT_OUT, within
+--timeout-s. PyPI's Linux torch wheels are CUDA builds; without their nvidia-* wheels `import torch`
+fails (`libcudnn.so.9`), so each venv has them (about 3 GB per CUDA generation, 5.6 GiB per venv).
+Results, merged by release: generated/matrix.json (versions, counts, each failure's message),
+generated/matrix.md (per release, each failing block, what differs, why) and
+generated/matrix-summary.{zh,en}.md (the release x passed/failed table a page includes).
 
 It needs only Python's standard library (no torch); loaded into pytest with `-p tools.matrix
 --matrix-details FILE` it also leaves out the tests that need a built site and writes each
@@ -43,10 +36,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pagekit.project import LANGS
+from pagekit.project import GENERATED, LANGS, ROOT, pins
 
-ROOT = Path(__file__).resolve().parents[1]
-GENERATED = ROOT / "generated"
 WORK = ROOT / ".cache" / "matrix"
 WHEELS = WORK / "wheels"
 RELEASES = ("2.6.0", "2.11.0", "2.14.1", "2.15.0")  # the oldest supported, the GPU machine's, the pin, the newest
@@ -101,15 +92,6 @@ def parse_releases(words: list[str], pins: dict[str, str]) -> list[Release]:
     return found
 
 
-def pins(requirements: Path = ROOT / "requirements.txt") -> dict[str, str]:
-    found = {}
-    for line in requirements.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^\s*([A-Za-z0-9][\w.-]*)\s*==\s*([^\s;#]+)", line)
-        if m:
-            found[m.group(1).lower().replace("_", "-")] = m.group(2)
-    return found
-
-
 def requirements_for(release: Release, pinned: dict[str, str]) -> list[str]:
     specs = [f"torch=={release.torch}", f"torchvision=={release.torchvision}"]
     return specs + [f"{p}=={pinned[p.lower()]}" if p.lower() in pinned else p for p in PACKAGES]
@@ -128,13 +110,6 @@ def size_mb(path: Path) -> int:
     return round(total / 2**20)
 
 
-def step(cmd: list[str], log: Path, **kwargs) -> subprocess.CompletedProcess:
-    with open(log, "a") as out:
-        out.write(f"+ {shlex.join(map(str, cmd))}\n")
-        out.flush()
-        return subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kwargs)
-
-
 def install(release: Release, venv: Path, python: str, log: Path) -> str | None:
     """A fresh venv with the release; None, or why it could not be installed (pip's last lines)."""
     shutil.rmtree(venv, ignore_errors=True)
@@ -144,7 +119,11 @@ def install(release: Release, venv: Path, python: str, log: Path) -> str | None:
     for cmd in ([python, "-m", "venv", str(venv)],
                 [*pip, "download", "--only-binary=:all:", "-d", str(WHEELS), "--find-links", str(WHEELS), *specs],
                 [*pip, "install", "--no-index", "--find-links", str(WHEELS), *specs]):
-        if step(cmd, log, env=env).returncode:
+        with open(log, "a") as out:
+            out.write(f"+ {shlex.join(map(str, cmd))}\n")
+            out.flush()
+            failed = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        if failed:
             lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip() and "[notice]" not in x]
             return f"`{shlex.join(cmd[1:4] if cmd[0] == python else cmd[2:4])}` failed: " + " / ".join(lines[-3:])
     return None
@@ -355,18 +334,13 @@ def why_differs(shown: str, printed: str) -> str:
 def summarize(results: dict, details: dict, timed_out: bool = False, timeout_s: float = 0) -> dict:
     tests = results["tests"]
     counts = {k: sum(t["outcome"] == k for t in tests) for k in OUTCOMES}
-    failures = []
-    for t in sorted(tests, key=lambda t: t["id"]):
-        if t["outcome"] not in ("failed", "error"):
-            continue
-        message = details.get(t["id"], t["message"])
-        entry = {"id": t["id"], "outcome": t["outcome"], "message": message}
-        if t["id"].startswith("docs/"):
-            entry["blocks"] = page_blocks(message)
-        failures.append(entry)
-    status = "timed-out" if timed_out else "ran"
-    out = {"status": status, "counts": counts, "pages": sum(t["id"].startswith("docs/") for t in tests),
-           "failures": failures}
+    failures = [{"id": t["id"], "outcome": t["outcome"], "message": details.get(t["id"], t["message"])}
+                for t in sorted(tests, key=lambda t: t["id"]) if t["outcome"] in ("failed", "error")]
+    for f in failures:
+        if f["id"].startswith("docs/"):
+            f["blocks"] = page_blocks(f["message"])
+    out = {"status": "timed-out" if timed_out else "ran", "counts": counts,
+           "pages": sum(t["id"].startswith("docs/") for t in tests), "failures": failures}
     if timed_out:
         out["reason"] = f"stopped at the wall-clock limit ({timeout_s:.0f} s); the counts are what had finished"
     return out
@@ -433,8 +407,7 @@ def _block_lines(block: dict) -> list[str]:
 def short(message: str, most: int = 25) -> str:
     """A test's failure for the report: pytest's `E` lines when it has them, at most `most` lines."""
     lines = message.strip().splitlines()
-    marked = [x[1:].strip() for x in lines if x.startswith("E ")]
-    lines = marked or lines
+    lines = [x[1:].strip() for x in lines if x.startswith("E ")] or lines
     return "\n".join(lines[:most] + (["…"] if len(lines) > most else []))
 
 

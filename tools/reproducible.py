@@ -46,12 +46,12 @@ def differences(a: Path, b: Path) -> list[str]:
     return found
 
 
-def working_tree_copy(dest: Path) -> Path:
+def working_tree_copy(dest: Path, root: Path = ROOT) -> Path:
     """The files git would see (tracked and untracked, not ignored) copied into dest."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+                            cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
-        src = ROOT / rel
+        src = root / rel
         if src.is_file():  # a tracked file deleted in the working tree is listed too
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
