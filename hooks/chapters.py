@@ -2,16 +2,14 @@
 
 A chapter is a page with Python blocks. Under its title, in the page's language: one line on where
 it last ran (the pinned torch CI runs on, the last GPU run, the page's last commit), then how to
-run it (the blocks in order, or a download); each expected-output fence gets the label
-输出 / Output and the class `tpn-output`; and the page is written next to itself as a script
-(<slug>.py) and a notebook (<slug>.ipynb), made by pagekit/export.py from the page's own
-Markdown, plus the files its front matter lists under `downloads:` (multi-gpu: ddp_train.py, a
-script that torchrun starts, which the page shows in sections).
-overrides/main.html links them with words. On a zh page the code's comments and docstrings are
-Chinese, in its blocks and its downloads (pagekit/comments.py, snippets/<module>.zh.yml).
+run it; each expected-output fence is labelled 输出 / Output (class `tpn-output`); and the page is
+written next to itself as <slug>.py and <slug>.ipynb (pagekit/export.py), plus its front matter's
+`downloads:` (CONTRIBUTING.md, "Downloads"), linked with words by overrides/main.html. On a zh
+page the code's comments and docstrings are Chinese, in its blocks and downloads (pagekit/comments.py).
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -60,22 +58,14 @@ _GPU_RUN: dict = {}  # the committed report and its outputs, read once per build
 
 
 def gpu_run() -> tuple[dict, dict[tuple[str, str], str]]:
+    """The committed `make gpu-check` report, and what each block printed in it by page and the block's
+    code (its fingerprint: a block whose code changed since that run shows no GPU output)."""
     if not _GPU_RUN:
         report = reports.load_report()
-        _GPU_RUN.update(report=report, outputs=gpu_outputs(report))
+        outputs = {(Path(test["id"].split("::")[0]).name, block["code_sha"]): block["output"]
+                   for test in report.get("tests", []) for block in test.get("blocks", []) if block.get("code_sha")}
+        _GPU_RUN.update(report=report, outputs=outputs)
     return _GPU_RUN["report"], _GPU_RUN["outputs"]
-
-
-def gpu_outputs(report: dict) -> dict[tuple[str, str], str]:
-    """What each block printed in the committed `make gpu-check` run, by page and the block's
-    code (its fingerprint: a block whose code changed since that run shows no GPU output)."""
-    found = {}
-    for test in report.get("tests", []):
-        page = test["id"].split("::")[0]
-        for block in test.get("blocks", []):
-            if block.get("code_sha"):
-                found[(Path(page).name, block["code_sha"])] = block["output"]
-    return found
 
 
 def _gpu_box(block, lang: str, page: str, english: dict[str, str] | None = None) -> str:
@@ -103,22 +93,18 @@ LAST_RAN = {
 }
 
 
-_COMMIT_DATES: dict[str, str] = {}  # docs/<lang>/<page> -> the date of its last commit, read once per build
-
-
-def _commit_date(path: Path) -> str:
-    if not _COMMIT_DATES:  # one `git log` for every page, newest first
-        done = subprocess.run(["git", "log", "--format=date %cs", "--name-only", "--", "docs"], cwd=ROOT,
-                              capture_output=True, text=True)
-        date = ""
-        for line in done.stdout.splitlines():
-            if line.startswith("date "):
-                date = line[5:]
-            elif line:
-                _COMMIT_DATES.setdefault(line, date)
-        _COMMIT_DATES.setdefault("", "")
-    rel = path.resolve().relative_to(ROOT).as_posix() if path.is_absolute() else path.as_posix()
-    return _COMMIT_DATES.get(rel) or "—"  # a page not committed yet
+@functools.cache  # read once per build (on_pre_build clears it)
+def _commit_dates() -> dict[str, str]:
+    """docs/<lang>/<page> -> the date of its last commit, from one `git log` for every page, newest first."""
+    done = subprocess.run(["git", "log", "--format=date %cs", "--name-only", "--", "docs"], cwd=ROOT,
+                          capture_output=True, text=True)
+    dates, date = {}, ""
+    for line in done.stdout.splitlines():
+        if line.startswith("date "):
+            date = line[5:]
+        elif line:
+            dates.setdefault(line, date)
+    return dates
 
 
 def last_ran(lang: str, source: Path) -> str:
@@ -130,7 +116,8 @@ def last_ran(lang: str, source: Path) -> str:
         text += words["gpu"].format(gpu=reports.gpu_label(report), torch=report["torch"], date=report["date"])
     else:
         text += words["none"]
-    return text + words["date"].format(date=_commit_date(source))
+    rel = source.resolve().relative_to(ROOT).as_posix() if source.is_absolute() else source.as_posix()
+    return text + words["date"].format(date=_commit_dates().get(rel) or "—")  # "—": a page not committed yet
 
 
 def on_config(config):
@@ -154,7 +141,6 @@ _PYTHON_BLOCK = '<div class="language-python highlight"><pre>'
 RUNNABLE_FILE = "runnable.json"
 
 
-
 def _lang(config) -> str:
     language = config.theme["language"]
     return language if language in LANGS else DEFAULT_LANG
@@ -166,7 +152,7 @@ def on_post_build(config):
 
 def on_pre_build(config):
     memo.load()
-    _COMMIT_DATES.clear()  # `mkdocs serve`: a commit may have come since
+    _commit_dates.cache_clear()  # `mkdocs serve`: a commit may have come since
     expand.cache_clear()  # `mkdocs serve` rebuilds in one process after a snippet changed
     _GPU_RUN.clear()  # ... or after `make gpu-check` wrote a new report
     comments.clear_caches()  # ... or a translation of its comments (snippets/<module>.zh.yml)
@@ -208,7 +194,6 @@ def on_page_markdown(markdown, page, config, files):
     # comments and docstrings in the page's language: the fences hold the translated code
     english = {export.block_code(b, lang): export.block_code(b) for b in code}
     markdown = comments.page_in_language(markdown, lang)
-    page.nested_outputs = {}
     markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang],
                                 lambda block: _gpu_box(block, lang, src.name, english), page.nested_outputs)
     title = TITLE.search(markdown)
@@ -311,15 +296,10 @@ def on_page_content(html_text, page, config, files):
 CHROME = {"zh": {'title="Permanent link"': 'title="永久链接"'}}
 
 
-def in_page_language(output: str, lang: str) -> str:
-    for english, own in CHROME.get(lang, {}).items():
-        output = output.replace(english, own)
-    return output
-
-
 @event_priority(-100)  # after mkdocs-jupyter has copied a lab's .ipynb next to its page
 def on_post_page(output, page, config):
-    output = in_page_language(output, _lang(config))
+    for english, own in CHROME.get(_lang(config), {}).items():
+        output = output.replace(english, own)
     if page.file.src_uri.endswith(".ipynb"):
         _hosted_links_in_lab(page, config)
     files = getattr(page, "chapter_files", {})

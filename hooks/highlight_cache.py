@@ -24,14 +24,11 @@ _seen: dict[str, str] = {}
 _used: dict[str, str] = {}
 
 
-def _key(highlighter, args: tuple, kwargs: dict) -> str:
-    settings = {k: v for k, v in vars(highlighter).items() if isinstance(v, (str, int, float, bool, type(None)))}
-    text = json.dumps([_VERSIONS, sorted(settings.items()), repr(args), sorted((k, repr(v)) for k, v in kwargs.items())])
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _highlight(self, *args, **kwargs):
-    key = _key(self, args, kwargs)
+    settings = {k: v for k, v in vars(self).items() if isinstance(v, (str, int, float, bool, type(None)))}
+    text = json.dumps([_VERSIONS, sorted(settings.items()), repr(args),
+                       sorted((k, repr(v)) for k, v in kwargs.items())])
+    key = hashlib.sha256(text.encode()).hexdigest()
     if key not in _seen:
         _seen[key] = _original(self, *args, **kwargs)
     _used[key] = _seen[key]

@@ -1,27 +1,16 @@
 """The site in two languages: links between them, and a 404 page in each.
 
-Absolute hreflang alternates.
+Material writes the hreflang alternates (`<link rel="alternate" href=... hreflang=...>`) with the
+page-relative hrefs mkdocs-static-i18n gives it ("../en/layers/"); search engines and Lighthouse's
+`hreflang` audit want absolute URLs, resolved here under `site_url` (SITE_URL builds for another host).
+The header's language menu stays relative: on the home pages i18n leaves root-absolute links ("/en/"),
+which break in a local preview or under another path, so they point at the page's own alternates.
 
-Material writes `<link rel="alternate" href=... hreflang=...>` with the page-relative
-hrefs that mkdocs-static-i18n gives it ("./", "../en/layers/"); search engines and
-Lighthouse's `hreflang` audit want absolute URLs. Resolve each against the page's
-own address under `site_url` (set SITE_URL to build for another host).
-
-The header's language menu, on the other hand, stays relative: on the home pages
-mkdocs-static-i18n leaves its root-absolute defaults ("/", "/en/", from site_url's
-path), which break in a local preview or under another path. `on_page_context`
-points them at the page's own alternates, as it does on every other page.
-
-One 404 page per language: /404.html (Chinese) and /en/404.html (English).
-
-mkdocs-static-i18n builds every language into the same site_dir, so each language
-build rewrites /404.html and the last one (English) wins. Keep the default
-language's page at the root (GitHub Pages serves it for every missing path; it
-links the other languages' home pages too, see overrides/404.html) and move the
-others into their language folder (hosts such as Cloudflare Pages serve the
-nearest 404.html). Each page is in its own language only. Also point
-the 404's language switcher at each language's home page: by default it keeps
-the links of whichever page was built last.
+mkdocs-static-i18n builds every language into one site_dir, so the last language's /404.html wins.
+The default language's page stays at the root (GitHub Pages serves it for every missing path; it
+links the other languages' home pages too, see overrides/404.html) and each other one moves into its
+language folder (hosts such as Cloudflare Pages serve the nearest 404.html). The 404's language
+switcher points at each language's home page, not at the links of the page built last.
 """
 from __future__ import annotations
 
@@ -39,8 +28,8 @@ def _absolute(html: str, page_address: str) -> str:
 
 def on_page_context(context, page, config, nav):
     # runs after mkdocs-static-i18n's on_page_context (priority 50), which sets config.extra.alternate
+    # as an attribute, which shadows the item
     alternates = getattr(page.file, "alternates", None) or {}
-    # i18n sets config.extra.alternate as an attribute, which shadows the item
     for alternate in getattr(config.extra, "alternate", None) or []:
         if alternate.get("lang") in alternates:
             alternate["link"] = alternates[alternate["lang"]].url  # the `url` filter makes it relative
@@ -61,12 +50,8 @@ def on_post_template(output, template_name, config):
 _default_page: dict[str, bytes] = {}
 
 
-def _i18n(config):
-    return config.plugins.get("i18n")
-
-
 def on_template_context(context, template_name, config):
-    i18n = _i18n(config)
+    i18n = config.plugins.get("i18n")
     if template_name == "404.html" and i18n is not None and i18n.extra_alternate:
         # i18n sets it as an attribute (config.extra.alternate = ...), which shadows the item
         config.extra.alternate = deepcopy(i18n.extra_alternate)
@@ -74,7 +59,7 @@ def on_template_context(context, template_name, config):
 
 
 def on_post_build(config):
-    i18n = _i18n(config)
+    i18n = config.plugins.get("i18n")
     if i18n is None:
         return
     root_404 = Path(config.site_dir) / "404.html"

@@ -1,28 +1,18 @@
 """Give each notebook page only the notebook CSS it uses, inlined in its <head>.
 
-nbconvert's template puts about 600 kB of JupyterLab CSS into every notebook page: the
-whole JupyterLab application (toolbars, dialogs, drag images, side-by-side mode, hundreds
-of colour variables). A lab page is static HTML and uses a few dozen of those rules. Served
-as one file it blocked rendering and slowed style recalculation enough to cost the lab
-pages about 0.1 of Lighthouse's performance score.
+nbconvert's template puts about 600 kB of JupyterLab CSS (the whole application) into every notebook
+page, which uses a few dozen of its rules; served as one file it blocked rendering and cost the lab
+pages about 0.1 of Lighthouse's performance score. The <style> blocks are taken out of the content,
+and the rendered page gets what can match it (`prune`, about 3%): a rule whose selector names only
+classes and ids the page has, and the custom properties a kept rule or the page uses, transitively.
+Pruning keeps a rule it is not sure about (element names, attributes and pseudo-classes are ignored;
+:not(), :is() and the like are not looked into), so a pruned page looks exactly like the full one
+(tests/test_browser.py compares the computed styles).
 
-Here the <style> blocks are taken out of the page content, and once the page is rendered
-the CSS is cut down to what can match it (`prune`): a rule stays when every class and id
-its selector names occurs in the page, and a custom property stays when a kept rule (or
-the page itself) uses it, directly or through another property. What is left (about 3%)
-goes into a <style> in the page's <head>.
-
-Pruning keeps a rule it is not sure about: selectors are judged by their classes and ids
-only (element names, attributes and pseudo-classes are ignored, arguments of :not(),
-:is() and similar are not needed). So a pruned page looks exactly like the full one;
-tests/test_browser.py compares the computed style of each kind of element both ways.
-
-Code cells are highlighted by Pygments into one <span> per token, and many token classes
-(names above all) have no rule in any stylesheet: on the Task1 lab, 1150 of its 4600
-elements were <span class="n">. Such a span is replaced by its text (`unwrap_plain_spans`) when no
-selector that may match the page, in any stylesheet it links or holds, names its class.
-That cut the page's style and layout time by about a third (Lighthouse's trace). A browser
-test compares each code cell, as built, with the converter's own under the full CSS.
+Pygments writes a <span> per token, and many token classes have no rule (1150 of the Task1 lab's
+4600 elements were <span class="n">). A code span whose class no selector that may match the page
+names, in any stylesheet it links or holds, is replaced by its text (`unwrap_plain_spans`): that cut
+the page's style and layout time by about a third.
 """
 from __future__ import annotations
 
@@ -70,19 +60,15 @@ def needs(selector: list) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(classes), frozenset(ids)
 
 
-def may_match(selector: list, classes: set[str], ids: set[str]) -> bool:
-    """False only when the selector needs a class or id that the page does not have."""
-    need_classes, need_ids = needs(selector)
-    return need_classes <= classes and need_ids <= ids
-
-
 def _kept_rules(rules: list, classes: set[str], ids: set[str]) -> list[tuple]:
     """The rules that may match: ("rule", selectors, declarations), ("group", head, rules)
     for @media and the like, ("at", rule) for other at-rules (@keyframes, @font-face...)."""
     kept = []
     for rule in rules:
         if rule.type == "qualified-rule":
-            selectors = [s for s in split_selectors(rule.prelude) if may_match(s, classes, ids)]
+            # a selector that needs a class or id the page does not have cannot match it
+            selectors = [s for s in split_selectors(rule.prelude)
+                         if needs(s)[0] <= classes and needs(s)[1] <= ids]
             if selectors:
                 text = ",".join(tinycss2.serialize(s).strip() for s in selectors)
                 declarations = [d for d in tinycss2.parse_declaration_list(

@@ -1,33 +1,17 @@
 """Execute the lab notebooks once per build, in a scratch folder, and keep their pages offline.
 
-mkdocs-jupyter (execute: true) runs each notebook with its own folder as the working
-directory, so the files a lab writes (a digits/ tree of PNGs, checkpoints) would land in
-docs/. It also runs the zh and the en notebook separately although their code cells are
-the same (tools/make_notebooks.py writes them from the same snippet sections). Here the
-converter is wrapped: a notebook is executed in a temporary folder with nbclient (the
-plugin's kernel_name and allow_errors apply: a failing cell fails the build), its outputs
-are kept for this build by the text of its code cells, and the other language's notebook
-with the same code gets those outputs without running again. mkdocs-jupyter's cache
-then stores the rendered pages as usual.
+mkdocs-jupyter (execute: true) runs each notebook in its own folder, so the files a lab writes
+(a digits/ tree of PNGs, checkpoints) would land in docs/, and it runs the zh and the en notebook
+separately although their code cells are the same. Here its converter is wrapped: a notebook runs
+in a temporary folder with nbclient (the plugin's kernel_name and allow_errors apply: a failing cell
+fails the build), and its outputs, kept by the text of its code cells, serve the other language's
+notebook too. The plugin's page cache key also holds this file and requirements.txt, so that a warm
+build gives the same pages as a cold one after either changes.
 
-The nbconvert template also writes a MathJax <script> from cdnjs and a Mermaid loader
-that imports from cdnjs into every notebook page. The site loads nothing from other
-hosts (and has no math), so those scripts are removed from notebook pages. (The template's
-CSS is cut down by hooks/notebook_css.py.)
-
-mkdocs-jupyter keeps each rendered page in .cache/mkdocs-jupyter/ under a key made of the
-notebook and the plugin's options only; the key here also holds this file (how notebooks run
-and render) and requirements.txt (the versions that make the outputs), so that a warm build
-gives the same pages as a cold one after either changes.
-
-A lab reads like a chapter (`chapter_look`): each code cell gets the markup of a chapter's Python
-block (Material's highlight classes and its copy button, in place of the template's own), each
-printed output the chapter's labelled output box (输出 / Output), and overrides/assets/stylesheets/
-extra.css hides the "In [1]:" prompts and sets the cells in the chapters' colours and widths.
-
-Figures a notebook draws are written into its page as base64 PNGs (69 of the Task1 lab's
-98 kB, gzipped): the page's first paint waited for them. Each goes into a file next to the
-page instead (figure-<hash>.png), with its width and height, loaded lazily.
+The template's MathJax and Mermaid loaders (from cdnjs) are removed: the site loads nothing from
+other hosts and has no math. A lab reads like a chapter (`chapter_look`; CONTRIBUTING.md, "The labs
+look like the chapters"). Its figures, base64 PNGs that held up the page's first paint (69 of the
+Task1 lab's 98 kB, gzipped), go into files next to the page, sized and loaded lazily.
 """
 from __future__ import annotations
 
@@ -136,12 +120,6 @@ _EXTERNAL_SCRIPTS = [
 ]
 
 
-def without_external_scripts(content: str) -> str:
-    for pattern in _EXTERNAL_SCRIPTS:
-        content = pattern.sub("", content)
-    return content
-
-
 _INLINE_PNG = re.compile(r'(<img\b[^>]*?)\ssrc="data:image/png;base64,([A-Za-z0-9+/=\s]+)"')
 
 
@@ -198,11 +176,6 @@ _TEXT_OUTPUT = re.compile(r'<div class="jp-RenderedText jp-OutputArea-output"( d
                           r'<pre>(.*?)</pre>\s*</div>', re.S)
 
 
-def _as_python_block(m: re.Match) -> str:
-    code = _NAME.sub(lambda name: name.group(1), m.group(1))
-    return f'<div class="language-python highlight highlight-ipynb hl-python"><pre><span></span><code>{code}</code></pre></div>'
-
-
 def chapter_look(content: str, lang: str) -> str:
     """A lab's code cells and printed outputs in the markup of a chapter's blocks: a code cell as a
     Python block (`div.language-python.highlight > pre > code`, which Material colours and gives
@@ -211,7 +184,8 @@ def chapter_look(content: str, lang: str) -> str:
     if lang not in OUTPUT_LABEL:
         raise ValueError(f"no output label for language {lang!r}; known: {', '.join(OUTPUT_LABEL)}")
     content = _COPY_BUTTON.sub("", content)
-    content = _CODE_CELL.sub(_as_python_block, content)
+    content = _CODE_CELL.sub(lambda m: '<div class="language-python highlight highlight-ipynb hl-python"><pre>'
+                             "<span></span><code>" + _NAME.sub(r"\1", m.group(1)) + "</code></pre></div>", content)
     label = OUTPUT_LABEL[lang]
     return _TEXT_OUTPUT.sub(
         lambda m: f'<div class="jp-RenderedText jp-OutputArea-output language-text highlight tpn-output"{m.group(1) or ""}'
@@ -225,4 +199,6 @@ def on_page_content(content, page, config, files):
     folder = Path(config.site_dir) / Path(page.file.dest_uri).parent
     lang = config.theme["language"]
     content = chapter_look(with_heading_ids(content, page.toc), lang if lang in OUTPUT_LABEL else "en")
-    return with_image_files(without_external_scripts(content), folder)
+    for pattern in _EXTERNAL_SCRIPTS:
+        content = pattern.sub("", content)
+    return with_image_files(content, folder)

@@ -1,19 +1,14 @@
 """Code blocks and page furniture are left out of the search index; labs rank below chapters.
 
-Material indexes each section's whole text, code blocks included, and every page fetches
-search/search_index.json and parses it on the main thread as it loads; on this site code
-was about 60% of the index (885 kB), which showed as blocking time in Lighthouse. Prose,
-headings and inline `code` stay searchable; a name that appears only inside a code block
-is not found.
+Every page fetches search/search_index.json and parses it on the main thread as it loads, and code
+was about 60% of it (885 kB), blocking time in Lighthouse. Prose, headings and inline `code` stay
+searchable; a name that appears only inside a code block is not found.
 
-Material's search plugin skips an element that has a `data-search-exclude` attribute, and
-takes the attribute off the page once it has indexed the page. hooks/chapters.py puts it on the
-HTML it writes (each chapter's "how to run" box, the output blocks); here it goes on the
-notebook pages' heading anchors (¶), prompts ("In [1]:") and the copy button's "Copied!".
-
-Code blocks (<pre>) are not marked but taken out of the page while the plugin reads it, and
-put back after: the plugin parses an excluded element all the same, and parsing the site's
-highlighted code took 0.55 s of a 2.7 s warm build.
+Material's search plugin skips an element with a `data-search-exclude` attribute (and takes it off
+once the page is indexed): hooks/chapters.py puts it on the HTML it writes, and here it goes on the
+notebook pages' heading anchors (¶), prompts ("In [1]:") and the copy button's "Copied!". Code
+blocks (<pre>) are taken out of the page while the plugin reads it, and put back after: the plugin
+parses an excluded element all the same, and parsing the highlighted code took 0.55 s of a 2.7 s warm build.
 """
 from __future__ import annotations
 

@@ -5,15 +5,11 @@
    and the English stemmer ran over both languages. After the last language is built, the
    merged index is split: search/search_index.json keeps the default language's pages (lunr
    language `zh`), <lang>/search/search_index.json each other language's (lunr `en`, its
-   locations made relative to /<lang>/). Material loads the index from its `base`, so a
-   non-default language's pages get `base` = that language's folder (its own URL prefix).
+   locations made relative to /<lang>/), and each other language's pages get that folder as
+   Material's `base`, from which it loads the index.
 
-2. Queries in the index's words. search-i18n.js (hooks/search_worker.js, which says what and
-   why), written next to Material's worker, starts that worker and puts each query in the words
-   the index holds before Material reads it: English words stemmed ("training" -> "train*"), a
-   run of Chinese characters cut into jieba's words ("混合精度" -> "混合 精度"), each word asked
-   for whole as well as a prefix; it links a page found by its sections with their words
-   (Material's "?h=" was empty). The pages' `search` worker address points at it.
+2. Queries in the index's words: the pages' `search` worker address points at search-i18n.js,
+   hooks/search_worker.js written next to Material's worker (it says what it does and why).
 
 3. The glossary's Chinese terms are words. jieba cuts "图中断" (graph break) into "图 中断" and
    "损失缩放" into "损失 缩放", and a page that says 中断 or 损失 often ranked above the one that
@@ -33,8 +29,6 @@ _CONFIG_BASE = re.compile(r'(<script id="__config" type="application/json">[^<]*
 _WORKER_URL = re.compile(r'("search": "[^"]*/workers/)search\.[0-9a-f]+\.min\.js(")')
 
 SHIM = Path(__file__).with_name("search_worker.js")  # Material's worker, with the queries in the index's words
-
-
 GLOSSARY = Path(__file__).resolve().parents[1] / "docs" / "zh" / "glossary.md"
 _ROW = re.compile(r"^\| [^|]+ \| ([^|]+?) \|", re.M)
 
@@ -57,20 +51,8 @@ def on_config(config):
     return config
 
 
-def _i18n(config):
-    return config.plugins.get("i18n")
-
-
 def on_post_page(output, page, config):
-    return _own_search(output, config)
-
-
-def on_post_template(output, template_name, config):
-    return _own_search(output, config) if template_name == "404.html" else output
-
-
-def _own_search(output, config):
-    i18n = _i18n(config)
+    i18n = config.plugins.get("i18n")
     output = _WORKER_URL.sub(lambda m: m[1] + WORKER + m[2], output, count=1)
     if i18n is not None and i18n.current_language != i18n.default_language:
         # Material fetches base + "search/search_index.json": this language's own index
@@ -79,9 +61,13 @@ def _own_search(output, config):
     return output
 
 
+def on_post_template(output, template_name, config):
+    return on_post_page(output, None, config) if template_name == "404.html" else output
+
+
 @event_priority(-200)  # after mkdocs-static-i18n has built every language and merged the index
 def on_post_build(config):
-    i18n = _i18n(config)
+    i18n = config.plugins.get("i18n")
     if i18n is None or i18n.building:  # a language built inside the first one's build
         return
     site = Path(config.site_dir)
