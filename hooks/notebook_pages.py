@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import os
 import re
 import struct
 import tempfile
@@ -31,6 +32,7 @@ from pymdownx.slugs import slugify
 ROOT = Path(__file__).resolve().parents[1]
 
 _original_nb2html = getattr(mkdocs_jupyter.convert.nb2html, "__wrapped__", mkdocs_jupyter.convert.nb2html)
+QUIET = "-torch.utils.cpp_extension"  # TORCH_LOGS for the lab kernels: that logger only at ERROR
 _outputs: dict[str, list[tuple[list, int | None]]] = {}  # code-cells key -> (outputs, execution_count) per code cell
 
 
@@ -47,11 +49,15 @@ def execute_in(folder: Path, nb: nbformat.NotebookNode, kernel_name: str, allow_
     """Run nb in place, with folder as the kernel's working directory.
 
     coalesce_streams: a cell's printed lines become one output however the kernel happened to
-    flush them, so that two builds write byte-identical pages."""
+    flush them, so that two builds write byte-identical pages. QUIET: importing torch.utils.benchmark
+    on a machine with a CUDA toolkit but no GPU logs "No CUDA runtime is found" with a time and a pid;
+    a lab page shows its cells' stderr, so that line would make every build differ and tell readers
+    about the build machine (a chapter's run shows stdout only)."""
     from nbclient import NotebookClient  # only on a cache miss: keeps warm builds fast
     options = {"kernel_name": kernel_name} if kernel_name else {}
+    logs = ",".join(filter(None, [os.environ.get("TORCH_LOGS"), QUIET]))
     NotebookClient(nb, allow_errors=allow_errors, resources={"metadata": {"path": str(folder)}},
-                   coalesce_streams=True, **options).execute()
+                   coalesce_streams=True, **options).execute(env={**os.environ, "TORCH_LOGS": logs})
 
 
 def nb2html(nb_path, execute=False, kernel_name="", allow_errors=True, **options):

@@ -37,6 +37,9 @@ PICTURES = {"task1": ["training and validation loss, and validation accuracy, pe
             "task3": []}
 
 
+TORCH_LOG_LINE = re.compile(r"\b[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ ")  # e.g. "W1206 02:06:26.024000 19875 "
+
+
 def site_path(site: Path, lang: str, path: str) -> Path:
     return site / path if lang == "zh" else site / lang / path
 
@@ -130,6 +133,7 @@ def test_lab_page_is_the_executed_notebook(built_site, lab, lang):
                                  page, re.S)) or page
     for line in PRINTED[lab]:
         assert html.escape(line, quote=False) in outputs, line
+    assert not TORCH_LOG_LINE.search(outputs), "a torch log line (time, pid) in a lab's output"
     pictures = re.findall(r'<img alt="([^"]*)"[^>]*? src="(figure-[0-9a-f]{12}\.png)" width="(\d+)" height="(\d+)"'
                           r' loading="lazy"', page)
     assert [alt for alt, *_ in pictures] == PICTURES[lab] and "data:image" not in page
@@ -157,6 +161,18 @@ def test_lab_page_has_the_markup_of_a_chapter(built_site, lab, lang):
     labels = LAB_OUTPUT.findall(page)
     assert labels and set(labels) == {notebook_pages.OUTPUT_LABEL[lang]}
     assert len(labels) == page.count('class="jp-RenderedText jp-OutputArea-output')
+
+
+def test_lab_kernels_do_not_print_cpp_extensions_log(tmp_path):
+    """torch.utils.cpp_extension logs "No CUDA runtime is found" (with a time and a pid) where a CUDA
+    toolkit is installed without a GPU; the lab kernels run with that logger quiet, so two builds
+    give the same page, and other output still shows."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'import logging, torch\nlogging.getLogger("torch.utils.cpp_extension").warning("noise")\n'
+        'logging.getLogger("torch.fx").warning("kept")\nprint("done")')])
+    notebook_pages.execute_in(tmp_path, nb, "", allow_errors=False)
+    printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "done" in printed and "kept" in printed and "noise" not in printed
 
 
 def test_chapter_look_rewrites_cells_and_outputs_and_refuses_an_unknown_language():
