@@ -1,15 +1,7 @@
-"""Names of PyTorch APIs in a page's prose, linked to their official documentation.
-
-The pages write `nn.Conv2d`, `DataLoader` or `torch.autocast` in inline code. The build
-(hooks/api_links.py) links the first mention of each in a section to its page on
-docs.pytorch.org, from an inventory kept in the repository, `generated/api-inventory.json`
-(`make api-inventory`): every public class and function of the modules below, as the installed
-torch and torchvision define them, with the address of its documentation. Nothing is fetched at
-build or test time.
-
-`ALIASES` maps the short names the pages write to full names: a prefix (`nn.`, `F.`, `v2.`) or
-a whole name (`DataLoader`, `backward`). A name that resolves to no entry of the inventory stays
-plain code.
+"""PyTorch API names in a page's prose linked to their documentation (hooks/api_links.py), from the inventory
+`generated/api-inventory.json` (`make api-inventory`: every public class and function of the modules below, as
+the installed torch and torchvision define them); nothing is fetched at build or test time. `ALIASES` maps the
+short names the pages write to full names; a name that resolves to no entry stays plain code.
 """
 from __future__ import annotations
 
@@ -17,6 +9,7 @@ import html
 import importlib
 import inspect
 import json
+import pkgutil
 import re
 import warnings
 from functools import lru_cache
@@ -167,20 +160,12 @@ def missing(names) -> list[str]:
     from one), in the order given."""
     lacking = []
     for full in names:
-        parts, found = full.split("."), False
-        for cut in range(len(parts), 0, -1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             try:
-                obj = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for attr in parts[cut:]:
-                    obj = getattr(obj, attr, None)
-            found = obj is not None
-            break
-        if not found:
-            lacking.append(full)
+                pkgutil.resolve_name(full)
+            except (ImportError, AttributeError):
+                lacking.append(full)
     return lacking
 
 

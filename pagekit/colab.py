@@ -1,11 +1,6 @@
-"""Each chapter's notebook, opened in Google Colab from this project's repository.
-
-Colab opens a notebook from a GitHub path, so the notebooks a reader opens there are committed:
-`notebooks/<lang>/<slug>.ipynb` (`make colab`), each the notebook the build offers for download
-(pagekit/export.py, with the links to the hosted site, mkdocs.yml's default `site_url`), with one
-cell in front: the packages the chapter imports that Colab does not install (a `%pip install`
-cell), or, where Colab has them all, a line that says so. Each chapter page links its notebook
-as "Open in Colab" (overrides/main.html), from mkdocs.yml's `repo_url` (REPO_URL).
+"""Each chapter's notebook as Colab opens it from this project's repository (`notebooks/<lang>/<slug>.ipynb`,
+`make colab`): the notebook the build offers, made for mkdocs.yml's default `site_url`, with a first cell that
+installs what Colab lacks, or says it lacks nothing (CONTRIBUTING.md, "Open in Colab").
 """
 from __future__ import annotations
 
@@ -14,8 +9,10 @@ import re
 import sys
 from pathlib import Path
 
+import nbformat
+
 from pagekit import export
-from pagekit.project import DEFAULT_LANG, ROOT, pins
+from pagekit.project import CHAPTERS, DEFAULT_LANG, LANGS, ROOT, pins
 
 NOTEBOOKS = ROOT / "notebooks"
 COLAB = "https://colab.research.google.com/github/"
@@ -102,8 +99,6 @@ def chapter_notebook(page: str, lang: str, site_url: str | None = None):
 
 def colab_notebook(page: str, lang: str):
     """The chapter's notebook with Colab's first cell: the install it needs, or why none."""
-    import nbformat
-
     nb = chapter_notebook(page, lang)
     words = WORDS[lang]
     needed = to_install(nb)
@@ -125,20 +120,13 @@ def notebook_path(page: str, lang: str) -> Path:
     return NOTEBOOKS / lang / f"{Path(page).stem}.ipynb"
 
 
-def notebook_text(page: str, lang: str) -> str:
-    import nbformat
-
-    return nbformat.writes(colab_notebook(page, lang)) + "\n"
-
-
 def write_all(check: bool = False) -> list[Path]:
     """Write (or, `check`, compare) every chapter's Colab notebook; returns those that differ."""
-    from pagekit.project import CHAPTERS, LANGS
-
     differ = []
     for chapter in CHAPTERS:
         for lang in LANGS:
-            path, text = notebook_path(chapter.page, lang), notebook_text(chapter.page, lang)
+            path = notebook_path(chapter.page, lang)
+            text = nbformat.writes(colab_notebook(chapter.page, lang)) + "\n"
             if path.is_file() and path.read_text(encoding="utf-8") == text:
                 continue
             differ.append(path)

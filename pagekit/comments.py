@@ -1,16 +1,8 @@
 """Code comments and docstrings in the reader's language, from one source of code.
 
-A snippet module (`snippets/<module>.py`) holds short English comments and docstrings. Beside it,
-`snippets/<module>.zh.yml` maps the text of each comment and docstring that a page shows to its
-Chinese:
-
-    a leaf we want grads for: 需要求梯度的叶子节点
-
-The zh build shows a block with those texts replaced (`translate`): its page, notebook and script.
-Only comment and docstring tokens change (`code_tokens` is the same for both languages); the code
-that runs, the English build and the pages' runs are untouched. A text with no entry stays
-English in the build; tests/test_zh_comments.py fails naming it, and names an entry whose English
-text no page shows any more.
+`snippets/<module>.zh.yml` maps the English text of each comment and docstring a page shows to its Chinese; only
+those tokens change (`code_tokens` is the same in both languages). See CONTRIBUTING.md, "Comments in the reader's
+language".
 """
 from __future__ import annotations
 
@@ -27,7 +19,7 @@ from typing import Iterator
 import yaml
 
 from pagekit.memo import remembered
-from pagekit.page import INCLUDE, expand
+from pagekit.page import INCLUDE, expand, front_matter, parse_page
 from pagekit.project import ROOT
 
 SOURCE_LANG = "en"
@@ -77,16 +69,6 @@ def key(text: str) -> str:
     return " ".join(text.split())
 
 
-def _parts(source: str) -> list[tuple[str, str, str]]:
-    """A fence's include lines expanded one by one: (module, section, code), blank lines as ('', '', '')."""
-    parts = []
-    for line in source.split("\n"):
-        m = INCLUDE.match(line)
-        module, _, section = (m.group(1) or "").partition(":") if m else ("", "", "")
-        parts.append((module, section, expand(line)))
-    return parts
-
-
 _STRING_LINE = re.compile(r"^[ \t]*[rRuU]?['\"]", re.M)  # a docstring starts its line
 
 
@@ -124,34 +106,42 @@ def _shell_comments(code: str) -> Iterator[tokenize.TokenInfo]:
                 break
 
 
+def _found(code: str, shell: bool, skip: re.Pattern | None = None) -> Iterator[tuple[tokenize.TokenInfo, str, str]]:
+    """(token, kind, text) for each comment (but those `skip` matches) and docstring of `code`."""
+    docs = {} if shell else _docstrings(code)
+    tokens = _shell_comments(code) if shell else tokenize.generate_tokens(io.StringIO(code).readline)
+    for tok in tokens:
+        if tok.type == tokenize.COMMENT and not (skip and skip.match(tok.string)):
+            yield tok, "comment", tok.string[1:].strip()
+        elif tok.type == tokenize.STRING and tok.start in docs:
+            yield tok, "docstring", docs[tok.start]
+
+
 @lru_cache(maxsize=4096)
 def words(source: str, shell: bool = False) -> tuple[Words, ...]:
     """Every comment and docstring of a fence (its `--8<--` includes), with the module and
     section it comes from; `shell`: a shell script's comments."""
     code = expand(source)
-    named = [INCLUDE.match(line) for line in source.split("\n")]
-    if sum(bool(m and m.group(1)) for m in named) == 1:  # one include: every line is its own
-        module, _, section = next(m.group(1) for m in named if m and m.group(1)).partition(":")
-        owner = [(module, section)] * len(code.split("\n"))
-    else:
-        owner = [(module, section) for module, section, part in _parts(source) for _ in part.split("\n")]
-    docs = {} if shell else _docstrings(code)
-    found = []
-    tokens = _shell_comments(code) if shell else tokenize.generate_tokens(io.StringIO(code).readline)
-    for tok in tokens:
-        if tok.type == tokenize.COMMENT:
-            kind, text = "comment", tok.string[1:].strip()
-        elif tok.type == tokenize.STRING and tok.start in docs:
-            kind, text = "docstring", docs[tok.start]
-        else:
-            continue
-        module, section = owner[tok.start[0] - 1]
-        found.append(Words(module, section, kind, text, tok.start, tok.end, tok.string))
-    return tuple(found)
+    named = [m.group(1) for m in map(INCLUDE.match, source.split("\n")) if m and m.group(1)]
+    if len(named) == 1:  # one include: every line is its own
+        owner = [tuple(named[0].partition(":")[::2])] * len(code.split("\n"))
+    else:  # the include lines expanded one by one
+        owner = []
+        for line in source.split("\n"):
+            m = INCLUDE.match(line)
+            module, _, section = (m.group(1) or "").partition(":") if m else ("", "", "")
+            owner += [(module, section)] * len(expand(line).split("\n"))
+    return tuple(Words(*owner[tok.start[0] - 1], kind, text, tok.start, tok.end, tok.string)
+                 for tok, kind, text in _found(code, shell))
 
 
-def _docstring_token(token: str, text: str, indent: int) -> str:
-    """A docstring token with `text` in place of its own, quotes and layout kept."""
+def _translated_token(w: Words, text: str) -> str:
+    """The token of `w` with `text` in place of its own, a docstring's quotes and layout kept."""
+    token = w.token
+    if w.kind == "comment":
+        if "\n" in text:
+            raise ValueError(f"the translation of the comment {w.text!r} ({w.module}) spans lines")
+        return "#" + token[1:len(token) - len(token[1:].lstrip())] + text
     body_at = next(i for i, c in enumerate(token) if c in "'\"")
     prefix, quote = token[:body_at], token[body_at:body_at + 3]
     quote = quote if quote in ('"""', "'''") else token[body_at]
@@ -161,20 +151,11 @@ def _docstring_token(token: str, text: str, indent: int) -> str:
         raise ValueError(f"a translation of {token!r} spans lines; its docstring has single quotes")
     if quote in text or "\\" in text:
         raise ValueError(f"a translation of {token!r} holds {quote} or a backslash")
-    pad = " " * indent
+    pad = " " * w.start[1]
     body = lines[0] + "".join("\n" + (pad + line if line.strip() else "") for line in lines[1:])
     if "\n" in inner and inner.rstrip(" ").endswith("\n"):  # closing quotes on their own line
         body += "\n" + pad
     return prefix + quote + body + quote
-
-
-def _translated_token(w: Words, text: str) -> str:
-    if w.kind == "comment":
-        if "\n" in text:
-            raise ValueError(f"the translation of the comment {w.text!r} ({w.module}) spans lines")
-        space = w.token[1:len(w.token) - len(w.token[1:].lstrip())]
-        return "#" + space + text
-    return _docstring_token(w.token, text, w.start[1])
 
 
 @lru_cache(maxsize=4096)
@@ -215,38 +196,26 @@ def file_words(module: str) -> tuple[Words, ...]:
     if not path.is_file():
         raise FileNotFoundError(f"{module}: no such file to offer (a page's `downloads:` names it)")
     code, shell = path.read_text(encoding="utf-8"), path.suffix == ".sh"
-    docs = {} if shell else _docstrings(code)
     sections = [""]
     for line in code.split("\n"):
         mark = _SECTION_MARK.match(line.strip())
         sections.append(mark.group(2) if mark and mark.group(1) == "start" else
                         "" if mark else sections[-1])
-    found = []
-    tokens = _shell_comments(code) if shell else tokenize.generate_tokens(io.StringIO(code).readline)
-    for tok in tokens:
-        if tok.type == tokenize.COMMENT and not _SECTION_MARK.match(tok.string):
-            kind, text = "comment", tok.string[1:].strip()
-        elif tok.type == tokenize.STRING and tok.start in docs:
-            kind, text = "docstring", docs[tok.start]
-        else:
-            continue
-        found.append(Words(module, sections[tok.start[0]], kind, text, tok.start, tok.end, tok.string))
-    return tuple(found)
+    return tuple(Words(module, sections[tok.start[0]], kind, text, tok.start, tok.end, tok.string)
+                 for tok, kind, text in _found(code, shell, skip=_SECTION_MARK))
 
 
 def file_in_language(module: str, lang: str) -> str:
     """A snippet file offered as a download, as the `lang` page offers it: the file itself, byte
     for byte, in English; in another language each comment and docstring its table translates,
     in that language (the code the same, token for token)."""
-    text = (ROOT / module).read_text(encoding="utf-8") if (ROOT / module).is_file() else None
     found = file_words(module)  # FileNotFoundError for a file that is not there
+    text = (ROOT / module).read_text(encoding="utf-8")
     return text if lang == SOURCE_LANG else _in_language(text, found, lang)
 
 
 def offered_files(pages: list[Path] | None = None) -> list[str]:
     """The snippet files the pages offer as downloads beside their notebook and script."""
-    from pagekit.page import front_matter
-
     pages = pages or sorted((ROOT / "docs" / SOURCE_LANG).rglob("*.md"))
     return sorted({rel for page in pages
                    for rel in front_matter(page.read_text(encoding="utf-8")).get("downloads", [])})
@@ -258,8 +227,6 @@ def page_in_language(markdown: str, lang: str) -> str:
     pymdownx.snippets expands to the same code). For the zh build's pages (hooks/chapters.py)."""
     if lang == SOURCE_LANG:
         return markdown
-    from pagekit.page import parse_page
-
     lines = markdown.split("\n")
     for block in reversed(parse_page(markdown)):
         if not (block.is_python or block.lang in SHELLS):
@@ -293,8 +260,6 @@ def clear_caches() -> None:
 def shown_words(pages: list[Path] | None = None) -> list[Words]:
     """Every comment and docstring the pages' Python blocks show (both languages show the same),
     and those of the files the pages offer as downloads."""
-    from pagekit.page import parse_page
-
     pages = pages or sorted((ROOT / "docs" / SOURCE_LANG).rglob("*.md"))
     return [w for page in pages for b in parse_page(page.read_text(encoding="utf-8"), str(page))
             if b.is_python or b.lang in SHELLS for w in words(b.source, b.lang in SHELLS)] + [

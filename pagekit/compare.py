@@ -1,16 +1,6 @@
-"""The outputs shown under the blocks of a page: what may differ between machines, how a run is
-compared with the page, and the page's output fences rewritten from a run (`make outputs`).
-
-A page's output fences are written from a run of its English page and copied into the Chinese
-page (both include the same blocks in the same order: tests/test_site.py checks that). Whatever
-matches a VOLATILE pattern is written as `...`; nothing else may be.
-
-The policy where readers run it: on the pinned CPU versions (requirements.txt) a run matches the
-page exactly. Elsewhere (a GPU, another torch release) three things may differ, and nothing
-else: the message of an error PyTorch raises in a must-fail block (its type must match; the
-project's own messages must match word for word), warnings (never part of the output: the runner
-records them apart), and the output of a block marked `varies(reason=..., holds=...)`, which
-says on the page why it depends on the machine; its `holds` expression must be true everywhere.
+"""The outputs shown under a page's blocks: the output policy (exact on the pinned CPU versions; elsewhere only
+what CONTRIBUTING.md, "Output shown on a page is produced by the code", lets differ) and the output fences
+rewritten from a run of the English page, for both languages (`make outputs`).
 """
 from __future__ import annotations
 
@@ -101,13 +91,9 @@ def own_messages(code: str) -> list[str]:
 
 def differs(shown: str, got: str, *, exact: bool | None = None, error: str | None = None,
             own: list[str] | None = None) -> bool:
-    """Does a run's output differ from what the page shows?
-
-    On the pinned CPU versions: any difference. Elsewhere only one thing may differ: the
-    message of the error a must-fail block (`error`) raises, when it is not the project's own
-    (`own`, from own_messages; None: every message counts as own). PyTorch words its errors
-    differently between releases; the type must still match, and what the block printed before.
-    """
+    """Does a run's output differ from what the page shows? Off the pin, only the message of the error a
+    must-fail block raises (`error`) may, when it is not the project's own (`own`; None: all are own): PyTorch
+    rewords its errors between releases; the type and what the block printed before must still match."""
     got, shown = _normal(mask(got)), _normal(shown)
     if got == shown:
         return False
@@ -127,15 +113,9 @@ def _printed_lines(text: str) -> list[str]:
 
 def program_differs(blocks: list, printed: str, *, exact: bool | None = None,
                     own: list[str] | None = None) -> bool:
-    """Does a runnable copy's output differ from what the page shows under its blocks?
-
-    A runnable copy (pagekit/runnable.py) is `blocks` run as one program; `printed` is its whole
-    output. Blank lines aside, it is held to the page by the same policy as the page's run
-    (`differs`, `problem`): on the pinned CPU versions it is the blocks' outputs, exactly.
-    Elsewhere it must split, in order, into one run of lines per block such that each passes on
-    its own: a `varies` block's lines are free (its page says why; the page's run checks its
-    `holds`), a must-fail block's error may be worded otherwise when it is not the project's own
-    (`own`), and every other block prints what the page shows."""
+    """Does a runnable copy's output (`printed`, `blocks` run as one program) differ from what the page shows
+    under its blocks? Blank lines aside, on the pin it is their outputs exactly; elsewhere it must split, in
+    order, into one run of lines per block that `differs` passes, a `varies` block's lines free."""
     got = _printed_lines(printed)
     if exact if exact is not None else exact_environment():
         return got != [line for b in blocks for line in _printed_lines(b.expected or "")]
@@ -227,17 +207,13 @@ def page_outputs(pages: list[Path]) -> dict[Path, list[str | None]]:
     return found
 
 
-def chapter_pages(names: list[str] | None = None) -> list[str]:
-    """The English pages (names) with Python blocks: all, or those named."""
-    names = sorted({Path(a).name for a in names or []}) or sorted(p.name for p in (DOCS / "en").glob("*.md"))
-    return [n for n in names if any(b.is_python for b in read(DOCS / "en" / n))]
-
-
 def write_outputs(names: list[str], check: bool = False) -> list[str]:
-    """Rewrite both languages' output fences of the chapters named from a run of the English
+    """Rewrite both languages' output fences of the chapters named (all where none) from a run of the English
     page; the pages that were stale (with `check`, only report them)."""
+    names = sorted({Path(a).name for a in names or []}) or sorted(p.name for p in (DOCS / "en").glob("*.md"))
+    chapters = [DOCS / "en" / n for n in names if any(b.is_python for b in read(DOCS / "en" / n))]
     stale = []
-    for en, outputs in page_outputs([DOCS / "en" / name for name in chapter_pages(names)]).items():
+    for en, outputs in page_outputs(chapters).items():
         for lang in LANGS:
             page = DOCS / lang / en.name
             old = page.read_text(encoding="utf-8")

@@ -1,12 +1,6 @@
-"""A chapter page as a download: a plain script and a notebook, made from the page itself.
-
-Both hold the page's Python blocks in order, expanded exactly as the site shows them; the
-notebook also holds the page's prose (in the page's language) as Markdown cells. Relative links
-become links to the hosted site, Material-only syntax (admonitions, marker comments, includes
-of generated Markdown) becomes plain Markdown, and a block that fails on purpose keeps the
-script going (a try/except that prints the error) and is tagged `raises-exception` in the
-notebook, so both run top to bottom. A block the page does not run here (a GPU checkpoint,
-torchrun) is kept as a comment / Markdown, with the page's reason.
+"""A chapter page as a download: a plain script and a notebook, made from the page itself, that both run top
+to bottom (see CONTRIBUTING.md, "Downloads"). Relative links point at the hosted site; Material-only syntax
+becomes plain Markdown.
 """
 from __future__ import annotations
 
@@ -69,14 +63,6 @@ def _plain_markdown(text: str, page_url: str, lang_base: str, in_admonition: boo
     out += [""] if out else []
     while i < len(lines):
         line = lines[i]
-        if MARKER.match(line.strip()):
-            i += 1
-            continue
-        include = _PAGE_INCLUDE.match(line.strip())
-        if include:
-            out += expand(line).split("\n")
-            i += 1
-            continue
         adm = _ADMONITION.match(line)
         if adm:
             title = adm.group(3) or adm.group(2).capitalize()
@@ -88,7 +74,10 @@ def _plain_markdown(text: str, page_url: str, lang_base: str, in_admonition: boo
                 body.pop()
             out += [f"> **{title}**", ">"] + [f"> {b}".rstrip() for b in body] + [""]
             continue
-        out.append(_ATTRS.sub("", line) if line.startswith("#") else line)
+        if _PAGE_INCLUDE.match(line.strip()):
+            out += expand(line).split("\n")
+        elif not MARKER.match(line.strip()):
+            out.append(_ATTRS.sub("", line) if line.startswith("#") else line)
         i += 1
     md = hosted_links("\n".join(out), page_url, lang_base)
     return re.sub(r"\n{3,}", "\n\n", md).strip("\n")
@@ -204,11 +193,6 @@ def _indent(code: str) -> str:
     return textwrap.indent(code, "    ", lambda line: bool(line.strip()))
 
 
-def _skip_reason(block: Block) -> str | None:
-    mark = block.mark("skip")
-    return mark.reason if mark else None
-
-
 def _comment(text: str) -> str:
     return "\n".join(f"# {line}".rstrip() for line in text.strip("\n").split("\n"))
 
@@ -275,12 +259,9 @@ def spawn_safe(code: str) -> str:
 
 
 def script_code(block: Block, spawn: bool = False, lang: str = "en") -> str | None:
-    """A block's code as the chapter's script runs it: a block that must fail inside try/except
-    that prints `Type: message` (as its output fence shows it); None for a skipped block (the
-    script keeps it as a comment). `spawn`: the page starts worker processes, so the code is
-    laid out for workers that import the script (`spawn_safe`). `lang`: the language of its
-    comments and docstrings."""
-    if _skip_reason(block):
+    """A block's code as the chapter's script runs it (a must-fail block inside a try/except that prints
+    `Type: message`; None for a skipped block); `spawn`: laid out for worker processes (`spawn_safe`)."""
+    if block.mark("skip"):
         return None
     code = block_code(block, lang)
     if block.must_fail:
@@ -338,7 +319,7 @@ def notebook(chapter: Chapter, lang: str):
             cells.append(("markdown", str(part), None))
         elif kind == "output":
             continue
-        elif _skip_reason(part):
+        elif part.mark("skip"):
             cells.append(("markdown", f"*{not_run(part, lang)}*\n\n```python\n{block_code(part, lang)}\n```", None))
         else:
             cells.append(("code", block_code(part, lang), ["raises-exception"] if part.must_fail else None))

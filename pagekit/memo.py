@@ -1,8 +1,7 @@
-"""Results of the build's pure functions, remembered between builds in .cache/memo.json.
+"""Results of the build's pure functions, remembered between builds in .cache/memo.json (`make clean` removes it).
 
-`@remembered` keys a result by the function, its arguments and everything else it may read: the
-engine's source and every file in snippets/ (code, shell scripts, translation tables). The hooks load the file before
-a build and write back what that build used; `make clean` removes it.
+`@remembered` keys a result by the function, its arguments and all else it may read: the engine's source and
+every file in snippets/. The hooks `load()` before a build and `save()` what that build used.
 """
 from __future__ import annotations
 

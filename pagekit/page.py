@@ -1,29 +1,10 @@
 """The page model: the code blocks a page shows, with their marks and expected outputs, read once.
 
-A page is one program: its Python blocks run in order in one namespace, as a
-notebook's cells do, in an empty folder, as `__main__`. A fence usually holds only
-`--8<-- "snippets/x.py:section"` lines; `expand()` runs them through
-pymdownx.snippets configured from mkdocs.yml, so tests run the very code a reader
-copies. The marker comments are pytest-codeblocks' syntax, on the lines before a
-fence, read with `ast` (never evaluated):
-
-    <!--pytest.mark.skip(reason="...")-->                  not run here; the reason names
-                                                          the test that runs this code
-    <!--pytest.mark.xfail(raises=ValueError, strict=True)-->  must fail with that error;
-                                                          the page goes on after it
-    <!--pytest.mark.varies(reason="...", holds="expr")-->  its output depends on the machine or
-                                                          the torch release: exact on the pinned
-                                                          CPU versions only; elsewhere `expr`
-                                                          (optional) must be true after it. The
-                                                          page shows the reason under the output
-    <!--pytest.mark.cuda-->                               runs only where CUDA is present
-    <!--pytest.mark.multiprocess-->  <!--pytest.mark.slow-->  select the page's test
-    <!--pytest-codeblocks:expected-output-->              the next fence is the output of
-                                                          the block before (for a block
-                                                          that must fail: what it printed,
-                                                          then `Type: message`)
-
-Parsing only: pagekit.run runs what this reads.
+A page is one program (CONTRIBUTING.md, "A page is one program"); its fences hold `--8<--` includes, which
+`expand()` runs through pymdownx.snippets as mkdocs.yml configures it. The marker comments before a fence are
+pytest-codeblocks' syntax, read with `ast`, never evaluated: `pytest.mark.skip(reason=...)`,
+`xfail(raises=..., strict=True)`, `varies(reason=..., holds=...)`, `cuda`, `multiprocess`, `slow`, and
+`pytest-codeblocks:expected-output` (the next fence is the output of the block before). pagekit.run runs them.
 """
 from __future__ import annotations
 
@@ -203,10 +184,8 @@ def _snippet_preprocessor():
 
 @lru_cache(maxsize=4096)
 def expand(source: str) -> str:
-    """Expand `--8<--` includes as mkdocs does (SnippetMissingError if one is broken).
-
-    Cached: a build expands each block for the page, its notebook and its script; a process that
-    sees the snippet files change (`mkdocs serve`) calls `expand.cache_clear()` (hooks/chapters.py)."""
+    """Expand `--8<--` includes as mkdocs does (SnippetMissingError if one is broken); `mkdocs serve` clears
+    the cache when snippet files change (hooks/chapters.py)."""
     return "\n".join(_snippet_preprocessor().run(source.split("\n")))
 
 

@@ -1,14 +1,11 @@
-"""Do the two languages of a page say the same things? Compared `##` section by section.
+"""Do the two languages of a page say the same things? Compared `##` section by section: the same code blocks
+(language, marks, with or without an output), the same count of paragraphs, list items and table rows, the same
+numbers; and each number the prose states is one the page computes, rounded as the prose rounds it, or a fact
+that tests/stated_numbers.yml lists.
 
-Per section: the same code blocks (language, marks, with or without an output under them), the
-same count of paragraphs, list items and table rows, and the same numbers. Numbers are what a
-reader would notice changing: every number of two or more digits or with a decimal point, every
-percentage, every size such as 8×8, anything inside `code`; written 1,437 or 1437 alike, and
-never inside a link target. Single-digit words differ by language ("2-D" / 二维) and are left out.
-
-The numbers the prose states are checked too: each one the page computes (its code, its outputs,
-the generated files it includes), rounded as the prose rounds it, or one of the page's stated
-facts (tests/stated_numbers.yml). `python -m tools.parity` prints the differences.
+A number is what a reader would notice changing: two or more digits or a decimal point, a percentage, a size such
+as 8×8, anything inside `code`; 1,437 and 1437 alike, never inside a link target. Single digits are words that
+differ by language ("2-D" / 二维). `python -m tools.parity` prints the differences.
 """
 from __future__ import annotations
 
@@ -16,7 +13,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pagekit.page import MARKER, parse_mark
+from pymdownx.slugs import slugify
+
+from pagekit.page import MARKER, expand, parse_mark
 from pagekit.project import ROOT
 
 DOCS = ROOT / "docs"
@@ -39,7 +38,6 @@ class Section:
     anchor: str = ""                                   # the heading's anchor (its slug)
     fences: list[str] = field(default_factory=list)    # the raw text of its fences
     lines: list[str] = field(default_factory=list)     # its prose lines
-
 
 
 def _mark_key(word: str) -> str:
@@ -125,14 +123,8 @@ def sections(text: str) -> list[Section]:
             here.lines.append(stripped)
         i += 1
     for section in out[1:]:
-        section.anchor = _slug(section.title)
+        section.anchor = slugify(case="lower")(section.title, "-")
     return out
-
-
-def _slug(title: str) -> str:
-    from pymdownx.slugs import slugify
-
-    return slugify(case="lower")(title, "-")
 
 
 def differences(zh_text: str, en_text: str) -> list[str]:
@@ -169,21 +161,15 @@ def _numbers_in(bodies: list[str]) -> set[str]:
     return found
 
 
-def _expanded(fence: str) -> str:
-    from pagekit.page import expand
-
-    return expand(fence)
-
-
 def computed_numbers(text: str) -> set[str]:
     """Numbers in a page's code, its outputs and the generated files it includes."""
-    return _numbers_in([_expanded(f) for s in sections(text) for f in s.fences]
+    return _numbers_in([expand(f) for s in sections(text) for f in s.fences]
                        + [(ROOT / inc).read_text(encoding="utf-8")
                           for inc in re.findall(r'^--8<-- "([^":]+)"$', text, re.M)])
 
 
 def _section_numbers(section: Section) -> set[str]:
-    return _numbers_in([_expanded(f) for f in section.fences])
+    return _numbers_in([expand(f) for f in section.fences])
 
 
 def _matches(stated: str, computed: set[str]) -> bool:
@@ -211,11 +197,8 @@ def _matches(stated: str, computed: set[str]) -> bool:
 
 
 def unaccounted_numbers(text: str, facts: dict[str, str]) -> list[str]:
-    """Numbers the prose states that the page neither computes nor lists among its `facts`.
-
-    A size stated in a section (8×8) must be computed in that section, any other number somewhere
-    on the page; the introduction (before the first `##`) refers to the sections it links to
-    (`(#anchor)`), or else to the whole page."""
+    """Numbers the prose states that the page neither computes nor lists among its `facts`; the introduction
+    (before the first `##`) refers to the sections it links to (`(#anchor)`), or else to the whole page."""
     parts = sections(text)
     by_anchor = {s.anchor: s for s in parts[1:]}
     whole = computed_numbers(text)

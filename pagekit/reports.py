@@ -1,14 +1,7 @@
-"""Render what the site says about where it was verified, from committed files only.
-
-`python -m tools.verified` writes them after requirements.txt changes or a new GPU report.
-Reads requirements.txt (the pinned torch and torchvision that CI tests on the CPU) and
-generated/gpu-report.json (written by `make gpu-check` on a CUDA machine), and writes
-
-    generated/verified.zh.md  the small table the Chinese home page includes
-    generated/verified.en.md  the same table in English, for the English home page
-    generated/gpu-report.md   the GPU report for people: versions, GPU, each test's outcome
-
-No torch needed; tools/gpu_check.py calls `write()` after each run.
+"""What the site says about where it was verified, from committed files only: requirements.txt's pins and
+generated/gpu-report.json (`make gpu-check`) rendered as generated/gpu-report.md and the home pages' tables,
+generated/verified.{zh,en}.md (`python -m tools.verified`; tools/gpu_check.py calls `write()` after each run).
+No torch needed.
 """
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
-"""A block as a runnable program: the block plus the earlier blocks of its page that it needs.
+"""A block as a runnable program: the earlier blocks of its page that it needs, then the block, as the page's
+script holds them (CONTRIBUTING.md, "Every block copies as a runnable program").
 
-What a block needs is read from the code: the names it uses that it does not bind itself, and
-the files it names (a string such as "net.pt" or "digits/train"). An earlier block is needed when
-it binds one of those, or works on one (calls a method of it, passes it to a function, assigns
-to it: `model.train()`, `fit(model, ...)`), except a statement that only prints; a needed block's
-own needs are needed too. Blocks the page does not run here (skip, cuda) and blocks that fail on
-purpose are never part of another block's program. The program is the needed blocks in page
-order, then the block, as the page's script holds them (a block that must fail inside its
-try/except; laid out for spawn where it starts worker processes).
+A block needs the nearest earlier block that binds a name it reads, and the blocks between that work on that
+object (call its methods, pass it, assign to it; a print does not), or on a file it names; and so on for those
+blocks. Blocks the page does not run here (skip, cuda) and must-fail blocks are no part of another's program.
 """
 from __future__ import annotations
 
@@ -40,12 +36,8 @@ class Uses:
     touches: frozenset[str]  # names read by a statement that does more than print
 
 
-def _bound(node: ast.AST) -> set[str]:
-    found: set[str] = set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-            found.add(sub.id)
-    return found
+def _stores(nodes) -> set[str]:
+    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
 
 def _top_binds(body: list[ast.stmt]) -> set[str]:
@@ -56,19 +48,14 @@ def _top_binds(body: list[ast.stmt]) -> set[str]:
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             found.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            found |= _bound(node)
+            found |= _stores([node])
         elif isinstance(node, (ast.For, ast.With, ast.If, ast.While, ast.Try)):
             found |= _top_binds([n for n in ast.iter_child_nodes(node) if isinstance(n, ast.stmt)])
-            found |= set().union(*(_bound(t) for t in (getattr(node, "target", None),) if t is not None))
-            for item in getattr(node, "items", []):
-                found |= _bound(item.optional_vars) if item.optional_vars is not None else set()
+            found |= _stores(t for t in [getattr(node, "target", None)] if t is not None)
+            found |= _stores(i.optional_vars for i in getattr(node, "items", []) if i.optional_vars is not None)
         elif isinstance(node, ast.Expr):
-            found |= _bound(node)  # a walrus
+            found |= _stores([node])  # a walrus
     return found
-
-
-def _stores(nodes) -> set[str]:
-    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
 
 def _names_read(node: ast.AST, later: set[str] | None = None) -> set[str]:
@@ -111,16 +98,6 @@ def _files(node: ast.AST) -> set[str]:
     return found
 
 
-def _reads(node: ast.AST, later: set[str]) -> set[str]:
-    files = _files(node)
-    return (_names_read(node, later) - _BUILTINS) | files
-
-
-def _only_prints(node: ast.stmt) -> bool:
-    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-            and isinstance(node.value.func, ast.Name) and node.value.func.id == "print")
-
-
 def uses(code: str) -> Uses:
     body = ast.parse(code).body
     bound: set[str] = set()
@@ -129,11 +106,12 @@ def uses(code: str) -> Uses:
     touches: set[str] = set()
     later: set[str] = set()
     for node in body:  # statement by statement: what a statement reads that no earlier one bound
-        read = _reads(node, later)
+        read = (_names_read(node, later) - _BUILTINS) | _files(node)
         free |= {n for n in read if n.startswith("file:") or n not in bound}
         loads |= read
-        if not _only_prints(node):
-            touches |= read
+        call = node.value if isinstance(node, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "print"):
+            touches |= read  # a statement that does more than print
         bound |= _top_binds([node])
     later -= _BUILTINS | bound
     return Uses(frozenset(bound), frozenset(free), frozenset(later), frozenset(loads), frozenset(touches))
@@ -147,10 +125,6 @@ def _not_objects(code: str) -> set[str]:
             | {n.name for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))})
 
 
-def _in_program(block: Block) -> bool:
-    return not (block.mark("skip") or block.mark("cuda") or block.must_fail)
-
-
 def _works_on(block: Uses, name: str) -> bool:
     return name in block.touches or (name.startswith("file:") and any(
         re.fullmatch(t[6:], name[5:]) for t in block.touches if t.startswith("files:")))
@@ -158,8 +132,8 @@ def _works_on(block: Uses, name: str) -> bool:
 
 def needs(blocks: list[Block]) -> list[list[int]]:
     """For each Python block (by index among them), the indices of the earlier blocks it needs."""
-    code = python_blocks(blocks)
-    return _needs(tuple((block_code(b), _in_program(b)) for b in code))
+    code = python_blocks(blocks)  # each with whether it is part of the page's program here
+    return _needs(tuple((block_code(b), not (b.mark("skip") or b.mark("cuda") or b.must_fail)) for b in code))
 
 
 @functools.lru_cache(maxsize=64)  # a page's two languages have the same code: analysed once
