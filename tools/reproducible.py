@@ -60,7 +60,8 @@ def working_tree_copy(dest: Path, root: Path = ROOT) -> Path:
 
 def build(tree: Path, site: Path, site_url: str) -> float:
     env = {**os.environ, "SITE_URL": site_url, "NO_MKDOCS_2_WARNING": "1",
-           "GIT_DIR": str(ROOT / ".git"), "GIT_WORK_TREE": str(tree)}  # history for the commit dates
+           "GIT_DIR": str(ROOT / ".git"), "GIT_WORK_TREE": str(tree),  # history for the commit dates
+           "PYTHONPATH": str(tree)}  # the copy's pagekit, not the one installed editable from ROOT
     start = time.perf_counter()
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "mkdocs"), "build", "--strict", "--quiet",
                            "--site-dir", str(site)], cwd=tree, env=env, capture_output=True, text=True)
