@@ -119,6 +119,7 @@ class PageRuns:
 
 
 PAGE_RUNS = pytest.StashKey[PageRuns]()
+WAIT_S = 900  # FreshRun.results' own limit; pyproject's per-test `timeout` (300 s) is for a test's own work
 
 
 def pytest_collection_finish(session):
@@ -158,6 +159,9 @@ def pytest_collection_modifyitems(config, items):
         return 3 if item.get_closest_marker("multiprocess") else 0
 
     items.sort(key=group)
+    for item in items:  # a test that waits for the background may wait as long as that work may take
+        if group(item) == 2 and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(WAIT_S))
     # CUDA tests: skipped with a visible reason where no GPU is present
     import torch
 

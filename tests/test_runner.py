@@ -233,3 +233,11 @@ def test_a_run_whose_parent_dies_stops_its_programs(tmp_path):
         os.kill(runner, signal.SIGKILL)
         pytest.fail("pagekit.run kept running after its parent exited")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_test_that_waits_for_the_background_may_wait_as_long_as_that_work(request, early):
+    """Tests that wait for the background (`early`, the pages' runs, the downloads) take the runs'
+    own limit, not pyproject's 300 s per test: under load, three runs beside a build timed out there."""
+    from pagekit.pytest_plugin import WAIT_S
+
+    assert request.node.get_closest_marker("timeout").args == (WAIT_S,)
