@@ -1,16 +1,10 @@
 """The pytest plugin (loaded by conftest.py): each docs/**/*.md page with Python blocks is one test item.
 
-The engine runs it (pagekit.run: its blocks, includes expanded as mkdocs.yml does, in order in one
-namespace, as a fresh `__main__`, in an empty temporary folder, in a new interpreter without the
-repository on its path: the code of the page's downloadable script, block by block, a block that
-must fail inside the script's try/except).
-All collected pages run there one after the other, in the background from the end of
-collection, while the other tests run; a page whose program is the same as another's (the
-zh and en pages of a chapter) shares its run. Each block's output is compared with the fence
-the page shows under it (pagekit.compare: exact on the pinned CPU versions, `...` only where
-VOLATILE allows it). A block marked to fail must raise that error, and the page goes on after
-it. Marks such as `multiprocess` on a block select the page's item; `skip` and `cuda` (on CPU)
-leave that one block out, with the reason reported.
+All collected pages' programs run in the background from the end of collection (pagekit.run; the zh and
+en pages of a chapter share one run), while the other tests run; each block's output is then compared with
+the fence its page shows (pagekit.compare). A block marked to fail must raise that error and the page goes
+on; marks such as `multiprocess` select the page's item; `skip` and `cuda` (on CPU) leave a block out, with
+the reason reported.
 """
 from __future__ import annotations
 

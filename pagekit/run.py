@@ -1,21 +1,13 @@
-"""Run a page's program as a reader runs it: a fresh interpreter, an empty folder, the repository
-off the path. The one way every page runs: the tests, `make outputs`, `make gpu-check`, the device
-check, and the downloads (script, notebook, labs).
+"""Run a page's program as a reader runs it: a fresh interpreter, an empty folder, the repository off the
+path; the one way every page runs (CONTRIBUTING.md, "The page engine").
 
     python -m pagekit.run RESULTS.json [--parallel N] [--virtual-cuda] FILE [FILE ...]
 
-A FILE.json is a page's program (`program_file`: its blocks as its script holds them); it runs
-block by block in one namespace as `__main__`, in the empty folder FILE.run/, and each block's
-result goes to FILE.results.json. A FILE.ipynb runs its code cells in order, as Jupyter's "Run
-all" does (a cell tagged `raises-exception` may fail and the run goes on); a FILE.py runs as
-`python FILE`. `--virtual-cuda`: pages run under pagekit.virtual_cuda (one virtual GPU) and each
-block's result also lists what a real GPU would refuse.
-
-This process imports the heavy libraries the files import, then forks one child per file, N at a
-time (default 2). A child works as a fresh `python FILE` would: the file's folder is the working
-directory and sys.path[0], argv is [FILE], stdout/stderr go to FILE.out / FILE.err, and a page's
-worker processes import its script again, as spawn does on Windows and macOS (`_run_page`).
-`FreshRun` starts this in the background; results: {file: {"returncode", "seconds"}}.
+FILE.json is a page's program (`program_file`), run block by block as `__main__` in FILE.run/, each block's
+result to FILE.results.json; FILE.ipynb runs its code cells as Jupyter's "Run all" does; FILE.py as
+`python FILE`. This process imports the heavy libraries the files import, then forks one child per file,
+N at a time; a child works as a fresh `python FILE` would (its folder the working directory and sys.path[0],
+stdout/stderr to FILE.out / FILE.err), and a page's worker processes import its script again, as spawn does.
 """
 from __future__ import annotations
 
@@ -231,14 +223,10 @@ def _passed(path: Path) -> bool:
 
 
 class FreshRun:
-    """`python -m pagekit.run` over `files`, started now in the background (cwd `folder`, the
-    repository off PYTHONPATH, a lower CPU priority than the tests that wait for it). The engine
-    reaches it through a folder that holds only a link to pagekit, dropped from the path before
-    any file runs. `results()` waits: {file: {"returncode", "seconds"}}.
-
-    A file run before with the same `run_key` (the same file, engine, interpreter and packages:
-    the same run) is not run again: its recorded output comes from .cache/runs/, as a build's
-    caches do. A fresh clone (CI) runs everything; TPN_RUN_CACHE=0 does too."""
+    """`python -m pagekit.run` over `files`, started now in the background (cwd `folder`, the repository off
+    PYTHONPATH, niced; the engine comes through a folder holding only a link to pagekit, dropped from the path
+    before any file runs). `results()` waits: {file: {"returncode", "seconds"}}. A file with a recorded
+    `run_key` is read from .cache/runs/ instead (CONTRIBUTING.md; TPN_RUN_CACHE=0 runs everything)."""
 
     def __init__(self, files: list[Path], folder: Path, parallel: int = 1, virtual_cuda: bool = False):
         self.folder = Path(folder)

@@ -1,12 +1,6 @@
-"""Fixtures shared by the tests in tests/: one build of the site per test session, served.
-
-The site is built once, with SITE_URL set to a loopback address where a static server serves
-it the way a static host does (404.html for a missing path). The page tests, the lab tests and
-the browser tests all read this one build. As soon as it is built, the lab notebooks a reader
-downloads start running in the background, in a fresh interpreter without the repository
-(pagekit.run); `downloads` waits for them. (A chapter's script is what its page's run
-runs, conftest.py; tests/test_pages.py checks that the file on the site holds that code.)
-"""
+"""Fixtures shared by the tests in tests/: one strict build of the site per session, served on a loopback
+address the way a static host serves it (SITE_URL set to it), read by the page, lab and browser tests; when
+it is built, the lab notebooks a reader downloads start running in the background (pagekit.run)."""
 from __future__ import annotations
 
 import functools
@@ -94,10 +88,9 @@ class Downloads:
 
 
 class SiteBuild:
-    """`mkdocs build --strict` into a temporary folder, SITE_URL the loopback address of a server
-    bound now; started in the background at the end of collection, while the first tests run.
-    When it is done: with `downloads`, the downloads start running; with `again`, a second build
-    at the same address starts (tests/test_site.py compares the two)."""
+    """`mkdocs build --strict` into a temporary folder, started in the background at the end of collection;
+    when it is done, the downloads start running (`downloads`) and a second build at the same address
+    starts (`again`: tests/test_site.py compares the two)."""
 
     def __init__(self, downloads: bool, again: bool):
         self.folder = Path(tempfile.mkdtemp(prefix="tpn-site-"))
