@@ -17,6 +17,7 @@ from torch import nn
 
 from pagekit.page import python_blocks, read
 from pagekit.project import CHAPTERS
+from pagekit.pytest_plugin import WAIT_S
 from pagekit.run import program_blocks, program_file, run_program
 from pagekit.virtual_cuda import (
     CudaToNumpy,
@@ -197,7 +198,7 @@ class DeviceCheckRun:
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(5))
 
     def result(self) -> dict[str, list[dict]]:
-        _, err = self.process.communicate(timeout=600)
+        _, err = self.process.communicate(timeout=WAIT_S)  # as long as the test may wait
         if not self.out.is_file():
             raise AssertionError(f"tools.device_check exited {self.process.returncode}:\n{err[-3000:]}")
         results = json.loads(self.out.read_text())
