@@ -27,7 +27,7 @@ def _absolute(html: str, page_address: str) -> str:
 
 
 def on_page_context(context, page, config, nav):
-    # runs after mkdocs-static-i18n's on_page_context (priority 50), which sets config.extra.alternate
+    # runs after mkdocs-static-i18n's on_page_context (priority 50); it sets config.extra.alternate
     # as an attribute, which shadows the item
     alternates = getattr(page.file, "alternates", None) or {}
     for alternate in getattr(config.extra, "alternate", None) or []:

@@ -184,8 +184,8 @@ def gpu_facts() -> dict:
 
 
 def cpu_facts() -> dict:
-    """gpu_facts' fields, the GPU's left empty: gpu_facts fills them in; on a machine without a GPU
-    (the test of the procedure only) these are the facts."""
+    """The machine's facts without its GPUs: gpu_facts adds those; alone, on a machine without a GPU,
+    for the test of the procedure."""
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
