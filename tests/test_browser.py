@@ -957,8 +957,12 @@ _CODE_LOOK_JS = """(originals) => [...document.querySelectorAll('article .highli
                       cs.textDecorationLine, cs.letterSpacing].join(' | ');
         if (runs.length && runs.at(-1)[1] === look) runs.at(-1)[0] += node.data; else runs.push([node.data, look]);
     }
-    const box = pre.getBoundingClientRect();
-    return {box: [box.width, box.height, pre.scrollWidth, pre.scrollHeight], runs};
+    // laid out as on screen: a block never shown is not (extra.css: content-visibility), and reads 0 x 0
+    const block = pre.closest('.highlight');
+    block.style.contentVisibility = 'visible';
+    const box = pre.getBoundingClientRect(), size = [box.width, box.height, pre.scrollWidth, pre.scrollHeight];
+    block.style.contentVisibility = '';
+    return {box: size, runs};
 })"""
 
 
@@ -1173,4 +1177,29 @@ def test_the_runnable_copy_button_puts_the_blocks_program_on_the_clipboard(tab, 
     copied = tab.page.evaluate("navigator.clipboard.readText()")
     programs = json.loads((tab.site.root / path.strip("/") / "runnable.json").read_text(encoding="utf-8"))
     assert copied == programs[int(button.get_attribute("data-runnable"))] and copied.count("\n") > 5
+    tab.assert_clean(path)
+
+
+@pytest.mark.parametrize("path", ["/layers/", "/en/labs/task1/"])
+def test_the_copy_button_in_the_html_copies_its_block(tab, path):
+    """Each block's copy button is in the page's HTML (hooks/copy_buttons.py), one per block,
+    named in the page's language by Material's words, and Material's clipboard handler copies
+    that block's code and says so."""
+    tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=tab.site.base.rstrip("/"))
+    tab.reset()
+    tab.goto(path)
+    facts = tab.page.evaluate("""() => ({
+        words: JSON.parse(document.getElementById('__config').textContent).translations,
+        counts: [...document.querySelectorAll('article pre')].filter(pre => pre.querySelector(':scope > code'))
+            .map(pre => pre.querySelectorAll('button[data-md-type=copy]').length),
+        titles: [...new Set([...document.querySelectorAll('button[data-md-type=copy]')].map(b => b.title))],
+    })""")
+    assert facts["counts"] and set(facts["counts"]) == {1}, f"{path}: copy buttons per block {facts['counts']}"
+    assert facts["titles"] == [facts["words"]["clipboard.copy"]]
+    button = tab.page.locator("button[data-md-type=copy]:visible").nth(3)
+    button.scroll_into_view_if_needed()
+    button.click()
+    assert tab.page.text_content(".md-dialog--active .md-dialog__inner") == facts["words"]["clipboard.copied"]
+    code = button.evaluate("b => b.closest('pre').querySelector(':scope > code').innerText.trimEnd()")
+    assert tab.page.evaluate("navigator.clipboard.readText()") == code and code.strip()
     tab.assert_clean(path)

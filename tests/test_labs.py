@@ -144,19 +144,22 @@ def test_lab_page_is_the_executed_notebook(built_site, lab, lang):
 
 
 LAB_CODE = '<div class="language-python highlight highlight-ipynb hl-python"><pre><span></span><code>'
+# On the built page each block's copy button sits before its <code> (hooks/copy_buttons.py)
+COPY = r'<nav class="md-code__nav"><button [^>]*data-md-type="copy"></button></nav><code id="tpn-code-\d+">'
+BUILT_LAB_CODE = re.compile(re.escape(LAB_CODE.removesuffix("<code>")) + COPY)
 LAB_OUTPUT = re.compile(r'<div class="jp-RenderedText jp-OutputArea-output language-text highlight tpn-output"'
-                        r'[^>]*><span class="filename">([^<]*)</span><pre><span></span><code>')
+                        r'[^>]*><span class="filename">([^<]*)</span><pre><span></span>' + COPY)
 
 
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("lab", sorted(LABS))
 def test_lab_page_has_the_markup_of_a_chapter(built_site, lab, lang):
-    """Each code cell is a chapter's Python block (Material colours it and gives it its copy
-    button; the template's own button is gone), each printed output a chapter's output box
+    """Each code cell is a chapter's Python block (Material colours it, hooks/copy_buttons.py gives
+    it its copy button; the template's own button is gone), each printed output a chapter's output box
     labelled in the page's language (hooks/notebook_pages.py: chapter_look)."""
     page = site_path(built_site, lang, f"labs/{lab}/index.html").read_text(encoding="utf-8")
     nb = nbformat.read(ROOT / "docs" / lang / "labs" / f"{lab}.ipynb", as_version=4)
-    assert page.count(LAB_CODE) == len(code_cells(nb)) and '<div class="highlight-ipynb' not in page
+    assert len(BUILT_LAB_CODE.findall(page)) == len(code_cells(nb)) and '<div class="highlight-ipynb' not in page
     assert "zeroclipboard-container" not in page and "<clipboard-copy" not in page
     labels = LAB_OUTPUT.findall(page)
     assert labels and set(labels) == {notebook_pages.OUTPUT_LABEL[lang]}

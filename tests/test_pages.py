@@ -34,7 +34,7 @@ def site_folder(site: Path, lang: str, page: str) -> Path:
 def html_python_blocks(site: Path, lang: str, page: str) -> list[str]:
     """The code of each Python block as the built page shows it (what a reader copies)."""
     text = (site_folder(site, lang, page) / "index.html").read_text(encoding="utf-8")
-    found = re.findall(r'<div class="language-python highlight"><pre>.*?<code>(.*?)</code></pre>', text, re.S)
+    found = re.findall(r'<div class="language-python highlight"><pre>.*?<code[^>]*>(.*?)</code></pre>', text, re.S)
     return [html.unescape(re.sub(r"<[^>]+>", "", code)).rstrip("\n") for code in found]
 
 
@@ -345,7 +345,9 @@ def test_a_skip_reason_without_readers_words_fails_the_build():
 
 # --- outputs: each one shown is labelled, and is one the page's run compares --------------------
 _OUTPUT_BOX = re.compile(r'<div class="language-text highlight tpn-output"(?: data-search-exclude="1")?>'
-                         r'<span class="filename">([^<]*)</span><pre><span></span><code>(.*?)</code></pre></div>', re.S)
+                         r'<span class="filename">([^<]*)</span><pre><span></span>'  # the built page: a copy button
+                         r'(?:<nav class="md-code__nav"><button [^>]*></button></nav>)?<code(?: id="tpn-code-\d+")?>'
+                         r'(.*?)</code></pre></div>', re.S)
 
 
 @pytest.mark.parametrize("lang", LANGS)

@@ -176,7 +176,7 @@ def test_shell_blocks_show_comments_in_their_language(built_site, lang):
         folder = folder if page.stem == "index" else folder / page.stem
         text = (folder / "index.html").read_text(encoding="utf-8")
         shown = [html.unescape(re.sub(r"<[^>]+>", "", code)).rstrip("\n") for code in re.findall(
-            r'<div class="language-(?:bash|sh|shell) highlight"><pre>.*?<code>(.*?)</code></pre>', text, re.S)]
+            r'<div class="language-(?:bash|sh|shell) highlight"><pre>.*?<code[^>]*>(.*?)</code></pre>', text, re.S)]
         code = translate(block.source, lang, shell=True).rstrip("\n")
         assert code in shown, (lang, page.name)
         if page.stem != "index":
