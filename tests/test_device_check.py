@@ -202,7 +202,8 @@ class DeviceCheckRun:
         if not self.out.is_file():
             raise AssertionError(f"tools.device_check exited {self.process.returncode}:\n{err[-3000:]}")
         results = json.loads(self.out.read_text())
-        broken = {page: r["stderr"] for page, r in results.items() if not r["blocks"]}
+        broken = {page: f"exit {r['returncode']} after {r['seconds']} s: {r['stderr'][-600:]}"
+                  for page, r in results.items() if not r["blocks"]}
         assert not broken, broken
         return {Path(page).name: r["blocks"] for page, r in results.items()}
 

@@ -14,6 +14,7 @@ import torch
 
 from pagekit import reports
 from pagekit.project import LANGS
+from pagekit.pytest_plugin import WAIT_S
 from tools import gpu_check, gpu_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,7 +323,7 @@ class BareMachineRun:
             preexec_fn=lambda: os.nice(5))
 
     def result(self) -> tuple[int, str]:
-        out, _ = self.process.communicate(timeout=600)
+        out, _ = self.process.communicate(timeout=WAIT_S)  # as long as the test may wait
         return self.process.returncode, out
 
     def close(self):

@@ -181,6 +181,24 @@ def test_a_run_is_remembered_by_what_it_depends_on_and_a_failure_is_not(tmp_path
     assert forced.process is not None and forced.results()
 
 
+@pytest.mark.parametrize("caller", [0, 5])
+def test_a_runs_programs_are_niced_to_five_whatever_the_callers_niceness(tmp_path, caller):
+    """Work started in the background by a process already niced (the device check's test) is not
+    niced twice: at 10 its programs were starved on a loaded machine."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "f").mkdir()
+    program = tmp_path / "f" / "x.py"
+    program.write_text("import os\nprint(os.nice(0))\n")
+    starter = (f"import os, pathlib\nprint(os.nice({caller}))\nfrom pagekit import run\n"
+               f"p = pathlib.Path({str(program)!r})\nassert run.FreshRun([p], p.parent.parent).results()[str(p)]['returncode'] == 0")
+    done = subprocess.run([sys.executable, "-c", starter], check=True, cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "TPN_RUN_CACHE": "0"})
+    assert Path(f"{program}.out").read_text() == f"{max(5, int(done.stdout))}\n"
+
+
 def test_background_work_starts_only_for_the_pages_the_selected_tests_take():
     """`pytest -k layers` starts the runnable copies of the layers chapter, not of all ten."""
     import types

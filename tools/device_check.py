@@ -17,7 +17,7 @@ def findings(results: dict[str, dict]):
     """One line per block that would fail on a GPU, or did not run to its end here."""
     for page, result in results.items():
         if not result["blocks"] and result["returncode"]:
-            yield f"{page}: the run exited {result['returncode']}:\n{result['stderr']}"
+            yield f"{page}: the run exited {result['returncode']} after {result['seconds']} s:\n{result['stderr']}"
         for b in result["blocks"]:
             for v in b["violations"]:
                 yield (f"{page} line {b['lineno']} ({b['section']}): {v['where']}: {v['line']}\n"
@@ -34,7 +34,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     pages = [p.resolve() for p in args.pages] or [c.path("en") for c in CHAPTERS]
     runs = run_pages(pages, parallel=args.parallel, virtual_cuda=True)
-    results = {str(page): {"blocks": run.records, "returncode": run.returncode, "stderr": run.stderr}
+    results = {str(page): {"blocks": run.records, "returncode": run.returncode, "seconds": run.seconds,
+                           "stderr": run.stderr}
                for page, run in runs.items()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False))
