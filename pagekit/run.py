@@ -222,13 +222,13 @@ def _passed(path: Path) -> bool:
                                          for r in json.loads(results.read_text()))
 
 
-NICE = 5  # the programs' CPU priority, below the tests that wait for them
+NICE = 5  # background work's CPU priority, below the tests that wait for it
 
 
-def _niced() -> None:
-    """Niceness NICE, not NICE more than the caller's. The device check, started niced by its test,
-    ran its pages at 10: in a fresh clone's `make test` beside a build, a page it ran in 12 s when
-    idle came back with no block run."""
+def niced() -> None:
+    """Niceness NICE, not NICE more than the caller's (a `preexec_fn` for background work). The device
+    check, started niced by its test, ran its pages at 10: in a fresh clone's `make test` beside a build,
+    a page it ran in 12 s when idle came back with no block run."""
     os.nice(max(0, NICE - os.nice(0)))
 
 
@@ -261,7 +261,7 @@ class FreshRun:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pagekit.run", "results.json", *flags, *todo],
                 cwd=self.folder, env=dict(os.environ, PYTHONPATH=path), stdout=log,
-                stderr=subprocess.STDOUT, preexec_fn=_niced) if todo else None
+                stderr=subprocess.STDOUT, preexec_fn=niced) if todo else None
 
     def results(self, timeout: float = 900) -> dict[str, dict]:
         if self.process is None:
@@ -289,7 +289,7 @@ class FreshRun:
 @dataclass
 class PageRun:
     records: list[dict]   # one per block that ran (`record`), in order
-    returncode: int       # -9: stopped after TIMEOUT_S
+    returncode: int       # -9: killed (after TIMEOUT_S, or by the system)
     seconds: float
     stderr: str           # its last 3000 characters
 

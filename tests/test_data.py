@@ -25,6 +25,7 @@ from torchvision.transforms import v2
 
 from pagekit.page import expand
 from pagekit.project import LANGS
+from pagekit.run import niced
 from snippets.data import (
     MEAN,
     STD,
@@ -693,7 +694,7 @@ class SpawnRuns:
             (folder / name[:-3] / name).write_text(code)
             self.running[name] = subprocess.Popen([sys.executable, *args, name], cwd=folder / name[:-3], text=True,
                                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                  preexec_fn=lambda: os.nice(5))
+                                                  preexec_fn=niced)
 
     @functools.cache
     def result(self) -> dict[str, tuple[int, str, str]]:

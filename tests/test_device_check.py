@@ -5,7 +5,6 @@ refuses (the multi-gpu page's old `torch.equal` among it) and on code it accepts
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch import nn
 from pagekit.page import python_blocks, read
 from pagekit.project import CHAPTERS
 from pagekit.pytest_plugin import WAIT_S
-from pagekit.run import program_blocks, program_file, run_program
+from pagekit.run import niced, program_blocks, program_file, run_program
 from pagekit.virtual_cuda import (
     CudaToNumpy,
     DeviceError,
@@ -195,7 +194,7 @@ class DeviceCheckRun:
         chosen = [page for page in PAGES if pages is None or page.name in pages]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tools.device_check", "--parallel", "1", "--json", str(self.out), *map(str, chosen)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(5))
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=niced)
 
     def result(self) -> dict[str, list[dict]]:
         _, err = self.process.communicate(timeout=WAIT_S)  # as long as the test may wait

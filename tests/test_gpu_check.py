@@ -15,6 +15,7 @@ import torch
 from pagekit import reports
 from pagekit.project import LANGS
 from pagekit.pytest_plugin import WAIT_S
+from pagekit.run import niced
 from tools import gpu_check, gpu_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,7 +321,7 @@ class BareMachineRun:
             [self.python, "-m", "tools.gpu_check", "--wheels", str(wheels[0].parent), "--test-on-cpu",
              "--out", str(folder / "out"), "--commit", "test", "--pages", "docs/en/containers.md"],
             cwd=self.checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            preexec_fn=lambda: os.nice(5))
+            preexec_fn=niced)
 
     def result(self) -> tuple[int, str]:
         out, _ = self.process.communicate(timeout=WAIT_S)  # as long as the test may wait
