@@ -2,11 +2,13 @@
 
 mkdocs-jupyter (execute: true) runs each notebook in its own folder, so the files a lab writes
 (a digits/ tree of PNGs, checkpoints) would land in docs/, and it runs the zh and the en notebook
-separately although their code cells are the same. Here its converter is wrapped: a notebook runs
-in a temporary folder with nbclient (the plugin's kernel_name and allow_errors apply: a failing cell
-fails the build), and its outputs, kept by the text of its code cells, serve the other language's
-notebook too. The plugin's page cache key also holds this file and requirements.txt, so that a warm
-build gives the same pages as a cold one after either changes.
+separately although their code is the same. Here its converter is wrapped: a notebook runs in a
+temporary folder with nbclient (the plugin's kernel_name and allow_errors apply: a failing cell
+fails the build), and its outputs, kept by its code's tokens (comments and docstrings aside), serve
+the other language's notebook too. The runs start with the build, in a thread (`on_pre_build`), for
+every notebook the plugin's page cache lacks, so the kernels work while the chapters are rendered.
+The plugin's page cache key also holds this file and requirements.txt, so that a warm build gives
+the same pages as a cold one after either changes.
 
 The template's MathJax and Mermaid loaders (from cdnjs) are removed: the site loads nothing from
 other hosts and has no math. A lab reads like a chapter (`chapter_look`; CONTRIBUTING.md, "The labs
@@ -15,13 +17,18 @@ Task1 lab's 98 kB, gzipped), go into files next to the page, sized and loaded la
 """
 from __future__ import annotations
 
+import atexit
 import base64
+import concurrent.futures
+import contextlib
 import hashlib
 import html
 import os
 import re
+import signal
 import struct
 import tempfile
+import threading
 from pathlib import Path
 
 import mkdocs_jupyter.convert
@@ -29,19 +36,30 @@ import mkdocs_jupyter.plugin
 import nbformat
 from pymdownx.slugs import slugify
 
+from pagekit.comments import code_tokens
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _original_nb2html = getattr(mkdocs_jupyter.convert.nb2html, "__wrapped__", mkdocs_jupyter.convert.nb2html)
 QUIET = "-torch.utils.cpp_extension"  # TORCH_LOGS for the lab kernels: that logger only at ERROR
-_outputs: dict[str, list[tuple[list, int | None]]] = {}  # code-cells key -> (outputs, execution_count) per code cell
+_runs: dict[str, tuple[str, concurrent.futures.Future]] = {}  # code key -> (exact key of the notebook run, its run)
+# Two kernels at once: on 2 cores a cold build took 19 s with one, 15-18 s with two (37 s before the runs were shared)
+_kernels = threading.BoundedSemaphore(2)
+_READS_ITS_TEXT = {"__doc__", "help", "inspect", "getsource", "getdoc"}  # a cell that may print its own comments
+_running: set = set()  # the NotebookClients whose kernels are running (`_stop_kernels`)
 
 
-def code_key(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool) -> str:
-    """What decides a notebook's outputs: its code cells, in order, and how it is run."""
+def code_key(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool, exact: bool = False) -> str:
+    """What decides a notebook's outputs: its code cells' tokens, in order, and how it is run.
+
+    Comments and docstrings are left out (`code_tokens`), so a lab's zh and en notebooks share a
+    run, unless `exact` or a cell may read its own text (help(), __doc__, inspect)."""
     h = hashlib.sha256(f"{kernel_name}|{allow_errors}".encode())
     for cell in nb.cells:
         if cell.cell_type == "code":
-            h.update(b"\0" + cell.source.encode())
+            tokens = code_tokens(cell.source)
+            literal = exact or any(text in _READS_ITS_TEXT for _, text in tokens)
+            h.update(b"\0" + (cell.source if literal else repr(tokens)).encode())
     return h.hexdigest()
 
 
@@ -56,8 +74,63 @@ def execute_in(folder: Path, nb: nbformat.NotebookNode, kernel_name: str, allow_
     from nbclient import NotebookClient  # only on a cache miss: keeps warm builds fast
     options = {"kernel_name": kernel_name} if kernel_name else {}
     logs = ",".join(filter(None, [os.environ.get("TORCH_LOGS"), QUIET]))
-    NotebookClient(nb, allow_errors=allow_errors, resources={"metadata": {"path": str(folder)}},
-                   coalesce_streams=True, **options).execute(env={**os.environ, "TORCH_LOGS": logs})
+    client = NotebookClient(nb, allow_errors=allow_errors, resources={"metadata": {"path": str(folder)}},
+                            coalesce_streams=True, **options)
+    _running.add(client)
+    try:
+        client.execute(env={**os.environ, "TORCH_LOGS": logs})
+    finally:
+        _running.discard(client)
+
+
+@atexit.register
+def _stop_kernels() -> None:
+    """A build that fails exits while a lab's kernel may still run (a daemon thread, `start`): stop the
+    kernel, its process group, rather than wait for it or leave it running with the build's output open."""
+    for client in list(_running):
+        provisioner = getattr(client.km, "provisioner", None)
+        if getattr(provisioner, "pgid", None):
+            with contextlib.suppress(OSError):
+                os.killpg(provisioner.pgid, signal.SIGKILL)
+
+
+def _executed(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool) -> list[tuple[list, int | None]]:
+    """(outputs, execution_count) of each code cell of a run of a copy of nb in a scratch folder."""
+    with tempfile.TemporaryDirectory(prefix="lab-") as scratch:
+        run = nbformat.from_dict(nb)
+        execute_in(Path(scratch), run, kernel_name, allow_errors)
+    return [(c.outputs, c.execution_count) for c in run.cells if c.cell_type == "code"]
+
+
+def start(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool) -> None:
+    """Run nb in the background, unless a run of the same code has started. The thread is a daemon:
+    a build that fails exits without waiting for it, and stops its kernel (`_stop_kernels`)."""
+    key = code_key(nb, kernel_name, allow_errors)
+    if key in _runs:
+        return
+    run = concurrent.futures.Future()
+
+    def work():
+        with _kernels:
+            try:
+                run.set_result(_executed(nb, kernel_name, allow_errors))
+            except BaseException as error:  # a failing cell: nb2html raises it in the build
+                run.set_exception(error)
+
+    _runs[key] = (code_key(nb, kernel_name, allow_errors, exact=True), run)
+    threading.Thread(target=work, name="lab-kernel", daemon=True).start()
+
+
+def outputs_for(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool) -> list[tuple[list, int | None]]:
+    """Each code cell's (outputs, execution_count): from the run of the same code, or, where that run
+    was the other language's and its outputs may quote its lines (a traceback, a warning), nb's own."""
+    start(nb, kernel_name, allow_errors)
+    ran_as, run = _runs[code_key(nb, kernel_name, allow_errors)]
+    outputs = run.result()
+    quotes = any(o.get("output_type") == "error" or o.get("name") == "stderr" for cell, _ in outputs for o in cell)
+    if quotes and ran_as != code_key(nb, kernel_name, allow_errors, exact=True):
+        return _executed(nb, kernel_name, allow_errors)
+    return outputs
 
 
 def nb2html(nb_path, execute=False, kernel_name="", allow_errors=True, **options):
@@ -65,14 +138,10 @@ def nb2html(nb_path, execute=False, kernel_name="", allow_errors=True, **options
         return _original_nb2html(nb_path, execute=execute, kernel_name=kernel_name,
                                  allow_errors=allow_errors, **options)
     nb = nbformat.read(nb_path, as_version=4)
-    key = code_key(nb, kernel_name, allow_errors)
+    ran = outputs_for(nb, kernel_name, allow_errors)
     with tempfile.TemporaryDirectory(prefix="lab-") as scratch:
-        if key not in _outputs:
-            run = nbformat.from_dict(nb)
-            execute_in(Path(scratch), run, kernel_name, allow_errors)
-            _outputs[key] = [(c.outputs, c.execution_count) for c in run.cells if c.cell_type == "code"]
         code_cells = [c for c in nb.cells if c.cell_type == "code"]
-        for cell, (outputs, count) in zip(code_cells, _outputs[key]):
+        for cell, (outputs, count) in zip(code_cells, ran):
             cell.outputs, cell.execution_count = nbformat.from_dict(outputs), count
         executed = Path(scratch) / "executed" / Path(nb_path).name
         executed.parent.mkdir()
@@ -208,3 +277,19 @@ def on_page_content(content, page, config, files):
     for pattern in _EXTERNAL_SCRIPTS:
         content = pattern.sub("", content)
     return with_image_files(content, folder)
+
+
+def on_pre_build(config):
+    """Start the runs of the notebooks whose pages the plugin has not cached, before any page is rendered."""
+    plugin = config.plugins.get("mkdocs-jupyter")
+    if plugin is None or not plugin.config["execute"]:
+        return
+    for path in sorted(Path(config.docs_dir).rglob("*.ipynb")):
+        key = mkdocs_jupyter.plugin._compute_cache_key(str(path), plugin.config, True)
+        if plugin.config["cache"] and mkdocs_jupyter.plugin._get_cache_path(plugin.config["cache_dir"], key).exists():
+            continue
+        start(nbformat.read(path, as_version=4), plugin.config["kernel_name"], plugin.config["allow_errors"])
+
+
+def on_build_error(error):
+    _stop_kernels()  # now, before the process's exit closes what the kernel's client is using

@@ -178,6 +178,78 @@ def test_lab_kernels_do_not_print_cpp_extensions_log(tmp_path):
     assert "done" in printed and "kept" in printed and "noise" not in printed
 
 
+# --- the build's runs of the labs (hooks/notebook_pages.py) -----------------------------------------
+
+def notebook(*cells: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+
+
+def test_a_labs_two_languages_share_a_run_and_other_code_does_not():
+    key = notebook_pages.code_key
+    zh, en = (nbformat.read(ROOT / "docs" / lang / "labs" / "task1.ipynb", as_version=4) for lang in LANGS)
+    assert key(zh, "", False) == key(en, "", False) and key(zh, "", False, exact=True) != key(en, "", False, exact=True)
+    assert key(notebook('x = 1  # one\ndef f():\n    """One."""'), "", False) == key(
+        notebook('x = 1  # 一\ndef f():\n    """一。"""'), "", False)
+    assert key(notebook("x = 1"), "", False) != key(notebook("x = 2"), "", False)
+    assert key(notebook("x = 1"), "", False) != key(notebook("x = 1"), "python3", False)
+    reads_its_doc = 'def f():\n    """{}"""\nprint(f.__doc__)'  # prints what differs: a run each
+    assert key(notebook(reads_its_doc.format("One.")), "", False) != key(notebook(reads_its_doc.format("一。")), "", False)
+
+
+@pytest.mark.parametrize("stream, runs", [("stdout", 1), ("stderr", 2)])
+def test_the_other_language_reuses_a_run_unless_its_output_may_quote_the_code(monkeypatch, stream, runs):
+    """A run's stderr (a warning) or traceback may quote a line of its code, comment and all: the
+    other language's notebook then runs itself, so its page quotes its own line."""
+    ran = []
+
+    def executed(nb, kernel_name, allow_errors):  # quotes the code, as a warning's source line does
+        ran.append(nb.cells[0].source)
+        return [([nbformat.v4.new_output("stream", name=stream, text=nb.cells[0].source)], 1)]
+
+    monkeypatch.setattr(notebook_pages, "_executed", executed)
+    monkeypatch.setattr(notebook_pages, "_runs", {})
+    en, zh = notebook("warn()  # once"), notebook("warn()  # 一次")
+    assert notebook_pages.outputs_for(en, "", False)[0][0][0].text == "warn()  # once"
+    shown = notebook_pages.outputs_for(zh, "", False)[0][0][0].text
+    assert len(ran) == runs and shown == ("warn()  # once" if runs == 1 else "warn()  # 一次")
+
+
+def test_the_build_starts_the_runs_of_the_notebooks_it_has_not_cached(tmp_path, monkeypatch):
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import mkdocs_jupyter.plugin
+    options = defaultdict(lambda: None, execute=True, cache=True, cache_dir=str(tmp_path / "cache"),
+                          kernel_name="", allow_errors=False)
+    for name in ("cached", "new"):
+        nbformat.write(notebook(f"print({name!r})"), tmp_path / f"{name}.ipynb")
+    key = mkdocs_jupyter.plugin._compute_cache_key(str(tmp_path / "cached.ipynb"), options, True)
+    page = mkdocs_jupyter.plugin._get_cache_path(options["cache_dir"], key)
+    page.parent.mkdir()
+    page.write_text("{}")
+    started = []
+    monkeypatch.setattr(notebook_pages, "start", lambda nb, kernel, errors: started.append(nb.cells[0].source))
+    config = SimpleNamespace(plugins={"mkdocs-jupyter": SimpleNamespace(config=options)}, docs_dir=str(tmp_path))
+    notebook_pages.on_pre_build(config)
+    assert started == ["print('new')"]
+
+
+def test_a_second_environment_reads_the_compiled_templates(tmp_path, monkeypatch):
+    """hooks/build_cache.py: a template compiled for one language's build is not compiled again for
+    the other's, or for the next build."""
+    import jinja2
+
+    from hooks import build_cache
+    monkeypatch.setattr(build_cache, "TEMPLATES", tmp_path / "templates")
+
+    def environment():
+        return build_cache.on_env(jinja2.Environment(loader=jinja2.DictLoader({"t.html": "{{ 6 * 7 }}"})), None, None)
+
+    assert environment().get_template("t.html").render() == "42"
+    monkeypatch.setattr(jinja2.Environment, "compile", lambda *a, **k: pytest.fail("compiled again"))
+    assert environment().get_template("t.html").render() == "42"
+
+
 def test_chapter_look_rewrites_cells_and_outputs_and_refuses_an_unknown_language():
     cell = ('<div class="zeroclipboard-container">\n<clipboard-copy for="cell-1"><div>x</div></clipboard-copy>\n</div>\n'
             '<div class="highlight-ipynb hl-python"><pre><span></span><span class="k">import</span>'

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,23 @@ def test_search_index_holds_jieba_segmented_chinese(built_site):
     assert "\\u200b" in index["config"]["separator"]
 
 
+def test_a_texts_cut_is_remembered_by_the_text_and_the_dictionary(monkeypatch):
+    """hooks/search_lang.py: Material's jieba cut runs once per text and dictionary (jieba's version,
+    the glossary's terms), not at every build; the build's search index takes the remembered cut."""
+    from material.plugins.search.plugin import SearchIndex
+
+    from hooks import search_lang
+    cuts = []
+    monkeypatch.setattr(search_lang, "_material_cut", lambda self, text: cuts.append(text) or text.replace("的", "\u200b的\u200b"))
+    text = f"剪切的记忆 {time.time_ns()}"  # a text no earlier cut has seen
+    dictionary = search_lang._dictionary()
+    assert "梯度累加" in dictionary and dictionary[0] == search_lang.jieba.__version__
+    assert SearchIndex._segment_chinese(None, text) == text.replace("的", "\u200b的\u200b")
+    assert search_lang.cut(text, dictionary) == search_lang.cut(text, dictionary) and cuts == [text]
+    search_lang.cut(text, (*dictionary, "剪切"))  # a new glossary term: cut again
+    assert cuts == [text, text]
+
+
 def test_each_language_has_its_own_clean_search_index(built_site):
     """hooks/search_lang.py: one index per language; no page furniture in it (data-search-exclude,
     put on by hooks/chapters.py and hooks/search_index.py)."""
@@ -278,7 +296,8 @@ def test_a_removed_section_fails_the_build_and_the_tests(project_copy):
                       encoding="utf-8")
     build = mkdocs("build", "--strict", "--site-dir", str(project_copy / "site"), cwd=project_copy)
     assert build.returncode != 0
-    assert "Snippet section 'demo_unfold' could not be located" in build.stderr
+    # the last line: the labs' kernels, started with the build (hooks/notebook_pages.py), are stopped, not heard
+    assert build.stderr.rstrip().endswith("Snippet section 'demo_unfold' could not be located")
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "docs/en/layers.md"],
                          cwd=project_copy, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
