@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 from mkdocs.plugins import event_priority
 
-from pagekit import colab, comments, export, memo, reports, runnable
+from pagekit import colab, comments, export, memo, reports
 from pagekit.compare import code_sha, mask
 from pagekit.page import MARKER, TITLE, expand, is_chapter, parse_page
 from pagekit.project import DEFAULT_LANG, LANGS, ROOT, pins
@@ -169,12 +169,9 @@ def on_page_markdown(markdown, page, config, files):
     lang_base = export.page_address(site_url, lang, DEFAULT_LANG, "index.md")
     checkpoints = {f.name: f for f in sorted((ROOT / page.meta["checkpoints"]).glob("*.pt"))} \
         if "checkpoints" in page.meta else {}
-    chapter = export.read_chapter(markdown, url, lang_base, where=str(src), lang=lang)
+    made = export.chapter_files(markdown, url, lang_base, str(src), lang, slug)
     markdown = with_not_run_notes(markdown, lang, checkpoints)
-    page.chapter_files = {
-        f"{slug}.ipynb": nbformat.writes(export.notebook(chapter, lang)) + "\n",
-        f"{slug}.py": export.script(chapter, lang, f"{slug}.py"),
-    }
+    page.chapter_files = {name: made[name] for name in (f"{slug}.ipynb", f"{slug}.py")}
     for rel in page.meta.get("downloads", []):
         # the file itself on the English page; its comments and docstrings in the page's language
         page.chapter_files[Path(rel).name] = comments.file_in_language(rel, lang)
@@ -186,13 +183,11 @@ def on_page_markdown(markdown, page, config, files):
     page.chapter_downloads += [(name, name) for name in list(page.chapter_files)[2:]]
     links = "、".join if lang == "zh" else ", ".join
     note = RUN_NOTE[lang].format(links=links(f'<a href="{name}" download>{text}</a>' for name, text in page.chapter_downloads[:2]))
-    code = [part for kind, part in chapter.parts if kind == "code"]
-    page.runnable = [None if b.mark("skip") or b.mark("cuda") else found
-                     for b, found in zip(code, runnable.programs(code, lang))]
-    if export.starts_processes(code):
+    page.runnable = made["runnable"]
+    if made["spawns"]:
         note = note.replace("\n</div>", SPAWN_NOTE[lang] + "\n</div>")
     # comments and docstrings in the page's language: the fences hold the translated code
-    english = {export.block_code(b, lang): export.block_code(b) for b in code}
+    english = made["english"]
     markdown = comments.page_in_language(markdown, lang)
     markdown = labelled_outputs(markdown, "输出" if lang == "zh" else "Output", VARIES[lang],
                                 lambda block: _gpu_box(block, lang, src.name, english), page.nested_outputs)

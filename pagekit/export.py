@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 from pagekit.comments import translate
+from pagekit.memo import remembered
 from pagekit.page import MARKER, Block, Mark, expand, parse_page, python_blocks
 
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
@@ -328,6 +329,25 @@ def notebook(chapter: Chapter, lang: str):
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                      "language_info": {"name": "python"}},
         "cells": [_cell(kind, source, n, tags) for n, (kind, source, tags) in enumerate(cells)]})
+
+
+@remembered  # a warm build reads them (pagekit.memo): a third of the chapters hook's time
+def chapter_files(markdown: str, url: str, lang_base: str, where: str, lang: str, slug: str) -> dict:
+    """What a chapter's page offers beside its text: its notebook and script (`<slug>.ipynb`, `<slug>.py`),
+    each Python block's runnable copy (`runnable`: [needed blocks, program], or None for a block outside
+    the program), whether its program starts worker processes (`spawns`), and each block's code in
+    `lang` -> the code that ran (`english`, to find a block's GPU output)."""
+    import nbformat
+
+    from pagekit.runnable import programs
+
+    chapter = read_chapter(markdown, url, lang_base, where=where, lang=lang)
+    code = [part for kind, part in chapter.parts if kind == "code"]
+    return {f"{slug}.ipynb": nbformat.writes(notebook(chapter, lang)) + "\n",
+            f"{slug}.py": script(chapter, lang, f"{slug}.py"),
+            "runnable": [None if b.mark("skip") or b.mark("cuda") else found for b, found in zip(code, programs(code, lang))],
+            "spawns": starts_processes(code),
+            "english": {block_code(b, lang): block_code(b) for b in code}}
 
 
 def notebook_blocks(nb) -> list[Block]:
