@@ -111,14 +111,32 @@ def _printed_lines(text: str) -> list[str]:
     return [line for line in mask(text).split("\n") if line.strip()]
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _numbers_free(block) -> bool:
+    """A `varies(cpu=True)` block: its numbers depend on the CPU (bfloat16 kernels, threads), on the pin too."""
+    varies = block.mark("varies")
+    return bool(varies and varies.cpu)
+
+
+def differs_beyond_numbers(shown: str, got: str) -> bool:
+    """Do two outputs differ in more than their numbers: a line, a word, a sign?"""
+    return [_NUMBER.sub("#", line) for line in _printed_lines(shown)] != \
+        [_NUMBER.sub("#", line) for line in _printed_lines(got)]
+
+
 def program_differs(blocks: list, printed: str, *, exact: bool | None = None,
                     own: list[str] | None = None) -> bool:
     """Does a runnable copy's output (`printed`, `blocks` run as one program) differ from what the page shows
-    under its blocks? Blank lines aside, on the pin it is their outputs exactly; elsewhere it must split, in
-    order, into one run of lines per block that `differs` passes, a `varies` block's lines free."""
+    under its blocks? Blank lines aside, on the pin it is their outputs exactly (a `varies(cpu=True)` block's
+    numbers aside); elsewhere it must split, in order, into one run of lines per block that `differs` passes,
+    a `varies` block's lines free."""
     got = _printed_lines(printed)
     if exact if exact is not None else exact_environment():
-        return got != [line for b in blocks for line in _printed_lines(b.expected or "")]
+        shown = [(line, _numbers_free(b)) for b in blocks for line in _printed_lines(b.expected or "")]
+        return len(got) != len(shown) or any(differs_beyond_numbers(want, line) if free else want != line
+                                             for line, (want, free) in zip(got, shown))
 
     @functools.cache
     def fits(i: int, start: int) -> bool:  # blocks[i:] print got[start:]
@@ -126,11 +144,15 @@ def program_differs(blocks: list, printed: str, *, exact: bool | None = None,
             return start == len(got)
         block, shown = blocks[i], "\n".join(_printed_lines(blocks[i].expected or ""))
         ends = range(start, len(got) + 1)
-        if not (block.mark("varies") or block.must_fail):
+        free = block.mark("varies") and not _numbers_free(block)
+        if not (free or block.must_fail):
             ends = [start + len(_printed_lines(shown))] if start + len(_printed_lines(shown)) <= len(got) else []
-        return any((block.mark("varies") or not differs(shown, "\n".join(got[start:end]), exact=False,
-                                                          error=block.must_fail, own=own))
-                   and fits(i + 1, end) for end in ends)
+
+        def passes(part: str) -> bool:
+            if _numbers_free(block):
+                return not differs_beyond_numbers(shown, part)
+            return free or not differs(shown, part, exact=False, error=block.must_fail, own=own)
+        return any(passes("\n".join(got[start:end])) and fits(i + 1, end) for end in ends)
 
     return not fits(0, 0)
 
@@ -150,6 +172,12 @@ def problem(result: Result, *, exact: bool | None = None, own: list[str] | None 
         return f"{where}: what must hold on every machine does not: {varies.holds}"
     if result.output.strip() and block.expected is None:
         return f"{where}: prints output but the page shows none; run `make outputs`"
+    if varies and varies.cpu and block.expected is not None:
+        if differs_beyond_numbers(block.expected, result.output):
+            return (f"{where}: output differs from the page in more than its numbers (varies(cpu=True)); run "
+                    f"`make outputs` if the code changed on purpose.\npage shows:\n{block.expected}\n"
+                    f"the code printed:\n{mask(result.output)}")
+        return None  # the page says its numbers depend on the CPU, and why
     if varies and not exact:
         return None  # the page says this output depends on the machine, and why
     if block.expected is not None and differs(block.expected, result.output, exact=exact,
@@ -203,8 +231,14 @@ def page_outputs(pages: list[Path]) -> dict[Path, list[str | None]]:
                 raise RuntimeError(f"{page}:{r.block.lineno} must fail with {r.block.must_fail}")
         if len(results) != len(python_blocks(blocks)):
             raise RuntimeError(f"{page}: the run stopped after {len(results)} blocks:\n{run.stderr}")
-        found[page] = [None if r.skipped else mask(r.output) for r in results]
+        found[page] = [None if r.skipped or _same_but_numbers(r) else mask(r.output) for r in results]
     return found
+
+
+def _same_but_numbers(result: Result) -> bool:
+    """A `varies(cpu=True)` block that printed other digits only: this CPU's, not a change to the page."""
+    block = result.block
+    return _numbers_free(block) and block.expected is not None and not differs_beyond_numbers(block.expected, result.output)
 
 
 def write_outputs(names: list[str], check: bool = False) -> list[str]:

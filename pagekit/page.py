@@ -3,7 +3,7 @@
 A page is one program (CONTRIBUTING.md, "A page is one program"); its fences hold `--8<--` includes, which
 `expand()` runs through pymdownx.snippets as mkdocs.yml configures it. The marker comments before a fence are
 pytest-codeblocks' syntax, read with `ast`, never evaluated: `pytest.mark.skip(reason=...)`,
-`xfail(raises=..., strict=True)`, `varies(reason=..., holds=...)`, `cuda`, `multiprocess`, `slow`, and
+`xfail(raises=..., strict=True)`, `varies(reason=..., holds=..., cpu=True)`, `cuda`, `multiprocess`, `slow`, and
 `pytest-codeblocks:expected-output` (the next fence is the output of the block before). pagekit.run runs them.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Mark:
     reason: str | None = None  # skip; varies (shown on the page under the output)
     raises: str | None = None  # xfail: dotted exception name, e.g. "pickle.UnpicklingError"
     holds: str | None = None   # varies: an expression that is true after the block on every machine
+    cpu: bool = False          # varies: its numbers also depend on the CPU, so the pin compares them masked too
 
 
 def _dotted(node: ast.expr) -> str:
@@ -62,14 +63,17 @@ def parse_mark(text: str, where: str = "") -> Mark:
                 raise ValueError('a skip needs reason="..." naming the test that runs this code')
             return Mark("skip", reason=reason.value)
         if name == "varies":
-            reason, holds = kwargs.get("reason"), kwargs.get("holds")
+            reason, holds, cpu = kwargs.get("reason"), kwargs.get("holds"), kwargs.get("cpu")
             if not (isinstance(reason, ast.Constant) and isinstance(reason.value, str) and reason.value):
                 raise ValueError('a varies mark needs reason="..." saying why the output differs between machines')
             if holds is not None:
                 if not (isinstance(holds, ast.Constant) and isinstance(holds.value, str)):
                     raise ValueError('holds= must be a string: an expression true after the block')
                 compile(holds.value, "holds", "eval")
-            return Mark("varies", reason=reason.value, holds=holds.value if holds is not None else None)
+            if cpu is not None and not (isinstance(cpu, ast.Constant) and cpu.value is True):
+                raise ValueError("cpu= is True or left out: True when the numbers depend on the CPU too")
+            return Mark("varies", reason=reason.value, holds=holds.value if holds is not None else None,
+                        cpu=cpu is not None)
         if name == "xfail":
             strict = kwargs.get("strict")
             if "raises" not in kwargs or not (isinstance(strict, ast.Constant) and strict.value is True):

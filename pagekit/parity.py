@@ -42,10 +42,10 @@ class Section:
 
 def _mark_key(word: str) -> str:
     """A marker as both languages must share it: a `varies` reason is written in the page's
-    language, so only its name and `holds` must match."""
+    language, so only its name, `holds` and `cpu` must match."""
     if word.startswith("pytest.mark.varies"):
         mark = parse_mark(word)
-        return f"varies(holds={mark.holds!r})"
+        return f"varies(holds={mark.holds!r}, cpu={mark.cpu})"
     return word
 
 def _numbers(text: str) -> list[str]:

@@ -30,6 +30,7 @@ def run(text: str, tmp_path):
     ("pytest.mark.xfail(raises=ValueError, strict=True)", Mark("xfail", raises="ValueError")),
     ("pytest.mark.xfail(raises=pickle.UnpicklingError, strict=True)", Mark("xfail", raises="pickle.UnpicklingError")),
     ("pytest.mark.multiprocess", Mark("multiprocess")),
+    ('pytest.mark.varies(reason="bfloat16 kernels", cpu=True)', Mark("varies", reason="bfloat16 kernels", cpu=True)),
 ])
 def test_markers_are_read_without_running_them(text, mark):
     assert parse_mark(text) == mark
@@ -41,6 +42,7 @@ def test_markers_are_read_without_running_them(text, mark):
     ('pytest.mark.xfail(raises=__import__("os").X, strict=True)', "must name an exception class"),
     ("pytest.mark.parametrize", "unknown mark 'parametrize'"),
     ("pytest.mark.skip(reason=", "bad marker"),
+    ('pytest.mark.varies(reason="x", cpu=False)', "cpu= is True or left out"),
 ])
 def test_a_bad_marker_is_reported_with_its_page_and_line(text, message):
     with pytest.raises(MarkerError, match=message) as err:
@@ -123,6 +125,30 @@ def test_a_block_marked_varies_is_free_elsewhere_but_what_must_hold_holds(tmp_pa
     assert "output differs" in compare.problem(result, exact=True)  # the pinned CPU run: exact
     (result,) = run(text.replace("acc = 0.97", "acc = 0.90"), tmp_path)
     assert "what must hold on every machine does not: acc >= 0.95" in compare.problem(result, exact=False)
+
+
+def test_a_block_whose_numbers_depend_on_the_cpu_is_compared_without_them_even_on_the_pin(tmp_path):
+    """bfloat16 training on a CPU with AMX prints other digits than on one without, or with another
+    number of threads: `varies(cpu=True)` frees the numbers on the pin too, never the words or lines."""
+    marker = 'pytest.mark.varies(reason="bfloat16 kernels", cpu=True, holds="acc >= 0.95")'
+    text = page(("acc = 0.97\nprint(f'val acc {acc:.3f} after 8 epochs')", marker, "val acc 0.964 after 8 epochs"))
+    (result,) = run(text, tmp_path)
+    assert compare.problem(result, exact=True) is None and compare.problem(result, exact=False) is None
+    assert compare._same_but_numbers(result)  # `make outputs` keeps the page's digits: no churn between CPUs
+    for printed in ("val loss {acc:.3f} after 8 epochs", "val acc {acc:.3f} after 8 epochs\\nmore",
+                    "val acc -{acc:.3f} after 8 epochs"):
+        (result,) = run(text.replace("val acc {acc:.3f} after 8 epochs", printed), tmp_path)
+        assert "differs from the page in more than its numbers" in compare.problem(result, exact=True)
+        assert not compare._same_but_numbers(result)
+    (result,) = run(text.replace("acc = 0.97", "acc = 0.90"), tmp_path)
+    assert "what must hold on every machine does not" in compare.problem(result, exact=True)
+    # a runnable copy: the block's numbers free, the plain block before it exact
+    blocks = parse_page(page(("print(8)", None, "8"), ("print('val acc 0.964')", marker, "val acc 0.964")))
+    assert not compare.program_differs(blocks, "8\nval acc 0.936\n", exact=True)
+    assert not compare.program_differs(blocks, "8\nval acc 0.936\n", exact=False)
+    for printed in ("9\nval acc 0.936\n", "8\nval loss 0.936\n", "8\nval acc 0.936\nmore\n"):
+        assert compare.program_differs(blocks, printed, exact=True)
+        assert compare.program_differs(blocks, printed, exact=False)
 
 
 def test_warnings_are_kept_apart_from_what_a_block_prints(tmp_path):
