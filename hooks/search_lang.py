@@ -19,18 +19,21 @@
 4. Cut once. Material cuts every Chinese run of a section's text with jieba, whose dictionary takes
    0.5 s to load: a tenth of a warm build. A text's cut, keyed by the text, jieba's version and the
    glossary's terms, is remembered (pagekit.memo), and jieba is loaded only for a text not cut before.
+   A page's entries, which Material makes by parsing its HTML again, are remembered too, keyed by all
+   they are made of.
 """
 from __future__ import annotations
 
 import functools
 import json
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 from material.plugins.search.plugin import SearchIndex, jieba
 from mkdocs.plugins import event_priority
 
-from pagekit.memo import remembered
+from pagekit.memo import recall, remembered
 
 WORKER = "search-i18n.js"
 _CONFIG_BASE = re.compile(r'(<script id="__config" type="application/json">[^<]*?"base": ")([^"]*)(")')
@@ -56,7 +59,15 @@ def _dictionary() -> tuple[str, ...]:
 
 
 _words_added: set[str] = set()
-_material_cut = SearchIndex._segment_chinese
+
+
+def _materials(name: str):
+    """SearchIndex's own method `name`, also when `mkdocs serve` runs this module again over its patch."""
+    method = getattr(SearchIndex, name)
+    return getattr(method, "__wrapped__", method)
+
+
+_material_cut = _materials("_segment_chinese")
 
 
 @remembered
@@ -70,8 +81,37 @@ def cut(text: str, dictionary: tuple[str, ...]) -> str:
     return _material_cut(None, text)
 
 
+def _segment_chinese(self, text: str) -> str:
+    return cut(text, _dictionary())
+
+
 if jieba is not None:  # without jieba, Material indexes without cutting, and so does this
-    SearchIndex._segment_chinese = lambda self, text: cut(text, _dictionary())
+    _segment_chinese.__wrapped__ = _material_cut
+    SearchIndex._segment_chinese = _segment_chinese
+
+_material_add = _materials("add_entry_from_context")
+_MATERIAL = version("mkdocs-material")
+
+
+def _toc(items) -> list:
+    return [(item.title, item.url, _toc(item.children)) for item in items]
+
+
+def add_entry_from_context(self, page) -> None:
+    """Material's entries for `page`, remembered by their inputs: its HTML, address, title, front matter and
+    table of contents, Material's release and the dictionary the Chinese text is cut with."""
+    def make() -> list[dict]:
+        index = SearchIndex(**self.config)
+        _material_add(index, page)
+        return index.entries
+
+    key = (page.content, page.url, page.title, json.dumps(page.meta, sort_keys=True, default=str),
+           _toc(page.toc), _MATERIAL, jieba is not None and _dictionary())
+    self.entries += [dict(entry) for entry in recall("search entries", key, make)]
+
+
+add_entry_from_context.__wrapped__ = _material_add
+SearchIndex.add_entry_from_context = add_entry_from_context
 
 
 def on_config(config):

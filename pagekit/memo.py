@@ -22,14 +22,20 @@ def _salt() -> str:
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
+def recall(name: str, key, make):
+    """`make()`'s result, remembered under `name` and `key` (its repr: all that result depends on)."""
+    digest = hashlib.sha256(repr((name, key, _salt())).encode()).hexdigest()
+    if digest not in _seen:
+        _seen[digest] = make()
+    _used[digest] = _seen[digest]
+    return _seen[digest]
+
+
 def remembered(fn):
+    """`fn`'s result, remembered by its arguments."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        key = hashlib.sha256(repr((fn.__qualname__, args, sorted(kwargs.items()), _salt())).encode()).hexdigest()
-        if key not in _seen:
-            _seen[key] = fn(*args, **kwargs)
-        _used[key] = _seen[key]
-        return _seen[key]
+        return recall(fn.__qualname__, (args, sorted(kwargs.items())), lambda: fn(*args, **kwargs))
     return wrapper
 
 

@@ -203,6 +203,42 @@ def test_a_texts_cut_is_remembered_by_the_text_and_the_dictionary(monkeypatch):
     assert cuts == [text, text]
 
 
+def test_a_pages_search_entries_are_remembered_by_all_they_are_made_of(monkeypatch):
+    """hooks/search_lang.py: Material parses a page's HTML into entries once per page content, title,
+    table of contents and front matter; a warm build appends the remembered entries, and `mkdocs serve`,
+    which runs the hook module again, still wraps Material's own method."""
+    import importlib
+    from types import SimpleNamespace
+
+    from material.plugins.search.plugin import SearchIndex
+    from mkdocs.structure.toc import get_toc
+
+    from hooks import search_lang
+    parsed = []
+    monkeypatch.setattr(search_lang, "_material_add", lambda index, page: parsed.append(page.url) or
+                        search_lang.add_entry_from_context.__wrapped__(index, page))
+    html = f'<h1 id="t">Title</h1><p>words {time.time_ns()}</p><h2 id="s">Part</h2><p>more</p>'
+    toc = get_toc([{"level": 1, "id": "t", "name": "Title", "html": "Title", "children": [
+        {"level": 2, "id": "s", "name": "Part", "html": "Part", "children": []}]}])
+    page = SimpleNamespace(content=html, url="x/", title="Title", meta={}, toc=toc)
+    first, second = SearchIndex(), SearchIndex()
+    first.add_entry_from_context(page)
+    second.add_entry_from_context(page)
+    assert first.entries == second.entries and parsed == ["x/"]
+    assert [e["location"] for e in first.entries] == ["x/", "x/#s"] and first.entries[1]["text"] == "<p>more</p>"
+    for changed in ({"content": html.replace("more", "other")}, {"title": "Other"}, {"meta": {"search": {"boost": 2}}}):
+        SearchIndex().add_entry_from_context(SimpleNamespace(**{**vars(page), **changed}))
+    assert parsed == ["x/"] * 4
+    first.entries[0]["text"] = "edited"  # a build's entries are its own: the remembered ones stay
+    third = SearchIndex()
+    third.add_entry_from_context(page)
+    assert parsed == ["x/"] * 4 and third.entries == second.entries and third.entries[0]["text"] != "edited"
+    material = search_lang.add_entry_from_context.__wrapped__
+    importlib.reload(search_lang)
+    assert SearchIndex.add_entry_from_context.__wrapped__ is material
+    assert SearchIndex._segment_chinese.__wrapped__.__module__ == "material.plugins.search.plugin"
+
+
 def test_each_language_has_its_own_clean_search_index(built_site):
     """hooks/search_lang.py: one index per language; no page furniture in it (data-search-exclude,
     put on by hooks/chapters.py and hooks/search_index.py)."""
