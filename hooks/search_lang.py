@@ -70,7 +70,7 @@ def _materials(name: str):
 _material_cut = _materials("_segment_chinese")
 
 
-@remembered
+@remembered(salted=False)  # not the engine's nor the snippets' work: editing a snippet keeps every cut
 def cut(text: str, dictionary: tuple[str, ...]) -> str:
     """Material's cut of text's Chinese runs (words joined by zero-width spaces), with the glossary's
     terms as words."""
@@ -107,7 +107,7 @@ def add_entry_from_context(self, page) -> None:
 
     key = (page.content, page.url, page.title, json.dumps(page.meta, sort_keys=True, default=str),
            _toc(page.toc), _MATERIAL, jieba is not None and _dictionary())
-    self.entries += [dict(entry) for entry in recall("search entries", key, make)]
+    self.entries += [dict(entry) for entry in recall("search entries", key, make, salted=False)]
 
 
 add_entry_from_context.__wrapped__ = _material_add

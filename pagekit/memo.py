@@ -1,7 +1,8 @@
 """Results of the build's pure functions, remembered between builds in .cache/memo.json (`make clean` removes it).
 
 `@remembered` keys a result by the function, its arguments and all else it may read: the engine's source and
-every file in snippets/. The hooks `load()` before a build and `save()` what that build used.
+every file in snippets/ (left out for a result that reads neither: a search entry, a jieba cut). The hooks
+`load()` before a build and `save()` what that build used.
 """
 from __future__ import annotations
 
@@ -22,20 +23,24 @@ def _salt() -> str:
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
-def recall(name: str, key, make):
-    """`make()`'s result, remembered under `name` and `key` (its repr: all that result depends on)."""
-    digest = hashlib.sha256(repr((name, key, _salt())).encode()).hexdigest()
+def recall(name: str, key, make, *, salted: bool = True):
+    """`make()`'s result, remembered under `name` and `key` (its repr: all that result depends on), and the
+    engine's and snippets' sources unless `salted` is False (a result that reads neither)."""
+    digest = hashlib.sha256(repr((name, key, _salt() if salted else None)).encode()).hexdigest()
     if digest not in _seen:
         _seen[digest] = make()
     _used[digest] = _seen[digest]
     return _seen[digest]
 
 
-def remembered(fn):
-    """`fn`'s result, remembered by its arguments."""
+def remembered(fn=None, *, salted: bool = True):
+    """`fn`'s result, remembered by its arguments (`@remembered`, or `@remembered(salted=False)`: see recall)."""
+    if fn is None:
+        return functools.partial(remembered, salted=salted)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        return recall(fn.__qualname__, (args, sorted(kwargs.items())), lambda: fn(*args, **kwargs))
+        return recall(fn.__qualname__, (args, sorted(kwargs.items())), lambda: fn(*args, **kwargs), salted=salted)
     return wrapper
 
 

@@ -201,6 +201,9 @@ def test_a_texts_cut_is_remembered_by_the_text_and_the_dictionary(monkeypatch):
     assert search_lang.cut(text, dictionary) == search_lang.cut(text, dictionary) and cuts == [text]
     search_lang.cut(text, (*dictionary, "剪切"))  # a new glossary term: cut again
     assert cuts == [text, text]
+    from pagekit import memo
+    monkeypatch.setattr(memo, "_salt", lambda: "a snippet was edited")  # the engine's work misses; not the cut
+    assert search_lang.cut(text, dictionary) and cuts == [text, text]
 
 
 def test_a_pages_search_entries_are_remembered_by_all_they_are_made_of(monkeypatch):
@@ -233,6 +236,10 @@ def test_a_pages_search_entries_are_remembered_by_all_they_are_made_of(monkeypat
     third = SearchIndex()
     third.add_entry_from_context(page)
     assert parsed == ["x/"] * 4 and third.entries == second.entries and third.entries[0]["text"] != "edited"
+    from pagekit import memo
+    monkeypatch.setattr(memo, "_salt", lambda: "a snippet was edited")  # the page's HTML says if it changed
+    SearchIndex().add_entry_from_context(page)
+    assert parsed == ["x/"] * 4
     material = search_lang.add_entry_from_context.__wrapped__
     importlib.reload(search_lang)
     assert SearchIndex.add_entry_from_context.__wrapped__ is material
