@@ -15,6 +15,7 @@ from pagekit.project import ROOT
 CACHE = ROOT / ".cache" / "memo.json"
 _seen: dict[str, object] = {}
 _used: dict[str, object] = {}
+_on_disk: set[str] = set()  # the keys CACHE holds
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,10 +50,15 @@ def load() -> None:
     if not _seen and CACHE.is_file():
         try:
             _seen.update(json.loads(CACHE.read_text(encoding="utf-8")))
+            _on_disk.update(_seen)
         except ValueError:  # a damaged file: start again
             pass
 
 
 def save() -> None:
+    if _used.keys() <= _on_disk and CACHE.is_file():
+        return  # nothing new (a warm build): not 7 MB written again; what it no longer uses goes at the next write
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     CACHE.write_text(json.dumps(_used), encoding="utf-8")
+    _on_disk.clear()
+    _on_disk.update(_used)

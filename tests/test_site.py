@@ -206,6 +206,27 @@ def test_a_texts_cut_is_remembered_by_the_text_and_the_dictionary(monkeypatch):
     assert search_lang.cut(text, dictionary) and cuts == [text, text]
 
 
+def test_the_memo_file_is_written_only_when_a_build_used_other_results(tmp_path, monkeypatch):
+    """pagekit.memo: a warm build, which used what the file holds, does not write its 7 MB again."""
+    from pagekit import memo
+    monkeypatch.setattr(memo, "CACHE", tmp_path / "memo.json")
+    for name, empty in (("_seen", {}), ("_used", {}), ("_on_disk", set())):
+        monkeypatch.setattr(memo, name, empty)
+    memo.recall("t", 1, lambda: "one", salted=False)
+    memo.save()
+    assert list(json.loads(memo.CACHE.read_text()).values()) == ["one"]
+    memo.CACHE.write_text("{}")  # a save that writes replaces it
+    memo.recall("t", 1, lambda: "one", salted=False)
+    memo.save()
+    assert memo.CACHE.read_text() == "{}"
+    memo.recall("t", 2, lambda: "two", salted=False)
+    memo.save()
+    assert sorted(json.loads(memo.CACHE.read_text()).values()) == ["one", "two"]
+    memo.CACHE.unlink()  # removed by hand: written again
+    memo.save()
+    assert memo.CACHE.is_file()
+
+
 def test_a_pages_search_entries_are_remembered_by_all_they_are_made_of(monkeypatch):
     """hooks/search_lang.py: Material parses a page's HTML into entries once per page content, title,
     table of contents and front matter; a warm build appends the remembered entries, and `mkdocs serve`,
