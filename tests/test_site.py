@@ -206,6 +206,47 @@ def test_a_texts_cut_is_remembered_by_the_text_and_the_dictionary(monkeypatch):
     assert search_lang.cut(text, dictionary) and cuts == [text, text]
 
 
+def test_a_pages_render_is_remembered_by_what_it_reads_unless_it_warned(tmp_path, monkeypatch):
+    """hooks/build_cache.py: MkDocs renders a page's Markdown once per Markdown, included files and
+    addresses; a render that logged a warning renders again at every build, so `--strict` fails again."""
+    import logging
+    from types import SimpleNamespace
+
+    from mkdocs.structure.toc import get_toc
+
+    from hooks import build_cache
+    calls = []
+
+    def render(page, config, files):  # MkDocs' Page.render, in short
+        calls.append(page.markdown)
+        if "bad link" in page.markdown:
+            logging.getLogger("mkdocs.structure.pages").warning("a link to a page that does not exist")
+        page.content, page._title_from_render = f"<h1 id=\"t\">{page.markdown}</h1>", "T"
+        page.toc = get_toc([{"level": 1, "id": "t", "name": "T", "children": []}])
+        page.present_anchor_ids, page.links_to_anchors = {"t"}, {}
+
+    monkeypatch.setattr(build_cache, "_page_render", render)
+    monkeypatch.setattr(build_cache, "ROOT", tmp_path)
+    (tmp_path / "part.py").write_text("x = 1\n")
+    config = SimpleNamespace(theme={"language": "en"}, site_url="http://127.0.0.1/")
+
+    def page(markdown):
+        return SimpleNamespace(markdown=markdown, file=SimpleNamespace(src_uri="a.md", url="a/"), content=None)
+
+    markdown = f'--8<-- "part.py:one" {time.time_ns()}'
+    first, second = page(markdown), page(markdown)
+    build_cache._render(first, config, [])
+    build_cache._render(second, config, [])
+    assert calls == [markdown] and second.content == first.content and second._title_from_render == "T"
+    assert [a.id for a in second.toc] == ["t"] and second.present_anchor_ids == {"t"}
+    (tmp_path / "part.py").write_text("x = 2\n")  # an included file changed: rendered again
+    build_cache._render(page(markdown), config, [])
+    assert calls == [markdown] * 2
+    for _ in range(2):
+        build_cache._render(page(markdown + " bad link"), config, [])
+    assert calls == [markdown] * 2 + [markdown + " bad link"] * 2
+
+
 def test_the_memo_file_is_written_only_when_a_build_used_other_results(tmp_path, monkeypatch):
     """pagekit.memo: a warm build, which used what the file holds, does not write its 7 MB again."""
     from pagekit import memo
