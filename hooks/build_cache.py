@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from mkdocs.structure.pages import Page
 from mkdocs.structure.toc import get_toc
 
 from pagekit.memo import recall
+from pagekit.page import includes
 from pagekit.project import ROOT
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "highlight.json"
@@ -80,14 +80,13 @@ def on_env(env, config, files):
 
 _RENDERERS = [(ROOT / "mkdocs.yml").read_bytes()] + [
     version(name) for name in ("mkdocs", "markdown", "pymdown-extensions", "mkdocs-material", "pygments")]
-_INCLUDE = re.compile(r'--8<-- "([^":]+)')
 _page_render = getattr(Page.render, "__wrapped__", Page.render)
 
 
 def _included(text: str, seen: set[str]) -> list[tuple[str, bytes]]:
     """The files a page's Markdown includes, and theirs, with their bytes."""
     found = []
-    for name in dict.fromkeys(_INCLUDE.findall(text)):
+    for name in dict.fromkeys(spec.split(":")[0] for spec in includes(text)):
         if name not in seen:
             seen.add(name)
             data = (ROOT / name).read_bytes() if (ROOT / name).is_file() else b""

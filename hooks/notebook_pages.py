@@ -86,12 +86,16 @@ def execute_in(folder: Path, nb: nbformat.NotebookNode, kernel_name: str, allow_
 @atexit.register
 def _stop_kernels() -> None:
     """A build that fails exits while a lab's kernel may still run (a daemon thread, `start`): stop the
-    kernel, its process group, rather than wait for it or leave it running with the build's output open."""
+    kernel, its process group, rather than wait for it or leave it running with the build's output open.
+    nbclient's own exit callback for that client goes too: it can race the thread's cleanup of the same
+    client (which sets its km to None), and once, under load, it printed "'NoneType' object has no
+    attribute 'cleanup_resources'" after the build's real error."""
     for client in list(_running):
         provisioner = getattr(client.km, "provisioner", None)
         if getattr(provisioner, "pgid", None):
             with contextlib.suppress(OSError):
                 os.killpg(provisioner.pgid, signal.SIGKILL)
+        atexit.unregister(client._cleanup_kernel)
 
 
 def _executed(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool) -> list[tuple[list, int | None]]:

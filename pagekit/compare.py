@@ -238,7 +238,8 @@ def page_outputs(pages: list[Path]) -> dict[Path, list[str | None]]:
 def _same_but_numbers(result: Result) -> bool:
     """A `varies(cpu=True)` block that printed other digits only: this CPU's, not a change to the page."""
     block = result.block
-    return _numbers_free(block) and block.expected is not None and not differs_beyond_numbers(block.expected, result.output)
+    return (_numbers_free(block) and block.expected is not None
+            and not differs_beyond_numbers(block.expected, result.output))
 
 
 def write_outputs(names: list[str], check: bool = False) -> list[str]:

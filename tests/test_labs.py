@@ -234,6 +234,21 @@ def test_the_build_starts_the_runs_of_the_notebooks_it_has_not_cached(tmp_path, 
     assert started == ["print('new')"]
 
 
+def test_a_failing_build_stops_its_kernels_and_their_exit_cleanup(monkeypatch):
+    """hooks/notebook_pages.py: on a build error each running lab kernel's process group is killed, and
+    nbclient's exit callback for its client is dropped (it raced the lab thread's own cleanup and printed
+    a traceback after the build's error)."""
+    from types import SimpleNamespace
+
+    killed, dropped = [], []
+    client = SimpleNamespace(km=SimpleNamespace(provisioner=SimpleNamespace(pgid=4242)), _cleanup_kernel=object())
+    monkeypatch.setattr(notebook_pages, "_running", [client])
+    monkeypatch.setattr(notebook_pages.os, "killpg", lambda pgid, sig: killed.append((pgid, sig)))
+    monkeypatch.setattr(notebook_pages.atexit, "unregister", dropped.append)
+    notebook_pages.on_build_error(RuntimeError("a broken snippet"))
+    assert killed == [(4242, notebook_pages.signal.SIGKILL)] and dropped == [client._cleanup_kernel]
+
+
 def test_a_second_environment_reads_the_compiled_templates(tmp_path, monkeypatch):
     """hooks/build_cache.py: a template compiled for one language's build is not compiled again for
     the other's, or for the next build."""

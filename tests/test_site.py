@@ -233,7 +233,7 @@ def test_a_pages_render_is_remembered_by_what_it_reads_unless_it_warned(tmp_path
     def page(markdown):
         return SimpleNamespace(markdown=markdown, file=SimpleNamespace(src_uri="a.md", url="a/"), content=None)
 
-    markdown = f'--8<-- "part.py:one" {time.time_ns()}'
+    markdown = f'{time.time_ns()}\n\n--8<-- "part.py:one"\n'
     first, second = page(markdown), page(markdown)
     build_cache._render(first, config, [])
     build_cache._render(second, config, [])
