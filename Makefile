@@ -19,11 +19,15 @@ serve: $(STAMP)  ## zh at http://127.0.0.1:8000/ , en at /en/
 build: $(STAMP)  ## static site in site/
 	$(BIN)/mkdocs build --strict
 
+# Two workers (pytest-xdist): one runs the tests that read the site or wait for the background work (the
+# build, the pages' runs), which it starts; the other takes the rest, and so does the first when it is
+# done (pagekit/pytest_plugin.py). TEST_WORKERS=0: one process, as `make gpu-check` and `make matrix` run.
+TEST_WORKERS ?= 2
 # Bytecode is cached (__pycache__/, ignored by git) even where the shell sets PYTHONDONTWRITEBYTECODE:
 # without it every process of the run (pytest's assertion rewriting, the builds, the page runs)
 # compiles the same sources again.
 test: $(STAMP) lint  ## every test, every block shown on the site
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 
 lint: $(STAMP)   ## ruff (pinned) over snippets/, the code readers copy
 	$(BIN)/ruff check snippets

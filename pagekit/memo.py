@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 
-from pagekit.project import ROOT
+from pagekit.project import ROOT, engine_sources
 
 CACHE = ROOT / ".cache" / "memo.json"
 _seen: dict[str, object] = {}
@@ -20,7 +20,7 @@ _on_disk: set[str] = set()  # the keys CACHE holds
 
 @functools.lru_cache(maxsize=1)
 def _salt() -> str:
-    files = sorted((ROOT / "pagekit").glob("*.py")) + sorted(f for f in (ROOT / "snippets").iterdir() if f.is_file())
+    files = engine_sources() + sorted(f for f in (ROOT / "snippets").iterdir() if f.is_file())
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 

@@ -18,6 +18,12 @@ GENERATED = ROOT / "generated"
 CHAPTER_SECTIONS = ("Task1 基础", "Task3 进阶")
 
 
+def engine_sources() -> list[Path]:
+    """The engine's source a run or a build result depends on: pagekit/ but its pytest plugin (which
+    turns pages into test items and schedules the tests: no page's program or build reads it)."""
+    return sorted(f for f in Path(__file__).parent.glob("*.py") if f.name != "pytest_plugin.py")
+
+
 @lru_cache(maxsize=1)
 def mkdocs_config() -> dict:
     """mkdocs.yml, its !tags not followed (mkdocs need not be installed). PyYAML is imported

@@ -9,6 +9,7 @@ the reason reported.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -116,18 +117,88 @@ PAGE_RUNS = pytest.StashKey[PageRuns]()
 WAIT_S = 900  # FreshRun.results' own limit; pyproject's per-test `timeout` (300 s) is for a test's own work
 
 
+# Under pytest-xdist (`make test`: -n 2) every worker collects every test. One worker runs all the tests
+# that read the site or wait for work in the background (the build, the pages' runs, `early`): our
+# scheduler sends them to it as one unit (each worker writes every test's unit to GROUPS, a folder the
+# main process makes), and that worker starts the work when it runs the first of them; the other worker
+# starts none and takes the other units one by one, as does the first when its unit is done.
+GROUPS = "TPN_XDIST_GROUPS"
+_STARTS = pytest.StashKey[list]()
+_BACKGROUND = pytest.StashKey[set]()
+_UNITS = pytest.StashKey[dict]()  # test id -> the unit xdist sends it in
+_STARTERS = pytest.StashKey[list]()  # the workers that started background work (one, or none)
+
+
+def _shares_a_module_fixture(item) -> bool:
+    defs = getattr(item, "_fixtureinfo", None)
+    return bool(defs) and any(d.scope == "module" for ds in defs.name2fixturedefs.values() for d in ds)
+
+
+def in_background(config, start) -> None:
+    """Call `start()` (which starts background work) now, or, in an xdist worker, before the worker's
+    first test that reads the site or waits for the background."""
+    if hasattr(config, "workerinput"):
+        config.stash.setdefault(_STARTS, []).append(start)
+    else:
+        start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.nodeid in item.config.stash.get(_BACKGROUND, ()) and item.config.stash.get(_STARTS, []):
+        for start in item.config.stash[_STARTS]:
+            start()
+        item.config.stash[_STARTS] = []
+        item.config.workeroutput["started_background"] = True  # sent to the main process at the end
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist sends the worker's collection to the main process
 def pytest_collection_finish(session):
     pages = [item for item in session.items if isinstance(item, ShownPage)]
     if pages:
-        session.config.stash[PAGE_RUNS] = PageRuns(pages)
+        in_background(session.config, lambda: session.config.stash.__setitem__(PAGE_RUNS, PageRuns(pages)))
+    if hasattr(session.config, "workerinput"):
+        units = session.config.stash.get(_UNITS, {})
+        worker = session.config.workerinput["workerid"]
+        (Path(os.environ[GROUPS]) / f"{worker}.json").write_text(json.dumps(units))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    if node.workeroutput.get("started_background"):
+        node.config.stash.setdefault(_STARTERS, []).append(node.gateway.id)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BackgroundAsOne(LoadScopeScheduling):
+        """The tests in the background group are one unit, sent first; the tests of a module that share a
+        module-scoped fixture are one unit (the fixture is made once); every other test is a unit of its
+        own (one unit per module balanced worse: 292 s against 272 s warm). Sent in the order collected."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            if not hasattr(self, "units"):  # every worker collected the same tests (xdist checks)
+                self.units = {}
+                for written in Path(os.environ[GROUPS]).glob("*.json"):
+                    self.units.update(json.loads(written.read_text()))
+            return self.units.get(nodeid, nodeid)
+
+    config.option.loadscopereorder = False  # the order collected: the background first, `multiprocess` last
+    return BackgroundAsOne(config, log)
 
 
 def pytest_sessionfinish(session):
     if PAGE_RUNS in session.config.stash:
         session.config.stash[PAGE_RUNS].close()
+    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(os.environ.pop(GROUPS), ignore_errors=True)
 
 
 def pytest_configure(config):
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        os.environ[GROUPS] = tempfile.mkdtemp(prefix="tpn-xdist-")  # xdist's main process: its workers inherit it
     # This process runs on one core: the other is busy with the build, the pages' runs and the
     # browser meanwhile, and two torch threads on a shared core spin-wait on each other. Processes
     # the tests start (the pages' runs among them) keep torch's default, as a reader has it.
@@ -156,6 +227,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:  # a test that waits for the background may wait as long as that work may take
         if group(item) == 2 and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(WAIT_S))
+    config.stash[_BACKGROUND] = background = {item.nodeid for item in items if group(item) in (1, 2)}
+    if hasattr(config, "workerinput"):  # xdist: the background unit first
+        items.sort(key=lambda item: item.nodeid not in background)
+        config.stash[_UNITS] = {item.nodeid: "background" if item.nodeid in background else
+                                item.nodeid.split("::")[0] if _shares_a_module_fixture(item) else item.nodeid
+                                for item in items}
     # CUDA tests: skipped with a visible reason where no GPU is present
     import torch
 
@@ -167,6 +244,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if getattr(terminalreporter.config.option, "numprocesses", None):
+        starters = sorted(terminalreporter.config.stash.get(_STARTERS, []))
+        terminalreporter.write_line(f"background work started by: {', '.join(starters) or 'no worker'}")
     # blocks left out of a page's run, with the reason the page gives (a GPU, a test that covers them)
     lines = [f"{item_id}: {line}" for item_id, props in _skips(terminalreporter) for line in props]
     if lines:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pagekit.page import Block, Mark, exception_type, expand, python_blocks
-from pagekit.project import ROOT
+from pagekit.project import ROOT, engine_sources
 
 TIMEOUT_S = 600  # a page whose workers start by spawn takes minutes on a loaded 2-core machine
 PRELOAD = ("numpy", "torch", "torchvision", "sklearn.datasets", "matplotlib.pyplot")
@@ -201,7 +201,7 @@ def run_key(path: Path, virtual_cuda: bool) -> str:
 def _environment() -> str:
     from importlib.metadata import distributions
 
-    engine = [source.read_bytes() for source in sorted(Path(__file__).parent.glob("*.py"))]
+    engine = [source.read_bytes() for source in engine_sources()]
     packages = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
     return hashlib.sha256(repr((engine, sys.version, sys.executable, packages, os.path.exists("/dev/nvidiactl"),
                                 os.environ.get("CUDA_VISIBLE_DEVICES"))).encode()).hexdigest()

@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from pagekit.pytest_plugin import in_background
 from pagekit.run import FreshRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,11 +194,16 @@ def pytest_collection_finish(session):
             if _uses(item, name):
                 pages = wanted.get(name, (start, set()))[1]
                 wanted[name] = (start, None if pages is None or _page(item) is None else pages | {_page(item)})
-    for name, (start, pages) in wanted.items():  # -k multi-gpu starts multi-gpu's work only
-        session.config.stash.setdefault(EARLY, Early()).start(name, start, pages)
-    if any(_uses(item, "served_site", "built_site") for item in session.items):
-        session.config.stash[BUILD] = SiteBuild(downloads=any(_uses(item, "downloads") for item in session.items),
-                                                again=any(_uses(item, "second_build") for item in session.items))
+    build = any(_uses(item, "served_site", "built_site") for item in session.items)
+    downloads, again = (any(_uses(item, name) for item in session.items) for name in ("downloads", "second_build"))
+
+    def start():
+        stash = session.config.stash
+        for name, (begin, pages) in wanted.items():  # -k multi-gpu starts multi-gpu's work only
+            stash.setdefault(EARLY, Early()).start(name, begin, pages)
+        if build:
+            stash[BUILD] = SiteBuild(downloads=downloads, again=again)
+    in_background(session.config, start)
 
 
 def pytest_sessionfinish(session):

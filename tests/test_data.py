@@ -1166,9 +1166,10 @@ def test_the_page_shows_an_unsharded_stream_twice_with_two_workers(capsys):
 def test_persistent_workers_start_once_and_later_epochs_get_their_first_batch_sooner():
     starts = demo_persistent()
     assert all(len(t) == 3 for t in starts.values())
-    # every epoch without persistent workers starts two processes; with them only the first
-    assert min(starts[False]) > 5 * max(starts[True][1:]), starts
-    assert starts[True][0] > 5 * max(starts[True][1:]), starts
+    # every epoch without persistent workers starts two processes; with them only the first. Idle, a later
+    # epoch's first batch comes ~40x sooner; with the other test worker busy (make test: -n 2), ~4x was seen
+    assert min(starts[False]) > 2 * max(starts[True][1:]), starts
+    assert starts[True][0] > 2 * max(starts[True][1:]), starts
 
 
 @pytest.mark.multiprocess

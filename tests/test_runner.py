@@ -1,12 +1,16 @@
 """The page runner (pagekit.run) and the output fences (pagekit.compare)."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pagekit import compare
 from pagekit.page import Mark, MarkerError, parse_mark, parse_page
+from pagekit.project import ROOT
 from pagekit.run import run_program
 
 
@@ -212,8 +216,6 @@ def test_a_runs_programs_are_niced_to_five_whatever_the_callers_niceness(tmp_pat
     """Work started in the background by a process already niced (the device check's test) is not
     niced twice: at 10 its programs were starved on a loaded machine."""
     import os
-    import subprocess
-    import sys
 
     (tmp_path / "f").mkdir()
     program = tmp_path / "f" / "x.py"
@@ -255,8 +257,6 @@ def test_a_run_whose_parent_dies_stops_its_programs(tmp_path):
     """A killed pytest leaves no page runs behind, still using the CPU."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     program = tmp_path / "slow.py"
@@ -285,3 +285,18 @@ def test_a_test_that_waits_for_the_background_may_wait_as_long_as_that_work(requ
     from pagekit.pytest_plugin import WAIT_S
 
     assert request.node.get_closest_marker("timeout").args == (WAIT_S,)
+
+
+@pytest.mark.multiprocess
+def test_under_two_workers_one_starts_the_background_and_runs_every_test_that_waits_for_it():
+    """`make test` runs pytest with two workers (pytest-xdist): the pages' items wait for their runs in the
+    background, so they go to one worker as one unit, and that worker alone starts the runs."""
+    pages = [f"docs/{lang}/{slug}.md" for slug in ("containers", "init", "losses") for lang in ("en", "zh")]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-v", *pages, "tests/test_losses.py"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    ran = re.findall(r"^\[(gw\d)\] \[ *\d+%\] PASSED (.+?)\s*$", done.stdout, re.M)
+    assert {test.split("::")[0] for _, test in ran} == {*pages, "tests/test_losses.py"}
+    page_workers = {worker for worker, test in ran if test.split("::")[0] in pages}
+    assert len(page_workers) == 1
+    assert re.search(r"^background work started by: (.*)$", done.stdout, re.M).group(1) == page_workers.pop()
