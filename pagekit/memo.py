@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 
 from pagekit.project import ROOT, engine_sources
 
@@ -59,6 +60,8 @@ def save() -> None:
     if _used.keys() <= _on_disk and CACHE.is_file():
         return  # nothing new (a warm build): not 7 MB written again; what it no longer uses goes at the next write
     CACHE.parent.mkdir(parents=True, exist_ok=True)
-    CACHE.write_text(json.dumps(_used), encoding="utf-8")
+    written = CACHE.with_name(f"{CACHE.name}.{os.getpid()}")  # then renamed: builds side by side (make test's
+    written.write_text(json.dumps(_used), encoding="utf-8")    # two workers) never read a half-written file
+    os.replace(written, CACHE)
     _on_disk.clear()
     _on_disk.update(_used)
