@@ -1,4 +1,4 @@
-# Every target bootstraps .venv from requirements.txt first (again when requirements.txt changes).
+# Every target bootstraps .venv from requirements.txt first (again when requirements.txt or pyproject.toml changes).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +7,7 @@ export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: serve build test lint outputs timings reproducible bench tables figures notebooks colab api-inventory gpu-check matrix lighthouse browser-deps clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt

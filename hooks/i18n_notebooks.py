@@ -31,6 +31,6 @@ class _EverythingUsed(set):
 
 @event_priority(-200)  # after mkdocs-jupyter's own on_pre_build resets its set
 def on_pre_build(config):
-    plugin = config.plugins.get("mkdocs-jupyter")
+    plugin = config.plugins.get("notebooks")
     if plugin is not None:
         plugin._used_cache_paths = _EverythingUsed()

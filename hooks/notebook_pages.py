@@ -23,6 +23,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import html
+import importlib
 import os
 import re
 import signal
@@ -31,7 +32,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-import mkdocs_jupyter.convert
 import mkdocs_jupyter.plugin
 import nbformat
 from pymdownx.slugs import slugify
@@ -40,7 +40,6 @@ from pagekit.comments import code_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_original_nb2html = getattr(mkdocs_jupyter.convert.nb2html, "__wrapped__", mkdocs_jupyter.convert.nb2html)
 QUIET = "-torch.utils.cpp_extension"  # TORCH_LOGS for the lab kernels: that logger only at ERROR
 _runs: dict[str, tuple[str, concurrent.futures.Future]] = {}  # code key -> (exact key of the notebook run, its run)
 # Two kernels at once: on 2 cores a cold build took 19 s with one, 15-18 s with two (37 s before the runs were shared)
@@ -137,10 +136,15 @@ def outputs_for(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool)
     return outputs
 
 
+def _converter():
+    """mkdocs-jupyter's converter module, imported on first use (0.4 s; pagekit/jupyter_plugin.py)."""
+    return importlib.import_module("mkdocs_jupyter.convert")
+
+
 def nb2html(nb_path, execute=False, kernel_name="", allow_errors=True, **options):
     if not execute or not str(nb_path).endswith(".ipynb"):
-        return _original_nb2html(nb_path, execute=execute, kernel_name=kernel_name,
-                                 allow_errors=allow_errors, **options)
+        return _converter().nb2html(nb_path, execute=execute, kernel_name=kernel_name,
+                                    allow_errors=allow_errors, **options)
     nb = nbformat.read(nb_path, as_version=4)
     ran = outputs_for(nb, kernel_name, allow_errors)
     with tempfile.TemporaryDirectory(prefix="lab-") as scratch:
@@ -150,8 +154,8 @@ def nb2html(nb_path, execute=False, kernel_name="", allow_errors=True, **options
         executed = Path(scratch) / "executed" / Path(nb_path).name
         executed.parent.mkdir()
         nbformat.write(nb, executed)
-        body = _original_nb2html(str(executed), execute=False, kernel_name=kernel_name,
-                                 allow_errors=allow_errors, **options)
+        body = _converter().nb2html(str(executed), execute=False, kernel_name=kernel_name,
+                                    allow_errors=allow_errors, **options)
     return with_image_alts(body, nb)
 
 
@@ -172,8 +176,16 @@ def with_image_alts(body: str, nb: nbformat.NotebookNode) -> str:
     return out
 
 
-nb2html.__wrapped__ = _original_nb2html
-mkdocs_jupyter.convert.nb2html = nb2html  # the plugin calls convert.nb2html(...) at render time
+class _Converter:
+    """What the plugin calls `convert` (it calls convert.nb2html(...) at render time): `_converter()`,
+    with nb2html as above."""
+    nb2html = staticmethod(nb2html)
+
+    def __getattr__(self, name: str):
+        return getattr(_converter(), name)
+
+
+mkdocs_jupyter.plugin.convert = _Converter()
 
 _original_cache_key = getattr(mkdocs_jupyter.plugin._compute_cache_key, "__wrapped__",
                               mkdocs_jupyter.plugin._compute_cache_key)
@@ -285,7 +297,7 @@ def on_page_content(content, page, config, files):
 
 def on_pre_build(config):
     """Start the runs of the notebooks whose pages the plugin has not cached, before any page is rendered."""
-    plugin = config.plugins.get("mkdocs-jupyter")
+    plugin = config.plugins.get("notebooks")
     if plugin is None or not plugin.config["execute"]:
         return
     for path in sorted(Path(config.docs_dir).rglob("*.ipynb")):

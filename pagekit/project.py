@@ -19,9 +19,10 @@ CHAPTER_SECTIONS = ("Task1 基础", "Task3 进阶")
 
 
 def engine_sources() -> list[Path]:
-    """The engine's source a run or a build result depends on: pagekit/ but its pytest plugin (which
-    turns pages into test items and schedules the tests: no page's program or build reads it)."""
-    return sorted(f for f in Path(__file__).parent.glob("*.py") if f.name != "pytest_plugin.py")
+    """The engine's source a run or a build result depends on: pagekit/ but its two plugins, pytest's
+    (turns pages into test items, schedules the tests) and MkDocs' (loads mkdocs-jupyter lazily): no
+    page's program and no rendered chapter reads them."""
+    return sorted(f for f in Path(__file__).parent.glob("*.py") if f.name not in ("pytest_plugin.py", "jupyter_plugin.py"))
 
 
 @lru_cache(maxsize=1)

@@ -229,7 +229,7 @@ def test_the_build_starts_the_runs_of_the_notebooks_it_has_not_cached(tmp_path, 
     page.write_text("{}")
     started = []
     monkeypatch.setattr(notebook_pages, "start", lambda nb, kernel, errors: started.append(nb.cells[0].source))
-    config = SimpleNamespace(plugins={"mkdocs-jupyter": SimpleNamespace(config=options)}, docs_dir=str(tmp_path))
+    config = SimpleNamespace(plugins={"notebooks": SimpleNamespace(config=options)}, docs_dir=str(tmp_path))
     notebook_pages.on_pre_build(config)
     assert started == ["print('new')"]
 
@@ -464,3 +464,27 @@ def test_a_cells_printed_lines_become_one_output_however_they_were_flushed(tmp_p
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     notebook_pages.execute_in(tmp_path, nb, "", allow_errors=False)
     assert [(o.output_type, o.text) for o in nb.cells[0].outputs] == [("stream", "a\nb\n")]
+
+
+def test_a_build_that_converts_no_notebook_imports_no_converter(tmp_path):
+    """pagekit/jupyter_plugin.py: the `notebooks` plugin of mkdocs.yml is mkdocs-jupyter's, loaded with
+    nbconvert and jupytext left out until a notebook is converted (0.5 s of a warm build); the site's
+    wrapped converter (hooks/notebook_pages.py) then imports them and converts."""
+    import subprocess
+    import sys
+
+    nbformat.write(notebook("print(6 * 7)"), tmp_path / "lab.ipynb")
+    program = f"""
+import importlib.metadata, importlib.util, sys
+plugin = importlib.metadata.entry_points(group="mkdocs.plugins")["notebooks"].load()
+spec = importlib.util.spec_from_file_location("notebook_pages", {str(ROOT / "hooks" / "notebook_pages.py")!r})
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+import mkdocs_jupyter.plugin
+assert plugin is mkdocs_jupyter.plugin.Plugin, plugin
+print([name for name in ("nbconvert", "jupytext.formats") if name in sys.modules])  # a stand-in has no submodules
+body = mkdocs_jupyter.plugin.convert.nb2html({str(tmp_path / "lab.ipynb")!r}, execute=False)
+print("6</span>" in body and "nbconvert" in sys.modules, mkdocs_jupyter.plugin.jupytext.reads("1 + 1", fmt="py").nbformat)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True 4"], done.stdout
