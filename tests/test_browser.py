@@ -615,6 +615,36 @@ def test_switching_language_keeps_the_readers_section(tab, start, target, headin
     tab.assert_clean(f"{start} -> {target}")
 
 
+# On load: the layout shifts so far, and whether the article's last paragraph is drawn or skipped
+# (content-visibility: auto, extra.css) while the top of the page is in the window.
+_FIRST_SCREEN_JS = """() => new Promise(done => {
+    let shift = 0;
+    new PerformanceObserver(list => list.getEntries().forEach(e => shift += e.hadRecentInput ? 0 : e.value))
+        .observe({type: 'layout-shift', buffered: true});
+    requestAnimationFrame(() => setTimeout(() => done({shift,
+        lastDrawn: [...document.querySelectorAll('article.md-typeset > p > :first-child')].at(-1)
+            .checkVisibility({contentVisibilityAuto: true})})));
+})"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("path", ["/layers/", "/en/layers/"])
+def test_a_long_page_lays_out_its_first_screen_at_once_and_skips_the_rest(tab, path, width):
+    """Text far below the window is not laid out on load (the blocking time Lighthouse measured),
+    and nothing on the first screen moves: its text is laid out at once, not drawn at a
+    placeholder height first."""
+    tab.reset()
+    try:
+        _set_width(tab, width)
+        tab.page.goto("about:blank")
+        tab.goto(path)
+        facts = tab.page.evaluate(_FIRST_SCREEN_JS)
+        assert facts["shift"] < 0.005 and not facts["lastDrawn"], (path, width, facts)
+        tab.assert_clean(path)
+    finally:
+        _set_width(tab, WIDTHS[0])
+
+
 @pytest.mark.parametrize("path", ["/errata/", "/en/errata/"])
 def test_the_errata_read_at_both_widths_without_scrolling_sideways(tab, path):
     """Five columns that wrap at 1280 px; a card per row at 390 px, each cell named; nothing in
