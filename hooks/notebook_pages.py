@@ -137,7 +137,7 @@ def outputs_for(nb: nbformat.NotebookNode, kernel_name: str, allow_errors: bool)
 
 
 def _converter():
-    """mkdocs-jupyter's converter module, imported on first use (0.4 s; pagekit/jupyter_plugin.py)."""
+    """mkdocs-jupyter's converter module, imported on first use (nbconvert: 0.4 s; pagekit/jupyter_plugin.py)."""
     return importlib.import_module("mkdocs_jupyter.convert")
 
 

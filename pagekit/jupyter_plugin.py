@@ -1,6 +1,6 @@
 """mkdocs-jupyter's plugin, named `notebooks` in mkdocs.yml, with its converter imported on first use.
 
-mkdocs-jupyter imports nbconvert and jupytext as MkDocs loads it: 0.5 s of a 2.7 s warm build that
+mkdocs-jupyter imports nbconvert and jupytext as MkDocs loads it: about 0.7 s of a 2.7 s warm build that
 converts no notebook (hooks/build_cache.py keeps the rendered pages). Here each of the two is a
 stand-in module until one of its attributes is read; the plugin is mkdocs-jupyter's own, unchanged.
 The entry point is in pyproject.toml; hooks/notebook_pages.py wraps the converter.
@@ -24,14 +24,13 @@ class Deferred(ModuleType):
         return getattr(importlib.import_module(self.__name__), attr)
 
 
-def defer(name: str) -> ModuleType:
+def defer(name: str) -> None:
     """Put a Deferred for `name` in sys.modules (and on its package), unless `name` is imported."""
     if name not in sys.modules:
         sys.modules[name] = Deferred(name)
         package, _, child = name.rpartition(".")
         if package:
             setattr(importlib.import_module(package), child, sys.modules[name])
-    return sys.modules[name]
 
 
 defer("jupytext")
@@ -39,4 +38,4 @@ defer("mkdocs_jupyter.convert")
 
 from mkdocs_jupyter.plugin import Plugin  # noqa: E402  (after the two stand-ins it imports)
 
-__all__ = ["Deferred", "Plugin", "defer"]
+__all__ = ["Plugin"]

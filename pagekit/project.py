@@ -22,7 +22,8 @@ def engine_sources() -> list[Path]:
     """The engine's source a run or a build result depends on: pagekit/ but its two plugins, pytest's
     (turns pages into test items, schedules the tests) and MkDocs' (loads mkdocs-jupyter lazily): no
     page's program and no rendered chapter reads them."""
-    return sorted(f for f in Path(__file__).parent.glob("*.py") if f.name not in ("pytest_plugin.py", "jupyter_plugin.py"))
+    plugins = ("pytest_plugin.py", "jupyter_plugin.py")
+    return sorted(f for f in Path(__file__).parent.glob("*.py") if f.name not in plugins)
 
 
 @lru_cache(maxsize=1)

@@ -468,8 +468,8 @@ def test_a_cells_printed_lines_become_one_output_however_they_were_flushed(tmp_p
 
 def test_a_build_that_converts_no_notebook_imports_no_converter(tmp_path):
     """pagekit/jupyter_plugin.py: the `notebooks` plugin of mkdocs.yml is mkdocs-jupyter's, loaded with
-    nbconvert and jupytext left out until a notebook is converted (0.5 s of a warm build); the site's
-    wrapped converter (hooks/notebook_pages.py) then imports them and converts."""
+    nbconvert and jupytext left out until a notebook is converted (about 0.7 s of a warm build); the site's
+    wrapped converter (hooks/notebook_pages.py) is the one the plugin calls, and imports them and converts."""
     import subprocess
     import sys
 
@@ -481,6 +481,7 @@ spec = importlib.util.spec_from_file_location("notebook_pages", {str(ROOT / "hoo
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
 import mkdocs_jupyter.plugin
 assert plugin is mkdocs_jupyter.plugin.Plugin, plugin
+assert mkdocs_jupyter.plugin.convert.nb2html.__module__ == "notebook_pages", "the plugin calls the unwrapped converter"
 print([name for name in ("nbconvert", "jupytext.formats") if name in sys.modules])  # a stand-in has no submodules
 body = mkdocs_jupyter.plugin.convert.nb2html({str(tmp_path / "lab.ipynb")!r}, execute=False)
 print("6</span>" in body and "nbconvert" in sys.modules, mkdocs_jupyter.plugin.jupytext.reads("1 + 1", fmt="py").nbformat)
