@@ -286,6 +286,34 @@ class FreshRun:
             self.process.wait()
 
 
+def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, depends=(), files=False,
+               keep=lambda done: done.returncode == 0, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd)`, its output captured as text, remembered in .cache/runs/ as a page's run is: the
+    same command, changes to os.environ, bytes of the `depends` files (a folder: every file in it) and
+    `run_key`'s environment give the same result, read back, with (`files=True`) what it left in cwd. Kept
+    only when keep(done) (a failure may be transient); TPN_RUN_CACHE=0 runs it."""
+    env = os.environ if env is None else env
+    changed = sorted((k, env.get(k)) for k in {*env, *os.environ} if env.get(k) != os.environ.get(k))
+    digest = hashlib.sha256(repr((cmd, changed, _environment())).encode())
+    for path in map(Path, depends):  # by name (a file in a temporary folder is the same file each time)
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(f"{file.relative_to(path.parent)}\0".encode() + file.read_bytes())
+    stored = RUN_CACHE / f"cmd-{digest.hexdigest()[:24]}"
+    if os.environ.get("TPN_RUN_CACHE", "1") != "0" and (stored / "status.json").is_file():
+        if files:
+            shutil.copytree(stored / "files", cwd, dirs_exist_ok=True)
+        return subprocess.CompletedProcess(cmd, **json.loads((stored / "status.json").read_text()))
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if keep(done):
+        if files:
+            shutil.copytree(cwd, stored / "files", dirs_exist_ok=True)
+        stored.mkdir(parents=True, exist_ok=True)
+        (stored / "status.json").write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout,
+                                                        "stderr": done.stderr}))
+    return done
+
+
 @dataclass
 class PageRun:
     records: list[dict]   # one per block that ran (`record`), in order

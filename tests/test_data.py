@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 
 from pagekit.page import expand
 from pagekit.project import LANGS
-from pagekit.run import niced
+from pagekit.run import niced, remembered
 from snippets.data import (
     MEAN,
     STD,
@@ -1210,15 +1210,17 @@ def test_notes_E4_a_notebooks_workers_under_spawn_load_classes_from_a_py_file_no
     """The page's notebook advice on Windows and macOS, with spawn forced on Linux: a notebook's
     __main__ has no file (here `python -c`), so a class defined there fails in the worker and the
     loader reports the dead worker; imported from a .py file beside it, the same class works."""
+    from concurrent.futures import ThreadPoolExecutor
+
     (tmp_path / "my_data.py").write_text(SQUARES_MODULE)
-    runs = {name: subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for name, code in (("imported", NOTEBOOK_IMPORTS_ITS_CLASS), ("in a cell", NOTEBOOK_DEFINES_ITS_CLASS))}
-    done = {name: (proc.communicate(timeout=240), proc.returncode) for name, proc in runs.items()}
-    (out, err), code = done["imported"]
-    assert code == 0 and out == "[0, 1, 4, 9]\n", err[-2000:]
-    (out, err), code = done["in a cell"]
-    assert code != 0
+    codes = {"imported": NOTEBOOK_IMPORTS_ITS_CLASS, "in a cell": NOTEBOOK_DEFINES_ITS_CLASS}
+    with ThreadPoolExecutor() as pool:  # both at once; remembered, as what it may fail with is known
+        done = dict(zip(codes, pool.map(lambda code: remembered(
+            [sys.executable, "-c", code], cwd=tmp_path, depends=[tmp_path / "my_data.py"], timeout=240,
+            keep=lambda done: done.returncode == 0 or "Can't get attribute" in done.stderr), codes.values())))
+    assert done["imported"].returncode == 0 and done["imported"].stdout == "[0, 1, 4, 9]\n", done["imported"].stderr
+    err = done["in a cell"].stderr
+    assert done["in a cell"].returncode != 0
     assert "AttributeError: Can't get attribute 'Squares' on <module '__main__'" in err
     assert re.search(r"RuntimeError: DataLoader worker \(pid\(s\) [\d, ]+\) exited unexpectedly", err)
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pagekit.compare import torch_release
+from pagekit.run import remembered
 from snippets import environment as env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +161,7 @@ def test_a_torchvision_whose_operators_cannot_load_fails_at_import_with_nms():
     # torchvision's compiled ops link against the CUDA libraries of a CUDA torch (libc10_cuda.so,
     # libcudart); a +cpu torch has none, so loading them raises OSError, which torchvision swallows,
     # and `import torchvision` then fails on the first operator it registers
-    done = subprocess.run([sys.executable, "-c", MIXED_PAIR], capture_output=True, text=True, timeout=120)
+    done = remembered([sys.executable, "-c", MIXED_PAIR], keep=lambda done: done.returncode == 1, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == "RuntimeError: operator torchvision::nms does not exist"
 
@@ -906,8 +907,8 @@ HIDE_SETUPTOOLS = textwrap.dedent("""
                                   "import torch; torch.compile(lambda x: x + 1)(torch.ones(2))"])
 def test_benchmark_and_compile_on_cpu_stop_without_setuptools(code):
     """The environment page: both import setuptools, through torch.utils.cpp_extension."""
-    done = subprocess.run([sys.executable, "-c", HIDE_SETUPTOOLS + code], capture_output=True, text=True,
-                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    done = remembered([sys.executable, "-c", HIDE_SETUPTOOLS + code], env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                      keep=lambda done: "No module named 'setuptools'" in done.stderr)
     assert done.returncode != 0
     assert "ModuleNotFoundError: No module named 'setuptools'" in done.stderr
 

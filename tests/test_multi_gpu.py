@@ -24,7 +24,7 @@ from pagekit.compare import differs, exact_environment, own_messages, torch_rele
 from pagekit.export import block_code
 from pagekit.page import exception_type, expand, includes, parse_page, python_blocks, read
 from pagekit.project import LANGS
-from pagekit.run import error_line
+from pagekit.run import error_line, remembered
 from snippets import ddp_train
 from snippets import multi_gpu as mg
 from snippets.multi_gpu import Net
@@ -754,11 +754,12 @@ def test_in_child_validates_and_reports_the_childs_error():
 # ---- no_sync, SyncBatchNorm in a group, FSDP2 and DCP: 2 spawned processes ----
 
 def run_spawned(folder: Path) -> dict[str, str]:
-    """`python -m snippets.multi_gpu --spawn ddp fsdp` in folder, unbuffered: output per run."""
+    """`python -m snippets.multi_gpu --spawn ddp resume fsdp` in folder, unbuffered: output per run (remembered
+    until a snippet, torch or the engine changes, with the files it leaves)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "snippets.multi_gpu", "--spawn", *SPAWN_OUTPUTS],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=240)
+    done = remembered([sys.executable, "-m", "snippets.multi_gpu", "--spawn", *SPAWN_OUTPUTS], cwd=folder,
+                      env=env, depends=[ROOT / "snippets"], files=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     parts = done.stdout.split(mg.SPAWN_SEPARATOR + "\n")
     assert len(parts) == len(SPAWN_OUTPUTS), done.stdout

@@ -1,6 +1,7 @@
 """The page runner (pagekit.run) and the output fences (pagekit.compare)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -211,12 +212,47 @@ def test_a_run_is_remembered_by_what_it_depends_on_and_a_failure_is_not(tmp_path
     assert forced.process is not None and forced.results()
 
 
+def test_a_command_is_remembered_with_its_files_by_what_it_depends_on(tmp_path, monkeypatch):
+    from pagekit import run
+
+    monkeypatch.setattr(run, "RUN_CACHE", tmp_path / "cache")
+    monkeypatch.delenv("TPN_RUN_CACHE", raising=False)
+    runs, data = tmp_path / "runs.log", tmp_path / "data.txt"
+    data.write_text("1")
+    code = (f"import pathlib, sys\nopen({str(runs)!r}, 'a').write('x')\npathlib.Path('left.txt').write_text('kept')\n"
+            f"print(pathlib.Path({str(data)!r}).read_text()); sys.exit(int(sys.argv[1]))")
+
+    def remembered(exit_code: int = 0, **kwargs) -> tuple[subprocess.CompletedProcess, Path]:
+        cwd = tmp_path / f"cwd-{len(list(tmp_path.iterdir()))}"
+        cwd.mkdir()
+        return run.remembered([sys.executable, "-c", code, str(exit_code)], cwd=cwd, files=True,
+                              **{"depends": [data], **kwargs}), cwd
+
+    first, _ = remembered()
+    again, cwd = remembered()  # read back, with the file it left in its folder
+    assert (first.returncode, first.stdout, again.returncode, again.stdout) == (0, "1\n", 0, "1\n")
+    assert (cwd / "left.txt").read_text() == "kept" and runs.read_text() == "x"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "data.txt").write_text("1")  # the same file in another folder: read back
+    assert remembered(depends=[tmp_path / "elsewhere" / "data.txt"])[0].stdout == "1\n" and runs.read_text() == "x"
+    data.write_text("2")  # a file it depends on changed
+    assert remembered()[0].stdout == "2\n" and runs.read_text() == "xx"
+    remembered(env={**os.environ, "SOME_SETTING": "1"})  # another environment
+    assert runs.read_text() == "xxx"
+    for _ in range(2):  # refused by keep (by default: exited 0): runs every time
+        assert remembered(3)[0].returncode == 3
+    assert runs.read_text() == "xxxxx"
+    assert remembered(3, keep=lambda done: done.returncode == 3)[0].returncode == 3 and remembered(3)[0].returncode == 3
+    assert runs.read_text() == "xxxxxx"
+    monkeypatch.setenv("TPN_RUN_CACHE", "0")
+    remembered()
+    assert runs.read_text() == "xxxxxxx"
+
+
 @pytest.mark.parametrize("caller", [0, 5])
 def test_a_runs_programs_are_niced_to_five_whatever_the_callers_niceness(tmp_path, caller):
     """Work started in the background by a process already niced (the device check's test) is not
     niced twice: at 10 its programs were starved on a loaded machine."""
-    import os
-
     (tmp_path / "f").mkdir()
     program = tmp_path / "f" / "x.py"
     program.write_text("import os\nprint(os.nice(0))\n")
@@ -255,7 +291,6 @@ def test_background_work_starts_only_for_the_pages_the_selected_tests_take():
 
 def test_a_run_whose_parent_dies_stops_its_programs(tmp_path):
     """A killed pytest leaves no page runs behind, still using the CPU."""
-    import os
     import signal
     import time
 

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from pagekit.compare import torch_release
 from pagekit.project import LANGS
+from pagekit.run import remembered
 from snippets import training as tr
 
 CPU = torch.device("cpu")
@@ -1049,9 +1050,11 @@ needs_fp32_precision = pytest.mark.skipif(
     reason="this torch predates the fp32_precision settings (2.9 has them)")
 
 
-def run_fresh(code: str) -> subprocess.CompletedProcess:
-    """`code` in a new interpreter: the TF32 switches are process-wide, so each check starts clean."""
-    return subprocess.run([sys.executable, "-c", "import torch\n" + code], capture_output=True, text=True)
+def run_fresh(code: str, fails_with: str | None = None) -> subprocess.CompletedProcess:
+    """`code` in a new interpreter: the TF32 switches are process-wide, so each check starts clean (remembered
+    until a snippet, torch or the engine changes, when it exits 0 or fails with `fails_with`)."""
+    return remembered([sys.executable, "-c", "import torch\n" + code], cwd=ROOT, depends=[ROOT / "snippets"],
+                      keep=lambda done: done.returncode == 0 if fails_with is None else fails_with in done.stderr)
 
 
 @needs_fp32_precision
@@ -1093,7 +1096,8 @@ def test_fp32_precision_none_means_the_level_above_decides():
 @needs_fp32_precision
 @pytest.mark.parametrize("read", ["torch.backends.cuda.matmul.allow_tf32", "torch.get_float32_matmul_precision()"])
 def test_mixing_the_new_and_the_legacy_tf32_settings_raises(read):
-    done = run_fresh(f'torch.backends.cuda.matmul.fp32_precision = "tf32"\nprint({read})')
+    done = run_fresh(f'torch.backends.cuda.matmul.fp32_precision = "tf32"\nprint({read})',
+                     fails_with="mix of the legacy and new APIs")
     assert done.returncode != 0
     assert "RuntimeError" in done.stderr and "mix of the legacy and new APIs" in done.stderr
 
@@ -1205,12 +1209,12 @@ def test_torch_logs_show_graph_breaks_and_recompilations(tmp_path):
     script.write_text("import torch\n\ndef f(x):\n    y = x.sin()\n    print('hi')\n    return y.cos()\n\n"
                       "g = torch.compile(f, backend='eager')\ng(torch.ones(3))\ng(torch.ones(5))\n")
     env = {**__import__("os").environ, "TORCH_LOGS": "graph_breaks,recompiles"}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    done = remembered([sys.executable, script.name], cwd=tmp_path, env=env, depends=[script])
     assert done.returncode == 0, done.stderr
     assert "Graph break in user code at" in done.stderr and "logged.py:5" in done.stderr
     assert "Recompiling function f" in done.stderr
-    quiet = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
-                           env={k: v for k, v in env.items() if k != "TORCH_LOGS"})
+    quiet = remembered([sys.executable, script.name], cwd=tmp_path, depends=[script],
+                       env={k: v for k, v in env.items() if k != "TORCH_LOGS"})
     assert "Graph break" not in quiet.stderr and "Recompiling" not in quiet.stderr
 
 
