@@ -291,7 +291,8 @@ def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = No
     """`subprocess.run(cmd)`, its output captured as text, remembered in .cache/runs/ as a page's run is: the
     same command, changes to os.environ, bytes of the `depends` files (a folder: every file in it) and
     `run_key`'s environment give the same result, read back, with (`files=True`) what it left in cwd. Kept
-    only when keep(done) (a failure may be transient); TPN_RUN_CACHE=0 runs it."""
+    only when keep(done) (a failure may be transient); TPN_RUN_CACHE=0 runs it. It runs in a session of its
+    own, killed whole on a timeout."""
     env = os.environ if env is None else env
     changed = sorted((k, env.get(k)) for k in {*env, *os.environ} if env.get(k) != os.environ.get(k))
     digest = hashlib.sha256(repr((cmd, changed, _environment())).encode())
@@ -304,7 +305,15 @@ def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = No
         if files:
             shutil.copytree(stored / "files", cwd, dirs_exist_ok=True)
         return subprocess.CompletedProcess(cmd, **json.loads((stored / "status.json").read_text()))
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except BaseException:  # a timeout, ^C: the processes it started (torchrun's, spawn's) go too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
+    done = subprocess.CompletedProcess(cmd, process.returncode, out, err)
     if keep(done):
         if files:
             shutil.copytree(cwd, stored / "files", dirs_exist_ok=True)
@@ -343,6 +352,7 @@ def run_pages(pages: list[Path], *, parallel: int = 2, virtual_cuda: bool = Fals
 
 
 def _child(path: str, virtual_cuda: bool) -> None:
+    path = os.path.abspath(path)  # a FILE given relative to the folder pagekit.run started in
     folder = os.path.dirname(path)
     with open(path + ".out", "wb") as out, open(path + ".err", "wb") as err:
         os.dup2(out.fileno(), 1)

@@ -9,7 +9,6 @@ import os
 import pickle
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import types
@@ -586,7 +585,8 @@ def test_digits_split_and_model_shapes():
 
 
 def run_torchrun(tmp_path, nproc: str | None, env_extra: dict) -> str:
-    """Run the page's shell line (or the script with nproc processes) in tmp_path, torchrun = this Python."""
+    """Run the page's shell line (or the script with nproc processes) in tmp_path, torchrun = this Python
+    (remembered, with the files it leaves, until the script, torch or the engine changes)."""
     (tmp_path / "snippets").mkdir()
     shutil.copy(ROOT / "snippets" / "ddp_train.py", tmp_path / "snippets")
     shutil.copy(ROOT / "snippets" / "ddp_run.sh", tmp_path / "snippets")
@@ -594,15 +594,10 @@ def run_torchrun(tmp_path, nproc: str | None, env_extra: dict) -> str:
         f"torchrun --standalone --nproc_per_node={nproc} snippets/ddp_train.py"
     script = f'torchrun() {{ "$PYTHON" -m torch.distributed.run "$@"; }}\nset -e\n{line}\n'
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env_extra}
-    proc = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers too
-        raise
-    assert proc.returncode == 0, out + err
-    return out
+    done = remembered(["bash", "-c", script], cwd=tmp_path, env=env, files=True, timeout=240,
+                      depends=[ROOT / "snippets" / "ddp_train.py", ROOT / "snippets" / "ddp_run.sh"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def check_ddp_run(out: str, tmp_path: Path, world: int, backend: str) -> None:

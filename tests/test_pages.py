@@ -18,6 +18,7 @@ import pytest
 from pagekit import export, project
 from pagekit.comments import code_tokens
 from pagekit.page import parse_page, python_blocks
+from pagekit.run import remembered
 from pagekit.project import LANGS, ROOT
 
 MAX_LINES, MEDIAN_LINES, LINE_LENGTH = 45, 15, 88
@@ -250,14 +251,15 @@ def test_each_chapter_opens_its_committed_notebook_in_colab(built_site, lang):
 
 def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = x + 1")]
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", id="one"), nbformat.v4.new_code_cell("y = x + 1", id="two")]
     nb.cells[1].metadata["tags"] = ["raises-exception"]
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, "-m", "pagekit.run", "r.json", str(path)],
-                   cwd=tmp_path, env=env, check=True)
-    assert json.loads((tmp_path / "r.json").read_text())[str(path)]["returncode"] == 1
+    done = remembered([sys.executable, "-m", "pagekit.run", "r.json", path.name], cwd=tmp_path, env=env,
+                      depends=[path], files=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())[path.name]["returncode"] == 1
     assert "tagged raises-exception but ran without error" in (tmp_path / "nb.ipynb.err").read_text()
 
 

@@ -249,6 +249,27 @@ def test_a_command_is_remembered_with_its_files_by_what_it_depends_on(tmp_path, 
     assert runs.read_text() == "xxxxxxx"
 
 
+def test_a_remembered_command_past_its_timeout_is_killed_with_what_it_started(tmp_path):
+    import time
+
+    from pagekit import run
+
+    pids = tmp_path / "pids"
+    code = ("import os, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\ntime.sleep(60)")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run.remembered([sys.executable, "-c", code], timeout=3)
+
+    def alive(pid: int) -> bool:
+        status = Path(f"/proc/{pid}/status")
+        return status.is_file() and "\nState:\tZ" not in status.read_text()
+    deadline = time.monotonic() + 5
+    while any(map(alive, map(int, pids.read_text().split()))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, map(int, pids.read_text().split())))
+
+
 @pytest.mark.parametrize("caller", [0, 5])
 def test_a_runs_programs_are_niced_to_five_whatever_the_callers_niceness(tmp_path, caller):
     """Work started in the background by a process already niced (the device check's test) is not
