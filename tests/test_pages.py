@@ -18,8 +18,8 @@ import pytest
 from pagekit import export, project
 from pagekit.comments import code_tokens
 from pagekit.page import parse_page, python_blocks
-from pagekit.run import remembered
 from pagekit.project import LANGS, ROOT
+from pagekit.run import remembered
 
 MAX_LINES, MEDIAN_LINES, LINE_LENGTH = 45, 15, 88
 

@@ -222,11 +222,11 @@ def test_a_command_is_remembered_with_its_files_by_what_it_depends_on(tmp_path, 
     code = (f"import pathlib, sys\nopen({str(runs)!r}, 'a').write('x')\npathlib.Path('left.txt').write_text('kept')\n"
             f"print(pathlib.Path({str(data)!r}).read_text()); sys.exit(int(sys.argv[1]))")
 
-    def remembered(exit_code: int = 0, **kwargs) -> tuple[subprocess.CompletedProcess, Path]:
+    def remembered(exit_code: int = 0, depends=(data,), **kwargs) -> tuple[subprocess.CompletedProcess, Path]:
         cwd = tmp_path / f"cwd-{len(list(tmp_path.iterdir()))}"
         cwd.mkdir()
-        return run.remembered([sys.executable, "-c", code, str(exit_code)], cwd=cwd, files=True,
-                              **{"depends": [data], **kwargs}), cwd
+        return run.remembered([sys.executable, "-c", code, str(exit_code)], cwd=cwd, files=True, depends=depends,
+                              **kwargs), cwd
 
     first, _ = remembered()
     again, cwd = remembered()  # read back, with the file it left in its folder
