@@ -190,9 +190,13 @@ RUN_CACHE = ROOT / ".cache" / "runs"
 
 
 def run_key(path: Path, virtual_cuda: bool) -> str:
-    """What a file's run depends on: the file, the engine that runs it, the interpreter and the
-    installed packages (a file's program makes whatever else it reads). Same key, same run."""
-    digest = hashlib.sha256(path.read_bytes())
+    """What a file's run depends on: the file (a notebook's code cells: its text, with the site's links, does
+    not run), the engine that runs it, the interpreter and the installed packages (a file's program makes
+    whatever else it reads). Same key, same run."""
+    code = path.read_bytes()
+    if path.suffix == ".ipynb":
+        code = json.dumps([c["source"] for c in json.loads(code)["cells"] if c["cell_type"] == "code"]).encode()
+    digest = hashlib.sha256(code)
     digest.update(_environment().encode() + repr(virtual_cuda).encode())
     return digest.hexdigest()[:24]
 
@@ -211,6 +215,18 @@ def _artifacts(path: Path) -> dict[str, Path]:
     """What a run of `path` leaves beside it, by the name the cache keeps it under."""
     found = {"out": Path(f"{path}.out"), "err": Path(f"{path}.err")}
     return found | ({"results": path.with_name(path.stem + ".results.json")} if path.suffix == ".json" else {})
+
+
+def _left(path: Path, stored: Path, back: bool = False) -> None:
+    """A notebook's run (a download, alone in its folder): what it left there, kept (or, `back`, put back)."""
+    if path.suffix != ".ipynb":
+        return
+    if back:
+        shutil.copytree(stored / "left", path.parent, dirs_exist_ok=True)
+        return
+    mine = {path.name, *(a.name for a in _artifacts(path).values())}  # kept apart, as for every run
+    shutil.copytree(path.parent, stored / "left", dirs_exist_ok=True,
+                    ignore=lambda folder, names: mine & set(names) if folder == str(path.parent) else ())
 
 
 def _passed(path: Path) -> bool:
@@ -250,6 +266,7 @@ class FreshRun:
                 for name, artifact in _artifacts(path).items():
                     if (stored / name).is_file():
                         shutil.copyfile(stored / name, artifact)
+                _left(path, stored, back=True)
                 self.cached[str(path)] = json.loads((stored / "status.json").read_text())
         todo = [str(p) for p in files if str(p) not in self.cached]
         engine = self.folder / "engine"
@@ -277,6 +294,7 @@ class FreshRun:
                 for name, artifact in _artifacts(Path(file)).items():
                     if artifact.is_file():
                         shutil.copyfile(artifact, stored / name)
+                _left(Path(file), stored)
                 (stored / "status.json").write_text(json.dumps(status))
         return {**self.cached, **ran}
 
@@ -286,24 +304,23 @@ class FreshRun:
             self.process.wait()
 
 
-def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, depends=(), files=False,
+def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, depends=(), files=(),
                keep=lambda done: done.returncode == 0, timeout: float = 300) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd)`, its output captured as text, remembered in .cache/runs/ as a page's run is: the
     same command, changes to os.environ, bytes of the `depends` files (a folder: every file in it) and
-    `run_key`'s environment give the same result, read back, with (`files=True`) what it left in cwd. Kept
-    only when keep(done) (a failure may be transient); TPN_RUN_CACHE=0 runs it. It runs in a session of its
-    own, killed whole on a timeout."""
+    `run_key`'s environment give the same result, read back, with the `files` it left in cwd (names in cwd;
+    "." for all). Kept only when keep(done) (a failure may be transient); TPN_RUN_CACHE=0 runs it. It runs
+    in a session of its own, killed whole on a timeout."""
     env = os.environ if env is None else env
     changed = sorted((k, env.get(k)) for k in {*env, *os.environ} if env.get(k) != os.environ.get(k))
-    digest = hashlib.sha256(repr((cmd, changed, _environment())).encode())
+    digest = hashlib.sha256(repr((cmd, changed, list(files), _environment())).encode())
     for path in map(Path, depends):  # by name (a file in a temporary folder is the same file each time)
         for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
             if file.is_file() and "__pycache__" not in file.parts:
                 digest.update(f"{file.relative_to(path.parent)}\0".encode() + file.read_bytes())
     stored = RUN_CACHE / f"cmd-{digest.hexdigest()[:24]}"
     if os.environ.get("TPN_RUN_CACHE", "1") != "0" and (stored / "status.json").is_file():
-        if files:
-            shutil.copytree(stored / "files", cwd, dirs_exist_ok=True)
+        _copy(stored / "files", Path(cwd or "."), files)
         return subprocess.CompletedProcess(cmd, **json.loads((stored / "status.json").read_text()))
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as process:
@@ -315,12 +332,20 @@ def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = No
             raise
     done = subprocess.CompletedProcess(cmd, process.returncode, out, err)
     if keep(done):
-        if files:
-            shutil.copytree(cwd, stored / "files", dirs_exist_ok=True)
+        _copy(Path(cwd or "."), stored / "files", files)
         stored.mkdir(parents=True, exist_ok=True)
         (stored / "status.json").write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout,
                                                         "stderr": done.stderr}))
     return done
+
+
+def _copy(source: Path, dest: Path, names) -> None:
+    for name in names:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, dest / name, dirs_exist_ok=True)
+        elif (source / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, dest / name)
 
 
 @dataclass

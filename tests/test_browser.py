@@ -330,7 +330,13 @@ class Tab:
     def reset(self):
         self.problems.clear()
 
+    def front(self):
+        """Make this the tab on show: Chromium paints a tab behind another only now and then, so
+        Playwright's waits for a steady element (a scroll, a click) take seconds there."""
+        self.page.bring_to_front()
+
     def goto(self, path: str, status: int = 200):
+        self.front()
         response = self.page.goto(self.site.url(path), wait_until="load")
         assert response is not None and response.status == status, f"{path}: HTTP {response and response.status}"
         self.settle()
@@ -766,6 +772,7 @@ def _open_search(tab, path: str):
 def _search(tab, query: str) -> list[tuple[str, str]]:
     """Type `query` into the open search box, as a reader does; each result link's path and the
     words it asks the page to highlight (its `h` parameter), in order."""
+    tab.front()
     box = tab.page.locator("input.md-search__input")
     # Material shows each answer of its search worker in place of the one before: empty the
     # results, so that the wait below sees the answer to this query.

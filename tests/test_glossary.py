@@ -6,6 +6,7 @@ apart mechanically (小批量 written where a micro-batch is meant) is left to r
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -55,6 +56,7 @@ GLOSSARY = {
 }
 
 
+@functools.cache  # read once for all the tests that search it
 def chinese_texts() -> dict[str, str]:
     """Every text a reader of the Chinese site reads: pages, generated fragments, lab notebooks' prose."""
     texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in sorted(ZH.rglob("*.md"))}
@@ -67,6 +69,7 @@ def chinese_texts() -> dict[str, str]:
     return texts
 
 
+@functools.cache  # read once for all the tests that search it
 def chinese_comments() -> dict[str, str]:
     """The Chinese of the code comments the zh pages, notebooks and scripts show."""
     return {str(p.relative_to(ROOT)): "\n".join(str(v) for v in (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).values())

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ import torch
 from pagekit import reports
 from pagekit.project import LANGS
 from pagekit.pytest_plugin import WAIT_S
-from pagekit.run import niced
+from pagekit.run import NICE, remembered
 from tools import gpu_check, gpu_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,12 +281,13 @@ def test_cuda_tests_are_each_skipped_with_a_reason_on_cpu(tmp_path, request):
     """gpu-check's `-m cuda` session on the CPU, over the smoke tests (its whole selection would take
     as long as collecting every test module): each is skipped with the reason. And so is every `cuda`
     test this session collected (all of them, in `make test`)."""
-    results = tmp_path / "results.json"
+    results = Path(".cache/cuda-smoke.json")  # in ROOT: the same command each time, so it is remembered
     args = ["tests/test_cuda_smoke.py", "-m", "cuda", "-q"]
-    done = subprocess.run(gpu_check.pytest_command(args, results), cwd=ROOT, env=gpu_check.pytest_env(tmp_path / "none"),
-                          capture_output=True, text=True, timeout=120)
+    done = remembered(gpu_check.pytest_command(args, results), cwd=ROOT, env=gpu_check.pytest_env(tmp_path / "none"),
+                      depends=[ROOT / name for name in ("conftest.py", "pyproject.toml", "pagekit", "snippets", "tests",
+                                                        "tools")], files=[results], timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    tests = json.loads(results.read_text(encoding="utf-8"))["tests"]
+    tests = json.loads((ROOT / results).read_text(encoding="utf-8"))["tests"]
     assert len(tests) == 8 and all(t["id"].startswith("tests/test_cuda_smoke.py::") for t in tests), tests
     assert {(t["outcome"], t["message"]) for t in tests} == {("skipped", NO_GPU_REASON)}
     marked = [item for item in request.session.items if item.get_closest_marker("cuda")]
@@ -314,23 +316,22 @@ class BareMachineRun:
 
         self.folder = folder
         self.python = bare_machine.interpreter(folder / "python")
-        wheels = bare_machine.wheels([n.dist for n in gpu_check.NEEDS if n.kind != "torch-matched"], folder / "whl")
+        bare_machine.wheels([n.dist for n in gpu_check.NEEDS if n.kind != "torch-matched"], folder / "whl")
         self.checkout = bare_machine.checkout_copy(ROOT, folder / "checkout")
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        self.process = subprocess.Popen(
-            [self.python, "-m", "tools.gpu_check", "--wheels", str(wheels[0].parent), "--test-on-cpu",
-             "--out", str(folder / "out"), "--commit", "test", "--pages", "docs/en/containers.md"],
-            cwd=self.checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            preexec_fn=niced)
+        # Paths relative to the checkout: the same command each time, remembered by the files it names.
+        self.done = ThreadPoolExecutor(1).submit(
+            remembered, ["nice", "-n", str(NICE), "../python/bin/python", "-m", "tools.gpu_check", "--wheels", "../whl",
+                         "--test-on-cpu", "--out", "out", "--commit", "test", "--pages", "docs/en/containers.md"],
+            cwd=self.checkout, env=env, depends=[self.checkout, folder / "whl"], files=["out", "generated"],
+            timeout=WAIT_S)
 
     def result(self) -> tuple[int, str]:
-        out, _ = self.process.communicate(timeout=WAIT_S)  # as long as the test may wait
-        return self.process.returncode, out
+        done = self.done.result(timeout=WAIT_S)  # as long as the test may wait
+        return done.returncode, done.stdout + done.stderr
 
     def close(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+        self.done.cancel()  # one that has started ends with its command (WAIT_S at most)
 
 
 EARLY = {"bare_machine_run": BareMachineRun}
@@ -344,7 +345,7 @@ def test_the_documented_procedure_runs_on_a_machine_with_only_torch_and_a_wheels
     handle = early.handles["bare_machine_run"]
     assert subprocess.run([handle.python, "-c", "import pytest"], capture_output=True).returncode == 1
     assert returncode == 0, out[-4000:]
-    report = json.loads((handle.folder / "out" / reports.REPORT_JSON).read_text())
+    report = json.loads((handle.checkout / "out" / reports.REPORT_JSON).read_text())
     outcomes = {t["id"]: t["outcome"] for t in report["tests"]}
     assert outcomes.pop("docs/en/containers.md::blocks in order") == "passed"
     assert set(outcomes.values()) == {"skipped"}  # the `cuda` tests, on a CPU

@@ -594,7 +594,7 @@ def run_torchrun(tmp_path, nproc: str | None, env_extra: dict) -> str:
         f"torchrun --standalone --nproc_per_node={nproc} snippets/ddp_train.py"
     script = f'torchrun() {{ "$PYTHON" -m torch.distributed.run "$@"; }}\nset -e\n{line}\n'
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env_extra}
-    done = remembered(["bash", "-c", script], cwd=tmp_path, env=env, files=True, timeout=240,
+    done = remembered(["bash", "-c", script], cwd=tmp_path, env=env, files=["."], timeout=240,
                       depends=[ROOT / "snippets" / "ddp_train.py", ROOT / "snippets" / "ddp_run.sh"])
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -754,7 +754,7 @@ def run_spawned(folder: Path) -> dict[str, str]:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
     done = remembered([sys.executable, "-m", "snippets.multi_gpu", "--spawn", *SPAWN_OUTPUTS], cwd=folder,
-                      env=env, depends=[ROOT / "snippets"], files=True, timeout=240)
+                      env=env, depends=[ROOT / "snippets"], files=["."], timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     parts = done.stdout.split(mg.SPAWN_SEPARATOR + "\n")
     assert len(parts) == len(SPAWN_OUTPUTS), done.stdout

@@ -10,6 +10,7 @@ CPU one). Under the policy every difference but the bug passes, and a wrong numb
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -38,6 +39,7 @@ REMOVED = {("data.md", ("snippets/data.py:demo_dataset_errors",)),
            ("multi-gpu.md", ("snippets/multi_gpu.py:demo_helper_errors",))}
 
 
+@functools.cache  # parsed once: every result of the page asks
 def page_blocks(page: str):
     return python_blocks(parse_page((ROOT / "docs" / "en" / page).read_text(encoding="utf-8"), page))
 
@@ -59,6 +61,7 @@ def h200_results(page: str) -> list[tuple[Result, list[str]]]:
     return found
 
 
+@functools.cache
 def own(page: str) -> list[str]:
     return compare.own_messages("\n".join(block_code(b) for b in page_blocks(page)))
 

@@ -257,7 +257,7 @@ def test_a_notebook_cell_that_must_fail_and_does_not_stops_the_run(tmp_path):
     nbformat.write(nb, path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = remembered([sys.executable, "-m", "pagekit.run", "r.json", path.name], cwd=tmp_path, env=env,
-                      depends=[path], files=True)
+                      depends=[path], files=["."])
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "r.json").read_text())[path.name]["returncode"] == 1
     assert "tagged raises-exception but ran without error" in (tmp_path / "nb.ipynb.err").read_text()

@@ -212,6 +212,34 @@ def test_a_run_is_remembered_by_what_it_depends_on_and_a_failure_is_not(tmp_path
     assert forced.process is not None and forced.results()
 
 
+def test_a_notebook_is_remembered_by_its_code_with_what_it_left_in_its_folder(tmp_path, monkeypatch):
+    """A downloaded lab links to the site that served it (a new port in each test session): its text does not
+    run, so only its code cells key its run; read back, its folder holds what the run wrote there."""
+    import nbformat
+
+    from pagekit import run
+
+    monkeypatch.setattr(run, "RUN_CACHE", tmp_path / "cache")
+    monkeypatch.delenv("TPN_RUN_CACHE", raising=False)
+
+    def notebook(text: str, code: str) -> Path:
+        path = tmp_path / str(len(list(tmp_path.iterdir()))) / "lab" / "lab.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text),
+                                                       nbformat.v4.new_code_cell(code)]), path)
+        return path
+
+    write = "import pathlib\npathlib.Path('out/a.txt').parent.mkdir()\npathlib.Path('out/a.txt').write_text('made')"
+    first = notebook("[site](http://127.0.0.1:1/)", write)
+    assert run.FreshRun([first], first.parent.parent).results()[str(first)]["returncode"] == 0
+    path = notebook("[site](http://127.0.0.1:2/)", write)
+    again = run.FreshRun([path], path.parent.parent)
+    assert again.process is None and again.results()[str(path)]["returncode"] == 0
+    assert (path.parent / "out" / "a.txt").read_text() == "made"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["lab.ipynb", "lab.ipynb.err", "lab.ipynb.out", "out"]
+    assert run.run_key(notebook("[site](http://127.0.0.1:2/)", write + "\nprint(1)"), False) != run.run_key(path, False)
+
+
 def test_a_command_is_remembered_with_its_files_by_what_it_depends_on(tmp_path, monkeypatch):
     from pagekit import run
 
@@ -225,7 +253,7 @@ def test_a_command_is_remembered_with_its_files_by_what_it_depends_on(tmp_path, 
     def remembered(exit_code: int = 0, depends=(data,), **kwargs) -> tuple[subprocess.CompletedProcess, Path]:
         cwd = tmp_path / f"cwd-{len(list(tmp_path.iterdir()))}"
         cwd.mkdir()
-        return run.remembered([sys.executable, "-c", code, str(exit_code)], cwd=cwd, files=True, depends=depends,
+        return run.remembered([sys.executable, "-c", code, str(exit_code)], cwd=cwd, files=["."], depends=depends,
                               **kwargs), cwd
 
     first, _ = remembered()
