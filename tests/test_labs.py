@@ -16,6 +16,7 @@ from PIL import Image
 from hooks import notebook_pages
 from pagekit.comments import code_tokens, translate
 from pagekit.project import LANGS, ROOT
+from pagekit.run import remembered
 from snippets.labs import digit_features, in_memory, predict, save_predictions_grid
 from snippets.training import DigitCNN
 from tools import make_notebooks
@@ -470,10 +471,10 @@ def test_a_build_that_converts_no_notebook_imports_no_converter(tmp_path):
     """pagekit/jupyter_plugin.py: the `notebooks` plugin of mkdocs.yml is mkdocs-jupyter's, loaded with
     nbconvert and jupytext left out until a notebook is converted (about 0.7 s of a warm build); the site's
     wrapped converter (hooks/notebook_pages.py) is the one the plugin calls, and imports them and converts."""
-    import subprocess
     import sys
 
-    nbformat.write(notebook("print(6 * 7)"), tmp_path / "lab.ipynb")
+    lab = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)", id="cell")])  # the same bytes each time
+    nbformat.write(lab, tmp_path / "lab.ipynb")
     program = f"""
 import importlib.metadata, importlib.util, sys
 plugin = importlib.metadata.entry_points(group="mkdocs.plugins")["notebooks"].load()
@@ -483,9 +484,10 @@ import mkdocs_jupyter.plugin
 assert plugin is mkdocs_jupyter.plugin.Plugin, plugin
 assert mkdocs_jupyter.plugin.convert.nb2html.__module__ == "notebook_pages", "the plugin calls the unwrapped converter"
 print([name for name in ("nbconvert", "jupytext.formats") if name in sys.modules])  # a stand-in has no submodules
-body = mkdocs_jupyter.plugin.convert.nb2html({str(tmp_path / "lab.ipynb")!r}, execute=False)
+body = mkdocs_jupyter.plugin.convert.nb2html("lab.ipynb", execute=False)
 print("6</span>" in body and "nbconvert" in sys.modules, mkdocs_jupyter.plugin.jupytext.reads("1 + 1", fmt="py").nbformat)
 """
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=tmp_path)
+    done = remembered([sys.executable, "-c", program], cwd=tmp_path,  # the notebook by its name: the same command
+                      depends=[tmp_path / "lab.ipynb", ROOT / "hooks" / "notebook_pages.py", ROOT / "pagekit"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[]", "True 4"], done.stdout

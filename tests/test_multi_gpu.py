@@ -9,7 +9,6 @@ import os
 import pickle
 import re
 import shutil
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -1155,19 +1154,27 @@ else:
 '''
 
 
+# Both ranks of uneven.py on a free port, each one's output ended by a NUL. The port is picked in the
+# command, so the command is the same each time and remembered (run.remembered).
+LAUNCH_TWO = """
+import os, socket, subprocess, sys
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+procs = [subprocess.Popen([sys.executable, "uneven.py"], env={**env, "RANK": str(r)},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+print("\\0".join(p.communicate(timeout=60)[0] for p in procs))
+"""
+
+
 @pytest.mark.multiprocess
 def test_uneven_steps_fail_at_the_timeout_and_join_handles_them(tmp_path):
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     script = tmp_path / "uneven.py"
     script.write_text(UNEVEN, encoding="utf-8")
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
-    procs = [subprocess.Popen([sys.executable, str(script)], env={**env, "RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in (0, 1)]
-    out = [p.communicate(timeout=60)[0] for p in procs]
+    done = remembered([sys.executable, "-c", LAUNCH_TWO], cwd=tmp_path, depends=[script], timeout=120)
+    out = done.stdout.split("\0")
+    assert len(out) == 2, done.stdout + done.stderr
     assert "rank 0: Join finished 3 steps" in out[0] and "rank 1: Join finished 2 steps" in out[1]
     assert "rank 0: RuntimeError after 1 s" in out[0]  # not forever: the group's timeout
 

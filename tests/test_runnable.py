@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from pagekit.compare import mask, own_messages, program_differs
 from pagekit.export import block_code
 from pagekit.page import parse_page, python_blocks, read
 from pagekit.project import CHAPTERS, LANGS
-from pagekit.run import FreshRun
+from pagekit.run import FreshRun, remembered
 from pagekit.runnable import needs, programs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +139,8 @@ def test_without_a_block_it_needs_the_program_fails(tmp_path):
     from pagekit.runnable import program
 
     (tmp_path / "p.py").write_text(program(blocks, index, without), encoding="utf-8")
-    done = subprocess.run([sys.executable, "p.py"], cwd=tmp_path, capture_output=True, text=True)
+    done = remembered([sys.executable, "p.py"], cwd=tmp_path, depends=[tmp_path / "p.py"],
+                      keep=lambda done: done.returncode == 1)
     assert done.returncode == 1 and "NameError: name '_check_2d' is not defined" in done.stderr
 
 

@@ -375,9 +375,12 @@ def test_a_test_that_waits_for_the_background_may_wait_as_long_as_that_work(requ
 def test_under_two_workers_one_starts_the_background_and_runs_every_test_that_waits_for_it():
     """`make test` runs pytest with two workers (pytest-xdist): the pages' items wait for their runs in the
     background, so they go to one worker as one unit, and that worker alone starts the runs."""
+    from pagekit.run import remembered
+
     pages = [f"docs/{lang}/{slug}.md" for slug in ("containers", "init", "losses") for lang in ("en", "zh")]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-v", *pages, "tests/test_losses.py"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    sources = [*pages, "tests/test_losses.py", "tests/conftest.py", "conftest.py", "pyproject.toml", "pagekit", "snippets"]
+    done = remembered([sys.executable, "-m", "pytest", "-n", "2", "-v", *pages, "tests/test_losses.py"],
+                      cwd=ROOT, depends=[ROOT / source for source in sources], timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
     ran = re.findall(r"^\[(gw\d)\] \[ *\d+%\] PASSED (.+?)\s*$", done.stdout, re.M)
     assert {test.split("::")[0] for _, test in ran} == {*pages, "tests/test_losses.py"}

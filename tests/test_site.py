@@ -16,6 +16,7 @@ import yaml
 
 from pagekit.page import MarkerError, expand, includes, parse_page
 from pagekit.project import LANGS, ROOT
+from pagekit.run import remembered
 from tools.reproducible import differences
 
 DOCS = ROOT / "docs"
@@ -382,11 +383,14 @@ def test_chinese_headings_get_readable_anchors(built_site):
     assert 'id="梯度累加"' in html
 
 
+COPIED = ("docs", "snippets", "generated", "overrides", "hooks", "tools", "mkdocs.yml", "conftest.py", "pagekit",
+          "pyproject.toml", "requirements.txt")  # hooks/chapters.py reads the pins
+
+
 @pytest.fixture(scope="module")
 def project_copy(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("copy")
-    for name in ("docs", "snippets", "generated", "overrides", "hooks", "tools", "mkdocs.yml",
-                 "conftest.py", "pagekit", "pyproject.toml", "requirements.txt"):  # hooks/chapters.py reads the pins
+    for name in COPIED:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -399,12 +403,16 @@ def test_a_removed_section_fails_the_build_and_the_tests(project_copy):
     layers = project_copy / "snippets" / "layers.py"
     layers.write_text(layers.read_text(encoding="utf-8").replace("[start:demo_unfold]", "[start:renamed]"),
                       encoding="utf-8")
-    build = mkdocs("build", "--strict", "--site-dir", str(project_copy / "site"), cwd=project_copy)
+    # both commands remembered by the copy's files (run.remembered), kept when they fail as they must
+    sources = [project_copy / name for name in COPIED]
+    build = remembered([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", "site"], cwd=project_copy,
+                       env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, depends=sources,
+                       keep=lambda done: done.returncode != 0)
     assert build.returncode != 0
     # the last line: the labs' kernels, started with the build (hooks/notebook_pages.py), are stopped, not heard
     assert build.stderr.rstrip().endswith("Snippet section 'demo_unfold' could not be located")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "docs/en/layers.md"],
-                         cwd=project_copy, capture_output=True, text=True, timeout=300)
+    run = remembered([sys.executable, "-m", "pytest", "-q", "docs/en/layers.md"], cwd=project_copy, depends=sources,
+                     keep=lambda done: done.returncode != 0)
     assert run.returncode != 0
     assert "Snippet section 'demo_unfold' could not be located" in run.stdout
 

@@ -15,7 +15,7 @@ import pytest
 
 from pagekit.export import spawn_safe, starts_processes
 from pagekit.page import parse_page
-from pagekit.run import FreshRun, program_file
+from pagekit.run import FreshRun, program_file, remembered
 
 GUARD = 'if __name__ == "__main__":'
 
@@ -83,11 +83,21 @@ def test_a_page_run_starts_its_workers_from_its_script_as_spawn_does(tmp_path):
 def test_without_the_spawn_layout_the_same_page_fails_in_its_workers(tmp_path):
     """The mutant: the page's code run as written, unguarded, the way the data chapter's script
     crashed on Windows and macOS."""
+    import os
+    import sys
+
     blocks = parse_page(PAGE.replace("<!--pytest.mark.multiprocess-->\n", ""))
     assert not starts_processes(blocks)
-    (record,) = run_page(blocks, tmp_path)
+    err = tmp_path / "page.json.err"
+    # the page's run as run_page's, remembered (a failing run is not, in FreshRun): kept when it fails as it must
+    done = remembered([sys.executable, "-m", "pagekit.run", "results.json", "page.json"], cwd=tmp_path,
+                      env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                      depends=[program_file(blocks, tmp_path / "page.json")], files=["."],
+                      keep=lambda done: err.is_file() and "bootstrapping phase" in err.read_text())
+    assert done.returncode == 0, done.stderr
+    (record,) = json.loads((tmp_path / "page.results.json").read_text())
     assert record["error"] is not None and "exited unexpectedly" in record["error"]
-    assert "bootstrapping phase" in (tmp_path / "page.json.err").read_text()
+    assert "bootstrapping phase" in err.read_text()
 
 
 NOTEBOOK_CELL = """\
@@ -113,10 +123,9 @@ def test_in_a_notebook_spawned_workers_cannot_load_a_class_the_notebook_defined(
     """What the data chapter's box tells a Windows or macOS notebook reader: a notebook's
     __main__ has no file for a spawned worker to import (as `python -c` here), so the worker
     cannot find the Dataset class."""
-    import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", NOTEBOOK_CELL], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    done = remembered([sys.executable, "-c", NOTEBOOK_CELL], cwd=tmp_path, keep=lambda done: done.returncode != 0,
+                      timeout=120)
     assert done.returncode != 0
     assert "Can't get attribute 'Squares' on <module '__main__'" in done.stderr
