@@ -770,36 +770,30 @@ def _open_search(tab, path: str):
 
 
 def _search(tab, query: str) -> list[tuple[str, str]]:
-    """Type `query` into the open search box, as a reader does; each result link's path and the
-    words it asks the page to highlight (its `h` parameter), in order."""
+    """Put `query` in the open search box and send the key event Material searches on (its query is
+    the box's value at each `keyup`), in one round trip; each result link's path and the words it asks
+    the page to highlight (its `h` parameter), in order."""
     tab.front()
-    box = tab.page.locator("input.md-search__input")
-    # Material shows each answer of its search worker in place of the one before: empty the
-    # results, so that the wait below sees the answer to this query.
-    last = tab.page.evaluate("""() => {
-        document.querySelectorAll('.md-search-result__list, .md-search-result__meta').forEach(el => el.replaceChildren());
-        return document.querySelector('input.md-search__input').value;
-    }""")
-    if last == query:  # the same query again would not be searched again: clear it first
-        box.fill("")
-        box.press("End")
-    box.fill(query)
-    box.press("End")  # Material searches on key events; fill() sends none
-    return tab.page.evaluate(_RESULTS_JS)
+    return tab.page.evaluate(_SEARCH_JS, query)
 
 
-# Once the results show the answer (a result, or "no matching documents"): each link's path and
-# `h` (the words the page highlights when opened from the results), in order.
-_RESULTS_JS = """() => new Promise((done, fail) => {
-    const results = document.querySelector('.md-search-result');
+# Empty the results (Material shows each answer of its search worker in place of the one before), type,
+# and wait for the answer (a result, or "no matching documents"): each link's path and `h` (the words
+# the page highlights when opened from the results), in order. The same query again is not searched
+# again (Material skips an unchanged value): its answer is the one on screen.
+_SEARCH_JS = """(query) => new Promise((done, fail) => {
+    const box = document.querySelector('input.md-search__input'), results = document.querySelector('.md-search-result');
     const answered = () => results.querySelector('.md-search-result__item')
         || /没有找到|No matching/.test(results.querySelector('.md-search-result__meta')?.textContent);
     const paths = () => [...results.querySelectorAll('.md-search-result__item a.md-search-result__link')]
         .map(a => new URL(a.href)).map(url => [url.pathname, url.searchParams.get('h')]);
-    if (answered()) return done(paths());
+    if (box.value === query && answered()) return done(paths());
+    results.querySelectorAll('.md-search-result__list, .md-search-result__meta').forEach(el => el.replaceChildren());
     const watch = new MutationObserver(() => answered() && (watch.disconnect(), done(paths())));
     watch.observe(results, {childList: true, subtree: true, characterData: true});
     setTimeout(() => fail(new Error('no answer from the search in 15 s')), 15000);
+    box.value = query;
+    box.dispatchEvent(new KeyboardEvent('keyup', {key: 'End', bubbles: true}));
 })"""
 
 
