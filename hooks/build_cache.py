@@ -15,7 +15,8 @@ and the Python version. `make clean` removes both.
 Rendering the pages' Markdown was a quarter of a warm build. MkDocs' `Page.render` is wrapped: its
 results (the HTML, the table of contents, the title, the anchors) are remembered (pagekit.memo) by the
 page's Markdown and address, the files it includes (`--8<--`, read again each build), every file's
-address, the language and site URL, mkdocs.yml and the renderers' versions. A render that logged a
+address, the language, mkdocs.yml and the renderers' versions (not the site URL: MkDocs writes the links it
+renders relative, so a build at another address, as each test session's, reads them too). A render that logged a
 warning is not remembered: it renders again, so `--strict` fails again.
 """
 from __future__ import annotations
@@ -127,7 +128,7 @@ def _render(self, config, files) -> None:
             "links": {f.src_uri: links for f, links in (self.links_to_anchors or {}).items()}}
 
     key = (self.markdown, self.file.src_uri, self.file.url, _included(self.markdown, set()),
-           [(f.src_uri, f.url) for f in files], config.theme["language"], config.site_url, _RENDERERS)
+           [(f.src_uri, f.url) for f in files], config.theme["language"], _RENDERERS)
     made = recall("page render", key, make, salted=False)
     if rendered:
         return

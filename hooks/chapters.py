@@ -165,13 +165,14 @@ def on_page_markdown(markdown, page, config, files):
         return comments.page_in_language(markdown, _lang(config)) if src.suffix == ".md" else markdown
     lang, slug = _lang(config), src.stem
     site_url = config.site_url or "https://example.invalid/"
-    url = export.page_address(site_url, lang, DEFAULT_LANG, src.name)
-    lang_base = export.page_address(site_url, lang, DEFAULT_LANG, "index.md")
+    # made for a stand-in address, then moved to this build's: the tests' builds (a new port each) read them too
+    url = export.page_address(export.ANY_SITE, lang, DEFAULT_LANG, src.name)
+    lang_base = export.page_address(export.ANY_SITE, lang, DEFAULT_LANG, "index.md")
     checkpoints = {f.name: f for f in sorted((ROOT / page.meta["checkpoints"]).glob("*.pt"))} \
         if "checkpoints" in page.meta else {}
     made = export.chapter_files(markdown, url, lang_base, str(src), lang, slug)
     markdown = with_not_run_notes(markdown, lang, checkpoints)
-    page.chapter_files = {name: made[name] for name in (f"{slug}.ipynb", f"{slug}.py")}
+    page.chapter_files = {name: made[name].replace(export.ANY_SITE, site_url) for name in (f"{slug}.ipynb", f"{slug}.py")}
     for rel in page.meta.get("downloads", []):
         # the file itself on the English page; its comments and docstrings in the page's language
         page.chapter_files[Path(rel).name] = comments.file_in_language(rel, lang)

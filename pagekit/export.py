@@ -30,6 +30,9 @@ class Chapter:
     parts: list[tuple[str, object]]  # ("md", text) or ("code", Block)
 
 
+ANY_SITE = "https://any-site.invalid/"  # a stand-in site_url: results made for it hold no real address
+
+
 def page_address(site_url: str, lang: str, default_lang: str, src: str) -> str:
     """Hosted address of a Markdown page: 'layers.md' -> https://host/en/layers/."""
     base = site_url if lang == default_lang else urljoin(site_url, f"{lang}/")

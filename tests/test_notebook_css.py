@@ -69,7 +69,9 @@ def fake_page(src_uri: str) -> SimpleNamespace:
     return SimpleNamespace(file=SimpleNamespace(src_uri=src_uri), url=src_uri.rsplit(".", 1)[0] + "/")
 
 
-def test_hooks_move_a_notebooks_css_into_its_head_and_leave_other_pages_alone(tmp_path):
+def test_hooks_move_a_notebooks_css_into_its_head_and_leave_other_pages_alone(tmp_path, monkeypatch):
+    from hooks import notebook_css
+    monkeypatch.setattr(notebook_css, "CACHE", tmp_path / "cache")
     content = '<style type="text/css">.jp-Cell{margin:0}.jp-Toolbar{margin:0}</style><div class="jp-Cell"></div>'
     notebook, chapter = fake_page("labs/task1.ipynb"), fake_page("layers.md")
     assert on_page_content(content, notebook, None, None) == '<div class="jp-Cell"></div>'
@@ -78,12 +80,29 @@ def test_hooks_move_a_notebooks_css_into_its_head_and_leave_other_pages_alone(tm
     html = ('<html><head><link rel="stylesheet" href="../../site.css"></head><body><div class="jp-Cell">'
             '<div class="highlight-ipynb"><pre><span class="n">x</span><span class="o">=</span></pre></div></div>'
             '</body></html>')
-    config = SimpleNamespace(site_dir=str(tmp_path))
+    config = SimpleNamespace(site_dir=str(tmp_path), site_url=None)
     assert on_post_page(html, notebook, config) == (
         '<html><head><link rel="stylesheet" href="../../site.css"><style id="notebook-css">.jp-Cell{margin:0}</style>\n'
         '</head><body><div class="jp-Cell"><div class="highlight-ipynb"><pre>x<span class="o">=</span></pre></div></div>'
         '</body></html>')
     assert on_post_page(html, chapter, config) == html
+
+
+def test_a_notebook_pages_result_is_read_back_by_a_build_at_another_address(tmp_path, monkeypatch):
+    """A test session builds the site at a new port each time: the pruned page, kept for a stand-in
+    address, is read back there with that session's address in it."""
+    from hooks import notebook_css
+    monkeypatch.setattr(notebook_css, "CACHE", tmp_path / "cache")
+    made = []
+    monkeypatch.setattr(notebook_css, "unwrap_plain_spans", lambda page, sheets: made.append(page) or (page, set()))
+    notebook = fake_page("labs/task1.ipynb")
+    notebook.notebook_css = ".jp-Cell{margin:0}"
+    for port in (1, 2, 2):
+        site = f"http://127.0.0.1:{port}/"
+        html = f'<html><head><link rel="canonical" href="{site}labs/task1/"></head><body class="jp-Cell"></body></html>'
+        out = on_post_page(html, notebook, SimpleNamespace(site_dir=str(tmp_path), site_url=site))
+        assert out.startswith(f'<html><head><link rel="canonical" href="{site}labs/task1/"><style id="notebook-css">')
+    assert len(made) == 1
 
 
 CODE_PAGE = ('<div class="jupyter-wrapper"><div class="highlight-ipynb hl-python"><pre><span></span>'
