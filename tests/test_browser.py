@@ -755,6 +755,14 @@ def test_no_code_runs_under_the_copy_buttons(tab, page: Page):
 
 # ---------------------------------------------------------------- search
 
+# How many times the page fetched its language's search index; whether the results show Material's placeholder
+# (its worker built the index and searched the empty box).
+_INDEX_JS = """() => ({fetched: performance.getEntriesByType('resource')
+        .filter(e => new URL(e.name).pathname.endsWith('/search/search_index.json')).length,
+    ready: document.querySelector('.md-search-result__meta').textContent.trim()
+        === JSON.parse(document.getElementById('__config').textContent).translations['search.result.placeholder']})"""
+
+
 def _open_search(tab, path: str):
     """Load the page at `path` in the search tab and click into its search box, unless done."""
     if tab.page.url != tab.site.url(path):
@@ -764,9 +772,41 @@ def _open_search(tab, path: str):
         # Once its index is built, Material searches what the box holds (nothing) and shows the
         # placeholder. Its answers show with the query last typed: one to an earlier query, shown
         # with this one's, would read "no matching documents". Type once that is answered.
-        tab.page.wait_for_function("""() => document.querySelector('.md-search-result__meta').textContent.trim()
-            === JSON.parse(document.getElementById('__config').textContent).translations['search.result.placeholder']""")
+        tab.page.wait_for_function(f"() => ({_INDEX_JS})().ready")
         tab.assert_clean(f"{path}, opened to search from")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_search_index_is_fetched_when_the_reader_turns_to_the_search(tab, width):
+    """overrides/main.html: a page load fetches no search index (0.4 MB, and a lunr index built from it);
+    the search box getting the focus does (a click on the desktop, the search button on a phone), and
+    the search is ready a moment later."""
+    try:
+        _set_width(tab, width)
+        tab.reset()
+        tab.goto("/en/layers/")
+        assert tab.page.evaluate(_INDEX_JS) == {"fetched": 0, "ready": False}
+        if width < 960:  # Material shows the box in the header from 60em up; below it, a button
+            tab.page.locator("label.md-header__button[for=__search]").click()
+        else:
+            tab.page.locator("input.md-search__input").click()
+        tab.page.wait_for_function(f"() => ({_INDEX_JS})().ready")
+        assert tab.page.evaluate(_INDEX_JS)["fetched"] == 1
+        tab.page.keyboard.press("Escape")
+        tab.assert_clean(f"searching from /en/layers/ at {width} px")
+    finally:
+        _set_width(tab, WIDTHS[0])
+
+
+def test_a_page_opened_from_a_result_fetches_the_index_and_highlights_the_words(tab):
+    """Material highlights a result's words (`?h=`) with its index's settings: that page fetches it at load."""
+    tab.reset()
+    tab.goto("/en/training/?h=precision")
+    tab.page.wait_for_selector("article mark[data-md-highlight]")
+    marked = tab.page.eval_on_selector_all("article mark[data-md-highlight]", "marks => marks.map(m => m.textContent)")
+    assert marked and {word.lower() for word in marked} == {"precision"}, marked
+    assert tab.page.evaluate(_INDEX_JS)["fetched"] == 1
+    tab.assert_clean("/en/training/?h=precision")
 
 
 def _search(tab, query: str) -> list[tuple[str, str]]:
