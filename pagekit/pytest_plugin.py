@@ -199,6 +199,7 @@ def pytest_sessionfinish(session):
 def pytest_configure(config):
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         os.environ[GROUPS] = tempfile.mkdtemp(prefix="tpn-xdist-")  # xdist's main process: its workers inherit it
+        return  # it runs no test: no torch to import (2 s of a core while the workers collect)
     # This process runs on one core: the other is busy with the build, the pages' runs and the
     # browser meanwhile, and two torch threads on a shared core spin-wait on each other. Processes
     # the tests start (the pages' runs among them) keep torch's default, as a reader has it.

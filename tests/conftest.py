@@ -199,10 +199,10 @@ def pytest_collection_finish(session):
 
     def start():
         stash = session.config.stash
+        if build:  # first: a process of its own, while this one prepares the rest
+            stash[BUILD] = SiteBuild(downloads=downloads, again=again)
         for name, (begin, pages) in wanted.items():  # -k multi-gpu starts multi-gpu's work only
             stash.setdefault(EARLY, Early()).start(name, begin, pages)
-        if build:
-            stash[BUILD] = SiteBuild(downloads=downloads, again=again)
     in_background(session.config, start)
 
 
