@@ -681,7 +681,7 @@ class SpawnRuns:
     """Three scripts whose DataLoader workers start by spawn, run at once (each waits on its
     workers' imports): the notes' unguarded loader, and the page's own code saved as a script,
     with its `if __name__ == "__main__":` guard and without it. Started at the end of collection
-    (EARLY, tests/conftest.py), at a lower CPU priority (run.niced's), each remembered by its command
+    (EARLY, tests/conftest.py), at a lower CPU priority (as run.niced sets it), each remembered by its command
     and script (run.remembered) when it ends as it must; `result()`: name -> (exit status, out, err)."""
 
     def __init__(self, folder: Path, pages: set[str] | None = None):  # every spawn run
@@ -700,8 +700,8 @@ class SpawnRuns:
 
     @functools.cache
     def result(self) -> dict[str, tuple[int, str, str]]:
-        return {name: (done.returncode, done.stdout, done.stderr)
-                for name, done in ((name, future.result(timeout=240)) for name, future in self.running.items())}
+        done = {name: future.result(timeout=240) for name, future in self.running.items()}
+        return {name: (run.returncode, run.stdout, run.stderr) for name, run in done.items()}
 
     def close(self):
         for future in self.running.values():
