@@ -248,6 +248,11 @@ def niced() -> None:
     os.nice(max(0, NICE - os.nice(0)))
 
 
+def nice_prefix() -> list[str]:
+    """`niced` for a command run through `remembered` (which takes no preexec_fn): `nice -n N` before it."""
+    return ["nice", "-n", str(max(0, NICE - os.nice(0)))]
+
+
 class FreshRun:
     """`python -m pagekit.run` over `files`, started now in the background (cwd `folder`, the repository off
     PYTHONPATH, niced; the engine comes through a folder holding only a link to pagekit, dropped from the path

@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 
 from pagekit.page import expand
 from pagekit.project import LANGS
-from pagekit.run import NICE, remembered
+from pagekit.run import nice_prefix, remembered
 from snippets.data import (
     MEAN,
     STD,
@@ -689,7 +689,7 @@ class SpawnRuns:
         scripts = {"unguarded.py": ([], UNGUARDED_SCRIPT),
                    "page_guarded.py": (["-c", SPAWN], page + expand('--8<-- "snippets/data.py:guard"')),
                    "page_unguarded.py": (["-c", SPAWN], page + "main()\n")}
-        nice = ["nice", "-n", str(max(0, NICE - os.nice(0)))]
+        nice = nice_prefix()
         pool = ThreadPoolExecutor(len(scripts))
         self.running = {}
         for name, (args, code) in scripts.items():

@@ -16,7 +16,7 @@ import torch
 from pagekit import reports
 from pagekit.project import LANGS
 from pagekit.pytest_plugin import WAIT_S
-from pagekit.run import NICE, remembered
+from pagekit.run import nice_prefix, remembered
 from tools import gpu_check, gpu_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,8 +320,8 @@ class BareMachineRun:
         self.checkout = bare_machine.checkout_copy(ROOT, folder / "checkout")
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         # Paths relative to the checkout: the same command each time, remembered by the files it names;
-        # niced as background work is (run.niced: to NICE, not NICE more than this process).
-        nice = ["nice", "-n", str(max(0, NICE - os.nice(0)))]
+        # niced as background work is (run.nice_prefix: to NICE, not NICE more than this process).
+        nice = nice_prefix()
         self.done = ThreadPoolExecutor(1).submit(
             remembered, [*nice, "../python/bin/python", "-m", "tools.gpu_check", "--wheels", "../whl", "--test-on-cpu",
                          "--out", "out", "--commit", "test", "--pages", "docs/en/containers.md"],

@@ -301,15 +301,19 @@ def test_a_remembered_command_past_its_timeout_is_killed_with_what_it_started(tm
 @pytest.mark.parametrize("caller", [0, 5])
 def test_a_runs_programs_are_niced_to_five_whatever_the_callers_niceness(tmp_path, caller):
     """Work started in the background by a process already niced (the device check's test) is not
-    niced twice: at 10 its programs were starved on a loaded machine."""
+    niced twice: at 10 its programs were starved on a loaded machine. A remembered command takes the
+    same niceness from `nice_prefix`."""
     (tmp_path / "f").mkdir()
     program = tmp_path / "f" / "x.py"
     program.write_text("import os\nprint(os.nice(0))\n")
     starter = (f"import os, pathlib\nprint(os.nice({caller}))\nfrom pagekit import run\n"
-               f"p = pathlib.Path({str(program)!r})\nassert run.FreshRun([p], p.parent.parent).results()[str(p)]['returncode'] == 0")
+               f"p = pathlib.Path({str(program)!r})\nassert run.FreshRun([p], p.parent.parent).results()[str(p)]['returncode'] == 0\n"
+               "import subprocess, sys\nsubprocess.run(run.nice_prefix() + [sys.executable, str(p)])")
     done = subprocess.run([sys.executable, "-c", starter], check=True, cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "TPN_RUN_CACHE": "0"})
-    assert Path(f"{program}.out").read_text() == f"{max(5, int(done.stdout))}\n"
+    caller_level, prefixed = done.stdout.split()
+    assert Path(f"{program}.out").read_text() == f"{max(5, int(caller_level))}\n"
+    assert int(prefixed) == max(5, int(caller_level))
 
 
 def test_background_work_starts_only_for_the_pages_the_selected_tests_take():
