@@ -192,13 +192,25 @@ RUN_CACHE = ROOT / ".cache" / "runs"
 def run_key(path: Path, virtual_cuda: bool) -> str:
     """What a file's run depends on: the file (a notebook's code cells: its text, with the site's links, does
     not run), the engine that runs it, the interpreter and the installed packages (a file's program makes
-    whatever else it reads). Same key, same run."""
+    whatever else it reads) and the CPU (`cpu`). Same key, same run."""
     code = path.read_bytes()
     if path.suffix == ".ipynb":
         code = json.dumps([c["source"] for c in json.loads(code)["cells"] if c["cell_type"] == "code"]).encode()
     digest = hashlib.sha256(code)
     digest.update(_environment().encode() + repr(virtual_cuda).encode())
     return digest.hexdigest()[:24]
+
+
+def cpu() -> str:
+    """The CPU as torch's kernels see it: its model, its instruction flags (PyTorch picks AVX-512, AVX2 or plain
+    kernels by them, and they round differently) and its number of cores (torch's threads)."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0].split("\n")
+    except OSError:  # not Linux
+        import platform
+        first = [platform.machine(), platform.processor()]
+    kept = [line for line in first if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return repr((kept or first, os.cpu_count()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -208,7 +220,7 @@ def _environment() -> str:
     engine = [source.read_bytes() for source in engine_sources()]
     packages = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
     return hashlib.sha256(repr((engine, sys.version, sys.executable, packages, os.path.exists("/dev/nvidiactl"),
-                                os.environ.get("CUDA_VISIBLE_DEVICES"))).encode()).hexdigest()
+                                os.environ.get("CUDA_VISIBLE_DEVICES"), cpu())).encode()).hexdigest()
 
 
 def _artifacts(path: Path) -> dict[str, Path]:

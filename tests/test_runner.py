@@ -240,6 +240,23 @@ def test_a_notebook_is_remembered_by_its_code_with_what_it_left_in_its_folder(tm
     assert run.run_key(notebook("[site](http://127.0.0.1:2/)", write + "\nprint(1)"), False) != run.run_key(path, False)
 
 
+def test_a_run_is_remembered_per_cpu_whose_vector_kernels_print_other_digits(tmp_path, monkeypatch):
+    """A page's run read back on another CPU would show that CPU the digits of the one that ran it (the
+    training chapter's fit prints others with AVX2 than with AVX-512): the CPU is part of every run's key."""
+    from pagekit import run
+
+    script = tmp_path / "page.py"
+    script.write_text("print(1)\n")
+    here = run.run_key(script, False)
+    assert "flags" in run.cpu() or not Path("/proc/cpuinfo").exists()
+    run._environment.cache_clear()
+    monkeypatch.setattr(run, "cpu", lambda: "another CPU")
+    try:
+        assert run.run_key(script, False) != here
+    finally:
+        run._environment.cache_clear()
+
+
 def test_a_command_is_remembered_with_its_files_by_what_it_depends_on(tmp_path, monkeypatch):
     from pagekit import run
 

@@ -1,6 +1,7 @@
 """Each claim of the training chapter, asserted."""
 import copy
 import math
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pagekit.compare import torch_release
+from pagekit.compare import differs_beyond_numbers, torch_release
 from pagekit.project import LANGS
 from pagekit.run import remembered
 from snippets import training as tr
@@ -261,6 +262,33 @@ def test_same_seed_same_accuracy_and_weights_other_seed_differs():
     assert same_weights(model_a, model_b)
     assert not same_weights(model_a, model_c)
     assert hist_a["train_loss"] != hist_c["train_loss"]
+
+
+_DEMO_FIT = "import torch\nfrom snippets.training import demo_fit\ndemo_fit(torch.device('cpu'))"
+
+
+def _demo_fit_with(capability: str) -> str:
+    """What the page's eight-epoch block prints with PyTorch's CPU kernels for `capability` (a fresh
+    interpreter: ATEN_CPU_CAPABILITY is read once, when torch loads)."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    done = remembered([sys.executable, "-c", _DEMO_FIT], cwd=ROOT, env=env, depends=[ROOT / "snippets"])
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@needs_no_gpu
+def test_the_fits_last_digits_depend_on_the_cpus_vector_kernels_its_conclusion_does_not():
+    """The page: another CPU can print other last digits with the pinned versions, as the plain kernels
+    (ATEN_CPU_CAPABILITY=default) do on a CPU with AVX2 or AVX-512; hence `varies(cpu=True)` on the block."""
+    own = torch.backends.cpu.get_cpu_capability()
+    if own == "DEFAULT":
+        pytest.skip("this CPU has only PyTorch's plain kernels: nothing to compare them with")
+    plain, vector = _demo_fit_with("default"), _demo_fit_with(own.lower())
+    assert plain != vector
+    assert not differs_beyond_numbers(plain, vector), (plain, vector)
+    for printed in (plain, vector):
+        best = float(re.search(r"best epoch \d+: val acc ([\d.]+)", printed).group(1))
+        assert best >= 0.95 and "the model now holds the best weights: True" in printed, printed
 
 
 def test_fit_prints_one_line_per_epoch(capsys, loaders):
@@ -1208,7 +1236,7 @@ def test_torch_logs_show_graph_breaks_and_recompilations(tmp_path):
     script = tmp_path / "logged.py"
     script.write_text("import torch\n\ndef f(x):\n    y = x.sin()\n    print('hi')\n    return y.cos()\n\n"
                       "g = torch.compile(f, backend='eager')\ng(torch.ones(3))\ng(torch.ones(5))\n")
-    env = {**__import__("os").environ, "TORCH_LOGS": "graph_breaks,recompiles"}
+    env = {**os.environ, "TORCH_LOGS": "graph_breaks,recompiles"}
     done = remembered([sys.executable, script.name], cwd=tmp_path, env=env, depends=[script])
     assert done.returncode == 0, done.stderr
     assert "Graph break in user code at" in done.stderr and "logged.py:5" in done.stderr
