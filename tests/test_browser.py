@@ -642,9 +642,10 @@ _FIRST_SCREEN_JS = """() => new Promise(done => {
 @pytest.mark.parametrize("path", ["/layers/", "/en/layers/", "/labs/task1/", "/en/labs/task3/"])
 def test_a_long_page_lays_out_its_first_screen_at_once_and_skips_the_rest(tab, path, width):
     """Text far below the window (a lab: its cells from the sixth) is not laid out on load (the blocking
-    time Lighthouse measured), and nothing on the first screen moves: its text is laid out at once, not
-    drawn at a placeholder height first. (A lab's first screen at 1280 px moves 0.008-0.010 with or
-    without the skipping, a code cell at its foot: the skipping adds none.)"""
+    time Lighthouse measured), and nothing on the first screen moves: its text and a lab's first code
+    cells are laid out at once, not drawn at a placeholder height first (a lab's page is drawn before
+    it is all parsed: 0.008-0.010 at 1280 px), and the header's search is shown from the first paint
+    (it moved the language menu: 0.0007 on every page)."""
     tab.reset()
     try:
         _set_width(tab, width)
@@ -652,7 +653,7 @@ def test_a_long_page_lays_out_its_first_screen_at_once_and_skips_the_rest(tab, p
         tab.goto(path)
         facts = tab.page.evaluate(_FIRST_SCREEN_JS)
         assert facts["skipped"] == 0 and not facts["lastDrawn"], (path, width, facts)
-        assert facts["shift"] < (0.015 if "/labs/" in path else 0.005), (path, width, facts)
+        assert facts["shift"] < 0.0005, (path, width, facts)
         tab.assert_clean(path)
     finally:
         _set_width(tab, WIDTHS[0])
