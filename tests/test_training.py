@@ -277,7 +277,6 @@ def _demo_fit_with(capability: str) -> str:
     return done.stdout
 
 
-@needs_no_gpu
 def test_the_fits_last_digits_depend_on_the_cpus_vector_kernels_its_conclusion_does_not():
     """The page: another CPU can print other last digits with the pinned versions, as the plain kernels
     (ATEN_CPU_CAPABILITY=default) do on a CPU with AVX2 or AVX-512; hence `varies(cpu=True)` on the block."""
