@@ -197,7 +197,7 @@ def run_key(path: Path, virtual_cuda: bool) -> str:
     if path.suffix == ".ipynb":
         code = json.dumps([c["source"] for c in json.loads(code)["cells"] if c["cell_type"] == "code"]).encode()
     digest = hashlib.sha256(code)
-    digest.update(_environment().encode() + repr(virtual_cuda).encode())
+    digest.update(environment().encode() + repr(virtual_cuda).encode())
     return digest.hexdigest()[:24]
 
 
@@ -214,7 +214,9 @@ def cpu() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _environment() -> str:
+def environment() -> str:
+    """What every run here depends on besides its own code: the engine, the interpreter, the installed packages,
+    whether a GPU is there and which are visible, and the CPU. Part of every remembered result's key."""
     from importlib.metadata import distributions
 
     engine = [source.read_bytes() for source in engine_sources()]
@@ -330,7 +332,7 @@ def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = No
     in a session of its own, killed whole on a timeout."""
     env = os.environ if env is None else env
     changed = sorted((k, env.get(k)) for k in {*env, *os.environ} if env.get(k) != os.environ.get(k))
-    digest = hashlib.sha256(repr((cmd, changed, list(files), _environment())).encode())
+    digest = hashlib.sha256(repr((cmd, changed, list(files), environment())).encode())
     for path in map(Path, depends):  # by name (a file in a temporary folder is the same file each time)
         for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
             if file.is_file() and "__pycache__" not in file.parts:

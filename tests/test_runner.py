@@ -249,12 +249,12 @@ def test_a_run_is_remembered_per_cpu_whose_vector_kernels_print_other_digits(tmp
     script.write_text("print(1)\n")
     here = run.run_key(script, False)
     assert "flags" in run.cpu() or not Path("/proc/cpuinfo").exists()
-    run._environment.cache_clear()
+    run.environment.cache_clear()
     monkeypatch.setattr(run, "cpu", lambda: "another CPU")
     try:
         assert run.run_key(script, False) != here
     finally:
-        run._environment.cache_clear()
+        run.environment.cache_clear()
 
 
 def test_a_command_is_remembered_with_its_files_by_what_it_depends_on(tmp_path, monkeypatch):
