@@ -213,6 +213,11 @@ def cpu() -> str:
     return repr((kept or first, os.cpu_count()))
 
 
+def reads_back() -> bool:
+    """Whether what .cache/runs/ remembers is read back: yes, unless TPN_RUN_CACHE=0 (run everything again)."""
+    return os.environ.get("TPN_RUN_CACHE", "1") != "0"
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> str:
     """What every run here depends on besides its own code: the engine, the interpreter, the installed packages,
@@ -277,7 +282,7 @@ class FreshRun:
         self.folder = Path(folder)
         self.cached: dict[str, dict] = {}
         self.keys: dict[str, str] = {}
-        use_cache = os.environ.get("TPN_RUN_CACHE", "1") != "0"
+        use_cache = reads_back()
         for path in map(Path, files):
             self.keys[str(path)] = key = run_key(path, virtual_cuda)
             stored = RUN_CACHE / key
@@ -338,7 +343,7 @@ def remembered(cmd: list[str], *, cwd: Path | None = None, env: dict | None = No
             if file.is_file() and "__pycache__" not in file.parts:
                 digest.update(f"{file.relative_to(path.parent)}\0".encode() + file.read_bytes())
     stored = RUN_CACHE / f"cmd-{digest.hexdigest()[:24]}"
-    if os.environ.get("TPN_RUN_CACHE", "1") != "0" and (stored / "status.json").is_file():
+    if reads_back() and (stored / "status.json").is_file():
         _copy(stored / "files", Path(cwd or "."), files)
         return subprocess.CompletedProcess(cmd, **json.loads((stored / "status.json").read_text()))
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

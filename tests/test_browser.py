@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pagekit.run import RUN_CACHE, environment
+from pagekit.run import RUN_CACHE, environment, reads_back
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -1101,7 +1101,7 @@ def lab_view(tab):
     @functools.cache
     def view(page: Page) -> LabView:
         stored = RUN_CACHE / f"lab-view-{_lab_view_key(tab, page)}.json"
-        if os.environ.get("TPN_RUN_CACHE", "1") != "0" and stored.is_file():
+        if reads_back() and stored.is_file():
             return LabView(**json.loads(stored.read_text(encoding="utf-8")))
         tab.reset()
         (pruned_styles, built), (full_styles, converted) = _read_both_ways(
